@@ -1,0 +1,119 @@
+//! Shape inference as an egg [`Analysis`]: every e-class knows its shape,
+//! whether it is a number literal, and whether it depends on a batched input.
+
+use crate::language::Op;
+use crate::shape::{ChildInfo, Shape};
+use egg::{Analysis, DidMerge, EGraph, Id, Language, Symbol};
+use std::collections::{HashMap, HashSet};
+
+/// What every e-class knows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassData {
+    /// The shape of the class's value.
+    pub shape: Shape,
+    /// The value, when the class is a number literal.
+    pub constant: Option<f64>,
+    /// Whether the value depends on an input being batched over (it is "mapped").
+    pub mapped: bool,
+}
+
+/// The analysis: declared shapes of the variables, which variables are
+/// batched over, and the batch size (the shape of a `vmap` spec node).
+#[derive(Debug, Default, Clone)]
+pub struct ShapeAnalysis {
+    /// The shape of every variable.
+    pub vars: HashMap<Symbol, Shape>,
+    /// The per-example variables being batched over.
+    pub over: HashSet<Symbol>,
+    /// The batch size (for `vmap`).
+    pub batch: usize,
+    /// Shape errors found while adding or merging, each naming the op or the
+    /// two shapes: a non-empty list means some rewrite was unsound.
+    pub conflicts: Vec<String>,
+}
+
+impl ShapeAnalysis {
+    /// An analysis for a program's declared variables.
+    pub fn new(vars: HashMap<Symbol, Shape>) -> Self {
+        ShapeAnalysis {
+            vars,
+            ..Default::default()
+        }
+    }
+}
+
+/// The e-graph type used throughout the crate.
+pub type Graph = EGraph<Op, ShapeAnalysis>;
+
+fn report(egraph: &mut Graph, message: String) {
+    // An unsound rule is a bug in the rule: loud in tests and debug builds.
+    debug_assert!(std::env::var_os("BATCHGRAPH_ALLOW_CONFLICTS").is_some(), "{message}");
+    egraph.analysis.conflicts.push(message);
+}
+
+impl Analysis<Op> for ShapeAnalysis {
+    type Data = ClassData;
+
+    fn make(egraph: &mut Graph, enode: &Op, _id: Id) -> ClassData {
+        let data = |id: Id| &egraph[id].data;
+        let mapped = match enode {
+            Op::Var(v) => egraph.analysis.over.contains(v),
+            Op::Vmap(_) => true,
+            other => other.children().iter().any(|&c| data(c).mapped),
+        };
+        let shape = match enode {
+            Op::Var(v) => egraph
+                .analysis
+                .vars
+                .get(v)
+                .cloned()
+                .ok_or_else(|| format!("unknown variable {v}")),
+            Op::Vmap(child) => Ok(data(*child).shape.with_leading(egraph.analysis.batch)),
+            other => {
+                let children: Vec<ChildInfo> = other
+                    .children()
+                    .iter()
+                    .map(|&c| ChildInfo {
+                        shape: &data(c).shape,
+                        constant: data(c).constant,
+                    })
+                    .collect();
+                other.infer_shape(&children).map_err(|e| e.to_string())
+            }
+        };
+        let constant = match enode {
+            Op::Num(n) => Some(n.0),
+            _ => None,
+        };
+        let shape = shape.unwrap_or_else(|message| {
+            report(egraph, message);
+            Shape::scalar()
+        });
+        ClassData {
+            shape,
+            constant,
+            mapped,
+        }
+    }
+
+    fn merge(&mut self, a: &mut ClassData, b: ClassData) -> DidMerge {
+        if a.shape != b.shape {
+            let message = format!(
+                "unsound rewrite: merged a class of shape {} with one of shape {}",
+                a.shape, b.shape
+            );
+            debug_assert!(std::env::var_os("BATCHGRAPH_ALLOW_CONFLICTS").is_some(), "{message}");
+            self.conflicts.push(message);
+        }
+        let mut changed_a = false;
+        if a.constant.is_none() && b.constant.is_some() {
+            a.constant = b.constant;
+            changed_a = true;
+        }
+        if !a.mapped && b.mapped {
+            a.mapped = true;
+            changed_a = true;
+        }
+        DidMerge(changed_a, a.constant != b.constant || a.mapped != b.mapped)
+    }
+}

@@ -1,0 +1,320 @@
+//! The interpreter: one forward sweep over the DAG in topological order (each
+//! node computed once, intermediates dropped after their last use, peak bytes
+//! measured), with tangents carried alongside (forward mode), and one
+//! backward sweep in reverse order that accumulates cotangents (reverse mode).
+
+use crate::error::{Error, Result};
+use crate::grad::{jvp, vjp};
+use crate::kernels::{forward, scalar, Scalar, Tensor};
+use crate::language::Op;
+use crate::program::Program;
+use egg::{Id, Language};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// Values by name: one for every input and param.
+pub type Values<T> = HashMap<String, Tensor<T>>;
+
+/// Outputs of a forward run.
+#[derive(Clone, Debug)]
+pub struct Evaluation<T> {
+    /// Each output by name, in declaration order.
+    pub outputs: Vec<(String, Tensor<T>)>,
+    /// The most bytes of values held at once (inputs included).
+    pub peak_bytes: usize,
+}
+
+/// The gradient of a program's one scalar output.
+#[derive(Clone, Debug)]
+pub struct Gradients<T> {
+    /// The output, by name.
+    pub outputs: Vec<(String, Tensor<T>)>,
+    /// d output / d name for every input and param, in declaration order.
+    pub grads: Vec<(String, Tensor<T>)>,
+    /// The most bytes of values and cotangents held at once.
+    pub peak_bytes: usize,
+}
+
+/// Outputs and their tangents from a forward-mode run.
+#[derive(Clone, Debug)]
+pub struct Tangents<T> {
+    /// Each output by name.
+    pub outputs: Vec<(String, Tensor<T>)>,
+    /// Each output's tangent by name.
+    pub jvp: Vec<(String, Tensor<T>)>,
+}
+
+/// Runs one program. Build it once and run it on many values.
+#[derive(Clone, Debug)]
+pub struct Interpreter<'p> {
+    program: &'p Program,
+    uses: Vec<usize>,
+    check_finite: bool,
+}
+
+struct Sweep<'v, T: Scalar> {
+    values: Vec<Option<Cow<'v, Tensor<T>>>>,
+    tangents: Vec<Option<Tensor<T>>>,
+    peak_bytes: usize,
+}
+
+fn bytes<T>(t: &Tensor<T>) -> usize {
+    t.len() * std::mem::size_of::<T>()
+}
+
+impl<'p> Interpreter<'p> {
+    /// An interpreter for `program`.
+    pub fn new(program: &'p Program) -> Self {
+        let mut uses = vec![0; program.node_count()];
+        for node in program.expr.as_ref() {
+            for &c in node.children() {
+                uses[usize::from(c)] += 1;
+            }
+        }
+        for (_, id) in &program.outputs {
+            uses[usize::from(*id)] += 1;
+        }
+        Interpreter {
+            program,
+            uses,
+            check_finite: false,
+        }
+    }
+
+    /// Report a NaN or infinity with the op that produced it, instead of returning it.
+    pub fn check_finite(mut self, check: bool) -> Self {
+        self.check_finite = check;
+        self
+    }
+
+    fn literal(&self, node: &Op) -> impl Fn(usize) -> f64 + '_ {
+        let children: Vec<Id> = node.children().to_vec();
+        move |position| match &self.program.expr[children[position]] {
+            Op::Num(n) => n.0,
+            _ => f64::NAN,
+        }
+    }
+
+    fn check_values<T: Scalar>(&self, values: &Values<T>, what: &str, all_required: bool) -> Result<()> {
+        let declared: Vec<_> = self.program.inputs.iter().chain(&self.program.params).collect();
+        for name in values.keys() {
+            if !declared.iter().any(|d| &d.name == name) {
+                return Err(Error::Values(format!(
+                    "{what}: `{name}` is not an input or param of the program"
+                )));
+            }
+        }
+        for d in declared {
+            match values.get(&d.name) {
+                None if all_required => {
+                    return Err(Error::Values(format!(
+                        "{what}: no value for `{}` (shape {})",
+                        d.name, d.shape
+                    )))
+                }
+                Some(v) if v.shape() != d.shape.dims() => {
+                    return Err(Error::Values(format!(
+                        "{what}: `{}` has shape {}, but the program declares {}",
+                        d.name,
+                        crate::shape::Shape(v.shape().to_vec()),
+                        d.shape
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The forward sweep; with `retain` every value is kept (for a backward
+    /// sweep), else each is dropped after its last use.
+    fn sweep<'v, T: Scalar>(
+        &self,
+        values: &'v Values<T>,
+        tangents: Option<&Values<T>>,
+        retain: bool,
+    ) -> Result<Sweep<'v, T>> {
+        let expr = self.program.expr.as_ref();
+        let mut s = Sweep {
+            values: (0..expr.len()).map(|_| None).collect(),
+            tangents: vec![None; if tangents.is_some() { expr.len() } else { 0 }],
+            peak_bytes: 0,
+        };
+        let mut remaining = self.uses.clone();
+        let mut live = 0usize;
+        for (i, node) in expr.iter().enumerate() {
+            let literal = self.literal(node);
+            let value: Cow<Tensor<T>> = match node {
+                Op::Var(v) => Cow::Borrowed(&values[v.as_str()]),
+                _ => {
+                    let args: Vec<&Tensor<T>> = node
+                        .children()
+                        .iter()
+                        .map(|&c| s.values[usize::from(c)].as_deref().expect("computed before use"))
+                        .collect();
+                    Cow::Owned(forward(node, &args, &literal))
+                }
+            };
+            if self.check_finite {
+                if let Some(bad) = value.iter().find(|v| !v.is_finite()) {
+                    return Err(Error::NotFinite {
+                        op: node.to_string(),
+                        value: bad.to_f64().unwrap_or(f64::NAN),
+                        shape: crate::shape::Shape(value.shape().to_vec()).to_string(),
+                    });
+                }
+            }
+            if let Some(given) = tangents {
+                s.tangents[i] = match node {
+                    Op::Var(v) => given.get(v.as_str()).cloned(),
+                    _ => {
+                        let args: Vec<&Tensor<T>> = node
+                            .children()
+                            .iter()
+                            .map(|&c| s.values[usize::from(c)].as_deref().unwrap())
+                            .collect();
+                        let ts: Vec<Option<&Tensor<T>>> = node
+                            .children()
+                            .iter()
+                            .map(|&c| s.tangents[usize::from(c)].as_ref())
+                            .collect();
+                        jvp(node, &args, &value, &ts, &literal)
+                    }
+                };
+                live += s.tangents[i].as_ref().map_or(0, bytes);
+            }
+            live += bytes(&value);
+            s.values[i] = Some(value);
+            s.peak_bytes = s.peak_bytes.max(live);
+            if !retain {
+                for &c in node.children() {
+                    let c = usize::from(c);
+                    remaining[c] -= 1;
+                    if remaining[c] == 0 {
+                        live -= s.values[c].take().map_or(0, |v| bytes(&v));
+                        if let Some(t) = s.tangents.get_mut(c).and_then(Option::take) {
+                            live -= bytes(&t);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    fn outputs<T: Scalar>(&self, values: &[Option<Cow<Tensor<T>>>]) -> Vec<(String, Tensor<T>)> {
+        self.program
+            .outputs
+            .iter()
+            .map(|(name, id)| (name.clone(), values[usize::from(*id)].as_deref().unwrap().clone()))
+            .collect()
+    }
+
+    /// Evaluates every output.
+    pub fn evaluate<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
+        self.check_values(values, "values", true)?;
+        let s = self.sweep(values, None, false)?;
+        Ok(Evaluation {
+            outputs: self.outputs(&s.values),
+            peak_bytes: s.peak_bytes,
+        })
+    }
+
+    /// Reverse mode: the gradient of the one scalar output with respect to
+    /// every input and param, by one backward sweep.
+    pub fn gradient<T: Scalar>(&self, values: &Values<T>) -> Result<Gradients<T>> {
+        self.check_values(values, "values", true)?;
+        let (name, root) = match self.program.outputs.as_slice() {
+            [(name, root)] if self.program.shape(*root).rank() == 0 => (name, *root),
+            [(name, root)] => {
+                return Err(Error::Unsupported(format!(
+                    "gradient: output `{name}` has shape {}; it must be a scalar",
+                    self.program.shape(*root)
+                )))
+            }
+            outputs => {
+                return Err(Error::Unsupported(format!(
+                    "gradient: the program has {} outputs; it must have exactly one",
+                    outputs.len()
+                )))
+            }
+        };
+        let s = self.sweep(values, None, true)?;
+        let expr = self.program.expr.as_ref();
+        let mut grads: Vec<Option<Tensor<T>>> = vec![None; expr.len()];
+        grads[usize::from(root)] = Some(scalar(T::one()));
+        let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum();
+        let mut peak = live;
+        for i in (0..expr.len()).rev() {
+            let node = &expr[i];
+            if matches!(node, Op::Var(_)) {
+                continue;
+            }
+            let Some(g) = grads[i].take() else { continue };
+            let literal = self.literal(node);
+            let args: Vec<&Tensor<T>> = node
+                .children()
+                .iter()
+                .map(|&c| s.values[usize::from(c)].as_deref().unwrap())
+                .collect();
+            let out = s.values[i].as_deref().unwrap();
+            for (position, cotangent) in vjp(node, &args, out, &g, &literal).into_iter().enumerate() {
+                let (Some(cotangent), child) = (cotangent, usize::from(node.children()[position])) else {
+                    continue;
+                };
+                if matches!(expr[child], Op::Num(_)) {
+                    continue;
+                }
+                live += bytes(&cotangent);
+                match &mut grads[child] {
+                    Some(acc) => {
+                        *acc += &cotangent;
+                        live -= bytes(&cotangent);
+                    }
+                    slot => *slot = Some(cotangent),
+                }
+            }
+            peak = peak.max(live);
+            live -= bytes(&g);
+        }
+        let var_grad = |name: &str, shape: &[usize]| {
+            let id = expr.iter().position(|n| matches!(n, Op::Var(v) if v.as_str() == name));
+            id.and_then(|i| grads[i].clone())
+                .unwrap_or_else(|| Tensor::zeros(ndarray::IxDyn(shape)))
+        };
+        let grads = self
+            .program
+            .inputs
+            .iter()
+            .chain(&self.program.params)
+            .map(|d| (d.name.clone(), var_grad(&d.name, d.shape.dims())))
+            .collect();
+        Ok(Gradients {
+            outputs: vec![(name.clone(), s.values[usize::from(root)].as_deref().unwrap().clone())],
+            grads,
+            peak_bytes: peak.max(s.peak_bytes),
+        })
+    }
+
+    /// Forward mode: every output and its tangent, given tangents of the
+    /// inputs and params (a missing name has a zero tangent).
+    pub fn tangents<T: Scalar>(&self, values: &Values<T>, tangents: &Values<T>) -> Result<Tangents<T>> {
+        self.check_values(values, "values", true)?;
+        self.check_values(tangents, "tangents", false)?;
+        let s = self.sweep(values, Some(tangents), false)?;
+        let jvp = self
+            .program
+            .outputs
+            .iter()
+            .map(|(name, id)| {
+                let i = usize::from(*id);
+                let zero = || Tensor::zeros(s.values[i].as_deref().unwrap().raw_dim());
+                (name.clone(), s.tangents[i].clone().unwrap_or_else(zero))
+            })
+            .collect();
+        Ok(Tangents {
+            outputs: self.outputs(&s.values),
+            jvp,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! Forward kernels: one arm per op, whole-array ndarray operations. A matmul
+//! with leading (batch) axes on its left operand is one matrix-matrix product
+//! over the flattened rows (BLAS-3 shaped), never a loop over examples.
+
+use crate::language::Op;
+use ndarray::{ArrayD, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
+use num_traits::{Float, FromPrimitive};
+
+/// The element types the interpreter runs on: `f64` and `f32`.
+pub trait Scalar:
+    Float
+    + FromPrimitive
+    + ndarray::LinalgScalar
+    + ndarray::ScalarOperand
+    + std::fmt::Debug
+    + std::fmt::Display
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + Send
+    + Sync
+    + 'static
+{
+    /// Converts from f64 (literals, JSON values).
+    fn of(v: f64) -> Self {
+        Self::from_f64(v).expect("every f64 converts")
+    }
+}
+impl Scalar for f64 {}
+impl Scalar for f32 {}
+
+/// A value: an n-dimensional array.
+pub type Tensor<T> = ArrayD<T>;
+
+/// A 0-dimensional array holding `v`.
+pub fn scalar<T: Scalar>(v: T) -> Tensor<T> {
+    ArrayD::from_elem(IxDyn(&[]), v)
+}
+
+/// The numerically stable logistic function.
+pub fn sigmoid<T: Scalar>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// numpy's `matmul`: 1-D operands are promoted and the promoted axis removed;
+/// leading axes broadcast.
+pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
+    let (ra, rb) = (a.ndim(), b.ndim());
+    if ra <= 2 && rb <= 2 {
+        return match (ra, rb) {
+            (1, 1) => scalar(
+                a.view()
+                    .into_dimensionality::<Ix1>()
+                    .unwrap()
+                    .dot(&b.view().into_dimensionality::<Ix1>().unwrap()),
+            ),
+            (1, 2) => a
+                .view()
+                .into_dimensionality::<Ix1>()
+                .unwrap()
+                .dot(&b.view().into_dimensionality::<Ix2>().unwrap())
+                .into_dyn(),
+            (2, 1) => a
+                .view()
+                .into_dimensionality::<Ix2>()
+                .unwrap()
+                .dot(&b.view().into_dimensionality::<Ix1>().unwrap())
+                .into_dyn(),
+            _ => a
+                .view()
+                .into_dimensionality::<Ix2>()
+                .unwrap()
+                .dot(&b.view().into_dimensionality::<Ix2>().unwrap())
+                .into_dyn(),
+        };
+    }
+    if rb <= 2 {
+        // [..., m, k] @ [k, n]: one GEMM over all leading rows.
+        let k = a.shape()[ra - 1];
+        let rows = a.len() / k;
+        let a2 = a
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((rows, k))
+            .unwrap();
+        let b2 = if rb == 1 {
+            b.view().insert_axis(Axis(1))
+        } else {
+            b.view()
+        };
+        let b2 = b2.into_dimensionality::<Ix2>().unwrap();
+        let product = a2.dot(&b2);
+        let mut dims = a.shape()[..ra - 1].to_vec();
+        if rb == 2 {
+            dims.push(b.shape()[1]);
+        }
+        return product.into_shape_with_order(IxDyn(&dims)).unwrap();
+    }
+    if ra <= 2 {
+        // [m, k] @ [..., k, n] = ([..., n, k] @ [k, m]) with the last two axes swapped.
+        let mut bt = b.view();
+        bt.swap_axes(rb - 1, rb - 2);
+        let at = if ra == 1 {
+            a.view().insert_axis(Axis(1))
+        } else {
+            a.view().reversed_axes()
+        };
+        let mut product = matmul(&bt, &at);
+        let n = product.ndim();
+        product.swap_axes(n - 1, n - 2);
+        if ra == 1 {
+            product = product.index_axis_move(Axis(n - 2), 0);
+        }
+        return product.as_standard_layout().into_owned();
+    }
+    // Both operands have leading axes: one GEMM per broadcast batch element.
+    let batch_a = &a.shape()[..ra - 2];
+    let batch_b = &b.shape()[..rb - 2];
+    let batch = crate::shape::broadcast(&batch_a.to_vec().into(), &batch_b.to_vec().into()).expect("checked shapes");
+    let (m, n) = (a.shape()[ra - 2], b.shape()[rb - 1]);
+    let mut a_dims = batch.0.clone();
+    a_dims.extend_from_slice(&a.shape()[ra - 2..]);
+    let mut b_dims = batch.0.clone();
+    b_dims.extend_from_slice(&b.shape()[rb - 2..]);
+    let a_full = a.broadcast(IxDyn(&a_dims)).unwrap();
+    let b_full = b.broadcast(IxDyn(&b_dims)).unwrap();
+    let count = batch.elements();
+    let a3 = a_full
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((count, m, a.shape()[ra - 1]))
+        .unwrap();
+    let b3 = b_full
+        .as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((count, b.shape()[rb - 2], n))
+        .unwrap();
+    let mut out = ndarray::Array3::<T>::zeros((count, m, n));
+    for i in 0..count {
+        out.index_axis_mut(Axis(0), i)
+            .assign(&a3.index_axis(Axis(0), i).dot(&b3.index_axis(Axis(0), i)));
+    }
+    let mut dims = batch.0;
+    dims.extend([m, n]);
+    out.into_shape_with_order(IxDyn(&dims)).unwrap()
+}
+
+/// `max` along `axis`, propagating NaN like numpy.
+pub fn max_axis<T: Scalar>(a: &ArrayViewD<T>, axis: usize) -> Tensor<T> {
+    a.fold_axis(
+        Axis(axis),
+        T::neg_infinity(),
+        |&m, &v| if v.is_nan() || v > m { v } else { m },
+    )
+}
+
+/// Evaluates one op. `args` are the children's values; `literal(i)` is the
+/// value of child `i` when it is a number literal (axes, exponents, counts).
+pub fn forward<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) -> f64) -> Tensor<T> {
+    let a = || args[0];
+    let int = |i: usize| literal(i) as usize;
+    match op {
+        Op::Num(n) => scalar(T::of(n.0)),
+        Op::Var(_) | Op::Vmap(_) => unreachable!("variables are bound, vmap is never executed"),
+        Op::Add(_) => args[0] + args[1],
+        Op::Sub(_) => args[0] - args[1],
+        Op::Mul(_) => args[0] * args[1],
+        Op::Div(_) => args[0] / args[1],
+        Op::MatMul(_) => matmul(&args[0].view(), &args[1].view()),
+        Op::Pow(_) => {
+            let p = literal(1);
+            if p == p.trunc() && p.abs() < 64.0 {
+                let p = p as i32;
+                a().mapv(|v| v.powi(p))
+            } else {
+                let p = T::of(p);
+                a().mapv(|v| v.powf(p))
+            }
+        }
+        Op::Neg(_) => a().mapv(|v| -v),
+        Op::Exp(_) => a().mapv(|v| v.exp()),
+        Op::Log(_) => a().mapv(|v| v.ln()),
+        Op::Tanh(_) => a().mapv(|v| v.tanh()),
+        Op::Sigmoid(_) => a().mapv(sigmoid),
+        Op::Relu(_) => a().mapv(|v| if v > T::zero() { v } else { T::zero() }),
+        Op::Sqrt(_) => a().mapv(|v| v.sqrt()),
+        Op::Sin(_) => a().mapv(|v| v.sin()),
+        Op::Cos(_) => a().mapv(|v| v.cos()),
+        Op::Abs(_) => a().mapv(|v| v.abs()),
+        Op::Sum(_) => scalar(a().sum()),
+        Op::Mean(_) => scalar(a().sum() / T::of(a().len() as f64)),
+        Op::SumAxis(_) => a().sum_axis(Axis(int(1))),
+        Op::MeanAxis(_) => a().mean_axis(Axis(int(1))).expect("non-empty axis"),
+        Op::MaxAxis(_) => max_axis(&a().view(), int(1)),
+        Op::Transpose(_) => a().view().reversed_axes().to_owned(),
+        Op::Permute(children) => {
+            let axes: Vec<usize> = (1..children.len()).map(int).collect();
+            a().view().permuted_axes(IxDyn(&axes)).to_owned()
+        }
+        Op::Expand(_) => a().view().insert_axis(Axis(int(1))).to_owned(),
+        Op::Index(_) => a().index_axis(Axis(0), int(1)).to_owned(),
+        Op::Stack(_) => {
+            let views: Vec<ArrayViewD<T>> = args.iter().map(|t| t.view()).collect();
+            ndarray::stack(Axis(0), &views).expect("checked shapes")
+        }
+        Op::Repeat(_) => {
+            let dims: Vec<usize> = std::iter::once(int(1)).chain(a().shape().iter().copied()).collect();
+            a().broadcast(IxDyn(&dims)).expect("checked shapes").to_owned()
+        }
+    }
+}
+
+/// Sums `g` down to `shape`: the adjoint of numpy broadcasting.
+pub fn unbroadcast<T: Scalar>(g: Tensor<T>, shape: &[usize]) -> Tensor<T> {
+    if g.shape() == shape {
+        return g;
+    }
+    let mut g = g;
+    while g.ndim() > shape.len() {
+        g = g.sum_axis(Axis(0));
+    }
+    for (axis, &d) in shape.iter().enumerate() {
+        if d == 1 && g.shape()[axis] != 1 {
+            g = g.sum_axis(Axis(axis)).insert_axis(Axis(axis));
+        }
+    }
+    g
+}
+
+/// `g` broadcast up to `shape` (a copy).
+pub fn broadcast_to<T: Scalar>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
+    g.broadcast(IxDyn(shape)).expect("broadcastable").to_owned()
+}

@@ -1,0 +1,169 @@
+//! The `batchgraph` command line.
+
+use batchgraph::{
+    named_to_json, parse_file, to_dot, to_svg, values_from_json, Error, Interpreter, Program, Scalar, Values,
+};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "batchgraph",
+    version,
+    about = "Mini-batching of computational graphs by e-graph rewriting"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a program after inlining and CSE, its output shapes and node counts.
+    Show {
+        /// The .graph file.
+        file: PathBuf,
+        /// Write a picture of the graph as SVG.
+        #[arg(long, value_name = "OUT.svg")]
+        svg: Option<PathBuf>,
+        /// Write the graph in DOT.
+        #[arg(long, value_name = "OUT.dot")]
+        dot: Option<PathBuf>,
+        /// Print one JSON object instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a program; with --grad also its gradient, with --tangents its forward-mode tangents.
+    Eval {
+        /// The .graph file.
+        file: PathBuf,
+        /// JSON object with a value for every input and param.
+        #[arg(long, value_name = "VALUES.json")]
+        inputs: PathBuf,
+        /// Also the gradient of the one scalar output w.r.t. every input and param.
+        #[arg(long)]
+        grad: bool,
+        /// JSON object of tangents (missing names are zero); prints "jvp".
+        #[arg(long, value_name = "TANGENTS.json")]
+        tangents: Option<PathBuf>,
+        /// Element type.
+        #[arg(long, value_enum, default_value_t = Dtype::F64)]
+        dtype: Dtype,
+        /// Report a NaN or infinity with the op that produced it.
+        #[arg(long)]
+        check_finite: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Dtype {
+    F64,
+    F32,
+}
+
+fn read_json(path: &Path) -> Result<Value, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Error::Values(format!("{}: invalid JSON: {e}", path.display())))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
+fn shapes_json<'a>(items: impl Iterator<Item = (&'a str, &'a batchgraph::Shape)>) -> Value {
+    Value::Object(items.map(|(n, s)| (n.to_string(), json!(s.dims()))).collect())
+}
+
+fn show(file: &Path, svg: Option<&Path>, dot: Option<&Path>, as_json: bool) -> Result<(), Error> {
+    let program = parse_file(file)?;
+    if let Some(path) = dot {
+        write(path, &to_dot(&program))?;
+    }
+    if let Some(path) = svg {
+        write(path, &to_svg(&program).map_err(Error::Io)?)?;
+    }
+    let outputs = program.outputs.iter().map(|(n, id)| (n.as_str(), program.shape(*id)));
+    if as_json {
+        let report = json!({
+            "nodes": program.node_count(),
+            "nodes_before_cse": program.nodes_before_cse() as f64,
+            "inputs": shapes_json(program.inputs.iter().map(|d| (d.name.as_str(), &d.shape))),
+            "params": shapes_json(program.params.iter().map(|d| (d.name.as_str(), &d.shape))),
+            "outputs": shapes_json(outputs),
+        });
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    } else {
+        print!("{}", program.to_text());
+        for (name, shape) in outputs {
+            println!("# output {name}: {shape}");
+        }
+        println!(
+            "nodes: {} (before CSE: {})",
+            program.node_count(),
+            program.nodes_before_cse()
+        );
+    }
+    Ok(())
+}
+
+fn eval<T: Scalar>(
+    program: &Program,
+    values: &Value,
+    grad: bool,
+    tangents: Option<&Value>,
+    check_finite: bool,
+) -> Result<Value, Error> {
+    let values: Values<T> = values_from_json("inputs", values)?;
+    let interpreter = Interpreter::new(program).check_finite(check_finite);
+    let mut result = Map::new();
+    if grad {
+        let g = interpreter.gradient(&values)?;
+        result.insert("outputs".into(), named_to_json(&g.outputs));
+        result.insert("grads".into(), named_to_json(&g.grads));
+    } else {
+        let e = interpreter.evaluate(&values)?;
+        result.insert("outputs".into(), named_to_json(&e.outputs));
+    }
+    if let Some(tangents) = tangents {
+        let tangents: Values<T> = values_from_json("tangents", tangents)?;
+        let t = interpreter.tangents(&values, &tangents)?;
+        result.insert("jvp".into(), named_to_json(&t.jvp));
+    }
+    Ok(Value::Object(result))
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Show { file, svg, dot, json } => show(&file, svg.as_deref(), dot.as_deref(), json),
+        Command::Eval {
+            file,
+            inputs,
+            grad,
+            tangents,
+            dtype,
+            check_finite,
+        } => {
+            let program = parse_file(&file)?;
+            let values = read_json(&inputs)?;
+            let tangents = tangents.as_deref().map(read_json).transpose()?;
+            let result = match dtype {
+                Dtype::F64 => eval::<f64>(&program, &values, grad, tangents.as_ref(), check_finite)?,
+                Dtype::F32 => eval::<f32>(&program, &values, grad, tangents.as_ref(), check_finite)?,
+            };
+            println!("{}", serde_json::to_string(&result).unwrap());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Shapes and shape inference, one rule per op, shared by the parser, the
+//! e-graph analysis and the interpreter.
+
+use crate::language::Op;
+use std::fmt;
+
+/// The largest number of elements one value may have (2^31, 16 GiB in f64).
+pub const MAX_ELEMENTS: u64 = 1 << 31;
+/// The largest rank a value may have.
+pub const MAX_RANK: usize = 16;
+
+/// The shape of a value: its dimensions, outermost first; `[]` is a scalar.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Shape(pub Vec<usize>);
+
+impl Shape {
+    /// The scalar shape `[]`.
+    pub fn scalar() -> Shape {
+        Shape(vec![])
+    }
+    /// Number of axes.
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+    /// Number of elements.
+    pub fn elements(&self) -> usize {
+        self.0.iter().product()
+    }
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+    /// This shape with a new leading axis of size `n`.
+    pub fn with_leading(&self, n: usize) -> Shape {
+        let mut dims = vec![n];
+        dims.extend_from_slice(&self.0);
+        Shape(dims)
+    }
+    /// An error unless the shape is within [`MAX_RANK`] and [`MAX_ELEMENTS`] and has no zero dimension.
+    pub fn check_size(&self) -> Result<(), String> {
+        if self.rank() > MAX_RANK {
+            return Err(format!("shape {self} has more than {MAX_RANK} axes"));
+        }
+        if self.0.contains(&0) {
+            return Err(format!("shape {self} has a zero dimension"));
+        }
+        let mut total: u64 = 1;
+        for &d in &self.0 {
+            total = total.saturating_mul(d as u64);
+        }
+        if total > MAX_ELEMENTS {
+            return Err(format!("shape {self} has more than 2^31 elements"));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl From<Vec<usize>> for Shape {
+    fn from(dims: Vec<usize>) -> Shape {
+        Shape(dims)
+    }
+}
+
+/// A shape error: names the op and the shapes involved.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShapeError {
+    /// Elementwise operands that numpy cannot broadcast together.
+    #[error("{op}: cannot broadcast {left} with {right}")]
+    Broadcast {
+        /// The op.
+        op: String,
+        /// Left operand's shape.
+        left: Shape,
+        /// Right operand's shape.
+        right: Shape,
+    },
+    /// Matmul operands whose inner dimensions differ (or a scalar operand).
+    #[error("@: cannot multiply {left} by {right}")]
+    MatMul {
+        /// Left operand's shape.
+        left: Shape,
+        /// Right operand's shape.
+        right: Shape,
+    },
+    /// An axis out of range for the operand.
+    #[error("{op}: axis {axis} is out of range for shape {shape}")]
+    Axis {
+        /// The op.
+        op: String,
+        /// The axis given.
+        axis: i64,
+        /// The operand's shape.
+        shape: Shape,
+    },
+    /// An operand that must be an integer literal (an axis, index or count) is not.
+    #[error("{op}: argument {position} must be a non-negative integer literal")]
+    NotAnInteger {
+        /// The op.
+        op: String,
+        /// Which argument (0-based).
+        position: usize,
+    },
+    /// An operand that must be a number literal is not (the exponent of `^`).
+    #[error("^: the exponent must be a number literal")]
+    ExponentNotLiteral,
+    /// A row index past the end of the leading axis.
+    #[error("index: row {index} is out of range for shape {shape}")]
+    Index {
+        /// The row asked for.
+        index: i64,
+        /// The operand's shape.
+        shape: Shape,
+    },
+    /// Operands of `stack` whose shapes differ.
+    #[error("stack: cannot stack {first} with {other}")]
+    Stack {
+        /// The first operand's shape.
+        first: Shape,
+        /// The first operand of another shape.
+        other: Shape,
+    },
+    /// `permute` axes that are not a permutation of the operand's axes.
+    #[error("permute: {axes:?} is not a permutation of the axes of {shape}")]
+    Permutation {
+        /// The axes given.
+        axes: Vec<i64>,
+        /// The operand's shape.
+        shape: Shape,
+    },
+    /// A result too large or of too high a rank.
+    #[error("{op}: {reason}")]
+    TooLarge {
+        /// The op.
+        op: String,
+        /// Why.
+        reason: String,
+    },
+    /// An op that has no value of its own (the batcher's `vmap` spec).
+    #[error("{op}: not an executable op")]
+    NotExecutable {
+        /// The op.
+        op: String,
+    },
+}
+
+/// numpy's broadcasting of two shapes, or `None`.
+pub fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
+    let rank = a.rank().max(b.rank());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i < rank - a.rank() {
+            1
+        } else {
+            a.0[i - (rank - a.rank())]
+        };
+        let db = if i < rank - b.rank() {
+            1
+        } else {
+            b.0[i - (rank - b.rank())]
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(Shape(out))
+}
+
+/// numpy `matmul` shape rule: 1-D operands are promoted and the promoted axis
+/// removed again; leading (batch) axes broadcast.
+pub fn matmul(a: &Shape, b: &Shape) -> Result<Shape, ShapeError> {
+    let err = || ShapeError::MatMul {
+        left: a.clone(),
+        right: b.clone(),
+    };
+    if a.rank() == 0 || b.rank() == 0 {
+        return Err(err());
+    }
+    let a2: Vec<usize> = if a.rank() == 1 { vec![1, a.0[0]] } else { a.0.clone() };
+    let b2: Vec<usize> = if b.rank() == 1 { vec![b.0[0], 1] } else { b.0.clone() };
+    let (m, k1) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+    let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+    if k1 != k2 {
+        return Err(err());
+    }
+    let batch = broadcast(&Shape(a2[..a2.len() - 2].to_vec()), &Shape(b2[..b2.len() - 2].to_vec())).ok_or_else(err)?;
+    let mut out = batch.0;
+    if a.rank() > 1 {
+        out.push(m);
+    }
+    if b.rank() > 1 {
+        out.push(n);
+    }
+    Ok(Shape(out))
+}
+
+/// What shape inference knows of one child: its shape and, for a literal, its value.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildInfo<'a> {
+    /// The child's shape.
+    pub shape: &'a Shape,
+    /// The child's value if it is a number literal.
+    pub constant: Option<f64>,
+}
+
+fn integer_operand(op: &Op, children: &[ChildInfo], position: usize) -> Result<i64, ShapeError> {
+    match children[position].constant {
+        Some(v) if v >= 0.0 && v == v.trunc() && v < 1e15 => Ok(v as i64),
+        _ => Err(ShapeError::NotAnInteger {
+            op: op.to_string(),
+            position,
+        }),
+    }
+}
+
+fn axis_operand(op: &Op, children: &[ChildInfo], position: usize, rank: usize) -> Result<usize, ShapeError> {
+    let axis = integer_operand(op, children, position)?;
+    if axis as usize >= rank {
+        return Err(ShapeError::Axis {
+            op: op.to_string(),
+            axis,
+            shape: children[0].shape.clone(),
+        });
+    }
+    Ok(axis as usize)
+}
+
+impl Op {
+    /// The shape of this op's result given its children, for every op but
+    /// `Var` (whose shape is declared) and `Vmap` (whose shape depends on the batch).
+    pub fn infer_shape(&self, children: &[ChildInfo]) -> Result<Shape, ShapeError> {
+        let first = || children[0].shape.clone();
+        let shape = match self {
+            Op::Num(_) => Shape::scalar(),
+            Op::Var(_) | Op::Vmap(_) => return Err(ShapeError::NotExecutable { op: self.to_string() }),
+            Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => {
+                let (l, r) = (children[0].shape, children[1].shape);
+                broadcast(l, r).ok_or_else(|| ShapeError::Broadcast {
+                    op: self.to_string(),
+                    left: l.clone(),
+                    right: r.clone(),
+                })?
+            }
+            Op::Pow(_) => {
+                if children[1].constant.is_none() {
+                    return Err(ShapeError::ExponentNotLiteral);
+                }
+                first()
+            }
+            Op::MatMul(_) => matmul(children[0].shape, children[1].shape)?,
+            Op::Neg(_)
+            | Op::Exp(_)
+            | Op::Log(_)
+            | Op::Tanh(_)
+            | Op::Sigmoid(_)
+            | Op::Relu(_)
+            | Op::Sqrt(_)
+            | Op::Sin(_)
+            | Op::Cos(_)
+            | Op::Abs(_) => first(),
+            Op::Sum(_) | Op::Mean(_) => Shape::scalar(),
+            Op::SumAxis(_) | Op::MeanAxis(_) | Op::MaxAxis(_) => {
+                let mut dims = first().0;
+                let axis = axis_operand(self, children, 1, dims.len())?;
+                dims.remove(axis);
+                Shape(dims)
+            }
+            Op::Transpose(_) => Shape(first().0.into_iter().rev().collect()),
+            Op::Permute(_) => {
+                let dims = first().0;
+                let axes = (1..children.len())
+                    .map(|p| integer_operand(self, children, p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut sorted = axes.clone();
+                sorted.sort();
+                if sorted != (0..dims.len() as i64).collect::<Vec<_>>() {
+                    return Err(ShapeError::Permutation { axes, shape: first() });
+                }
+                Shape(axes.iter().map(|&a| dims[a as usize]).collect())
+            }
+            Op::Expand(_) => {
+                let mut dims = first().0;
+                let axis = axis_operand(self, children, 1, dims.len() + 1)?;
+                dims.insert(axis, 1);
+                Shape(dims)
+            }
+            Op::Index(_) => {
+                let dims = first().0;
+                let index = integer_operand(self, children, 1)?;
+                if dims.is_empty() || index as usize >= dims[0] {
+                    return Err(ShapeError::Index { index, shape: first() });
+                }
+                Shape(dims[1..].to_vec())
+            }
+            Op::Stack(_) => {
+                let s0 = first();
+                if let Some(other) = children.iter().find(|c| *c.shape != s0) {
+                    return Err(ShapeError::Stack {
+                        first: s0,
+                        other: other.shape.clone(),
+                    });
+                }
+                s0.with_leading(children.len())
+            }
+            Op::Repeat(_) => {
+                let n = integer_operand(self, children, 1)?;
+                if n == 0 {
+                    return Err(ShapeError::NotAnInteger {
+                        op: self.to_string(),
+                        position: 1,
+                    });
+                }
+                first().with_leading(n as usize)
+            }
+        };
+        shape.check_size().map_err(|reason| ShapeError::TooLarge {
+            op: self.to_string(),
+            reason,
+        })?;
+        Ok(shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(d: &[usize]) -> Shape {
+        Shape(d.to_vec())
+    }
+
+    #[test]
+    fn matmul_follows_numpy() {
+        assert_eq!(matmul(&s(&[3]), &s(&[3])).unwrap(), s(&[]));
+        assert_eq!(matmul(&s(&[4, 3]), &s(&[3])).unwrap(), s(&[4]));
+        assert_eq!(matmul(&s(&[3]), &s(&[3, 5])).unwrap(), s(&[5]));
+        assert_eq!(matmul(&s(&[8, 2, 3]), &s(&[3, 5])).unwrap(), s(&[8, 2, 5]));
+        assert_eq!(matmul(&s(&[3]), &s(&[8, 3, 5])).unwrap(), s(&[8, 5]));
+        assert_eq!(
+            matmul(&s(&[4, 3]), &s(&[4])).unwrap_err().to_string(),
+            "@: cannot multiply [4, 3] by [4]"
+        );
+    }
+
+    #[test]
+    fn broadcast_follows_numpy() {
+        assert_eq!(broadcast(&s(&[2, 3]), &s(&[3])), Some(s(&[2, 3])));
+        assert_eq!(broadcast(&s(&[2, 1]), &s(&[1, 3])), Some(s(&[2, 3])));
+        assert_eq!(broadcast(&s(&[2, 3]), &s(&[2])), None);
+    }
+}
