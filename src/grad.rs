@@ -2,8 +2,9 @@
 //! Jacobian-vector product (forward mode) for every op, one short arm each.
 //! Linear ops reuse their forward kernel for the tangent.
 
-use crate::kernels::{broadcast_to, forward, matmul, scalar, sigmoid, unbroadcast, Scalar, Tensor};
+use crate::kernels::{broadcast_to, forward, matmul, reshape, scalar, sigmoid, unbroadcast, Scalar, Tensor};
 use crate::language::Op;
+use egg::Language;
 use ndarray::{ArrayViewD, Axis, IxDyn};
 
 fn swap_last_two<'a, T>(mut v: ArrayViewD<'a, T>) -> ArrayViewD<'a, T> {
@@ -36,11 +37,9 @@ fn matmul_vjp<T: Scalar>(a: &Tensor<T>, b: &Tensor<T>, g: &Tensor<T>) -> (Tensor
     }
     let ga = matmul(&g2, &swap_last_two(b2.clone()));
     let gb = matmul(&swap_last_two(a2.clone()), &g2);
-    let ga = unbroadcast(ga, a2.shape()).as_standard_layout().into_owned();
-    let gb = unbroadcast(gb, b2.shape()).as_standard_layout().into_owned();
     (
-        ga.into_shape_with_order(IxDyn(a.shape())).unwrap(),
-        gb.into_shape_with_order(IxDyn(b.shape())).unwrap(),
+        reshape(unbroadcast(ga, a2.shape()), a.shape()),
+        reshape(unbroadcast(gb, b2.shape()), b.shape()),
     )
 }
 
@@ -65,6 +64,9 @@ pub fn vjp<T: Scalar>(
     g: &Tensor<T>,
     literal: &dyn Fn(usize) -> f64,
 ) -> Vec<Option<Tensor<T>>> {
+    if op.is_leaf() {
+        return vec![];
+    }
     let a = args[0];
     let shape = |i: usize| args[i].shape();
     let one = T::one();
@@ -153,6 +155,9 @@ pub fn jvp<T: Scalar>(
     t: &[Option<&Tensor<T>>],
     literal: &dyn Fn(usize) -> f64,
 ) -> Option<Tensor<T>> {
+    if op.is_leaf() {
+        return None;
+    }
     let a = args[0];
     let one = T::one();
     // d(op)(a)/da ⊙ ta, for elementwise unary ops.

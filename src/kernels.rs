@@ -46,6 +46,17 @@ pub fn sigmoid<T: Scalar>(x: T) -> T {
     }
 }
 
+/// `t` with new dimensions (same elements in row-major order); copies only
+/// when `t` is not already in row-major layout.
+pub fn reshape<T: Scalar>(t: Tensor<T>, dims: &[usize]) -> Tensor<T> {
+    let t = if t.is_standard_layout() {
+        t
+    } else {
+        t.as_standard_layout().into_owned()
+    };
+    t.into_shape_with_order(IxDyn(dims)).expect("same number of elements")
+}
+
 /// numpy's `matmul`: 1-D operands are promoted and the promoted axis removed;
 /// leading axes broadcast.
 pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
@@ -82,11 +93,7 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
         // [..., m, k] @ [k, n]: one GEMM over all leading rows.
         let k = a.shape()[ra - 1];
         let rows = a.len() / k;
-        let a2 = a
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order((rows, k))
-            .unwrap();
+        let a2 = a.to_shape((rows, k)).expect("same number of elements");
         let b2 = if rb == 1 {
             b.view().insert_axis(Axis(1))
         } else {
@@ -98,7 +105,7 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
         if rb == 2 {
             dims.push(b.shape()[1]);
         }
-        return product.into_shape_with_order(IxDyn(&dims)).unwrap();
+        return reshape(product.into_dyn(), &dims);
     }
     if ra <= 2 {
         // [m, k] @ [..., k, n] = ([..., n, k] @ [k, m]) with the last two axes swapped.
@@ -115,7 +122,7 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
         if ra == 1 {
             product = product.index_axis_move(Axis(n - 2), 0);
         }
-        return product.as_standard_layout().into_owned();
+        return product;
     }
     // Both operands have leading axes: one GEMM per broadcast batch element.
     let batch_a = &a.shape()[..ra - 2];
@@ -130,15 +137,11 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
     let b_full = b.broadcast(IxDyn(&b_dims)).unwrap();
     let count = batch.elements();
     let a3 = a_full
-        .as_standard_layout()
-        .into_owned()
-        .into_shape_with_order((count, m, a.shape()[ra - 1]))
-        .unwrap();
+        .to_shape((count, m, a.shape()[ra - 1]))
+        .expect("same number of elements");
     let b3 = b_full
-        .as_standard_layout()
-        .into_owned()
-        .into_shape_with_order((count, b.shape()[rb - 2], n))
-        .unwrap();
+        .to_shape((count, b.shape()[rb - 2], n))
+        .expect("same number of elements");
     let mut out = ndarray::Array3::<T>::zeros((count, m, n));
     for i in 0..count {
         out.index_axis_mut(Axis(0), i)
@@ -146,7 +149,7 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
     }
     let mut dims = batch.0;
     dims.extend([m, n]);
-    out.into_shape_with_order(IxDyn(&dims)).unwrap()
+    reshape(out.into_dyn(), &dims)
 }
 
 /// `max` along `axis`, propagating NaN like numpy.

@@ -371,13 +371,18 @@ impl Parser<'_> {
         if self.peek() == &Token::Punct('-') {
             self.nest()?;
             let at = self.next().1;
+            // `-2` is the literal -2 (so that printed negative literals parse
+            // back), but `-2 ^ 2` is `-(2 ^ 2)` and `-(2)` a negation.
+            if let Token::Number(v) = *self.peek() {
+                if self.tokens[self.pos + 1].0 != Token::Punct('^') {
+                    self.next();
+                    self.depth -= 1;
+                    return Ok(Expr::Number(-v, at));
+                }
+            }
             let operand = self.unary()?;
             self.depth -= 1;
-            // `-2` is the literal -2 (so that printed negative literals parse back).
-            return Ok(match operand {
-                Expr::Number(v, _) => Expr::Number(-v, at),
-                other => Expr::Negate(Box::new(other), at),
-            });
+            return Ok(Expr::Negate(Box::new(operand), at));
         }
         self.power()
     }
@@ -409,8 +414,12 @@ impl Parser<'_> {
                 let mut args = Vec::new();
                 while self.peek() != &Token::Punct(')') {
                     args.push(self.expr()?);
-                    if self.peek() != &Token::Punct(')') {
-                        self.punct(',')?;
+                    match self.peek() {
+                        Token::Punct(')') => {}
+                        Token::Punct(',') => {
+                            self.next();
+                        }
+                        _ => return Err(self.unexpected("`,` or `)`")),
                     }
                 }
                 self.punct(')')?;
@@ -436,7 +445,7 @@ struct Function {
 /// Turns statements into a program: resolves names, inlines `fn`s, checks shapes.
 struct Elaborator<'a> {
     src: &'a Source<'a>,
-    expr: RecExpr<Op>,
+    expr: Vec<Op>,
     shapes: Vec<Shape>,
     globals: HashMap<String, Id>,
     functions: HashMap<String, Function>,
@@ -460,7 +469,7 @@ impl Elaborator<'_> {
                     .iter()
                     .map(|&c| ChildInfo {
                         shape: &self.shapes[usize::from(c)],
-                        constant: match &self.expr[c] {
+                        constant: match &self.expr[usize::from(c)] {
                             Op::Num(n) => Some(n.0),
                             _ => None,
                         },
@@ -471,7 +480,9 @@ impl Elaborator<'_> {
             }
         };
         self.shapes.push(shape);
-        Ok(self.expr.add(op))
+        // A plain Vec: egg's RecExpr::add costs O(len) per call.
+        self.expr.push(op);
+        Ok(Id::from(self.expr.len() - 1))
     }
 
     fn check_new_name(&self, name: &str, at: Span) -> Result<(), ParseError> {
@@ -539,7 +550,7 @@ impl Elaborator<'_> {
             let node = Op::builtin(name, children)
                 .ok_or_else(|| self.src.error(at, format!("{name} takes {arity}, not {}", args.len())))?;
             for (position, (&child, arg)) in node.children().iter().zip(args).enumerate() {
-                if node.is_integer_operand(position) && !matches!(self.expr[child], Op::Num(_)) {
+                if node.is_integer_operand(position) && !matches!(self.expr[usize::from(child)], Op::Num(_)) {
                     return Err(self.src.error(
                         arg.span(),
                         format!("{name}: argument {} must be an integer literal", position + 1),
@@ -622,7 +633,7 @@ pub fn parse_program(file: &str, text: &str) -> Result<Program, ParseError> {
 
     let mut el = Elaborator {
         src: &src,
-        expr: RecExpr::default(),
+        expr: Vec::new(),
         shapes: Vec::new(),
         globals: HashMap::new(),
         functions: HashMap::new(),
@@ -691,7 +702,7 @@ pub fn parse_program(file: &str, text: &str) -> Result<Program, ParseError> {
         line: src.lines.len(),
         column: 1,
     };
-    Program::new(inputs, params, el.expr, outputs, names).map_err(|e| src.error(end, e.to_string()))
+    Program::new(inputs, params, RecExpr::from(el.expr), outputs, names).map_err(|e| src.error(end, e.to_string()))
 }
 
 /// Reads and parses a `.graph` file; invalid UTF-8 is reported with its position.

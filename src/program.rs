@@ -178,7 +178,7 @@ pub fn extract_dag(
     choose: impl Fn(Id) -> Op,
     canonical: impl Fn(Id) -> Id,
 ) -> (RecExpr<Op>, HashMap<Id, Id>) {
-    let mut expr = RecExpr::default();
+    let mut expr: Vec<Op> = Vec::new();
     let mut placed: HashMap<Id, Id> = HashMap::new();
     let mut on_stack: HashSet<Id> = HashSet::new();
     for &root in roots {
@@ -190,7 +190,8 @@ pub fn extract_dag(
             let node = choose(class);
             if expanded {
                 let node = node.map_children(|c| placed[&canonical(c)]);
-                placed.insert(class, expr.add(node));
+                expr.push(node);
+                placed.insert(class, Id::from(expr.len() - 1));
                 continue;
             }
             assert!(on_stack.insert(class), "cycle in the chosen program at class {class}");
@@ -203,7 +204,7 @@ pub fn extract_dag(
             }
         }
     }
-    (expr, placed)
+    (RecExpr::from(expr), placed)
 }
 
 /// Binding strength, as in Python: sums < products < unary minus < power < atoms.
