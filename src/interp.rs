@@ -277,9 +277,9 @@ impl<'p> Interpreter<'p> {
             peak = peak.max(live);
             live -= bytes(&g);
         }
-        let var_grad = |name: &str, shape: &[usize]| {
+        let mut var_grad = |name: &str, shape: &[usize]| {
             let id = expr.iter().position(|n| matches!(n, Op::Var(v) if v.as_str() == name));
-            id.and_then(|i| grads[i].clone())
+            id.and_then(|i| grads[i].take())
                 .unwrap_or_else(|| Tensor::zeros(ndarray::IxDyn(shape)))
         };
         let grads = self

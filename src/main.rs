@@ -54,6 +54,9 @@ enum Command {
         /// Report a NaN or infinity with the op that produced it.
         #[arg(long)]
         check_finite: bool,
+        /// Also print "peak_bytes": the most bytes of values held at once.
+        #[arg(long)]
+        memory: bool,
     },
 }
 
@@ -108,13 +111,23 @@ fn show(file: &Path, svg: Option<&Path>, dot: Option<&Path>, as_json: bool) -> R
     Ok(())
 }
 
-fn eval<T: Scalar>(
-    program: &Program,
-    values: &Value,
+/// What `eval` is asked for.
+struct EvalRequest<'a> {
+    values: &'a Value,
     grad: bool,
-    tangents: Option<&Value>,
+    tangents: Option<&'a Value>,
     check_finite: bool,
-) -> Result<Value, Error> {
+    memory: bool,
+}
+
+fn eval<T: Scalar>(program: &Program, request: &EvalRequest) -> Result<Value, Error> {
+    let EvalRequest {
+        values,
+        grad,
+        tangents,
+        check_finite,
+        memory,
+    } = *request;
     let values: Values<T> = values_from_json("inputs", values)?;
     let interpreter = Interpreter::new(program).check_finite(check_finite);
     let mut result = Map::new();
@@ -122,9 +135,15 @@ fn eval<T: Scalar>(
         let g = interpreter.gradient(&values)?;
         result.insert("outputs".into(), named_to_json(&g.outputs));
         result.insert("grads".into(), named_to_json(&g.grads));
+        if memory {
+            result.insert("peak_bytes".into(), g.peak_bytes.into());
+        }
     } else {
         let e = interpreter.evaluate(&values)?;
         result.insert("outputs".into(), named_to_json(&e.outputs));
+        if memory {
+            result.insert("peak_bytes".into(), e.peak_bytes.into());
+        }
     }
     if let Some(tangents) = tangents {
         let tangents: Values<T> = values_from_json("tangents", tangents)?;
@@ -144,13 +163,21 @@ fn run(cli: Cli) -> Result<(), Error> {
             tangents,
             dtype,
             check_finite,
+            memory,
         } => {
             let program = parse_file(&file)?;
             let values = read_json(&inputs)?;
             let tangents = tangents.as_deref().map(read_json).transpose()?;
+            let request = EvalRequest {
+                values: &values,
+                grad,
+                tangents: tangents.as_ref(),
+                check_finite,
+                memory,
+            };
             let result = match dtype {
-                Dtype::F64 => eval::<f64>(&program, &values, grad, tangents.as_ref(), check_finite)?,
-                Dtype::F32 => eval::<f32>(&program, &values, grad, tangents.as_ref(), check_finite)?,
+                Dtype::F64 => eval::<f64>(&program, &request)?,
+                Dtype::F32 => eval::<f32>(&program, &request)?,
             };
             println!("{}", serde_json::to_string(&result).unwrap());
             Ok(())

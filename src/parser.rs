@@ -157,7 +157,7 @@ fn lex(src: &Source, text: &str) -> Result<Vec<(Token, Span)>, ParseError> {
     let last = text.split('\n').count();
     let eof = Span {
         line: last,
-        column: text.split('\n').last().map_or(0, |l| l.chars().count()) + 1,
+        column: text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
     };
     tokens.push((Token::Eof, eof));
     Ok(tokens)

@@ -159,24 +159,16 @@ pub enum ShapeError {
 /// numpy's broadcasting of two shapes, or `None`.
 pub fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
     let rank = a.rank().max(b.rank());
-    let mut out = vec![0; rank];
-    for i in 0..rank {
-        let da = if i < rank - a.rank() {
-            1
-        } else {
-            a.0[i - (rank - a.rank())]
-        };
-        let db = if i < rank - b.rank() {
-            1
-        } else {
-            b.0[i - (rank - b.rank())]
-        };
-        out[i] = match (da, db) {
+    // Dimension `i` of `s` counted from the right, 1 where `s` has no such axis.
+    let dim = |s: &Shape, i: usize| if i < s.rank() { s.0[s.rank() - 1 - i] } else { 1 };
+    let mut out = Vec::with_capacity(rank);
+    for i in (0..rank).rev() {
+        out.push(match (dim(a, i), dim(b, i)) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
             _ => return None,
-        };
+        });
     }
     Some(Shape(out))
 }

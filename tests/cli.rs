@@ -1,0 +1,174 @@
+//! The command line: output forms, exit statuses and error messages.
+
+use std::process::{Command, Output};
+
+fn batchgraph(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn temp_file(name: &str, contents: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("batchgraph-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn show_prints_program_shapes_and_node_counts() {
+    let o = batchgraph(&["show", "examples/seed.graph"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("let t1 = tanh(w @ x)\nout s = sum(t1 * t1) + sum(x)\n"),
+        "{text}"
+    );
+    assert!(text.contains("# output s: []"), "{text}");
+    assert!(text.ends_with("nodes: 8 (before CSE: 13)\n"), "{text}");
+}
+
+#[test]
+fn show_json_is_one_object() {
+    let o = batchgraph(&["show", "examples/seed.graph", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"nodes": 8, "nodes_before_cse": 13.0, "inputs": {"x": [3]}, "params": {"w": [4, 3]}, "outputs": {"s": []}})
+    );
+}
+
+#[test]
+fn show_writes_svg_and_dot() {
+    let svg = temp_file("seed.svg", "");
+    let dot = temp_file("seed.dot", "");
+    let o = batchgraph(&["show", "examples/seed.graph", "--svg", &svg, "--dot", &dot]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    assert!(std::fs::read_to_string(&dot).unwrap().starts_with("digraph"));
+}
+
+#[test]
+fn eval_prints_outputs_gradients_and_tangents() {
+    let o = batchgraph(&[
+        "eval",
+        "examples/seed.graph",
+        "--inputs",
+        "examples/seed_inputs.json",
+        "--grad",
+        "--tangents",
+        "examples/seed_tangents.json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // Rounded to 12 digits: the last bits depend on the CPU's matmul kernel (FMA or not).
+    insta::assert_snapshot!("seed_eval", serde_json::to_string_pretty(&rounded(&v)).unwrap());
+}
+
+fn rounded(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => Value::String(format!("{:.12e}", n.as_f64().unwrap())),
+        Value::Array(items) => Value::Array(items.iter().map(rounded).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), rounded(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn eval_in_f32_is_close_to_f64() {
+    let run = |dtype| {
+        let o = batchgraph(&[
+            "eval",
+            "examples/seed.graph",
+            "--inputs",
+            "examples/seed_inputs.json",
+            "--dtype",
+            dtype,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["outputs"]["s"].as_f64().unwrap()
+    };
+    let (a, b) = (run("f64"), run("f32"));
+    assert!((a - b).abs() < 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+}
+
+#[test]
+fn bad_values_name_the_variable_and_shapes() {
+    let cases = [
+        (r#"{"x": [1, 2, 3]}"#, "no value for `w` (shape [4, 3])"),
+        (
+            r#"{"x": [1, 2], "w": [[1,2,3],[1,2,3],[1,2,3],[1,2,3]]}"#,
+            "`x` has shape [2], but the program declares [3]",
+        ),
+        (
+            r#"{"x": [1, 2, 3], "w": [[1,2,3],[1,2,3],[1,2,3],[1,2,3]], "v": 1}"#,
+            "`v` is not an input or param",
+        ),
+        (r#"{"x": [1, [2], 3], "w": 1}"#, "not a rectangular array"),
+        (r#"{"x": "#, "invalid JSON"),
+    ];
+    for (i, (values, message)) in cases.iter().enumerate() {
+        let path = temp_file(&format!("values{i}.json"), values);
+        let o = batchgraph(&["eval", "examples/seed.graph", "--inputs", &path]);
+        assert_eq!(o.status.code(), Some(1), "{values}");
+        assert!(stderr(&o).contains(message), "{values}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn errors_exit_1_and_usage_errors_exit_2() {
+    let bad = temp_file("bad.graph", "input x: [3]\nout s = tanh(x @ x @ x)\n");
+    let o = batchgraph(&["show", &bad]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("bad.graph:2:20: @: cannot multiply [] by [3]"), "{e}");
+    assert!(
+        e.contains("2 | out s = tanh(x @ x @ x)\n  |                    ^"),
+        "{e}"
+    );
+
+    assert_eq!(batchgraph(&["show"]).status.code(), Some(2));
+    assert_eq!(batchgraph(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(batchgraph(&["show", "no/such/file.graph"]).status.code(), Some(1));
+}
+
+#[test]
+fn grad_needs_one_scalar_output() {
+    let vector = temp_file("vector.graph", "input x: [3]\nout y = tanh(x)\n");
+    let values = temp_file("v.json", r#"{"x": [1, 2, 3]}"#);
+    let o = batchgraph(&["eval", &vector, "--inputs", &values, "--grad"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("output `y` has shape [3]; it must be a scalar"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn check_finite_names_the_op() {
+    let program = temp_file("log.graph", "input x: [3]\nout y = sum(log(x))\n");
+    let values = temp_file("neg.json", r#"{"x": [1, -2, 3]}"#);
+    let o = batchgraph(&["eval", &program, "--inputs", &values]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("null"), "NaN is printed as null: {}", stdout(&o));
+    let o = batchgraph(&["eval", &program, "--inputs", &values, "--check-finite"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("log produced a non-finite value (NaN) in a value of shape [3]"),
+        "{}",
+        stderr(&o)
+    );
+}

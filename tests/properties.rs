@@ -1,0 +1,107 @@
+//! Property tests: printing round-trips, and no input makes the parser or the
+//! shape checker panic.
+
+mod common;
+use batchgraph::{Interpreter, Program};
+use common::{random_values, rel_diff, Rng};
+use proptest::prelude::*;
+
+const DECLS: &str = "input a: [3]\ninput b: [3]\nparam m: [2, 3]\nparam s: []\n";
+
+/// Random expression text over a: [3], b: [3], m: [2, 3], s: [] (some ill-shaped).
+fn expression() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("a".to_string()),
+        Just("b".to_string()),
+        Just("m".to_string()),
+        Just("s".to_string()),
+        (-3i32..4).prop_map(|n| n.to_string()),
+        Just("0.5".to_string()),
+    ];
+    leaf.prop_recursive(5, 40, 3, |inner| {
+        prop_oneof![
+            (
+                inner.clone(),
+                prop::sample::select(vec!["+", "-", "*", "/", "@"]),
+                inner.clone()
+            )
+                .prop_map(|(l, op, r)| format!("({l} {op} {r})")),
+            (inner.clone(), prop::sample::select(vec!["2", "3", "-1", "0.5"])).prop_map(|(l, p)| format!("{l} ^ {p}")),
+            inner.clone().prop_map(|e| format!("-{e}")),
+            (
+                prop::sample::select(vec![
+                    "exp",
+                    "tanh",
+                    "sigmoid",
+                    "relu",
+                    "sin",
+                    "cos",
+                    "abs",
+                    "sum",
+                    "mean",
+                    "transpose"
+                ]),
+                inner.clone()
+            )
+                .prop_map(|(f, e)| format!("{f}({e})")),
+            (
+                prop::sample::select(vec!["sum", "mean", "max"]),
+                inner.clone(),
+                0usize..2
+            )
+                .prop_map(|(f, e, axis)| format!("{f}({e}, {axis})")),
+            (inner.clone(), inner).prop_map(|(x, y)| format!("stack({x}, {y})")),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn printed_programs_parse_back_to_the_same_graph(e1 in expression(), e2 in expression()) {
+        let text = format!("{DECLS}let u = {e1}\nout y = {e2}\nout z = u");
+        let Ok(p) = Program::parse("random.graph", &text) else { return Ok(()) };
+        let printed = p.to_text();
+        let again = Program::parse("printed.graph", &printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+        prop_assert_eq!(again.to_text(), printed.clone());
+        prop_assert_eq!(again.node_count(), p.node_count());
+        prop_assert!(p.node_count() as u128 <= p.nodes_before_cse());
+        // And they compute the same thing.
+        let values = random_values(&p, &mut Rng(11), -1.0, 1.0);
+        let (x, y) = (Interpreter::new(&p).evaluate(&values).unwrap(), Interpreter::new(&again).evaluate(&values).unwrap());
+        for ((_, u), (_, v)) in x.outputs.iter().zip(&y.outputs) {
+            let u = u.mapv(|v| if v.is_finite() { v } else { 0.0 });
+            let v = v.mapv(|v| if v.is_finite() { v } else { 0.0 });
+            prop_assert!(rel_diff(&u, &v) == 0.0, "{}", printed);
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "[a-z0-9 ()\\[\\],:=+*/@^#\n.-]{0,200}") {
+        let _ = Program::parse("fuzz.graph", &text);
+    }
+
+    #[test]
+    fn mutated_programs_never_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, prop::sample::select(
+            vec!['(', ')', '[', ']', ',', ':', '=', '+', '-', '*', '@', '^', 'x', 'w', '0', '9', '\n', ' ', '#', 'f', '.'])), 1..6)
+    ) {
+        let seed = include_str!("../examples/seed.graph");
+        let mut chars: Vec<char> = seed.chars().collect();
+        for (at, kind, c) in edits {
+            let i = at.index(chars.len() + 1);
+            match kind {
+                0 => chars.insert(i, c),
+                1 if i < chars.len() => { chars.remove(i); }
+                _ if i < chars.len() => chars[i] = c,
+                _ => {}
+            }
+        }
+        let text: String = chars.into_iter().collect();
+        if let Err(e) = Program::parse("mutated.graph", &text) {
+            // Every error points into the text.
+            prop_assert!(e.line >= 1 && e.line <= text.split('\n').count(), "{}", e);
+        }
+    }
+}
