@@ -46,7 +46,9 @@ impl FromStr for Num {
 impl fmt::Display for Num {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Rust prints the shortest string that parses back to the same f64.
-        if self.0 == self.0.trunc() && self.0.abs() < 1e15 {
+        if self.0 == 0.0 && self.0.is_sign_negative() {
+            write!(f, "-0")
+        } else if self.0 == self.0.trunc() && self.0.abs() < 1e15 {
             write!(f, "{}", self.0 as i64)
         } else {
             write!(f, "{}", self.0)
