@@ -21,26 +21,34 @@
 #![warn(missing_docs)]
 
 mod analysis;
+mod batch;
+mod cost;
 mod draw;
 mod error;
+mod extract;
 mod grad;
 mod interp;
 mod kernels;
 mod language;
 mod parser;
 mod program;
+mod rules;
 mod shape;
 mod values;
 
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
+pub use batch::{BatchReport, Batched, Batcher, PlanSummary, Reduce, Strategy};
+pub use cost::{calibrate, program_cost, work, CostProfile};
 pub use draw::{dot_to_svg, to_dot, to_petgraph, to_svg, GraphNode, NodeKind};
 pub use error::{Error, Result};
+pub use extract::{extract_dag_greedy, Extraction};
 pub use grad::{jvp, vjp};
 pub use interp::{Evaluation, Gradients, Interpreter, Tangents, Values};
 pub use kernels::{forward, matmul as matmul_kernel, unbroadcast, Scalar, Tensor};
 pub use language::{Num, Op};
 pub use parser::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
 pub use program::{extract_dag, infer_shapes, Decl, Program};
+pub use rules::{parse_rule_file, Conditions, RuleSet, TextRule, BUILTIN_RULE_FILES, RUST_APPLIERS};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
 pub use values::{named_to_json, tensor_from_json, tensor_to_json, values_from_json};
 

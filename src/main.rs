@@ -1,7 +1,8 @@
 //! The `batchgraph` command line.
 
 use batchgraph::{
-    named_to_json, parse_file, to_dot, to_svg, values_from_json, Error, Interpreter, Program, Scalar, Values,
+    calibrate, named_to_json, parse_file, to_dot, to_svg, values_from_json, Batcher, CostProfile, Error, Interpreter,
+    Program, Reduce, RuleSet, Scalar, Strategy, Values,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
@@ -58,6 +59,54 @@ enum Command {
         #[arg(long)]
         memory: bool,
     },
+    /// Batch a program over a mini-batch; prints the batched program in the language.
+    Batch {
+        /// The .graph file.
+        file: PathBuf,
+        /// Batch size B.
+        #[arg(long)]
+        size: usize,
+        /// Inputs to batch over, comma-separated (default: every input).
+        #[arg(long, value_delimiter = ',')]
+        over: Option<Vec<String>>,
+        /// Each output becomes the mean over the batch, the sum, or the stack (none).
+        #[arg(long, value_enum, default_value_t = ReduceArg::Mean)]
+        reduce: ReduceArg,
+        /// Duplicate (unroll), fuse, or let the cost model choose (auto).
+        #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+        strategy: StrategyArg,
+        /// Cost profile: cpu, gpu, or a JSON file from `batchgraph calibrate`.
+        #[arg(long, default_value = "cpu")]
+        profile: String,
+        /// A folder of extra *.rules files.
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+        /// Write the report as JSON.
+        #[arg(long, value_name = "REPORT.json")]
+        report: Option<PathBuf>,
+        /// Write a picture of the batched program.
+        #[arg(long, value_name = "OUT.svg")]
+        svg: Option<PathBuf>,
+        /// Write the batched program in DOT.
+        #[arg(long, value_name = "OUT.dot")]
+        dot: Option<PathBuf>,
+    },
+    /// Measure this machine's interpreter and print a cpu cost profile (JSON).
+    Calibrate,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReduceArg {
+    Mean,
+    Sum,
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    Auto,
+    Unroll,
+    Fuse,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,8 +202,68 @@ fn eval<T: Scalar>(program: &Program, request: &EvalRequest) -> Result<Value, Er
     Ok(Value::Object(result))
 }
 
+fn profile(name: &str) -> Result<CostProfile, Error> {
+    match name {
+        "cpu" => Ok(CostProfile::cpu()),
+        "gpu" => Ok(CostProfile::gpu()),
+        path => serde_json::from_value(read_json(Path::new(path))?)
+            .map_err(|e| Error::Values(format!("{path}: not a cost profile: {e}"))),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
+        Command::Batch {
+            file,
+            size,
+            over,
+            reduce,
+            strategy,
+            profile: profile_name,
+            rules,
+            report,
+            svg,
+            dot,
+        } => {
+            let program = parse_file(&file)?;
+            let mut rule_set = RuleSet::builtin();
+            if let Some(dir) = rules {
+                rule_set = rule_set.with_dir(&dir)?;
+            }
+            let mut batcher = Batcher::new(&program)
+                .size(size)
+                .reduce(match reduce {
+                    ReduceArg::Mean => Reduce::Mean,
+                    ReduceArg::Sum => Reduce::Sum,
+                    ReduceArg::None => Reduce::None,
+                })
+                .strategy(match strategy {
+                    StrategyArg::Auto => Strategy::Auto,
+                    StrategyArg::Unroll => Strategy::Unroll,
+                    StrategyArg::Fuse => Strategy::Fuse,
+                })
+                .profile(profile(&profile_name)?)
+                .rules(rule_set);
+            if let Some(over) = over {
+                batcher = batcher.over(over);
+            }
+            let batched = batcher.run()?;
+            if let Some(path) = report {
+                write(&path, &serde_json::to_string_pretty(&batched.report).unwrap())?;
+            }
+            if let Some(path) = dot {
+                write(&path, &to_dot(&batched.program))?;
+            }
+            if let Some(path) = svg {
+                write(&path, &to_svg(&batched.program).map_err(Error::Io)?)?;
+            }
+            print!("{}", batched.program.to_text());
+            Ok(())
+        }
+        Command::Calibrate => {
+            println!("{}", serde_json::to_string_pretty(&calibrate()).unwrap());
+            Ok(())
+        }
         Command::Show { file, svg, dot, json } => show(&file, svg.as_deref(), dot.as_deref(), json),
         Command::Eval {
             file,

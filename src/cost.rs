@@ -1,0 +1,144 @@
+//! The cost model: a fixed overhead per op executed, plus work (flops) and
+//! memory traffic (bytes), with a profile per kind of machine.
+
+use crate::kernels::Tensor;
+use crate::language::Op;
+use crate::shape::Shape;
+use egg::Language;
+use serde::{Deserialize, Serialize};
+
+/// What one op costs on a kind of machine. Costs are in microseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostProfile {
+    /// The profile's name.
+    pub name: String,
+    /// Fixed cost of executing one op (dispatch, allocation; kernel launch on a GPU), µs.
+    pub overhead_us: f64,
+    /// Floating-point operations per µs.
+    pub flops_per_us: f64,
+    /// Bytes read and written per µs.
+    pub bytes_per_us: f64,
+}
+
+impl CostProfile {
+    /// This project's interpreter on a CPU core. The numbers come from
+    /// `batchgraph calibrate` on the 2-core development machine; rerun it to
+    /// get your own (`--profile FILE.json` takes its output).
+    pub fn cpu() -> CostProfile {
+        CostProfile {
+            name: "cpu".into(),
+            overhead_us: 0.3,
+            flops_per_us: 8_000.0,
+            bytes_per_us: 4_000.0,
+        }
+    }
+
+    /// A GPU: a large overhead per op (a kernel launch, ~5 µs) and large
+    /// throughput (~10 TFLOP/s, ~500 GB/s).
+    pub fn gpu() -> CostProfile {
+        CostProfile {
+            name: "gpu".into(),
+            overhead_us: 5.0,
+            flops_per_us: 10_000_000.0,
+            bytes_per_us: 500_000.0,
+        }
+    }
+
+    /// The cost of executing `op` with operands of `inputs` shapes giving `output`:
+    /// overhead + flops / throughput + bytes / bandwidth. Leaves are free; a
+    /// `vmap` spec cannot be executed and costs infinity.
+    pub fn op_cost(&self, op: &Op, inputs: &[&Shape], output: &Shape) -> f64 {
+        match op {
+            Op::Var(_) | Op::Num(_) => return 0.0,
+            Op::Vmap(_) => return f64::INFINITY,
+            _ => {}
+        }
+        let (flops, bytes) = work(op, inputs, output);
+        self.overhead_us + flops / self.flops_per_us + bytes / self.bytes_per_us
+    }
+}
+
+/// (flops, bytes moved) of one op, counting f64 elements.
+pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> (f64, f64) {
+    let out = output.elements() as f64;
+    let read: f64 = inputs.iter().map(|s| s.elements() as f64).sum();
+    let bytes = 8.0 * (read + out);
+    let flops = match op {
+        Op::MatMul(_) => {
+            let inner = *inputs[0].dims().last().unwrap_or(&1) as f64;
+            2.0 * out * inner
+        }
+        // Transcendental functions cost several flops each.
+        Op::Exp(_) | Op::Log(_) | Op::Tanh(_) | Op::Sigmoid(_) | Op::Sin(_) | Op::Cos(_) | Op::Pow(_) => 10.0 * out,
+        Op::Sum(_) | Op::Mean(_) | Op::SumAxis(_) | Op::MeanAxis(_) | Op::MaxAxis(_) => read,
+        Op::Transpose(_) | Op::Permute(_) | Op::Expand(_) | Op::Index(_) | Op::Stack(_) | Op::Repeat(_) => 0.0,
+        _ => out,
+    };
+    (flops, bytes)
+}
+
+/// Cost of a whole program (each node once): the DAG cost.
+pub fn program_cost(profile: &CostProfile, program: &crate::program::Program) -> f64 {
+    program
+        .expr
+        .as_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let inputs: Vec<&Shape> = node.children().iter().map(|&c| program.shape(c)).collect();
+            profile.op_cost(node, &inputs, program.shape(egg::Id::from(i)))
+        })
+        .sum()
+}
+
+/// Measures this machine's interpreter and returns a `cpu` profile:
+/// per-op overhead from a chain of scalar ops, throughput from a 256x256
+/// matmul, bandwidth from adding two 1M-element arrays.
+pub fn calibrate() -> CostProfile {
+    use crate::interp::Interpreter;
+    use crate::program::Program;
+    use std::time::Instant;
+    fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+    let run = |text: &str, runs: usize| {
+        let program = Program::parse("calibrate", text).expect("calibration program parses");
+        let values = program
+            .inputs
+            .iter()
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    Tensor::<f64>::from_elem(ndarray::IxDyn(d.shape.dims()), 0.5),
+                )
+            })
+            .collect();
+        let interpreter = Interpreter::new(&program);
+        best_of(runs, || {
+            interpreter.evaluate(&values).expect("calibration program runs");
+        })
+    };
+    let mut chain = String::from("input x: []\nlet t0 = x\n");
+    for i in 1..=1000 {
+        chain.push_str(&format!("let t{i} = t{} * 0.999\n", i - 1));
+    }
+    chain.push_str("out y = t1000\n");
+    let overhead_us = run(&chain, 20) / 1000.0;
+    let n = 256.0;
+    let matmul_us = run("input a: [256, 256]\ninput b: [256, 256]\nout c = a @ b", 10) - overhead_us;
+    let flops_per_us = 2.0 * n * n * n / matmul_us.max(1e-3);
+    let add_us = run("input a: [1000000]\ninput b: [1000000]\nout c = a + b", 10) - overhead_us;
+    let bytes_per_us = 3.0 * 8.0 * 1e6 / add_us.max(1e-3);
+    CostProfile {
+        name: "cpu".into(),
+        overhead_us,
+        flops_per_us,
+        bytes_per_us,
+    }
+}

@@ -1,0 +1,152 @@
+//! DAG-aware extraction: a shared node is paid for once.
+//!
+//! egg's `Extractor` minimises tree cost, which pays for a shared node once
+//! per use and so cannot see what CSE saves. This is the greedy DAG
+//! extractor of extraction-gym (`faster-greedy-dag`): every class keeps the
+//! set of classes its best node needs, with their costs, and the cost of a
+//! node is the sum over the union of its children's sets, each class once.
+//! A node whose children's sets contain its own class would close a cycle
+//! and is skipped.
+
+use crate::analysis::Graph;
+use crate::cost::CostProfile;
+use crate::shape::Shape;
+use egg::{Id, Language};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+/// What one class costs: its chosen node, the classes that choice needs
+/// (itself included) with each one's own cost, and their sum.
+#[derive(Clone, Debug)]
+struct CostSet {
+    node: usize,
+    costs: Rc<HashMap<Id, f64>>,
+    total: f64,
+}
+
+/// The chosen node of every class reached from the roots.
+#[derive(Clone, Debug)]
+pub struct Extraction {
+    /// Chosen node (index into the class's nodes) per class.
+    pub choice: HashMap<Id, usize>,
+    /// DAG cost of the roots together, each class once.
+    pub cost: f64,
+}
+
+/// Extracts the cheapest DAG it finds for `roots`, with node costs from `profile`.
+/// Returns `None` if some root has no finite-cost implementation.
+pub fn extract_dag_greedy(egraph: &Graph, roots: &[Id], profile: &CostProfile) -> Option<Extraction> {
+    let node_cost = |class: Id, index: usize| {
+        let node = &egraph[class].nodes[index];
+        let inputs: Vec<&Shape> = node.children().iter().map(|&c| &egraph[c].data.shape).collect();
+        profile.op_cost(node, &inputs, &egraph[class].data.shape)
+    };
+    let mut parents: HashMap<Id, Vec<(Id, usize)>> = HashMap::new();
+    let mut queue: VecDeque<(Id, usize)> = VecDeque::new();
+    let mut queued: HashSet<(Id, usize)> = HashSet::new();
+    for class in egraph.classes() {
+        for (index, node) in class.nodes.iter().enumerate() {
+            if node.is_leaf() {
+                queue.push_back((class.id, index));
+                queued.insert((class.id, index));
+            }
+            for &child in node.children() {
+                parents.entry(egraph.find(child)).or_default().push((class.id, index));
+            }
+        }
+    }
+    let mut best: HashMap<Id, CostSet> = HashMap::new();
+    while let Some((class, index)) = queue.pop_front() {
+        queued.remove(&(class, index));
+        let node = &egraph[class].nodes[index];
+        let own = node_cost(class, index);
+        if !own.is_finite() {
+            continue;
+        }
+        let children: Vec<Id> = node.children().iter().map(|&c| egraph.find(c)).collect();
+        if !children.iter().all(|c| best.contains_key(c)) {
+            continue;
+        }
+        // Start from the largest child's set (shared, cloned once) and add the rest.
+        let largest = children.iter().max_by_key(|c| best[c].costs.len());
+        let mut costs: HashMap<Id, f64> = largest.map(|c| (*best[c].costs).clone()).unwrap_or_default();
+        for c in &children {
+            if Some(c) != largest {
+                for (&k, &v) in best[c].costs.iter() {
+                    costs.insert(k, v);
+                }
+            }
+        }
+        if costs.contains_key(&class) {
+            continue; // would close a cycle
+        }
+        costs.insert(class, own);
+        let total: f64 = costs.values().sum();
+        if best.get(&class).is_none_or(|b| total < b.total) {
+            best.insert(
+                class,
+                CostSet {
+                    node: index,
+                    costs: Rc::new(costs),
+                    total,
+                },
+            );
+            for &(parent, parent_index) in parents.get(&class).into_iter().flatten() {
+                if queued.insert((parent, parent_index)) {
+                    queue.push_back((parent, parent_index));
+                }
+            }
+        }
+    }
+    let mut choice = HashMap::new();
+    let mut all: HashMap<Id, f64> = HashMap::new();
+    let mut stack: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
+    while let Some(class) = stack.pop() {
+        if choice.contains_key(&class) {
+            continue;
+        }
+        let set = best.get(&class)?;
+        choice.insert(class, set.node);
+        all.insert(class, set.costs[&class]);
+        stack.extend(egraph[class].nodes[set.node].children().iter().map(|&c| egraph.find(c)));
+    }
+    if has_cycle(egraph, &choice) {
+        return None;
+    }
+    Some(Extraction {
+        cost: all.values().sum(),
+        choice,
+    })
+}
+
+/// Whether the chosen nodes form a cycle (a greedy choice made stale by a
+/// later improvement of a child can, in principle, close one).
+fn has_cycle(egraph: &Graph, choice: &HashMap<Id, usize>) -> bool {
+    // Kahn's algorithm over the chosen nodes.
+    let mut pending: HashMap<Id, usize> = HashMap::new();
+    let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
+    for (&class, &index) in choice {
+        let children: HashSet<Id> = egraph[class].nodes[index]
+            .children()
+            .iter()
+            .map(|&c| egraph.find(c))
+            .collect();
+        pending.insert(class, children.len());
+        for c in children {
+            users.entry(c).or_default().push(class);
+        }
+    }
+    let mut ready: Vec<Id> = pending.iter().filter(|(_, &n)| n == 0).map(|(&c, _)| c).collect();
+    let mut done = 0;
+    while let Some(class) = ready.pop() {
+        done += 1;
+        for &user in users.get(&class).into_iter().flatten() {
+            let n = pending.get_mut(&user).unwrap();
+            *n -= 1;
+            if *n == 0 {
+                ready.push(user);
+            }
+        }
+    }
+    done != choice.len()
+}
