@@ -227,34 +227,31 @@ impl<'p> Batcher<'p> {
             return Err(Error::Unsupported("the batch size must be at least 1".into()));
         }
         let over = self.over_names()?;
+        let summary = |p: &Plan| PlanSummary {
+            nodes: p.program.node_count(),
+            cost: p.cost,
+        };
+        // The pure plans, for the report (and as candidates for `auto`).
+        let unroll = self.plan(&over, false, Duplicate::All);
+        let fuse = self.plan(&over, true, Duplicate::WhereNeeded);
+        let (unroll_summary, fuse_summary) = (unroll.as_ref().ok().map(summary), fuse.as_ref().ok().map(summary));
         let chosen = match self.strategy {
-            Strategy::Auto => self.plan(&over, true, Duplicate::All)?,
-            Strategy::Unroll => self.plan(&over, false, Duplicate::All)?,
-            Strategy::Fuse => self.plan(&over, true, Duplicate::WhereNeeded)?,
+            Strategy::Unroll => unroll?,
+            Strategy::Fuse => fuse?,
+            Strategy::Auto => {
+                // The greedy DAG extractor can miss a plan that shares one fused
+                // node among B copies; the fused plan is then cheaper. Take the
+                // cheapest of the three by the exact DAG cost of each program.
+                let mut candidates: Vec<Plan> = vec![self.plan(&over, true, Duplicate::All)?];
+                candidates.extend(fuse.ok());
+                candidates.extend(unroll.ok());
+                let best = (0..candidates.len())
+                    .min_by(|&a, &b| candidates[a].cost.total_cmp(&candidates[b].cost))
+                    .unwrap();
+                candidates.swap_remove(best)
+            }
         };
-        let unroll = match self.strategy {
-            Strategy::Unroll => Some(PlanSummary {
-                nodes: chosen.program.node_count(),
-                cost: chosen.cost,
-            }),
-            _ => self.plan(&over, false, Duplicate::All).ok().map(|p| PlanSummary {
-                nodes: p.program.node_count(),
-                cost: p.cost,
-            }),
-        };
-        let fuse = match self.strategy {
-            Strategy::Fuse => Some(PlanSummary {
-                nodes: chosen.program.node_count(),
-                cost: chosen.cost,
-            }),
-            _ => self
-                .plan(&over, true, Duplicate::WhereNeeded)
-                .ok()
-                .map(|p| PlanSummary {
-                    nodes: p.program.node_count(),
-                    cost: p.cost,
-                }),
-        };
+        let (unroll, fuse) = (unroll_summary, fuse_summary);
         let report = BatchReport {
             size: self.size,
             over,

@@ -34,6 +34,7 @@ mod parser;
 mod program;
 mod rules;
 mod shape;
+mod soundness;
 mod values;
 
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
@@ -50,6 +51,7 @@ pub use parser::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NEST
 pub use program::{extract_dag, infer_shapes, Decl, Program};
 pub use rules::{parse_rule_file, Conditions, RuleSet, TextRule, BUILTIN_RULE_FILES, RUST_APPLIERS};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
+pub use soundness::check_rule;
 pub use values::{named_to_json, tensor_from_json, tensor_to_json, values_from_json};
 
 impl Program {

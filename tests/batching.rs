@@ -1,0 +1,387 @@
+//! Batching: every strategy computes the mean / sum / stack of the
+//! per-example results (values and gradients), agrees with JAX's vmap, keeps
+//! fused programs small, and every rule is sound.
+
+mod common;
+use batchgraph::{
+    check_rule, parse_rule_file, Batcher, Interpreter, Program, Reduce, RuleSet, Strategy, Tensor, Values,
+};
+use common::{json_tensor, load_reference, rel_diff, Rng};
+use ndarray::{Axis, IxDyn};
+
+fn example(name: &str) -> Program {
+    let path = format!("{}/examples/{name}.graph", env!("CARGO_MANIFEST_DIR"));
+    batchgraph::parse_file(std::path::Path::new(&path)).unwrap()
+}
+
+fn row(t: &Tensor<f64>, b: usize) -> Tensor<f64> {
+    t.index_axis(Axis(0), b).to_owned()
+}
+
+/// Checks the batched program against running the per-example program on each row.
+fn check_semantics(program: &Program, over: &[&str], b: usize, strategy: Strategy, reduce: Reduce, rng: &mut Rng) {
+    let batched = Batcher::new(program)
+        .over(over.to_vec())
+        .size(b)
+        .strategy(strategy)
+        .reduce(reduce)
+        .run()
+        .unwrap();
+    let bp = &batched.program;
+    let values: Values<f64> = bp
+        .inputs
+        .iter()
+        .chain(&bp.params)
+        .map(|d| (d.name.clone(), rng.tensor(d.shape.dims(), 0.3, 1.5)))
+        .collect();
+    let example_values = |i: usize| -> Values<f64> {
+        values
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    if over.contains(&n.as_str()) {
+                        row(v, i)
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
+            .collect()
+    };
+    let per_example = Interpreter::new(program);
+    let result = Interpreter::new(bp).evaluate(&values).unwrap();
+    let context = format!(
+        "{}\nbatched with B = {b}, {strategy:?}, {reduce:?}:\n{}",
+        program.to_text(),
+        bp.to_text()
+    );
+    for (k, (name, value)) in result.outputs.iter().enumerate() {
+        let rows: Vec<Tensor<f64>> = (0..b)
+            .map(|i| per_example.evaluate(&example_values(i)).unwrap().outputs[k].1.clone())
+            .collect();
+        let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+        let stacked = ndarray::stack(Axis(0), &views).unwrap();
+        let expected = match reduce {
+            Reduce::Mean => stacked.mean_axis(Axis(0)).unwrap(),
+            Reduce::Sum => stacked.sum_axis(Axis(0)),
+            Reduce::None => stacked,
+        };
+        let d = rel_diff(value, &expected);
+        assert!(d < 1e-9, "output {name} differs by {d}\n{context}");
+    }
+    // Gradients of a scalar mean or sum: the mean (sum) of per-example gradients.
+    let scalar = program.outputs.len() == 1 && program.shape(program.outputs[0].1).rank() == 0;
+    if scalar && reduce != Reduce::None {
+        let scale = if reduce == Reduce::Mean { 1.0 / b as f64 } else { 1.0 };
+        let grads = Interpreter::new(bp).gradient(&values).unwrap().grads;
+        let per: Vec<Vec<(String, Tensor<f64>)>> = (0..b)
+            .map(|i| per_example.gradient(&example_values(i)).unwrap().grads)
+            .collect();
+        for (v, (name, g)) in grads.iter().enumerate() {
+            let expected = if over.contains(&name.as_str()) {
+                let views: Vec<Tensor<f64>> = per.iter().map(|p| &p[v].1 * scale).collect();
+                ndarray::stack(Axis(0), &views.iter().map(|t| t.view()).collect::<Vec<_>>()).unwrap()
+            } else {
+                per.iter().fold(Tensor::zeros(IxDyn(g.shape())), |acc, p| acc + &p[v].1) * scale
+            };
+            let d = rel_diff(g, &expected);
+            assert!(d < 1e-9, "gradient w.r.t. {name} differs by {d}\n{context}");
+        }
+    }
+}
+
+/// Random per-example programs over a: [3], c: [2, 3] (batched) and m: [2, 3], p: [3], s: [] (params).
+fn random_programs(count: usize, rng: &mut Rng) -> Vec<Program> {
+    fn expr(rng: &mut Rng, depth: usize) -> String {
+        let pick = |rng: &mut Rng, n: usize| (rng.next_f64() * n as f64) as usize;
+        if depth == 0 || rng.next_f64() < 0.2 {
+            return ["a", "c", "m", "p", "s", "2", "0.5"][pick(rng, 7)].to_string();
+        }
+        let (x, y) = (expr(rng, depth - 1), expr(rng, depth - 1));
+        match pick(rng, 12) {
+            0 => format!("({x} + {y})"),
+            1 => format!("({x} - {y})"),
+            2 => format!("({x} * {y})"),
+            3 => format!("({x} / (2 + {y} * {y}))"),
+            4 => format!("({x} @ {y})"),
+            5 => format!(
+                "{}({x})",
+                ["exp", "tanh", "sigmoid", "sin", "cos", "abs", "relu", "-"][pick(rng, 8)]
+            ),
+            6 => format!("sqrt(1 + {x} * {x})"),
+            7 => format!("{}({x}, {})", ["sum", "mean", "max"][pick(rng, 3)], pick(rng, 2)),
+            8 => format!("transpose({x})"),
+            9 => format!("{x} ^ 2"),
+            10 => format!("{}({x})", ["sum", "mean"][pick(rng, 2)]),
+            _ => format!("expand({x}, 0)"),
+        }
+    }
+    let mut out = vec![];
+    while out.len() < count {
+        let body = expr(rng, 4);
+        let text = format!(
+            "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam s: []\nout loss = sum({body})"
+        );
+        if let Ok(p) = Program::parse("random", &text) {
+            if p.is_input("a") && p.to_text().contains('a') {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_strategy_computes_the_batch_of_per_example_results() {
+    let mut rng = Rng(0xba7c4);
+    let mut programs: Vec<(Program, Vec<&str>)> = vec![(example("seed"), vec!["x"]), (example("mlp"), vec!["x", "y"])];
+    programs.extend(random_programs(30, &mut rng).into_iter().map(|p| (p, vec!["a", "c"])));
+    for (program, over) in &programs {
+        for b in [1, 2, 3, 8] {
+            for strategy in [Strategy::Auto, Strategy::Unroll, Strategy::Fuse] {
+                for reduce in [Reduce::Mean, Reduce::Sum, Reduce::None] {
+                    check_semantics(program, over, b, strategy, reduce, &mut rng);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_programs_agree_with_jax_vmap() {
+    for name in [
+        "elementwise_zoo",
+        "linear_mse",
+        "matmul_ranks",
+        "two_layer",
+        "vector_output",
+    ] {
+        let reference = load_reference(name);
+        let program = Program::parse(name, reference["program"].as_str().unwrap()).unwrap();
+        let batch = &reference["batch"];
+        let over: Vec<String> = batch["over"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let size = batch["size"].as_u64().unwrap() as usize;
+        let values = batchgraph::values_from_json::<f64>("inputs", &batch["inputs"]).unwrap();
+        for strategy in [Strategy::Auto, Strategy::Unroll, Strategy::Fuse] {
+            for (reduce, key) in [
+                (Reduce::Mean, "mean"),
+                (Reduce::Sum, "sum"),
+                (Reduce::None, "per_example"),
+            ] {
+                let batched = Batcher::new(&program)
+                    .over(over.clone())
+                    .size(size)
+                    .strategy(strategy)
+                    .reduce(reduce)
+                    .run()
+                    .unwrap();
+                let interpreter = Interpreter::new(&batched.program);
+                let out = &interpreter.evaluate(&values).unwrap().outputs[0].1;
+                let d = rel_diff(out, &json_tensor(&batch[key]));
+                assert!(
+                    d < 1e-9,
+                    "{name} {strategy:?} {key}: differs from JAX by {d}\n{}",
+                    batched.program.to_text()
+                );
+                if reduce == Reduce::Mean && !batch["mean_grads"].is_null() {
+                    for (var, g) in interpreter.gradient(&values).unwrap().grads {
+                        let d = rel_diff(&g, &json_tensor(&batch["mean_grads"][&var]));
+                        assert!(
+                            d < 1e-9,
+                            "{name} {strategy:?}: gradient w.r.t. {var} differs from JAX by {d}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_size_does_not_grow_with_b_and_unrolled_grows_linearly() {
+    let seed = example("seed");
+    let nodes = |b: usize, strategy| {
+        Batcher::new(&seed)
+            .size(b)
+            .strategy(strategy)
+            .run()
+            .unwrap()
+            .program
+            .node_count()
+    };
+    let fused: Vec<usize> = [2, 16, 128].iter().map(|&b| nodes(b, Strategy::Fuse)).collect();
+    assert!(fused.iter().all(|&n| n == fused[0]), "fused node counts {fused:?}");
+    let (u2, u4, u8) = (
+        nodes(2, Strategy::Unroll),
+        nodes(4, Strategy::Unroll),
+        nodes(8, Strategy::Unroll),
+    );
+    assert!(
+        u4 > u2 && u8 - u4 == 2 * (u4 - u2),
+        "unrolled node counts {u2}, {u4}, {u8}"
+    );
+}
+
+#[test]
+fn cost_model_chooses_fusion_for_the_seed_graph() {
+    let batched = Batcher::new(&example("seed")).size(64).run().unwrap();
+    let r = &batched.report;
+    let (unroll, fuse) = (r.unroll.as_ref().unwrap(), r.fuse.as_ref().unwrap());
+    assert!(r.chosen.cost <= unroll.cost.min(fuse.cost) + 1e-9, "{r:?}");
+    assert!(fuse.cost < unroll.cost / 5.0, "{r:?}");
+    assert_eq!(r.stop_reason, "saturated");
+}
+
+#[test]
+fn seed_batched_twice_snapshots() {
+    let seed = example("seed");
+    let unrolled = Batcher::new(&seed)
+        .size(2)
+        .strategy(Strategy::Unroll)
+        .run()
+        .unwrap()
+        .program;
+    let fused = Batcher::new(&seed)
+        .size(2)
+        .strategy(Strategy::Fuse)
+        .run()
+        .unwrap()
+        .program;
+    insta::assert_snapshot!("seed_b2_unrolled", unrolled.to_text());
+    insta::assert_snapshot!("seed_b2_unrolled_dot", batchgraph::to_dot(&unrolled));
+    insta::assert_snapshot!("seed_b2_fused", fused.to_text());
+    insta::assert_snapshot!("seed_b2_fused_dot", batchgraph::to_dot(&fused));
+    let mlp = Batcher::new(&example("mlp"))
+        .size(2)
+        .strategy(Strategy::Fuse)
+        .run()
+        .unwrap()
+        .program;
+    insta::assert_snapshot!("mlp_b2_fused", mlp.to_text());
+}
+
+#[test]
+fn an_op_without_a_fusing_rule_is_duplicated_and_the_rest_fused() {
+    let seed = example("seed");
+    let rules = RuleSet::builtin().without("vmap-tanh");
+    let batched = Batcher::new(&seed).size(4).rules(rules.clone()).run().unwrap();
+    let text = batched.program.to_text();
+    assert_eq!(batched.report.unfused_ops, vec!["tanh".to_string()]);
+    assert!(text.contains("stack(") && text.contains("tanh(index("), "{text}");
+    assert!(text.contains("x @ transpose(w)"), "the matmul stays fused:\n{text}");
+    for strategy in [Strategy::Auto, Strategy::Fuse] {
+        let batched = Batcher::new(&seed)
+            .size(4)
+            .rules(rules.clone())
+            .strategy(strategy)
+            .run()
+            .unwrap();
+        assert!(batched.program.to_text().contains("tanh(index("));
+    }
+    check_semantics(&seed, &["x"], 4, Strategy::Auto, Reduce::Mean, &mut Rng(3));
+}
+
+#[test]
+fn every_rule_is_sound() {
+    let rules = RuleSet::builtin();
+    assert!(rules.text.len() > 40);
+    for rule in &rules.text {
+        let checked = check_rule(rule).unwrap_or_else(|e| panic!("{e}"));
+        assert!(checked > 0, "rule {} was never instantiated", rule.name);
+    }
+}
+
+#[test]
+fn a_wrong_rule_fails_the_check_and_names_itself() {
+    let wrong = "# wrong on purpose\nvmap-bad: (vmap (exp ?a)) => (tanh (vmap ?a))\n\
+                 # wrong for the wrong ranks\nvmap-bad-matmul: (vmap (@ ?w ?x)) => (@ ?w (vmap ?x)) if unmapped(?w), mapped(?x)";
+    for rule in parse_rule_file("wrong.rules", wrong).unwrap() {
+        let e = check_rule(&rule).unwrap_err();
+        assert!(e.starts_with(&format!("rule {} (wrong.rules:", rule.name)), "{e}");
+    }
+}
+
+#[test]
+fn bad_rule_files_name_file_line_and_rule() {
+    let cases = [
+        (
+            "# c\nr1: (vmap (exp ?a)) => (exp (vmap ?a)\n",
+            2,
+            "r1",
+            "right-hand side",
+        ),
+        (
+            "# c\nr1: (vmap (exp ?a)) -> (exp (vmap ?a))\n",
+            2,
+            "r1",
+            "expected `=>`",
+        ),
+        (
+            "r1: (vmap (exp ?a)) => (exp (vmap ?a))\n",
+            1,
+            "r1",
+            "needs a `#` comment",
+        ),
+        (
+            "# c\nr1: (vmap (exp ?a)) => (exp (vmap ?b))\n",
+            2,
+            "r1",
+            "?b appears on the right",
+        ),
+        (
+            "# c\nr1: (vmap (exp ?a)) => (exp (vmap ?a)) if ranked(?a)\n",
+            2,
+            "r1",
+            "unknown condition",
+        ),
+        (
+            "# c\nr1: (vmap (exp ?a)) => (exp (vmap ?a)) if rank(?c) == 1\n",
+            2,
+            "r1",
+            "does not bind",
+        ),
+        (
+            "# c\nr1: (vmap (exp ?a)) => (exp (vmap ?a))\n# d\nr1: (exp ?a) => ?a\n",
+            4,
+            "r1",
+            "already defined",
+        ),
+        ("# c\nno colon here\n", 2, "?", "expected `NAME: LHS"),
+    ];
+    for (text, line, rule, message) in cases {
+        let e = parse_rule_file("my.rules", text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("my.rules:{line}: rule {rule}: ")) && e.contains(message),
+            "{text:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn limits_are_reported_not_fatal() {
+    let seed = example("seed");
+    let batched = Batcher::new(&seed).size(8).iter_limit(1).run().unwrap();
+    assert_eq!(batched.report.stop_reason, "iteration limit (1)");
+    let batched = Batcher::new(&seed).size(1024).node_limit(5000).run().unwrap();
+    assert!(
+        batched.report.notes.iter().any(|n| n.contains("node limit")),
+        "{:?}",
+        batched.report
+    );
+    check_semantics(&seed, &["x"], 3, Strategy::Auto, Reduce::Mean, &mut Rng(5));
+}
+
+#[test]
+fn batching_b_1024_finishes() {
+    for name in ["seed", "mlp"] {
+        let batched = Batcher::new(&example(name)).size(1024).run().unwrap();
+        assert!(batched.program.node_count() < 40, "{}", batched.program.to_text());
+        assert!(batched.report.unroll.as_ref().unwrap().nodes > 8000);
+    }
+}
