@@ -27,9 +27,9 @@ impl CostProfile {
     pub fn cpu() -> CostProfile {
         CostProfile {
             name: "cpu".into(),
-            overhead_us: 0.3,
-            flops_per_us: 8_000.0,
-            bytes_per_us: 4_000.0,
+            overhead_us: 0.32,
+            flops_per_us: 31_000.0,
+            bytes_per_us: 1_750.0,
         }
     }
 
