@@ -17,7 +17,10 @@ fn example(name: &str) -> Program {
 fn deep_mlp(layers: usize) -> Program {
     let mut text = String::from("input x: [16]\ninput y: [16]\nlet h0 = x\n");
     for l in 1..=layers {
-        text.push_str(&format!("param W{l}: [16, 16]\nparam b{l}: [16]\nlet h{l} = tanh(W{l} @ h{} + b{l})\n", l - 1));
+        text.push_str(&format!(
+            "param W{l}: [16, 16]\nparam b{l}: [16]\nlet h{l} = tanh(W{l} @ h{} + b{l})\n",
+            l - 1
+        ));
     }
     text.push_str(&format!("out loss = mean((h{layers} - y) ^ 2)\n"));
     Program::parse("deep", &text).unwrap()
