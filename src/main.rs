@@ -1,8 +1,8 @@
 //! The `batchgraph` command line.
 
 use batchgraph::{
-    calibrate, named_to_json, parse_file, to_dot, to_svg, values_from_json, Batcher, CostProfile, Error, Interpreter,
-    Program, Reduce, RuleSet, Scalar, Strategy, Values,
+    calibrate, named_to_json, parse_file, run_demo, to_dot, to_svg, values_from_json, Batcher, CostProfile,
+    DemoOptions, Error, Interpreter, Program, Reduce, RuleSet, Scalar, Strategy, Values,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
@@ -16,8 +16,9 @@ use std::process::ExitCode;
     about = "Mini-batching of computational graphs by e-graph rewriting"
 )]
 struct Cli {
+    /// Without a command: the walk-through (`demo`).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +94,15 @@ enum Command {
     },
     /// Measure this machine's interpreter and print a cpu cost profile (JSON).
     Calibrate,
+    /// The walk-through on the seed graph: graphs, costs, gradient checks, timings, pictures.
+    Demo {
+        /// Folder for the pictures.
+        #[arg(long, default_value = "out/demo")]
+        out: PathBuf,
+        /// Shorter measurements.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -212,7 +222,15 @@ fn profile(name: &str) -> Result<CostProfile, Error> {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Demo {
+        out: PathBuf::from("out/demo"),
+        quick: false,
+    });
+    match command {
+        Command::Demo { out, quick } => {
+            run_demo(&DemoOptions { out, quick }, &mut std::io::stdout().lock())?;
+            Ok(())
+        }
         Command::Batch {
             file,
             size,
