@@ -135,7 +135,15 @@ fn random_programs(count: usize, rng: &mut Rng) -> Vec<Program> {
 #[test]
 fn every_strategy_computes_the_batch_of_per_example_results() {
     let mut rng = Rng(0xba7c4);
-    let mut programs: Vec<(Program, Vec<&str>)> = vec![(example("seed"), vec!["x"]), (example("mlp"), vec!["x", "y"])];
+    let mut programs: Vec<(Program, Vec<&str>)> = vec![
+        (example("seed"), vec!["x"]),
+        (example("mlp"), vec!["x", "y"]),
+        (example("softmax_classifier"), vec!["x", "y"]),
+        (example("sine_mlp"), vec!["x", "y"]),
+        (example("mixed"), vec!["x"]),
+        (example("broadcasting"), vec!["x"]),
+        (example("vector_output"), vec!["x"]),
+    ];
     programs.extend(random_programs(30, &mut rng).into_iter().map(|p| (p, vec!["a", "c"])));
     for (program, over) in &programs {
         for b in [1, 2, 3, 8] {
@@ -384,4 +392,15 @@ fn batching_b_1024_finishes() {
         assert!(batched.program.node_count() < 40, "{}", batched.program.to_text());
         assert!(batched.report.unroll.as_ref().unwrap().nodes > 8000);
     }
+}
+
+#[test]
+fn the_mixed_example_duplicates_stack_and_fuses_the_rest() {
+    let batched = Batcher::new(&example("mixed")).size(4).run().unwrap();
+    let text = batched.program.to_text();
+    assert_eq!(batched.report.unfused_ops, vec!["stack".to_string()]);
+    assert!(
+        text.contains("tanh(x @ transpose(w))") && text.contains("stack(stack(index("),
+        "{text}"
+    );
 }
