@@ -95,6 +95,14 @@ fn max_abs_diff(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
     a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
+/// Prints `text` indented by four spaces.
+fn indented(out: &mut dyn Write, text: &str) -> Result<()> {
+    for line in text.lines() {
+        writeln!(out, "    {line}").map_err(io)?;
+    }
+    Ok(())
+}
+
 fn io(e: std::io::Error) -> Error {
     Error::Io(e.to_string())
 }
@@ -108,17 +116,13 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
 
     writeln!(out, "== 1. The per-example graph, and the batched graph\n").map_err(io)?;
     writeln!(out, "The seed program (x is one example, w a parameter, s its loss):\n").map_err(io)?;
-    for line in SEED.lines().filter(|l| !l.trim().is_empty()) {
-        writeln!(out, "    {line}").map_err(io)?;
-    }
+    indented(out, SEED.trim_end())?;
     writeln!(
         out,
         "\nAfter inlining the fns and sharing equal subterms in the e-graph (CSE):\n"
     )
     .map_err(io)?;
-    for line in seed.to_text().lines() {
-        writeln!(out, "    {line}").map_err(io)?;
-    }
+    indented(out, &seed.to_text())?;
     let saved = seed.nodes_before_cse() - seed.node_count() as u128;
     writeln!(
         out,
@@ -145,17 +149,13 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
         "both sharing w, and one node that averages their losses (mean over axis 0):\n"
     )
     .map_err(io)?;
-    for line in unrolled.program.to_text().lines() {
-        writeln!(out, "    {line}").map_err(io)?;
-    }
+    indented(out, &unrolled.program.to_text())?;
     writeln!(
         out,
         "\nBatched by fusion (what JAX's vmap gives): one op per op; w @ x becomes one matrix-matrix product:\n"
     )
     .map_err(io)?;
-    for line in fused.program.to_text().lines() {
-        writeln!(out, "    {line}").map_err(io)?;
-    }
+    indented(out, &fused.program.to_text())?;
     write_file(
         &options.out.join("seed_b2_unrolled.svg"),
         &to_svg(&unrolled.program).map_err(Error::Io)?,

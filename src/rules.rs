@@ -331,6 +331,16 @@ fn var(name: &str) -> Var {
     name.parse().unwrap()
 }
 
+/// Adds `node` and merges it into `eclass`; returns it if that changed anything.
+fn union_with(egraph: &mut Graph, eclass: Id, node: Op) -> Vec<Id> {
+    let id = egraph.add(node);
+    if egraph.union(eclass, id) {
+        vec![id]
+    } else {
+        vec![]
+    }
+}
+
 /// `broadcast-align`: `(vmap (OP ?a ?b))` where a mapped operand has a lower
 /// rank than the result: its batch axis must be followed by size-1 axes so
 /// that numpy broadcasting lines its axes up with the other operand's.
@@ -370,12 +380,7 @@ impl Applier<Op, ShapeAnalysis> for BroadcastAlign {
             "*" => Op::Mul(batched),
             _ => Op::Div(batched),
         };
-        let id = egraph.add(node);
-        if egraph.union(eclass, id) {
-            vec![id]
-        } else {
-            vec![]
-        }
+        union_with(egraph, eclass, node)
     }
 }
 
@@ -405,11 +410,6 @@ impl Applier<Op, ShapeAnalysis> for AxisShift {
             "max" => Op::MaxAxis(children),
             _ => Op::Expand(children),
         };
-        let id = egraph.add(node);
-        if egraph.union(eclass, id) {
-            vec![id]
-        } else {
-            vec![]
-        }
+        union_with(egraph, eclass, node)
     }
 }
