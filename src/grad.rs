@@ -56,7 +56,8 @@ fn max_weights<T: Scalar>(a: &Tensor<T>, max: &Tensor<T>, axis: usize) -> Tensor
 }
 
 /// The cotangent of each child of `op` given the cotangent `g` of its result
-/// `out`; `None` for number-literal operands.
+/// `out`; `None` for number-literal operands. `literal(i)` is the value of
+/// child `i` if it is a number literal, NaN if it is not.
 pub fn vjp<T: Scalar>(
     op: &Op,
     args: &[&Tensor<T>],
@@ -71,23 +72,25 @@ pub fn vjp<T: Scalar>(
     let shape = |i: usize| args[i].shape();
     let one = T::one();
     let int = |i: usize| literal(i) as usize;
+    // A literal operand (NaN means "not a literal") gets no cotangent: skip computing it.
+    let wanted = |i: usize| literal(i).is_nan();
     match op {
         Op::Num(_) | Op::Var(_) | Op::Vmap(_) => vec![],
         Op::Add(_) => vec![
-            Some(unbroadcast(g.clone(), shape(0))),
-            Some(unbroadcast(g.clone(), shape(1))),
+            wanted(0).then(|| unbroadcast(g.clone(), shape(0))),
+            wanted(1).then(|| unbroadcast(g.clone(), shape(1))),
         ],
         Op::Sub(_) => vec![
-            Some(unbroadcast(g.clone(), shape(0))),
-            Some(unbroadcast(g.mapv(|v| -v), shape(1))),
+            wanted(0).then(|| unbroadcast(g.clone(), shape(0))),
+            wanted(1).then(|| unbroadcast(g.mapv(|v| -v), shape(1))),
         ],
         Op::Mul(_) => vec![
-            Some(unbroadcast(g * args[1], shape(0))),
-            Some(unbroadcast(g * a, shape(1))),
+            wanted(0).then(|| unbroadcast(g * args[1], shape(0))),
+            wanted(1).then(|| unbroadcast(g * a, shape(1))),
         ],
         Op::Div(_) => vec![
-            Some(unbroadcast(g / args[1], shape(0))),
-            Some(unbroadcast(-(g * out) / args[1], shape(1))),
+            wanted(0).then(|| unbroadcast(g / args[1], shape(0))),
+            wanted(1).then(|| unbroadcast(-(g * out) / args[1], shape(1))),
         ],
         Op::MatMul(_) => {
             let (ga, gb) = matmul_vjp(a, args[1], g);
