@@ -22,6 +22,7 @@ fn temp_file(name: &str, contents: &str) -> String {
     let dir = std::env::temp_dir().join(format!("batchgraph-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, contents).unwrap();
     path.display().to_string()
 }
@@ -171,4 +172,56 @@ fn check_finite_names_the_op() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn batch_prints_a_program_that_show_and_eval_accept() {
+    let report = temp_file("report.json", "");
+    let o = batchgraph(&["batch", "examples/seed.graph", "--size", "3", "--report", &report]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let batched = temp_file("batched.graph", &stdout(&o));
+    let shown = batchgraph(&["show", &batched, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    assert_eq!(v["inputs"]["x"], serde_json::json!([3, 3]));
+    let values = temp_file(
+        "batched_values.json",
+        r#"{"x": [[1,2,3],[4,5,6],[7,8,9]], "w": [[1,0,0],[0,1,0],[0,0,1],[1,1,1]]}"#,
+    );
+    let evaluated = batchgraph(&["eval", &batched, "--inputs", &values, "--grad"]);
+    assert!(evaluated.status.success(), "{}", stderr(&evaluated));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for key in [
+        "chosen",
+        "unroll",
+        "fuse",
+        "egraph_nodes",
+        "iterations",
+        "stop_reason",
+        "seconds",
+    ] {
+        assert!(!r[key].is_null(), "report has no {key}: {r}");
+    }
+}
+
+#[test]
+fn batch_errors_name_the_problem() {
+    let bad_rules = temp_file("rules/mine.rules", "");
+    std::fs::write(&bad_rules, "# x\nbad: (vmap (exp ?a) => (exp (vmap ?a))\n").unwrap();
+    let dir = std::path::Path::new(&bad_rules).parent().unwrap().display().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--size", "0"], "batch size must be at least 1"),
+        (&["--size", "2", "--over", "w"], "`w` is a param"),
+        (&["--size", "2", "--over", "q"], "`q` is not an input"),
+        (
+            &["--size", "2", "--rules", &dir],
+            "mine.rules:2: rule bad: left-hand side",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["batch", "examples/seed.graph"];
+        all.extend_from_slice(args);
+        let o = batchgraph(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+    }
 }
