@@ -1,8 +1,8 @@
 //! The `batchgraph` command line.
 
 use batchgraph::{
-    calibrate, named_to_json, parse_file, run_demo, to_dot, to_svg, values_from_json, Batcher, CostProfile,
-    DemoOptions, Error, Interpreter, Program, Reduce, RuleSet, Scalar, Strategy, Values,
+    calibrate, check_rule, named_to_json, parse_file, run_demo, to_dot, to_svg, values_from_json, Batcher, CostProfile,
+    DemoOptions, Error, Interpreter, Program, Reduce, RuleSet, Scalar, Strategy, Values, RUST_APPLIERS,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
@@ -94,6 +94,15 @@ enum Command {
     },
     /// Measure this machine's interpreter and print a cpu cost profile (JSON).
     Calibrate,
+    /// List the rules (built-in, and those in --rules DIR); with --check, check each for soundness.
+    Rules {
+        /// A folder of extra *.rules files.
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+        /// Evaluate both sides of every text rule on random tensors.
+        #[arg(long)]
+        check: bool,
+    },
     /// The walk-through on the seed graph: graphs, costs, gradient checks, timings, pictures.
     Demo {
         /// Folder for the pictures.
@@ -123,6 +132,15 @@ enum StrategyArg {
 enum Dtype {
     F64,
     F32,
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is an error, not a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        write!(stdout, $($arg)*).and_then(|_| stdout.flush()).map_err(|e| Error::Io(format!("stdout: {e}")))?
+    }};
 }
 
 fn read_json(path: &Path) -> Result<Value, Error> {
@@ -155,14 +173,14 @@ fn show(file: &Path, svg: Option<&Path>, dot: Option<&Path>, as_json: bool) -> R
             "params": shapes_json(program.params.iter().map(|d| (d.name.as_str(), &d.shape))),
             "outputs": shapes_json(outputs),
         });
-        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        say!("{}\n", serde_json::to_string_pretty(&report).unwrap());
     } else {
-        print!("{}", program.to_text());
+        say!("{}", program.to_text());
         for (name, shape) in outputs {
-            println!("# output {name}: {shape}");
+            say!("# output {name}: {shape}\n");
         }
-        println!(
-            "nodes: {} (before CSE: {})",
+        say!(
+            "nodes: {} (before CSE: {})\n",
             program.node_count(),
             program.nodes_before_cse()
         );
@@ -275,11 +293,41 @@ fn run(cli: Cli) -> Result<(), Error> {
             if let Some(path) = svg {
                 write(&path, &to_svg(&batched.program).map_err(Error::Io)?)?;
             }
-            print!("{}", batched.program.to_text());
+            say!("{}", batched.program.to_text());
+            Ok(())
+        }
+        Command::Rules { rules, check } => {
+            let mut rule_set = RuleSet::builtin();
+            if let Some(dir) = rules {
+                rule_set = rule_set.with_dir(&dir)?;
+            }
+            let mut unsound = 0;
+            for rule in &rule_set.text {
+                let verdict = if check {
+                    match check_rule(rule) {
+                        Ok(n) => format!("  [sound on {n} instances]"),
+                        Err(e) => {
+                            unsound += 1;
+                            format!("  [UNSOUND: {e}]")
+                        }
+                    }
+                } else {
+                    String::new()
+                };
+                say!("{:<24} {:<28} # {}{verdict}\n", rule.name, rule.origin, rule.comment);
+            }
+            for (name, what) in RUST_APPLIERS {
+                if rule_set.appliers.iter().any(|a| a == name) {
+                    say!("{name:<24} {:<28} # {what}\n", "src/rules.rs (Rust)");
+                }
+            }
+            if unsound > 0 {
+                return Err(Error::Unsupported(format!("{unsound} rule(s) are unsound")));
+            }
             Ok(())
         }
         Command::Calibrate => {
-            println!("{}", serde_json::to_string_pretty(&calibrate()).unwrap());
+            say!("{}\n", serde_json::to_string_pretty(&calibrate()).unwrap());
             Ok(())
         }
         Command::Show { file, svg, dot, json } => show(&file, svg.as_deref(), dot.as_deref(), json),
@@ -306,7 +354,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 Dtype::F64 => eval::<f64>(&program, &request)?,
                 Dtype::F32 => eval::<f32>(&program, &request)?,
             };
-            println!("{}", serde_json::to_string(&result).unwrap());
+            say!("{}\n", serde_json::to_string(&result).unwrap());
             Ok(())
         }
     }

@@ -225,3 +225,20 @@ fn batch_errors_name_the_problem() {
         assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn rules_check_passes_the_builtin_rules_and_names_a_wrong_one() {
+    let o = batchgraph(&["rules", "--check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("vmap-matvec-right") && !stdout(&o).contains("UNSOUND"));
+    let wrong = temp_file("wrong/wrong.rules", "");
+    std::fs::write(
+        &wrong,
+        "# exp is not tanh\nvmap-wrong: (vmap (exp ?a)) => (tanh (vmap ?a)) if mapped(?a)\n",
+    )
+    .unwrap();
+    let dir = std::path::Path::new(&wrong).parent().unwrap().display().to_string();
+    let o = batchgraph(&["rules", "--check", "--rules", &dir]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("UNSOUND: rule vmap-wrong ("), "{}", stdout(&o));
+}
