@@ -242,13 +242,28 @@ impl<'p> Batcher<'p> {
                 // The greedy DAG extractor can miss a plan that shares one fused
                 // node among B copies; the fused plan is then cheaper. Take the
                 // cheapest of the three by the exact DAG cost of each program.
-                let mut candidates: Vec<Plan> = vec![self.plan(&over, true, Duplicate::All)?];
-                candidates.extend(fuse.ok());
-                candidates.extend(unroll.ok());
-                let best = (0..candidates.len())
-                    .min_by(|&a, &b| candidates[a].cost.total_cmp(&candidates[b].cost))
-                    .unwrap();
-                candidates.swap_remove(best)
+                // Any one of them failing (a limit, a stale greedy choice closing a
+                // cycle) is fine while another succeeds.
+                let full = self.plan(&over, true, Duplicate::All);
+                let mut candidates: Vec<Plan> = vec![];
+                let mut errors = vec![];
+                for (name, plan) in [("mixed", full), ("fused", fuse), ("unrolled", unroll)] {
+                    match plan {
+                        Ok(p) => candidates.push(p),
+                        Err(e) => errors.push((name, e)),
+                    }
+                }
+                let best = (0..candidates.len()).min_by(|&a, &b| candidates[a].cost.total_cmp(&candidates[b].cost));
+                match best {
+                    Some(best) => {
+                        let mut chosen = candidates.swap_remove(best);
+                        chosen
+                            .notes
+                            .extend(errors.iter().map(|(name, e)| format!("the {name} plan failed: {e}")));
+                        chosen
+                    }
+                    None => return Err(errors.remove(0).1),
+                }
             }
         };
         let (unroll, fuse) = (unroll_summary, fuse_summary);
