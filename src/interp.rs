@@ -8,7 +8,7 @@ use crate::grad::{jvp, vjp};
 use crate::kernels::{forward, scalar, Scalar, Tensor};
 use crate::language::Op;
 use crate::program::Program;
-use egg::{Id, Language};
+use egg::Language;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -87,9 +87,9 @@ impl<'p> Interpreter<'p> {
         self
     }
 
-    fn literal(&self, node: &Op) -> impl Fn(usize) -> f64 + '_ {
-        let children: Vec<Id> = node.children().to_vec();
-        move |position| match &self.program.expr[children[position]] {
+    /// The value of `node`'s child at `position` if it is a number literal, else NaN.
+    fn literal<'a>(&'a self, node: &'a Op) -> impl Fn(usize) -> f64 + 'a {
+        move |position| match &self.program.expr[node.children()[position]] {
             Op::Num(n) => n.0,
             _ => f64::NAN,
         }
