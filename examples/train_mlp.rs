@@ -10,9 +10,7 @@
 //!
 //! Run: `cargo run --release --example train_mlp [-- OUT_DIR]` (default out/train_mlp).
 
-use batchgraph::{
-    line_chart_svg, pseudo_random, Batcher, Chart, Interpreter, Program, Series, Strategy, Tensor, Values,
-};
+use batchgraph::{line_chart_svg, Batcher, Chart, Interpreter, Program, Rng, Series, Strategy, Tensor, Values};
 use ndarray::{s, IxDyn};
 use std::time::Instant;
 
@@ -28,8 +26,8 @@ struct Data {
 }
 
 fn data() -> Data {
-    let x = pseudo_random(&[EXAMPLES, 1], 1) * 3.0;
-    let noise = pseudo_random(&[EXAMPLES, 1], 2) * 0.1;
+    let x = Rng::new(1).tensor(&[EXAMPLES, 1], -1.0, 1.0) * 3.0;
+    let noise = Rng::new(2).tensor(&[EXAMPLES, 1], -1.0, 1.0) * 0.1;
     let y = x.mapv(f64::sin) + noise;
     Data { x, y }
 }
@@ -43,7 +41,7 @@ fn init_params(program: &Program) -> Values<f64> {
             let fan_in = if d.shape.rank() == 2 { d.shape.dims()[1] } else { 1 } as f64;
             (
                 d.name.clone(),
-                pseudo_random(d.shape.dims(), 10 + i as u64) / fan_in.sqrt(),
+                Rng::new(10 + i as u64).tensor(d.shape.dims(), -1.0, 1.0) / fan_in.sqrt(),
             )
         })
         .collect()

@@ -1,7 +1,7 @@
 //! The crate's one error type.
 
-use crate::parser::ParseError;
-use crate::shape::ShapeError;
+use crate::front::ParseError;
+use crate::ir::ShapeError;
 
 /// Everything that can go wrong, each naming what it is about.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,10 @@ pub enum Error {
     /// A request that the program cannot satisfy (e.g. `--grad` of a vector output).
     #[error("{0}")]
     Unsupported(String),
+    /// A rewrite made two classes of different shapes equal, or built an
+    /// ill-shaped node: some rule is unsound.
+    #[error("a rule is unsound: {0}")]
+    UnsoundRule(String),
     /// A malformed rule file: names the file, line and rule.
     #[error("{file}:{line}: rule {rule}: {message}")]
     Rule {

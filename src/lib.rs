@@ -3,7 +3,13 @@
 //! A program in the `.graph` language is parsed into one DAG of [`Op`]s, in
 //! which equal subterms are shared (CSE, done by adding it to an egg
 //! e-graph). It can be printed back, drawn (DOT, SVG), evaluated, and
-//! differentiated in reverse and forward mode by the interpreter.
+//! differentiated in reverse and forward mode by the interpreter; the
+//! [`Batcher`] batches it over a mini-batch by rewriting.
+//!
+//! The crate is organised by stage, one folder each: [`front`] (the
+//! language), [`ir`] (ops, shapes, programs), [`egraph`] (rules, cost,
+//! extraction, batching), [`runtime`] (the interpreter) and, with the
+//! `pictures` feature, [`pictures`]. Everything is re-exported here.
 //!
 //! ```
 //! use batchgraph::Program;
@@ -20,43 +26,31 @@
 //! ```
 #![warn(missing_docs)]
 
-mod analysis;
-mod batch;
-mod cost;
-mod demo;
-mod draw;
+pub mod egraph;
 mod error;
-mod extract;
-mod grad;
-mod interp;
-mod kernels;
-mod language;
-mod parser;
-mod plot;
-mod program;
-mod rules;
-mod shape;
-mod soundness;
-mod values;
+pub mod front;
+pub mod ir;
+#[cfg(feature = "pictures")]
+pub mod pictures;
+pub mod runtime;
 
-pub use analysis::{ClassData, Graph, ShapeAnalysis};
-pub use batch::{BatchReport, Batched, Batcher, PlanSummary, Reduce, Strategy};
-pub use cost::{calibrate, program_cost, work, CostProfile};
-pub use demo::{best_time_us, pseudo_random, random_values, run_demo, DemoOptions, DemoSummary, TimingRow, SEED};
-pub use draw::{dot_to_svg, to_dot, to_petgraph, to_svg, GraphNode, NodeKind};
+pub use egraph::{
+    calibrate, check_rule, extract_dag, extract_dag_greedy, parse_rule_file, program_cost, work, BatchReduce,
+    BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph, PlanSummary, Rule, RuleSet,
+    ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
+};
 pub use error::{Error, Result};
-pub use extract::{extract_dag_greedy, Extraction};
-pub use grad::{jvp, vjp};
-pub use interp::{Evaluation, Gradients, Interpreter, Tangents, Values};
-pub use kernels::{forward, matmul as matmul_kernel, unbroadcast, Scalar, Tensor};
-pub use language::{Num, Op};
-pub use parser::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
-pub use plot::{line_chart_svg, Chart, Series};
-pub use program::{extract_dag, infer_shapes, Decl, Program};
-pub use rules::{parse_rule_file, Conditions, RuleSet, TextRule, BUILTIN_RULE_FILES, RUST_APPLIERS};
-pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
-pub use soundness::check_rule;
-pub use values::{named_to_json, tensor_from_json, tensor_to_json, values_from_json};
+pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
+pub use ir::{
+    broadcast, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, Num, Op, Program, Reduce, Scalar, Shape,
+    ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
+};
+#[cfg(feature = "pictures")]
+pub use pictures::{dot_to_svg, line_chart_svg, to_dot, to_petgraph, to_svg, Chart, GraphNode, NodeKind, Series};
+pub use runtime::{
+    forward, jvp, named_to_json, random_values, tensor_from_json, tensor_to_json, unbroadcast, values_from_json, vjp,
+    Evaluation, Gradients, Interpreter, Rng, Tangents, Tensor, Values,
+};
 
 impl Program {
     /// Parses program text; `file` names it in error messages.

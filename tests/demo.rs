@@ -1,33 +1,33 @@
-//! The walk-through runs, checks what it claims, and writes its pictures.
+//! The walk-through runs (as `batchgraph demo --quick`), checks what it
+//! claims, and writes its pictures and `summary.json`.
 
-use batchgraph::{run_demo, DemoOptions};
+use serde_json::Value;
 
 #[test]
 fn quick_walk_through_checks_and_draws() {
     let dir = std::env::temp_dir().join(format!("batchgraph-demo-{}", std::process::id()));
-    let mut text = Vec::new();
-    let summary = run_demo(
-        &DemoOptions {
-            out: dir.clone(),
-            quick: true,
-        },
-        &mut text,
-    )
-    .unwrap();
-    let text = String::from_utf8(text).unwrap();
-    assert!(summary.gradient_differences.0 < 1e-12 && summary.gradient_differences.1 < 1e-12);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        .args(["demo", "--quick", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let differences = summary["gradient_differences"].as_array().unwrap();
     assert!(
-        summary.accumulation.iter().all(|a| a.2 < 1e-12),
-        "{:?}",
-        summary.accumulation
+        differences.iter().all(|d| d.as_f64().unwrap() < 1e-12),
+        "{differences:?}"
+    );
+    let accumulation = summary["accumulation"].as_array().unwrap();
+    assert!(
+        accumulation.iter().all(|a| a["difference"].as_f64().unwrap() < 1e-12),
+        "{accumulation:?}"
     );
     // Smaller passes hold less memory at once.
-    assert!(
-        summary.accumulation.windows(2).all(|w| w[1].4 < w[0].4),
-        "{:?}",
-        summary.accumulation
-    );
-    assert_eq!(summary.timings.len(), 5);
+    let peaks: Vec<u64> = accumulation.iter().map(|a| a["peak_bytes"].as_u64().unwrap()).collect();
+    assert!(peaks.windows(2).all(|w| w[1] < w[0]), "{peaks:?}");
+    assert_eq!(summary["timings"].as_array().unwrap().len(), 5);
     for name in [
         "seed.svg",
         "seed_b2_unrolled.svg",
@@ -49,4 +49,5 @@ fn quick_walk_through_checks_and_draws() {
     ] {
         assert!(text.contains(section), "missing {section:?} in\n{text}");
     }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -2,7 +2,7 @@
 //! shape checker panic.
 
 mod common;
-use batchgraph::{Interpreter, Program};
+use batchgraph::{Binary, Interpreter, Program, Reduce, Unary};
 use common::{random_values, rel_diff, Rng};
 use proptest::prelude::*;
 
@@ -22,30 +22,33 @@ fn expression() -> impl Strategy<Value = String> {
         prop_oneof![
             (
                 inner.clone(),
-                prop::sample::select(vec!["+", "-", "*", "/", "@"]),
+                prop::sample::select(Binary::ALL.iter().map(|b| b.symbol()).chain(["@"]).collect::<Vec<_>>()),
                 inner.clone()
             )
                 .prop_map(|(l, op, r)| format!("({l} {op} {r})")),
             (inner.clone(), prop::sample::select(vec!["2", "3", "-1", "0.5"])).prop_map(|(l, p)| format!("{l} ^ {p}")),
             inner.clone().prop_map(|e| format!("-{e}")),
             (
-                prop::sample::select(vec![
-                    "exp",
-                    "tanh",
-                    "sigmoid",
-                    "relu",
-                    "sin",
-                    "cos",
-                    "abs",
-                    "sum",
-                    "mean",
-                    "transpose"
-                ]),
+                prop::sample::select(
+                    Unary::ALL
+                        .iter()
+                        .filter(|&&u| u != Unary::Neg)
+                        .map(|u| u.name())
+                        .chain(Reduce::ALL.iter().map(|r| r.name()))
+                        .chain(["transpose"])
+                        .collect::<Vec<_>>()
+                ),
                 inner.clone()
             )
                 .prop_map(|(f, e)| format!("{f}({e})")),
             (
-                prop::sample::select(vec!["sum", "mean", "max"]),
+                prop::sample::select(
+                    Reduce::ALL
+                        .iter()
+                        .map(|r| r.name())
+                        .chain(["expand", "index"])
+                        .collect::<Vec<_>>()
+                ),
                 inner.clone(),
                 0usize..2
             )
@@ -68,7 +71,7 @@ proptest! {
         prop_assert_eq!(again.node_count(), p.node_count());
         prop_assert!(p.node_count() as u128 <= p.nodes_before_cse());
         // And they compute the same thing.
-        let values = random_values(&p, &mut Rng(11), -1.0, 1.0);
+        let values = random_values(&p, &mut Rng::new(11), -1.0, 1.0);
         let (x, y) = (Interpreter::new(&p).evaluate(&values).unwrap(), Interpreter::new(&again).evaluate(&values).unwrap());
         for ((_, u), (_, v)) in x.outputs.iter().zip(&y.outputs) {
             let u = u.mapv(|v| if v.is_finite() { v } else { 0.0 });

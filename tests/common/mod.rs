@@ -1,25 +1,55 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use batchgraph::{tensor_from_json, Program, Tensor, Values};
+pub use batchgraph::Rng;
+use batchgraph::{tensor_from_json, Op, Program, Tensor, Unary, Values};
 use serde_json::Value;
 
-/// A small deterministic generator (xorshift), so failures reproduce.
-pub struct Rng(pub u64);
+/// `x` mapped into (1, 2), for operands that must be positive and bounded.
+fn positive(x: &str) -> String {
+    format!("(1 + sigmoid({x}))")
+}
 
-impl Rng {
-    pub fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+/// The text of `op` applied to the expressions `x` and `y` (used as needed),
+/// for the random-program generators: every op of the op tables and every
+/// structural op, by construction. Operands are kept inside each op's domain.
+/// `None` for the ops a program cannot contain.
+pub fn op_text(op: &Op, x: &str, y: &str, rng: &mut Rng) -> Option<String> {
+    Some(match op {
+        Op::Unary(Unary::Neg, _) => format!("-({x})"),
+        Op::Unary(u, _) if u.tested_on().0 > 0.0 => format!("{}({})", u.name(), positive(x)),
+        Op::Unary(u, _) => format!("{}({x})", u.name()),
+        Op::Binary(b, _) if b.tested_on().0 > 0.0 => format!("({} {} {})", positive(x), b.symbol(), positive(y)),
+        Op::Binary(b, _) => format!("({x} {} {y})", b.symbol()),
+        Op::Reduce(r, _) => format!("{}({x})", r.name()),
+        Op::ReduceAxis(r, _) => format!("{}({x}, {})", r.name(), rng.below(2)),
+        Op::MatMul(_) => format!("({x} @ {y})"),
+        Op::Transpose(_) => format!("transpose({x})"),
+        Op::Permute(_) => format!("permute({x}, 1, 0)"),
+        Op::Expand(_) => format!("expand({x}, {})", rng.below(2)),
+        Op::Index(_) => format!("index({x}, {})", rng.below(2)),
+        Op::Stack(_) => format!("stack({x}, {y})"),
+        Op::Repeat(_) => format!("repeat({x}, 2)"),
+        Op::Vmap(_) | Op::Num(_) | Op::Var(_) => return None,
+    })
+}
+
+/// A random expression of depth up to `depth` over `leaves`, drawing ops
+/// uniformly from every kind of op (`Op::every_kind`).
+pub fn random_expression(rng: &mut Rng, depth: usize, leaves: &[&str]) -> String {
+    if depth == 0 || rng.next_f64() < 0.2 {
+        return leaves[rng.below(leaves.len())].to_string();
     }
-    /// Uniform in [lo, hi).
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.next_f64()
-    }
-    pub fn tensor(&mut self, shape: &[usize], lo: f64, hi: f64) -> Tensor<f64> {
-        Tensor::from_shape_fn(ndarray::IxDyn(shape), |_| self.uniform(lo, hi))
+    let ops = Op::every_kind();
+    loop {
+        let op = &ops[rng.below(ops.len())];
+        let (x, y) = (
+            random_expression(rng, depth - 1, leaves),
+            random_expression(rng, depth - 1, leaves),
+        );
+        if let Some(text) = op_text(op, &x, &y, rng) {
+            return text;
+        }
     }
 }
 

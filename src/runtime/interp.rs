@@ -4,10 +4,9 @@
 //! backward sweep in reverse order that accumulates cotangents (reverse mode).
 
 use crate::error::{Error, Result};
-use crate::grad::{jvp, vjp};
-use crate::kernels::{forward, scalar, Scalar, Tensor};
-use crate::language::Op;
-use crate::program::Program;
+use crate::ir::{Op, Program, Scalar, Shape};
+use crate::runtime::grad::{jvp, vjp};
+use crate::runtime::kernels::{forward, scalar, Tensor};
 use egg::Language;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -58,6 +57,14 @@ struct Sweep<'v, T: Scalar> {
     peak_bytes: usize,
 }
 
+/// The values of `node`'s children, computed before it.
+fn operands<'a, T: Scalar>(values: &'a [Option<Cow<Tensor<T>>>], node: &Op) -> Vec<&'a Tensor<T>> {
+    node.children()
+        .iter()
+        .map(|&c| values[usize::from(c)].as_deref().expect("computed before use"))
+        .collect()
+}
+
 fn bytes<T>(t: &Tensor<T>) -> usize {
     t.len() * std::mem::size_of::<T>()
 }
@@ -65,18 +72,9 @@ fn bytes<T>(t: &Tensor<T>) -> usize {
 impl<'p> Interpreter<'p> {
     /// An interpreter for `program`.
     pub fn new(program: &'p Program) -> Self {
-        let mut uses = vec![0; program.node_count()];
-        for node in program.expr.as_ref() {
-            for &c in node.children() {
-                uses[usize::from(c)] += 1;
-            }
-        }
-        for (_, id) in &program.outputs {
-            uses[usize::from(*id)] += 1;
-        }
         Interpreter {
             program,
-            uses,
+            uses: program.use_counts(),
             check_finite: false,
         }
     }
@@ -89,10 +87,7 @@ impl<'p> Interpreter<'p> {
 
     /// The value of `node`'s child at `position` if it is a number literal, else NaN.
     fn literal<'a>(&'a self, node: &'a Op) -> impl Fn(usize) -> f64 + 'a {
-        move |position| match &self.program.expr[node.children()[position]] {
-            Op::Num(n) => n.0,
-            _ => f64::NAN,
-        }
+        move |position| self.program.literal(node.children()[position]).unwrap_or(f64::NAN)
     }
 
     fn check_values<T: Scalar>(&self, values: &Values<T>, what: &str, all_required: bool) -> Result<()> {
@@ -116,7 +111,7 @@ impl<'p> Interpreter<'p> {
                     return Err(Error::Values(format!(
                         "{what}: `{}` has shape {}, but the program declares {}",
                         d.name,
-                        crate::shape::Shape(v.shape().to_vec()),
+                        Shape(v.shape().to_vec()),
                         d.shape
                     )))
                 }
@@ -144,41 +139,29 @@ impl<'p> Interpreter<'p> {
         let mut live = 0usize;
         for (i, node) in expr.iter().enumerate() {
             let literal = self.literal(node);
-            let value: Cow<Tensor<T>> = match node {
-                Op::Var(v) => Cow::Borrowed(&values[v.as_str()]),
-                _ => {
-                    let args: Vec<&Tensor<T>> = node
-                        .children()
-                        .iter()
-                        .map(|&c| s.values[usize::from(c)].as_deref().expect("computed before use"))
-                        .collect();
-                    Cow::Owned(forward(node, &args, &literal))
-                }
+            let value: Cow<Tensor<T>> = match node.as_var() {
+                Some(v) => Cow::Borrowed(&values[v.as_str()]),
+                None => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
             };
             if self.check_finite {
                 if let Some(bad) = value.iter().find(|v| !v.is_finite()) {
                     return Err(Error::NotFinite {
                         op: node.to_string(),
                         value: bad.to_f64().unwrap_or(f64::NAN),
-                        shape: crate::shape::Shape(value.shape().to_vec()).to_string(),
+                        shape: Shape(value.shape().to_vec()).to_string(),
                     });
                 }
             }
             if let Some(given) = tangents {
-                s.tangents[i] = match node {
-                    Op::Var(v) => given.get(v.as_str()).cloned(),
-                    _ => {
-                        let args: Vec<&Tensor<T>> = node
-                            .children()
-                            .iter()
-                            .map(|&c| s.values[usize::from(c)].as_deref().unwrap())
-                            .collect();
+                s.tangents[i] = match node.as_var() {
+                    Some(v) => given.get(v.as_str()).cloned(),
+                    None => {
                         let ts: Vec<Option<&Tensor<T>>> = node
                             .children()
                             .iter()
                             .map(|&c| s.tangents[usize::from(c)].as_ref())
                             .collect();
-                        jvp(node, &args, &value, &ts, &literal)
+                        jvp(node, &operands(&s.values, node), &value, &ts, &literal)
                     }
                 };
                 live += s.tangents[i].as_ref().map_or(0, bytes);
@@ -247,22 +230,20 @@ impl<'p> Interpreter<'p> {
         let mut peak = live;
         for i in (0..expr.len()).rev() {
             let node = &expr[i];
-            if matches!(node, Op::Var(_)) {
+            if node.as_var().is_some() {
                 continue;
             }
             let Some(g) = grads[i].take() else { continue };
             let literal = self.literal(node);
-            let args: Vec<&Tensor<T>> = node
-                .children()
-                .iter()
-                .map(|&c| s.values[usize::from(c)].as_deref().unwrap())
-                .collect();
             let out = s.values[i].as_deref().unwrap();
-            for (position, cotangent) in vjp(node, &args, out, &g, &literal).into_iter().enumerate() {
+            for (position, cotangent) in vjp(node, &operands(&s.values, node), out, &g, &literal)
+                .into_iter()
+                .enumerate()
+            {
                 let (Some(cotangent), child) = (cotangent, usize::from(node.children()[position])) else {
                     continue;
                 };
-                if matches!(expr[child], Op::Num(_)) {
+                if expr[child].as_num().is_some() {
                     continue;
                 }
                 live += bytes(&cotangent);
@@ -278,8 +259,8 @@ impl<'p> Interpreter<'p> {
             live -= bytes(&g);
         }
         let mut var_grad = |name: &str, shape: &[usize]| {
-            let id = expr.iter().position(|n| matches!(n, Op::Var(v) if v.as_str() == name));
-            id.and_then(|i| grads[i].take())
+            let id = self.program.var_id(name);
+            id.and_then(|i| grads[usize::from(i)].take())
                 .unwrap_or_else(|| Tensor::zeros(ndarray::IxDyn(shape)))
         };
         let grads = self

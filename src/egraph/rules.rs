@@ -1,6 +1,8 @@
 //! Rewrite rules: text rules from `rules/*.rules` (egg patterns with optional
-//! conditions on the shape analysis), plus the few named Rust appliers for
-//! rules that need arithmetic on shapes or axes.
+//! conditions on the shape analysis), the rule classes generated from the op
+//! tables (`class_rules`), and the few named Rust appliers (`appliers`) for
+//! rules that need arithmetic on shapes or axes. All three are [`Rule`]s,
+//! listed and soundness-checked alike.
 //!
 //! A rule file is a list of rules, each one line
 //! `NAME: LHS => RHS [if CONDITION, ...]` directly below a `#` comment line
@@ -8,25 +10,17 @@
 //! `rank(?a) OP N` and `rank(?a) OP rank(?b)` with OP one of
 //! `== != < <= > >=`.
 
-use crate::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::{appliers, class_rules};
 use crate::error::{Error, Result};
-use crate::language::{Num, Op};
-use egg::{Applier, Condition, ConditionalApplier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var};
+use crate::ir::Op;
+use egg::{Condition, ConditionalApplier, Id, Pattern, Rewrite, Subst, Var};
 use std::path::Path;
 
 /// The rule files shipped with the crate, compiled in.
 pub const BUILTIN_RULE_FILES: [(&str, &str); 2] = [
-    ("rules/batching.rules", include_str!("../rules/batching.rules")),
-    ("rules/algebra.rules", include_str!("../rules/algebra.rules")),
-];
-
-/// The named Rust appliers, for rules that cannot be patterns.
-pub const RUST_APPLIERS: [(&str, &str); 2] = [
-    (
-        "broadcast-align",
-        "vmap of + - * / whose mapped operand has the lower rank: insert axes after the batch axis so numpy broadcasting lines up",
-    ),
-    ("axis-shift", "vmap of sum/mean/max(e, k) and expand(e, k): the same op on axis k + 1"),
+    ("rules/batching.rules", include_str!("../../rules/batching.rules")),
+    ("rules/algebra.rules", include_str!("../../rules/algebra.rules")),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,6 +58,36 @@ enum Test {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conditions(Vec<Test>);
 
+impl std::fmt::Display for Compare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compare::Eq => "==",
+            Compare::Ne => "!=",
+            Compare::Lt => "<",
+            Compare::Le => "<=",
+            Compare::Gt => ">",
+            Compare::Ge => ">=",
+        })
+    }
+}
+
+impl std::fmt::Display for Conditions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, test) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            match test {
+                Test::Mapped(v) => write!(f, "mapped({v})")?,
+                Test::Unmapped(v) => write!(f, "unmapped({v})")?,
+                Test::RankConst(v, c, n) => write!(f, "rank({v}) {c} {n}")?,
+                Test::RankRank(v, c, w) => write!(f, "rank({v}) {c} rank({w})")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Condition<Op, ShapeAnalysis> for Conditions {
     fn check(&self, egraph: &mut Graph, _eclass: Id, subst: &Subst) -> bool {
         let data = |v: &Var| &egraph[subst[*v]].data;
@@ -76,7 +100,7 @@ impl Condition<Op, ShapeAnalysis> for Conditions {
     }
 }
 
-/// One text rule as written, kept for the soundness checker and for listing.
+/// One text rule as written.
 #[derive(Clone, Debug)]
 pub struct TextRule {
     /// The rule's name.
@@ -242,26 +266,72 @@ pub fn parse_rule_file(file: &str, text: &str) -> Result<Vec<TextRule>> {
     Ok(rules)
 }
 
-/// The rules a batcher runs: text rules and named Rust appliers.
+/// One rewrite with what a reader and the soundness checker need to know of it.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Its name.
+    pub name: String,
+    /// The identity it applies, in words.
+    pub comment: String,
+    /// Where it comes from: `file:line`, the op table of a rule class, or a Rust applier.
+    pub origin: String,
+    /// The left-hand side (what the soundness checker instantiates).
+    pub lhs: Pattern<Op>,
+    /// The rewrite itself.
+    pub rewrite: Rewrite<Op, ShapeAnalysis>,
+}
+
+impl Rule {
+    /// A text rule as an egg rewrite.
+    pub fn from_text(rule: TextRule) -> Rule {
+        let applier = ConditionalApplier {
+            condition: rule.conditions.clone(),
+            applier: rule.rhs.clone(),
+        };
+        let rewrite = Rewrite::new(rule.name.as_str(), rule.lhs.clone(), applier).expect("checked when parsed");
+        let (lhs, rhs) = (&rule.lhs, &rule.rhs);
+        let conditions = if rule.conditions.0.is_empty() {
+            String::new()
+        } else {
+            format!(" if {}", rule.conditions)
+        };
+        Rule {
+            comment: format!("{} [{lhs} => {rhs}{conditions}]", rule.comment),
+            name: rule.name,
+            origin: rule.origin,
+            lhs: rule.lhs,
+            rewrite,
+        }
+    }
+}
+
+/// The rules a batcher runs.
 #[derive(Clone, Debug)]
 pub struct RuleSet {
-    /// The text rules.
-    pub text: Vec<TextRule>,
-    /// The names of the Rust appliers in use.
-    pub appliers: Vec<String>,
+    /// Every rule, text rules first.
+    pub rules: Vec<Rule>,
 }
 
 impl RuleSet {
-    /// The rules shipped in `rules/` and every Rust applier.
+    /// The rules shipped in `rules/`, the rule classes of the op tables and every Rust applier.
     pub fn builtin() -> RuleSet {
-        let mut text = vec![];
+        let mut rules = vec![];
         for (file, contents) in BUILTIN_RULE_FILES {
-            text.extend(parse_rule_file(file, contents).expect("the built-in rules parse"));
+            rules.extend(
+                parse_rule_file(file, contents)
+                    .expect("the built-in rules parse")
+                    .into_iter()
+                    .map(Rule::from_text),
+            );
         }
-        RuleSet {
-            text,
-            appliers: RUST_APPLIERS.iter().map(|(n, _)| n.to_string()).collect(),
-        }
+        rules.extend(class_rules::rules().into_iter().map(Rule::from_text));
+        rules.extend(appliers::rules());
+        RuleSet { rules }
+    }
+
+    /// Only the rules read from `dir` (for checking a user's rules on their own).
+    pub fn empty() -> RuleSet {
+        RuleSet { rules: vec![] }
     }
 
     /// Adds every `*.rules` file in `dir` (sorted by name).
@@ -276,7 +346,7 @@ impl RuleSet {
             let file = path.display().to_string();
             let text = std::fs::read_to_string(&path).map_err(|e| Error::Io(format!("{file}: {e}")))?;
             for rule in parse_rule_file(&file, &text)? {
-                if let Some(existing) = self.text.iter().find(|r| r.name == rule.name) {
+                if let Some(existing) = self.rules.iter().find(|r| r.name == rule.name) {
                     let line = rule.origin.rsplit(':').next().and_then(|l| l.parse().ok()).unwrap_or(0);
                     return Err(Error::Rule {
                         file,
@@ -285,131 +355,21 @@ impl RuleSet {
                         message: format!("a rule of this name is already defined at {}", existing.origin),
                     });
                 }
-                self.text.push(rule);
+                self.rules.push(Rule::from_text(rule));
             }
         }
         Ok(self)
     }
 
-    /// This set without the rule or applier called `name` (to see what happens without it).
+    /// This set without the rule called `name`, or the family `name/...` (to see what happens without it).
     pub fn without(mut self, name: &str) -> RuleSet {
-        self.text.retain(|r| r.name != name);
-        self.appliers.retain(|a| a != name);
+        let family = format!("{name}/");
+        self.rules.retain(|r| r.name != name && !r.name.starts_with(&family));
         self
     }
 
     /// The egg rewrites.
     pub fn rewrites(&self) -> Vec<Rewrite<Op, ShapeAnalysis>> {
-        let mut out: Vec<Rewrite<Op, ShapeAnalysis>> = self
-            .text
-            .iter()
-            .map(|r| {
-                let applier = ConditionalApplier {
-                    condition: r.conditions.clone(),
-                    applier: r.rhs.clone(),
-                };
-                Rewrite::new(r.name.as_str(), r.lhs.clone(), applier).expect("checked when parsed")
-            })
-            .collect();
-        if self.appliers.iter().any(|a| a == "broadcast-align") {
-            for op in ["+", "-", "*", "/"] {
-                let lhs: Pattern<Op> = format!("(vmap ({op} ?a ?b))").parse().unwrap();
-                out.push(Rewrite::new(format!("broadcast-align{op}"), lhs, BroadcastAlign).unwrap());
-            }
-        }
-        if self.appliers.iter().any(|a| a == "axis-shift") {
-            for op in ["sum", "mean", "max", "expand"] {
-                let lhs: Pattern<Op> = format!("(vmap ({op} ?a ?k))").parse().unwrap();
-                out.push(Rewrite::new(format!("axis-shift/{op}"), lhs, AxisShift).unwrap());
-            }
-        }
-        out
-    }
-}
-
-fn var(name: &str) -> Var {
-    name.parse().unwrap()
-}
-
-/// Adds `node` and merges it into `eclass`; returns it if that changed anything.
-fn union_with(egraph: &mut Graph, eclass: Id, node: Op) -> Vec<Id> {
-    let id = egraph.add(node);
-    if egraph.union(eclass, id) {
-        vec![id]
-    } else {
-        vec![]
-    }
-}
-
-/// `broadcast-align`: `(vmap (OP ?a ?b))` where a mapped operand has a lower
-/// rank than the result: its batch axis must be followed by size-1 axes so
-/// that numpy broadcasting lines its axes up with the other operand's.
-struct BroadcastAlign;
-
-impl Applier<Op, ShapeAnalysis> for BroadcastAlign {
-    fn apply_one(
-        &self,
-        egraph: &mut Graph,
-        eclass: Id,
-        subst: &Subst,
-        _: Option<&PatternAst<Op>>,
-        rule: Symbol,
-    ) -> Vec<Id> {
-        let operands = [subst[var("?a")], subst[var("?b")]];
-        let rank = operands.iter().map(|&c| egraph[c].data.shape.rank()).max().unwrap();
-        let misaligned = operands
-            .iter()
-            .any(|&c| egraph[c].data.mapped && egraph[c].data.shape.rank() < rank);
-        if !misaligned {
-            return vec![];
-        }
-        let mut batched = [operands[0], operands[1]];
-        for (slot, &c) in batched.iter_mut().zip(&operands) {
-            if egraph[c].data.mapped {
-                let mut v = egraph.add(Op::Vmap(c));
-                for _ in egraph[c].data.shape.rank()..rank {
-                    let one = egraph.add(Op::Num(Num(1.0)));
-                    v = egraph.add(Op::Expand([v, one]));
-                }
-                *slot = v;
-            }
-        }
-        let node = match rule.as_str().trim_start_matches("broadcast-align") {
-            "+" => Op::Add(batched),
-            "-" => Op::Sub(batched),
-            "*" => Op::Mul(batched),
-            _ => Op::Div(batched),
-        };
-        union_with(egraph, eclass, node)
-    }
-}
-
-/// `axis-shift`: `(vmap (OP ?a ?k))` is `(OP (vmap ?a) k+1)` for the
-/// reductions along an axis and for `expand`: the batch axis comes first.
-struct AxisShift;
-
-impl Applier<Op, ShapeAnalysis> for AxisShift {
-    fn apply_one(
-        &self,
-        egraph: &mut Graph,
-        eclass: Id,
-        subst: &Subst,
-        _: Option<&PatternAst<Op>>,
-        rule: Symbol,
-    ) -> Vec<Id> {
-        let (a, k) = (subst[var("?a")], subst[var("?k")]);
-        let Some(axis) = egraph[k].data.constant else {
-            return vec![];
-        };
-        let batched = egraph.add(Op::Vmap(a));
-        let shifted = egraph.add(Op::Num(Num(axis + 1.0)));
-        let children = [batched, shifted];
-        let node = match rule.as_str().trim_start_matches("axis-shift/") {
-            "sum" => Op::SumAxis(children),
-            "mean" => Op::MeanAxis(children),
-            "max" => Op::MaxAxis(children),
-            _ => Op::Expand(children),
-        };
-        union_with(egraph, eclass, node)
+        self.rules.iter().map(|r| r.rewrite.clone()).collect()
     }
 }

@@ -1,7 +1,8 @@
 //! Shapes and shape inference, one rule per op, shared by the parser, the
 //! e-graph analysis and the interpreter.
 
-use crate::language::Op;
+use crate::ir::op::Op;
+use egg::{Id, Language};
 use std::fmt;
 
 /// The largest number of elements one value may have (2^31, 16 GiB in f64).
@@ -110,12 +111,9 @@ pub enum ShapeError {
     NotAnInteger {
         /// The op.
         op: String,
-        /// Which argument (0-based).
+        /// Which argument (1-based).
         position: usize,
     },
-    /// An operand that must be a number literal is not (the exponent of `^`).
-    #[error("^: the exponent must be a number literal")]
-    ExponentNotLiteral,
     /// A row index past the end of the leading axis.
     #[error("index: row {index} is out of range for shape {shape}")]
     Index {
@@ -215,7 +213,7 @@ fn integer_operand(op: &Op, children: &[ChildInfo], position: usize) -> Result<i
         Some(v) if v >= 0.0 && v == v.trunc() && v < 1e15 => Ok(v as i64),
         _ => Err(ShapeError::NotAnInteger {
             op: op.to_string(),
-            position,
+            position: position + 1,
         }),
     }
 }
@@ -233,6 +231,12 @@ fn axis_operand(op: &Op, children: &[ChildInfo], position: usize, rank: usize) -
 }
 
 impl Op {
+    /// [`Op::infer_shape`], asking `child` what is known of each child.
+    pub fn infer_shape_from<'a>(&self, child: impl Fn(Id) -> ChildInfo<'a>) -> Result<Shape, ShapeError> {
+        let children: Vec<ChildInfo> = self.children().iter().map(|&c| child(c)).collect();
+        self.infer_shape(&children)
+    }
+
     /// The shape of this op's result given its children, for every op but
     /// `Var` (whose shape is declared) and `Vmap` (whose shape depends on the batch).
     pub fn infer_shape(&self, children: &[ChildInfo]) -> Result<Shape, ShapeError> {
@@ -240,7 +244,8 @@ impl Op {
         let shape = match self {
             Op::Num(_) => Shape::scalar(),
             Op::Var(_) | Op::Vmap(_) => return Err(ShapeError::NotExecutable { op: self.to_string() }),
-            Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => {
+            Op::Unary(..) => first(),
+            Op::Binary(..) => {
                 let (l, r) = (children[0].shape, children[1].shape);
                 broadcast(l, r).ok_or_else(|| ShapeError::Broadcast {
                     op: self.to_string(),
@@ -248,43 +253,16 @@ impl Op {
                     right: r.clone(),
                 })?
             }
-            Op::Pow(_) => {
-                if children[1].constant.is_none() {
-                    return Err(ShapeError::ExponentNotLiteral);
-                }
-                first()
-            }
-            Op::MatMul(_) => matmul(children[0].shape, children[1].shape)?,
-            Op::Neg(_)
-            | Op::Exp(_)
-            | Op::Log(_)
-            | Op::Tanh(_)
-            | Op::Sigmoid(_)
-            | Op::Relu(_)
-            | Op::Sqrt(_)
-            | Op::Sin(_)
-            | Op::Cos(_)
-            | Op::Abs(_) => first(),
-            Op::Sum(_) | Op::Mean(_) => Shape::scalar(),
-            Op::SumAxis(_) | Op::MeanAxis(_) | Op::MaxAxis(_) => {
+            Op::Reduce(..) => Shape::scalar(),
+            Op::ReduceAxis(..) => {
                 let mut dims = first().0;
                 let axis = axis_operand(self, children, 1, dims.len())?;
                 dims.remove(axis);
                 Shape(dims)
             }
+            Op::MatMul(_) => matmul(children[0].shape, children[1].shape)?,
             Op::Transpose(_) => Shape(first().0.into_iter().rev().collect()),
-            Op::Permute(_) => {
-                let dims = first().0;
-                let axes = (1..children.len())
-                    .map(|p| integer_operand(self, children, p))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut sorted = axes.clone();
-                sorted.sort();
-                if sorted != (0..dims.len() as i64).collect::<Vec<_>>() {
-                    return Err(ShapeError::Permutation { axes, shape: first() });
-                }
-                Shape(axes.iter().map(|&a| dims[a as usize]).collect())
-            }
+            Op::Permute(_) => permute(self, children)?,
             Op::Expand(_) => {
                 let mut dims = first().0;
                 let axis = axis_operand(self, children, 1, dims.len() + 1)?;
@@ -314,7 +292,7 @@ impl Op {
                 if n == 0 {
                     return Err(ShapeError::NotAnInteger {
                         op: self.to_string(),
-                        position: 1,
+                        position: 2,
                     });
                 }
                 first().with_leading(n as usize)
@@ -326,6 +304,22 @@ impl Op {
         })?;
         Ok(shape)
     }
+}
+
+fn permute(op: &Op, children: &[ChildInfo]) -> Result<Shape, ShapeError> {
+    let dims = &children[0].shape.0;
+    let axes = (1..children.len())
+        .map(|p| integer_operand(op, children, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sorted = axes.clone();
+    sorted.sort();
+    if sorted != (0..dims.len() as i64).collect::<Vec<_>>() {
+        return Err(ShapeError::Permutation {
+            axes,
+            shape: children[0].shape.clone(),
+        });
+    }
+    Ok(Shape(axes.iter().map(|&a| dims[a as usize]).collect()))
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@
 //! A node whose children's sets contain its own class would close a cycle
 //! and is skipped.
 
-use crate::analysis::Graph;
-use crate::cost::CostProfile;
-use crate::shape::Shape;
-use egg::{Id, Language};
+use crate::egraph::analysis::Graph;
+use crate::egraph::cost::CostProfile;
+use crate::ir::{Op, Shape};
+use egg::{Id, Language, RecExpr};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
@@ -149,4 +149,42 @@ fn has_cycle(egraph: &Graph, choice: &HashMap<Id, usize>) -> bool {
         }
     }
     done != choice.len()
+}
+
+/// Builds a DAG expression from the classes reachable from `roots`, taking
+/// `choose(class)` as each class's node; children come before parents, in
+/// depth-first order from the roots (iterative, so deep graphs are fine).
+/// Returns the expression and where each class landed in it.
+pub fn extract_dag(
+    roots: &[Id],
+    choose: impl Fn(Id) -> Op,
+    canonical: impl Fn(Id) -> Id,
+) -> (RecExpr<Op>, HashMap<Id, Id>) {
+    let mut expr: Vec<Op> = Vec::new();
+    let mut placed: HashMap<Id, Id> = HashMap::new();
+    let mut on_stack: HashSet<Id> = HashSet::new();
+    for &root in roots {
+        let mut stack = vec![(canonical(root), false)];
+        while let Some((class, expanded)) = stack.pop() {
+            if placed.contains_key(&class) {
+                continue;
+            }
+            let node = choose(class);
+            if expanded {
+                let node = node.map_children(|c| placed[&canonical(c)]);
+                expr.push(node);
+                placed.insert(class, Id::from(expr.len() - 1));
+                continue;
+            }
+            assert!(on_stack.insert(class), "cycle in the chosen program at class {class}");
+            stack.push((class, true));
+            for &child in node.children().iter().rev() {
+                let child = canonical(child);
+                if !placed.contains_key(&child) {
+                    stack.push((child, false));
+                }
+            }
+        }
+    }
+    (RecExpr::from(expr), placed)
 }

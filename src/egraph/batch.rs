@@ -15,13 +15,12 @@
 //! with no fusing rule keeps only its duplicated implementation, so it still
 //! batches.
 
-use crate::analysis::{Graph, ShapeAnalysis};
-use crate::cost::{program_cost, CostProfile};
+use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::cost::{program_cost, CostProfile};
+use crate::egraph::extract::{extract_dag, extract_dag_greedy};
+use crate::egraph::rules::RuleSet;
 use crate::error::{Error, Result};
-use crate::extract::extract_dag_greedy;
-use crate::language::{Num, Op};
-use crate::program::{extract_dag, Decl, Program};
-use crate::rules::RuleSet;
+use crate::ir::{Binary, Decl, Num, Op, Program, Reduce};
 use egg::{Id, Language, Runner, Symbol};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -42,7 +41,7 @@ pub enum Strategy {
 /// What each output of the batched program is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Reduce {
+pub enum BatchReduce {
     /// The mean over the batch (the mini-batch loss).
     Mean,
     /// The sum over the batch.
@@ -110,7 +109,7 @@ pub struct Batcher<'p> {
     over: Option<Vec<String>>,
     size: usize,
     strategy: Strategy,
-    reduce: Reduce,
+    reduce: BatchReduce,
     profile: CostProfile,
     rules: RuleSet,
     node_limit: usize,
@@ -148,7 +147,7 @@ impl<'p> Batcher<'p> {
             over: None,
             size: 2,
             strategy: Strategy::Auto,
-            reduce: Reduce::Mean,
+            reduce: BatchReduce::Mean,
             profile: CostProfile::cpu(),
             rules: RuleSet::builtin(),
             node_limit: 300_000,
@@ -172,7 +171,7 @@ impl<'p> Batcher<'p> {
         self
     }
     /// What each output becomes.
-    pub fn reduce(mut self, reduce: Reduce) -> Self {
+    pub fn reduce(mut self, reduce: BatchReduce) -> Self {
         self.reduce = reduce;
         self
     }
@@ -239,45 +238,18 @@ impl<'p> Batcher<'p> {
             Strategy::Unroll => unroll?,
             Strategy::Fuse => fuse?,
             Strategy::Auto => {
-                // The greedy DAG extractor can miss a plan that shares one fused
-                // node among B copies; the fused plan is then cheaper. Take the
-                // cheapest of the three by the exact DAG cost of each program.
-                // Any one of them failing (a limit, a stale greedy choice closing a
-                // cycle) is fine while another succeeds.
-                let full = self.plan(&over, true, Duplicate::All);
-                let mut candidates: Vec<Plan> = vec![];
-                let mut errors = vec![];
-                for (name, plan) in [("mixed", full), ("fused", fuse), ("unrolled", unroll)] {
-                    match plan {
-                        Ok(p) => candidates.push(p),
-                        Err(e) => errors.push((name, e)),
-                    }
-                }
-                let best = (0..candidates.len()).min_by(|&a, &b| candidates[a].cost.total_cmp(&candidates[b].cost));
-                match best {
-                    Some(best) => {
-                        let mut chosen = candidates.swap_remove(best);
-                        chosen
-                            .notes
-                            .extend(errors.iter().map(|(name, e)| format!("the {name} plan failed: {e}")));
-                        chosen
-                    }
-                    None => return Err(errors.remove(0).1),
-                }
+                let mixed = self.plan(&over, true, Duplicate::All);
+                cheapest([("mixed", mixed), ("fused", fuse), ("unrolled", unroll)])?
             }
         };
-        let (unroll, fuse) = (unroll_summary, fuse_summary);
         let report = BatchReport {
             size: self.size,
             over,
             strategy: self.strategy,
             profile: self.profile.name.clone(),
-            chosen: PlanSummary {
-                nodes: chosen.program.node_count(),
-                cost: chosen.cost,
-            },
-            unroll,
-            fuse,
+            chosen: summary(&chosen),
+            unroll: unroll_summary,
+            fuse: fuse_summary,
             unfused_ops: chosen.unfused_ops,
             egraph_nodes: chosen.egraph_nodes,
             egraph_classes: chosen.egraph_classes,
@@ -292,84 +264,160 @@ impl<'p> Batcher<'p> {
         })
     }
 
-    fn plan(&self, over: &[String], fuse: bool, duplicate: Duplicate) -> Result<Plan> {
-        let b = self.size;
-        let program = self.program;
-        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+    /// The declared shapes for the e-graph: a batched input is there twice,
+    /// per example (`x'`) and batched (`x`, with the leading axis).
+    fn analysis(&self, batched: &HashSet<&str>) -> ShapeAnalysis {
         let mut vars = HashMap::new();
-        for d in program.inputs.iter().chain(&program.params) {
+        for d in self.program.inputs.iter().chain(&self.program.params) {
             if batched.contains(d.name.as_str()) {
                 vars.insert(example_symbol(&d.name), d.shape.clone());
-                vars.insert(Symbol::from(&d.name), d.shape.with_leading(b));
+                vars.insert(Symbol::from(&d.name), d.shape.with_leading(self.size));
             } else {
                 vars.insert(Symbol::from(&d.name), d.shape.clone());
             }
         }
         let mut analysis = ShapeAnalysis::new(vars);
-        analysis.over = over.iter().map(|n| example_symbol(n)).collect();
-        analysis.batch = b;
-        let mut egraph = Graph::new(analysis);
+        analysis.over = batched.iter().map(|n| example_symbol(n)).collect();
+        analysis.batch = self.size;
+        analysis
+    }
 
-        // The per-example program, batched inputs renamed.
-        let mut example: Vec<Id> = Vec::with_capacity(program.node_count());
-        for node in program.expr.as_ref() {
-            let node = match node {
-                Op::Var(v) if batched.contains(v.as_str()) => Op::Var(example_symbol(v.as_str())),
-                other => other.clone().map_children(|c| example[usize::from(c)]),
+    /// Adds the per-example program (batched inputs renamed) and a spec node
+    /// for every mapped subterm; the spec of a batched input is the batched input.
+    fn add_program(&self, egraph: &mut Graph, batched: &HashSet<&str>) -> (Vec<Id>, Vec<Option<Id>>) {
+        let mut example: Vec<Id> = Vec::with_capacity(self.program.node_count());
+        for node in self.program.expr.as_ref() {
+            let node = match node.as_var() {
+                Some(v) if batched.contains(v.as_str()) => Op::Var(example_symbol(v.as_str())),
+                _ => node.clone().map_children(|c| example[usize::from(c)]),
             };
             example.push(egraph.add(node));
         }
-        // Spec nodes for every mapped subterm; the spec of a batched input is the batched input.
         let mut spec: Vec<Option<Id>> = vec![None; example.len()];
         for (i, &class) in example.iter().enumerate() {
             if egraph[class].data.mapped {
                 let s = egraph.add(Op::Vmap(class));
-                if let Op::Var(v) = &program.expr[Id::from(i)] {
-                    let input = egraph.add(Op::Var(Symbol::from(v.as_str())));
+                if let Some(v) = self.program.expr[Id::from(i)].as_var() {
+                    let input = egraph.add(Op::Var(v));
                     egraph.union(s, input);
                 }
                 spec[i] = Some(s);
             }
         }
         egraph.rebuild();
+        (example, spec)
+    }
 
-        let mut notes = vec![];
+    /// Runs the rules to saturation or a limit; returns the e-graph, the
+    /// iterations and why it stopped.
+    fn saturate(&self, egraph: Graph) -> (Graph, usize, String) {
+        let runner = Runner::default()
+            .with_egraph(egraph)
+            .with_node_limit(self.node_limit)
+            .with_iter_limit(self.iter_limit)
+            .with_time_limit(self.time_limit)
+            .run(&self.rules.rewrites());
+        let stop_reason = match &runner.stop_reason {
+            Some(egg::StopReason::Saturated) => "saturated".to_string(),
+            Some(egg::StopReason::NodeLimit(n)) => format!("node limit ({n} e-nodes)"),
+            Some(egg::StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
+            Some(egg::StopReason::TimeLimit(s)) => format!("time limit ({s} s)"),
+            Some(egg::StopReason::Other(s)) => s.clone(),
+            None => "not run".to_string(),
+        };
+        (runner.egraph, runner.iterations.len(), stop_reason)
+    }
+
+    /// The root of each output: the mean, sum or stack over the batch.
+    fn output_roots(&self, egraph: &mut Graph, example: &[Id], spec: &[Option<Id>]) -> Vec<Id> {
+        let count = egraph.add(Op::Num(Num(self.size as f64)));
+        let zero = egraph.add(Op::Num(Num(0.0)));
+        let roots = self
+            .program
+            .outputs
+            .iter()
+            .map(|(_, id)| {
+                let i = usize::from(*id);
+                match (spec[i], self.reduce) {
+                    (Some(s), BatchReduce::Mean) => egraph.add(Op::ReduceAxis(Reduce::Mean, [s, zero])),
+                    (Some(s), BatchReduce::Sum) => egraph.add(Op::ReduceAxis(Reduce::Sum, [s, zero])),
+                    (Some(s), BatchReduce::None) => s,
+                    (None, BatchReduce::Mean) => example[i],
+                    (None, BatchReduce::Sum) => egraph.add(Op::Binary(Binary::Mul, [example[i], count])),
+                    (None, BatchReduce::None) => egraph.add(Op::Repeat([example[i], count])),
+                }
+            })
+            .collect();
+        egraph.rebuild();
+        roots
+    }
+
+    /// The cheapest program the e-graph holds for `roots`, with the batched inputs declared.
+    fn extract(&self, egraph: &Graph, roots: &[Id], batched: &HashSet<&str>) -> Result<Program> {
+        let extraction = extract_dag_greedy(egraph, roots, &self.profile)
+            .ok_or_else(|| Error::Unsupported("extraction found no executable program".into()))?;
+        let (expr, placed) = extract_dag(
+            roots,
+            |c| egraph[c].nodes[extraction.choice[&c]].clone(),
+            |c| egraph.find(c),
+        );
+        let inputs = self
+            .program
+            .inputs
+            .iter()
+            .map(|d| Decl {
+                name: d.name.clone(),
+                shape: if batched.contains(d.name.as_str()) {
+                    d.shape.with_leading(self.size)
+                } else {
+                    d.shape.clone()
+                },
+            })
+            .collect();
+        let outputs = self
+            .program
+            .outputs
+            .iter()
+            .zip(roots)
+            .map(|((name, _), root)| (name.clone(), placed[&egraph.find(*root)]))
+            .collect();
+        Ok(Program::new(
+            inputs,
+            self.program.params.clone(),
+            expr,
+            outputs,
+            vec![],
+        )?)
+    }
+
+    fn plan(&self, over: &[String], fuse: bool, duplicate: Duplicate) -> Result<Plan> {
+        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+        let mut egraph = Graph::new(self.analysis(&batched));
+        let (example, spec) = self.add_program(&mut egraph, &batched);
         let (mut iterations, mut stop_reason) = (0, "no rewriting (duplication only)".to_string());
         if fuse {
-            let runner = Runner::default()
-                .with_egraph(egraph)
-                .with_node_limit(self.node_limit)
-                .with_iter_limit(self.iter_limit)
-                .with_time_limit(self.time_limit)
-                .run(&self.rules.rewrites());
-            iterations = runner.iterations.len();
-            stop_reason = match &runner.stop_reason {
-                Some(egg::StopReason::Saturated) => "saturated".to_string(),
-                Some(egg::StopReason::NodeLimit(n)) => format!("node limit ({n} e-nodes)"),
-                Some(egg::StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
-                Some(egg::StopReason::TimeLimit(s)) => format!("time limit ({s} s)"),
-                Some(egg::StopReason::Other(s)) => s.clone(),
-                None => "not run".to_string(),
-            };
-            egraph = runner.egraph;
+            (egraph, iterations, stop_reason) = self.saturate(egraph);
         }
-
         // Which specs have no implementation other than themselves.
         let unfused: Vec<usize> = (0..example.len())
             .filter(|&i| spec[i].is_some_and(|s| egraph[s].nodes.iter().all(|n| matches!(n, Op::Vmap(_)))))
             .collect();
-        let unfused_ops: Vec<String> = {
-            let mut names: Vec<String> = unfused.iter().map(|&i| program.expr[Id::from(i)].to_string()).collect();
-            names.sort();
-            names.dedup();
-            names
-        };
+        let mut unfused_ops: Vec<String> = unfused
+            .iter()
+            .map(|&i| self.program.expr[Id::from(i)].to_string())
+            .collect();
+        unfused_ops.sort();
+        unfused_ops.dedup();
+
+        let mut notes = vec![];
         let mapped_count = spec.iter().flatten().count();
         let mut duplicate = duplicate;
-        if duplicate == Duplicate::All && 3 * b * mapped_count + egraph.total_number_of_nodes() > self.node_limit {
+        if duplicate == Duplicate::All
+            && 3 * self.size * mapped_count + egraph.total_number_of_nodes() > self.node_limit
+        {
             notes.push(format!(
-                "duplication of every op left out: {b} copies of {mapped_count} ops would pass the node limit of {}; only ops without a fusing rule are duplicated",
-                self.node_limit
+                "duplication of every op left out: {} copies of {mapped_count} ops would pass the node limit of {}; only ops without a fusing rule are duplicated",
+                self.size, self.node_limit
             ));
             duplicate = Duplicate::WhereNeeded;
         }
@@ -380,60 +428,13 @@ impl<'p> Batcher<'p> {
         self.duplicate(&mut egraph, &example, &spec, &to_copy, duplicate == Duplicate::All);
         egraph.rebuild();
         if let Some(conflict) = egraph.analysis.conflicts.first() {
-            return Err(Error::Unsupported(format!("a rule is unsound: {conflict}")));
+            return Err(Error::UnsoundRule(conflict.clone()));
         }
-
-        // The outputs: the mean, sum or stack over the batch.
-        let mut roots = vec![];
-        for (_, id) in &program.outputs {
-            let i = usize::from(*id);
-            let zero = egraph.add(Op::Num(Num(0.0)));
-            let root = match (spec[i], self.reduce) {
-                (Some(s), Reduce::Mean) => egraph.add(Op::MeanAxis([s, zero])),
-                (Some(s), Reduce::Sum) => egraph.add(Op::SumAxis([s, zero])),
-                (Some(s), Reduce::None) => s,
-                (None, Reduce::Mean) => example[i],
-                (None, Reduce::Sum) => {
-                    let count = egraph.add(Op::Num(Num(b as f64)));
-                    egraph.add(Op::Mul([example[i], count]))
-                }
-                (None, Reduce::None) => {
-                    let count = egraph.add(Op::Num(Num(b as f64)));
-                    egraph.add(Op::Repeat([example[i], count]))
-                }
-            };
-            roots.push(root);
-        }
-        egraph.rebuild();
-        let extraction = extract_dag_greedy(&egraph, &roots, &self.profile)
-            .ok_or_else(|| Error::Unsupported("extraction found no executable program".into()))?;
-        let (expr, placed) = extract_dag(
-            &roots,
-            |c| egraph[c].nodes[extraction.choice[&c]].clone(),
-            |c| egraph.find(c),
-        );
-        let inputs = program
-            .inputs
-            .iter()
-            .map(|d| Decl {
-                name: d.name.clone(),
-                shape: if batched.contains(d.name.as_str()) {
-                    d.shape.with_leading(b)
-                } else {
-                    d.shape.clone()
-                },
-            })
-            .collect();
-        let outputs = program
-            .outputs
-            .iter()
-            .zip(&roots)
-            .map(|((name, _), root)| (name.clone(), placed[&egraph.find(*root)]))
-            .collect();
-        let batched_program = Program::new(inputs, program.params.clone(), expr, outputs, vec![])?;
+        let roots = self.output_roots(&mut egraph, &example, &spec);
+        let program = self.extract(&egraph, &roots, &batched)?;
         Ok(Plan {
-            cost: program_cost(&self.profile, &batched_program),
-            program: batched_program,
+            cost: program_cost(&self.profile, &program),
+            program,
             egraph_nodes: egraph.total_number_of_nodes(),
             egraph_classes: egraph.number_of_classes(),
             iterations,
@@ -466,14 +467,14 @@ impl<'p> Batcher<'p> {
             let s = spec[i].expect("only mapped nodes are copied");
             let mut row_copies = Vec::with_capacity(b);
             for (row, &literal) in rows.iter().enumerate() {
-                let copy = match node {
-                    Op::Var(v) => egraph.add(Op::Index([
-                        egraph.lookup(Op::Var(Symbol::from(v.as_str()))).unwrap(),
+                let copy = match node.as_var() {
+                    Some(v) => egraph.add(Op::Index([
+                        egraph.lookup(Op::Var(v)).expect("the batched input"),
                         literal,
                     ])),
-                    other => {
-                        let mut children = Vec::with_capacity(other.len());
-                        for &c in other.children() {
+                    None => {
+                        let mut children = Vec::with_capacity(node.len());
+                        for &c in node.children() {
                             let c = usize::from(c);
                             let child = match (copies.get(&c), spec[c]) {
                                 (Some(cs), _) => cs[row],
@@ -483,7 +484,7 @@ impl<'p> Batcher<'p> {
                             children.push(child);
                         }
                         let mut k = 0;
-                        egraph.add(other.clone().map_children(|_| {
+                        egraph.add(node.clone().map_children(|_| {
                             k += 1;
                             children[k - 1]
                         }))
@@ -500,4 +501,26 @@ impl<'p> Batcher<'p> {
             copies.insert(i, row_copies);
         }
     }
+}
+
+/// The cheapest of the candidate plans. A plan that failed for a limit is a
+/// note while another succeeds; an unsound rule is an error, never a fallback.
+fn cheapest<const N: usize>(candidates: [(&str, Result<Plan>); N]) -> Result<Plan> {
+    let mut plans: Vec<Plan> = vec![];
+    let mut failures = vec![];
+    for (name, plan) in candidates {
+        match plan {
+            Ok(p) => plans.push(p),
+            Err(e @ Error::UnsoundRule(_)) => return Err(e),
+            Err(e) => failures.push((name, e)),
+        }
+    }
+    let Some(best) = (0..plans.len()).min_by(|&a, &b| plans[a].cost.total_cmp(&plans[b].cost)) else {
+        return Err(failures.remove(0).1);
+    };
+    let mut chosen = plans.swap_remove(best);
+    chosen
+        .notes
+        .extend(failures.iter().map(|(name, e)| format!("the {name} plan failed: {e}")));
+    Ok(chosen)
 }

@@ -1,20 +1,18 @@
 //! The walk-through: how mini-batching fits the computational-graph picture,
 //! answered by running the seed graph, with numbers and pictures.
 
-use crate::batch::{Batcher, Strategy};
-use crate::draw::to_svg;
-use crate::error::{Error, Result};
-use crate::interp::{Interpreter, Values};
-use crate::kernels::Tensor;
-use crate::plot::{line_chart_svg, Chart, Series};
-use crate::program::Program;
+use batchgraph::{
+    line_chart_svg, random_values, to_svg, Batcher, Chart, Error, Interpreter, Program, Result, Rng, Series, Strategy,
+    Tensor, Values,
+};
 use ndarray::{s, Axis, IxDyn};
+use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The seed graph of the question.
-pub const SEED: &str = include_str!("../examples/seed.graph");
+pub const SEED: &str = include_str!("../../../examples/seed.graph");
 
 /// What the walk-through does.
 #[derive(Clone, Debug)]
@@ -26,7 +24,7 @@ pub struct DemoOptions {
 }
 
 /// One row of the timing table.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct TimingRow {
     /// Batch size.
     pub size: usize,
@@ -36,39 +34,32 @@ pub struct TimingRow {
     pub fused_us: f64,
 }
 
-/// What the walk-through measured.
-#[derive(Clone, Debug)]
+/// One way of computing the gradient of a batch of 64 in passes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accumulation {
+    /// How many passes.
+    pub passes: usize,
+    /// Rows per pass.
+    pub rows: usize,
+    /// Largest difference from the gradient computed in one pass.
+    pub difference: f64,
+    /// Microseconds for the whole batch.
+    pub us: f64,
+    /// Peak bytes of one pass.
+    pub peak_bytes: usize,
+}
+
+/// What the walk-through measured (also written to `summary.json`, which the tests read).
+#[derive(Clone, Debug, Serialize)]
 pub struct DemoSummary {
     /// Largest |grad of batched mean loss - mean of per-example grads|, unrolled and fused.
     pub gradient_differences: (f64, f64),
     /// Time per example by batch size.
     pub timings: Vec<TimingRow>,
-    /// (passes, chunk size, largest difference from one pass of 64, µs for the whole batch, peak bytes).
-    pub accumulation: Vec<(usize, usize, f64, f64, usize)>,
+    /// The gradient of one batch of 64 computed in passes.
+    pub accumulation: Vec<Accumulation>,
     /// Files written.
     pub files: Vec<PathBuf>,
-}
-
-/// A deterministic pseudo-random tensor in [-1, 1).
-pub fn pseudo_random(shape: &[usize], seed: u64) -> Tensor<f64> {
-    let mut state = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    Tensor::from_shape_fn(IxDyn(shape), |_| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        2.0 * ((state >> 11) as f64 / (1u64 << 53) as f64) - 1.0
-    })
-}
-
-/// Values for every input and param of `program`.
-pub fn random_values(program: &Program, seed: u64) -> Values<f64> {
-    program
-        .inputs
-        .iter()
-        .chain(&program.params)
-        .enumerate()
-        .map(|(i, d)| (d.name.clone(), pseudo_random(d.shape.dims(), seed + i as u64)))
-        .collect()
 }
 
 /// The best of repeated runs of `f`, in microseconds, within about `budget`.
@@ -107,13 +98,39 @@ fn io(e: std::io::Error) -> Error {
     Error::Io(e.to_string())
 }
 
-/// Runs the walk-through, printing to `out`.
+/// Runs the walk-through, printing to `out`; writes the pictures and `summary.json` to `options.out`.
 pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummary> {
     let start = Instant::now();
     std::fs::create_dir_all(&options.out).map_err(|e| Error::Io(format!("{}: {e}", options.out.display())))?;
     let mut files = vec![];
     let seed = Program::parse("examples/seed.graph", SEED)?;
+    graphs_and_costs(&seed, options, out, &mut files)?;
+    let differences = gradient_is_the_mean(&seed, out)?;
+    let timings = speed(&seed, options, out, &mut files)?;
+    let accumulation = accumulation(&seed, options, out)?;
+    writeln!(out, "\nPictures written to {}:", options.out.display()).map_err(io)?;
+    for f in &files {
+        writeln!(out, "    {}", f.display()).map_err(io)?;
+    }
+    writeln!(out, "\nDone in {:.1} s.", start.elapsed().as_secs_f64()).map_err(io)?;
+    let summary = DemoSummary {
+        gradient_differences: (differences[0], differences[1]),
+        timings,
+        accumulation,
+        files,
+    };
+    let json = serde_json::to_string_pretty(&summary).expect("serializable");
+    std::fs::write(options.out.join("summary.json"), json).map_err(|e| Error::Io(e.to_string()))?;
+    Ok(summary)
+}
 
+/// Section 1: the seed graph, CSE, the two B = 2 plans with pictures, and their costs.
+fn graphs_and_costs(
+    seed: &Program,
+    options: &DemoOptions,
+    out: &mut dyn Write,
+    files: &mut Vec<PathBuf>,
+) -> Result<()> {
     writeln!(out, "== 1. The per-example graph, and the batched graph\n").map_err(io)?;
     writeln!(out, "The seed program (x is one example, w a parameter, s its loss):\n").map_err(io)?;
     indented(out, SEED.trim_end())?;
@@ -131,14 +148,10 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
         seed.nodes_before_cse()
     )
     .map_err(io)?;
-    write_file(
-        &options.out.join("seed.svg"),
-        &to_svg(&seed).map_err(Error::Io)?,
-        &mut files,
-    )?;
+    write_file(&options.out.join("seed.svg"), &to_svg(seed).map_err(Error::Io)?, files)?;
 
-    let unrolled = Batcher::new(&seed).size(2).strategy(Strategy::Unroll).run()?;
-    let fused = Batcher::new(&seed).size(2).strategy(Strategy::Fuse).run()?;
+    let unrolled = Batcher::new(seed).size(2).strategy(Strategy::Unroll).run()?;
+    let fused = Batcher::new(seed).size(2).strategy(Strategy::Fuse).run()?;
     writeln!(
         out,
         "\nBatched over B = 2 examples by duplication: two copies of the graph, each reading its row of x,"
@@ -159,12 +172,12 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
     write_file(
         &options.out.join("seed_b2_unrolled.svg"),
         &to_svg(&unrolled.program).map_err(Error::Io)?,
-        &mut files,
+        files,
     )?;
     write_file(
         &options.out.join("seed_b2_fused.svg"),
         &to_svg(&fused.program).map_err(Error::Io)?,
-        &mut files,
+        files,
     )?;
 
     writeln!(
@@ -179,7 +192,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
     )
     .map_err(io)?;
     for b in [2usize, 64, 1024] {
-        let batched = Batcher::new(&seed).size(b).run()?;
+        let batched = Batcher::new(seed).size(b).run()?;
         let r = &batched.report;
         let (u, f) = (r.unroll.as_ref().unwrap(), r.fuse.as_ref().unwrap());
         let chosen = if (r.chosen.cost - f.cost).abs() < 1e-9 {
@@ -203,7 +216,11 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
          matrix-matrix product. The graph grows with B in one plan and not at all in the other."
     )
     .map_err(io)?;
+    Ok(())
+}
 
+/// Section 2: the gradient of the batched mean loss against the mean of per-example gradients.
+fn gradient_is_the_mean(seed: &Program, out: &mut dyn Write) -> Result<Vec<f64>> {
     writeln!(
         out,
         "\n== 2. The gradient of the batch loss is the mean of the per-example gradients\n"
@@ -212,10 +229,10 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
     let b = 8;
     let mut differences = vec![];
     for strategy in [Strategy::Unroll, Strategy::Fuse] {
-        let batched = Batcher::new(&seed).size(b).strategy(strategy).run()?;
+        let batched = Batcher::new(seed).size(b).strategy(strategy).run()?;
         let values = random_values(&batched.program, 1);
         let grads = Interpreter::new(&batched.program).gradient(&values)?;
-        let per_example = Interpreter::new(&seed);
+        let per_example = Interpreter::new(seed);
         let mut mean_w = Tensor::<f64>::zeros(IxDyn(&[4, 3]));
         for i in 0..b {
             let row: Values<f64> = [
@@ -240,7 +257,16 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
          derivatives, and reverse mode over either graph computes exactly that (to rounding)."
     )
     .map_err(io)?;
+    Ok(differences)
+}
 
+/// Section 3: forward + backward time per example of both plans, by B, with a chart.
+fn speed(
+    seed: &Program,
+    options: &DemoOptions,
+    out: &mut dyn Write,
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<TimingRow>> {
     writeln!(
         out,
         "\n== 3. Where the speed comes from: forward + backward, time per example, on this machine\n"
@@ -266,7 +292,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
             fused_us: 0.0,
         };
         for strategy in [Strategy::Unroll, Strategy::Fuse] {
-            let batched = Batcher::new(&seed).size(b).strategy(strategy).run()?;
+            let batched = Batcher::new(seed).size(b).strategy(strategy).run()?;
             let values = random_values(&batched.program, 2);
             let interpreter = Interpreter::new(&batched.program);
             let us = best_time_us(budget, || {
@@ -274,7 +300,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
             }) / b as f64;
             match strategy {
                 Strategy::Unroll => row.unrolled_us = us,
-                _ => row.fused_us = us,
+                Strategy::Fuse | Strategy::Auto => row.fused_us = us,
             }
         }
         writeln!(
@@ -308,7 +334,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
     write_file(
         &options.out.join("time_per_example.svg"),
         &line_chart_svg(&chart, &series).map_err(Error::Io)?,
-        &mut files,
+        files,
     )?;
     let (first, last) = (&timings[0], &timings[timings.len() - 1]);
     let (low, high) = timings.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
@@ -327,15 +353,21 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
         last.unrolled_us / last.fused_us
     )
     .map_err(io)?;
+    Ok(timings)
+}
 
+/// Section 4: one batch of 64 computed in 1, 4 and 16 passes: the same gradient, less memory.
+fn accumulation(seed: &Program, options: &DemoOptions, out: &mut dyn Write) -> Result<Vec<Accumulation>> {
+    let budget = Duration::from_millis(if options.quick { 40 } else { 150 });
     writeln!(
         out,
         "\n== 4. Gradient accumulation: the optimizer's batch is not the computed batch\n"
     )
     .map_err(io)?;
     let total = 64;
-    let data = pseudo_random(&[total, 3], 3);
-    let w = pseudo_random(&[4, 3], 4);
+    let mut rng = Rng::new(3);
+    let data = rng.tensor(&[total, 3], -1.0, 1.0);
+    let w = rng.tensor(&[4, 3], -1.0, 1.0);
     let mut reference: Option<Tensor<f64>> = None;
     let mut accumulation = vec![];
     writeln!(
@@ -346,7 +378,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
     .map_err(io)?;
     for passes in [1usize, 4, 16] {
         let rows = total / passes;
-        let batched = Batcher::new(&seed).size(rows).strategy(Strategy::Fuse).run()?;
+        let batched = Batcher::new(seed).size(rows).strategy(Strategy::Fuse).run()?;
         let interpreter = Interpreter::new(&batched.program);
         let chunks: Vec<Values<f64>> = (0..passes)
             .map(|p| {
@@ -378,32 +410,27 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
         let d = reference.as_ref().map_or(0.0, |r| max_abs_diff(r, &gradient));
         reference.get_or_insert(gradient);
         writeln!(out, "    {passes:>7} {rows:>6} {d:>22.2e} {us:>12.1} {peak:>12}").map_err(io)?;
-        accumulation.push((passes, rows, d, us, peak));
+        accumulation.push(Accumulation {
+            passes,
+            rows,
+            difference: d,
+            us,
+            peak_bytes: peak,
+        });
     }
-    let fastest = accumulation.iter().min_by(|a, b| a.3.total_cmp(&b.3)).unwrap();
-    let largest = accumulation.iter().map(|a| a.2).fold(0.0, f64::max);
+    let fastest = accumulation.iter().min_by(|a, b| a.us.total_cmp(&b.us)).unwrap();
+    let largest = accumulation.iter().map(|a| a.difference).fold(0.0, f64::max);
     writeln!(
         out,
         "\nThe same gradient (largest difference {largest:.1e}) whether the 64 examples are computed at once or\n\
          in pieces: the optimizer's batch (what the gradient averages over) is a choice of the loss; the\n\
          computed batch (the extra index the kernels see) is a choice of speed and memory. Here {} pass(es)\n\
          of {} rows were fastest; the peak memory of a pass went from {} bytes (1 x 64) to {} bytes (16 x 4).",
-        fastest.0,
-        fastest.1,
-        accumulation[0].4,
-        accumulation[accumulation.len() - 1].4
+        fastest.passes,
+        fastest.rows,
+        accumulation[0].peak_bytes,
+        accumulation[accumulation.len() - 1].peak_bytes
     )
     .map_err(io)?;
-
-    writeln!(out, "\nPictures written to {}:", options.out.display()).map_err(io)?;
-    for f in &files {
-        writeln!(out, "    {}", f.display()).map_err(io)?;
-    }
-    writeln!(out, "\nDone in {:.1} s.", start.elapsed().as_secs_f64()).map_err(io)?;
-    Ok(DemoSummary {
-        gradient_differences: (differences[0], differences[1]),
-        timings,
-        accumulation,
-        files,
-    })
+    Ok(accumulation)
 }

@@ -1,32 +1,9 @@
-//! Forward kernels: one arm per op, whole-array ndarray operations. A matmul
+//! Forward kernels: one arm per op kind, whole-array ndarray operations. A matmul
 //! with leading (batch) axes on its left operand is one matrix-matrix product
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
-use crate::language::Op;
+use crate::ir::{broadcast, Binary, Op, Reduce, Scalar, Shape};
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
-use num_traits::{Float, FromPrimitive};
-
-/// The element types the interpreter runs on: `f64` and `f32`.
-pub trait Scalar:
-    Float
-    + FromPrimitive
-    + ndarray::LinalgScalar
-    + ndarray::ScalarOperand
-    + std::fmt::Debug
-    + std::fmt::Display
-    + std::iter::Sum
-    + std::ops::AddAssign
-    + Send
-    + Sync
-    + 'static
-{
-    /// Converts from f64 (literals, JSON values).
-    fn of(v: f64) -> Self {
-        Self::from_f64(v).expect("every f64 converts")
-    }
-}
-impl Scalar for f64 {}
-impl Scalar for f32 {}
 
 /// A value: an n-dimensional array.
 pub type Tensor<T> = ArrayD<T>;
@@ -34,16 +11,6 @@ pub type Tensor<T> = ArrayD<T>;
 /// A 0-dimensional array holding `v`.
 pub fn scalar<T: Scalar>(v: T) -> Tensor<T> {
     ArrayD::from_elem(IxDyn(&[]), v)
-}
-
-/// The numerically stable logistic function.
-pub fn sigmoid<T: Scalar>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
 }
 
 /// `t` with new dimensions (same elements in row-major order); copies only
@@ -127,7 +94,7 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
     // Both operands have leading axes: one GEMM per broadcast batch element.
     let batch_a = &a.shape()[..ra - 2];
     let batch_b = &b.shape()[..rb - 2];
-    let batch = crate::shape::broadcast(&batch_a.to_vec().into(), &batch_b.to_vec().into()).expect("checked shapes");
+    let batch = broadcast(&batch_a.to_vec().into(), &batch_b.to_vec().into()).expect("checked shapes");
     let (m, n) = (a.shape()[ra - 2], b.shape()[rb - 1]);
     let mut a_dims = batch.0.clone();
     a_dims.extend_from_slice(&a.shape()[ra - 2..]);
@@ -152,53 +119,41 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
     reshape(out.into_dyn(), &dims)
 }
 
-/// `max` along `axis`, propagating NaN like numpy.
-pub fn max_axis<T: Scalar>(a: &ArrayViewD<T>, axis: usize) -> Tensor<T> {
-    a.fold_axis(
-        Axis(axis),
-        T::neg_infinity(),
-        |&m, &v| if v.is_nan() || v > m { v } else { m },
-    )
+/// The reduction `r` along `axis`.
+pub fn reduce_axis<T: Scalar>(r: Reduce, a: &ArrayViewD<T>, axis: usize) -> Tensor<T> {
+    let n = a.shape()[axis];
+    a.fold_axis(Axis(axis), r.start(), |&acc, &v| r.combine(acc, v))
+        .mapv_into(|total| r.finish(total, n))
+}
+
+/// The reduction `r` over every element.
+pub fn reduce_all<T: Scalar>(r: Reduce, a: &Tensor<T>) -> T {
+    r.finish(a.iter().fold(r.start(), |acc, &v| r.combine(acc, v)), a.len())
+}
+
+/// The binary op `op` with numpy broadcasting.
+pub fn binary<T: Scalar>(op: Binary, a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    if a.shape() == b.shape() {
+        return op.map(&a.view(), &b.view());
+    }
+    let shape = broadcast(&Shape(a.shape().to_vec()), &Shape(b.shape().to_vec())).expect("checked shapes");
+    let (a, b) = (a.broadcast(IxDyn(shape.dims())), b.broadcast(IxDyn(shape.dims())));
+    op.map(&a.expect("broadcastable"), &b.expect("broadcastable"))
 }
 
 /// Evaluates one op. `args` are the children's values; `literal(i)` is the
-/// value of child `i` when it is a number literal (axes, exponents, counts).
+/// value of child `i` when it is a number literal (axes, counts).
 pub fn forward<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) -> f64) -> Tensor<T> {
     let a = || args[0];
     let int = |i: usize| literal(i) as usize;
     match op {
         Op::Num(n) => scalar(T::of(n.0)),
         Op::Var(_) | Op::Vmap(_) => unreachable!("variables are bound, vmap is never executed"),
-        Op::Add(_) => args[0] + args[1],
-        Op::Sub(_) => args[0] - args[1],
-        Op::Mul(_) => args[0] * args[1],
-        Op::Div(_) => args[0] / args[1],
+        Op::Unary(u, _) => u.map(a()),
+        Op::Binary(b, _) => binary(*b, args[0], args[1]),
+        Op::Reduce(r, _) => scalar(reduce_all(*r, a())),
+        Op::ReduceAxis(r, _) => reduce_axis(*r, &a().view(), int(1)),
         Op::MatMul(_) => matmul(&args[0].view(), &args[1].view()),
-        Op::Pow(_) => {
-            let p = literal(1);
-            if p == p.trunc() && p.abs() < 64.0 {
-                let p = p as i32;
-                a().mapv(|v| v.powi(p))
-            } else {
-                let p = T::of(p);
-                a().mapv(|v| v.powf(p))
-            }
-        }
-        Op::Neg(_) => a().mapv(|v| -v),
-        Op::Exp(_) => a().mapv(|v| v.exp()),
-        Op::Log(_) => a().mapv(|v| v.ln()),
-        Op::Tanh(_) => a().mapv(|v| v.tanh()),
-        Op::Sigmoid(_) => a().mapv(sigmoid),
-        Op::Relu(_) => a().mapv(|v| if v > T::zero() { v } else { T::zero() }),
-        Op::Sqrt(_) => a().mapv(|v| v.sqrt()),
-        Op::Sin(_) => a().mapv(|v| v.sin()),
-        Op::Cos(_) => a().mapv(|v| v.cos()),
-        Op::Abs(_) => a().mapv(|v| v.abs()),
-        Op::Sum(_) => scalar(a().sum()),
-        Op::Mean(_) => scalar(a().sum() / T::of(a().len() as f64)),
-        Op::SumAxis(_) => a().sum_axis(Axis(int(1))),
-        Op::MeanAxis(_) => a().mean_axis(Axis(int(1))).expect("non-empty axis"),
-        Op::MaxAxis(_) => max_axis(&a().view(), int(1)),
         Op::Transpose(_) => a().view().reversed_axes().to_owned(),
         Op::Permute(children) => {
             let axes: Vec<usize> = (1..children.len()).map(int).collect();

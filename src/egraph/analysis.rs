@@ -1,8 +1,7 @@
 //! Shape inference as an egg [`Analysis`]: every e-class knows its shape,
 //! whether it is a number literal, and whether it depends on a batched input.
 
-use crate::language::Op;
-use crate::shape::{ChildInfo, Shape};
+use crate::ir::{ChildInfo, Op, Shape};
 use egg::{Analysis, DidMerge, EGraph, Id, Language, Symbol};
 use std::collections::{HashMap, HashSet};
 
@@ -45,48 +44,31 @@ impl ShapeAnalysis {
 /// The e-graph type used throughout the crate.
 pub type Graph = EGraph<Op, ShapeAnalysis>;
 
-fn report(egraph: &mut Graph, message: String) {
-    // An unsound rule is a bug in the rule: loud in tests and debug builds.
-    debug_assert!(std::env::var_os("BATCHGRAPH_ALLOW_CONFLICTS").is_some(), "{message}");
-    egraph.analysis.conflicts.push(message);
-}
-
 impl Analysis<Op> for ShapeAnalysis {
     type Data = ClassData;
 
     fn make(egraph: &mut Graph, enode: &Op, _id: Id) -> ClassData {
         let data = |id: Id| &egraph[id].data;
-        let mapped = match enode {
-            Op::Var(v) => egraph.analysis.over.contains(v),
-            Op::Vmap(_) => true,
-            other => other.children().iter().any(|&c| data(c).mapped),
+        let (shape, mapped) = if let Some(v) = enode.as_var() {
+            let declared = egraph.analysis.vars.get(&v).cloned();
+            (
+                declared.ok_or_else(|| format!("unknown variable {v}")),
+                egraph.analysis.over.contains(&v),
+            )
+        } else if let Op::Vmap(child) = enode {
+            (Ok(data(*child).shape.with_leading(egraph.analysis.batch)), true)
+        } else {
+            let shape = enode.infer_shape_from(|c| ChildInfo {
+                shape: &data(c).shape,
+                constant: data(c).constant,
+            });
+            let mapped = enode.children().iter().any(|&c| data(c).mapped);
+            (shape.map_err(|e| e.to_string()), mapped)
         };
-        let shape = match enode {
-            Op::Var(v) => egraph
-                .analysis
-                .vars
-                .get(v)
-                .cloned()
-                .ok_or_else(|| format!("unknown variable {v}")),
-            Op::Vmap(child) => Ok(data(*child).shape.with_leading(egraph.analysis.batch)),
-            other => {
-                let children: Vec<ChildInfo> = other
-                    .children()
-                    .iter()
-                    .map(|&c| ChildInfo {
-                        shape: &data(c).shape,
-                        constant: data(c).constant,
-                    })
-                    .collect();
-                other.infer_shape(&children).map_err(|e| e.to_string())
-            }
-        };
-        let constant = match enode {
-            Op::Num(n) => Some(n.0),
-            _ => None,
-        };
+        let constant = enode.as_num();
         let shape = shape.unwrap_or_else(|message| {
-            report(egraph, message);
+            // Only a rewrite builds an ill-shaped node: the batcher turns this into an error.
+            egraph.analysis.conflicts.push(message);
             Shape::scalar()
         });
         ClassData {
@@ -102,7 +84,6 @@ impl Analysis<Op> for ShapeAnalysis {
                 "unsound rewrite: merged a class of shape {} with one of shape {}",
                 a.shape, b.shape
             );
-            debug_assert!(std::env::var_os("BATCHGRAPH_ALLOW_CONFLICTS").is_some(), "{message}");
             self.conflicts.push(message);
         }
         let mut changed_a = false;

@@ -1,8 +1,9 @@
 //! Values as JSON: nested arrays for tensors, a plain number for a scalar.
 
 use crate::error::{Error, Result};
-use crate::interp::Values;
-use crate::kernels::{Scalar, Tensor};
+use crate::ir::Scalar;
+use crate::runtime::interp::Values;
+use crate::runtime::kernels::Tensor;
 use ndarray::IxDyn;
 use serde_json::Value;
 

@@ -1,8 +1,7 @@
 //! Pictures of programs: a petgraph view of the DAG, DOT text, and SVG drawn
 //! in pure Rust (layout-rs), so that no graphviz binary is needed.
 
-use crate::language::Op;
-use crate::program::Program;
+use crate::ir::Program;
 use egg::{Id, Language};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::fmt::Write;
@@ -40,16 +39,13 @@ pub fn to_petgraph(program: &Program) -> DiGraph<GraphNode, usize> {
     let mut graph = DiGraph::new();
     let mut index: Vec<NodeIndex> = Vec::with_capacity(program.node_count());
     for (i, node) in program.expr.as_ref().iter().enumerate() {
-        let kind = match node {
-            Op::Var(v) if program.is_input(v.as_str()) => NodeKind::Input,
-            Op::Var(_) => NodeKind::Param,
-            Op::Num(_) => NodeKind::Constant,
-            _ => NodeKind::Op,
+        let kind = match (node.as_var(), node.as_num()) {
+            (Some(v), _) if program.is_input(v.as_str()) => NodeKind::Input,
+            (Some(_), _) => NodeKind::Param,
+            (None, Some(_)) => NodeKind::Constant,
+            (None, None) => NodeKind::Op,
         };
-        let label = match node {
-            Op::Num(n) => n.to_string(),
-            other => other.to_string(),
-        };
+        let label = node.to_string();
         let shape = program.shape(Id::from(i)).to_string();
         let at = graph.add_node(GraphNode { label, kind, shape });
         for (position, &child) in node.children().iter().enumerate() {

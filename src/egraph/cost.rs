@@ -1,9 +1,8 @@
 //! The cost model: a fixed overhead per op executed, plus work (flops) and
 //! memory traffic (bytes), with a profile per kind of machine.
 
-use crate::kernels::Tensor;
-use crate::language::Op;
-use crate::shape::Shape;
+use crate::ir::{Op, Program, Shape};
+use crate::runtime::Tensor;
 use egg::Language;
 use serde::{Deserialize, Serialize};
 
@@ -48,37 +47,54 @@ impl CostProfile {
     /// overhead + flops / throughput + bytes / bandwidth. Leaves are free; a
     /// `vmap` spec cannot be executed and costs infinity.
     pub fn op_cost(&self, op: &Op, inputs: &[&Shape], output: &Shape) -> f64 {
-        match op {
-            Op::Var(_) | Op::Num(_) => return 0.0,
-            Op::Vmap(_) => return f64::INFINITY,
-            _ => {}
+        match work(op, inputs, output) {
+            Work::Free => 0.0,
+            Work::NotExecutable => f64::INFINITY,
+            Work::Op { flops, bytes } => self.overhead_us + flops / self.flops_per_us + bytes / self.bytes_per_us,
         }
-        let (flops, bytes) = work(op, inputs, output);
-        self.overhead_us + flops / self.flops_per_us + bytes / self.bytes_per_us
     }
 }
 
-/// (flops, bytes moved) of one op, counting f64 elements.
-pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> (f64, f64) {
+/// What executing one op takes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Work {
+    /// Nothing: a variable or a literal.
+    Free,
+    /// It cannot be executed (a `vmap` spec).
+    NotExecutable,
+    /// One op: floating-point operations and bytes moved (f64 elements).
+    Op {
+        /// Floating-point operations.
+        flops: f64,
+        /// Bytes read and written.
+        bytes: f64,
+    },
+}
+
+/// The work of one op with operands of `inputs` shapes giving `output`.
+pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> Work {
     let out = output.elements() as f64;
     let read: f64 = inputs.iter().map(|s| s.elements() as f64).sum();
-    let bytes = 8.0 * (read + out);
     let flops = match op {
+        Op::Var(_) | Op::Num(_) => return Work::Free,
+        Op::Vmap(_) => return Work::NotExecutable,
+        Op::Unary(u, _) => u.flops().per_element() * out,
+        Op::Binary(b, _) => b.flops().per_element() * out,
+        Op::Reduce(..) | Op::ReduceAxis(..) => read,
         Op::MatMul(_) => {
             let inner = *inputs[0].dims().last().unwrap_or(&1) as f64;
             2.0 * out * inner
         }
-        // Transcendental functions cost several flops each.
-        Op::Exp(_) | Op::Log(_) | Op::Tanh(_) | Op::Sigmoid(_) | Op::Sin(_) | Op::Cos(_) | Op::Pow(_) => 10.0 * out,
-        Op::Sum(_) | Op::Mean(_) | Op::SumAxis(_) | Op::MeanAxis(_) | Op::MaxAxis(_) => read,
         Op::Transpose(_) | Op::Permute(_) | Op::Expand(_) | Op::Index(_) | Op::Stack(_) | Op::Repeat(_) => 0.0,
-        _ => out,
     };
-    (flops, bytes)
+    Work::Op {
+        flops,
+        bytes: 8.0 * (read + out),
+    }
 }
 
 /// Cost of a whole program (each node once): the DAG cost.
-pub fn program_cost(profile: &CostProfile, program: &crate::program::Program) -> f64 {
+pub fn program_cost(profile: &CostProfile, program: &Program) -> f64 {
     program
         .expr
         .as_ref()
@@ -95,8 +111,7 @@ pub fn program_cost(profile: &CostProfile, program: &crate::program::Program) ->
 /// per-op overhead from a chain of scalar ops, throughput from a 256x256
 /// matmul, bandwidth from adding two 1M-element arrays.
 pub fn calibrate() -> CostProfile {
-    use crate::interp::Interpreter;
-    use crate::program::Program;
+    use crate::runtime::Interpreter;
     use std::time::Instant;
     fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
         (0..runs)

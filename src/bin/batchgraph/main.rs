@@ -1,10 +1,13 @@
 //! The `batchgraph` command line.
 
+mod demo;
+
 use batchgraph::{
-    calibrate, check_rule, named_to_json, parse_file, run_demo, to_dot, to_svg, values_from_json, Batcher, CostProfile,
-    DemoOptions, Error, Interpreter, Program, Reduce, RuleSet, Scalar, Strategy, Values, RUST_APPLIERS,
+    calibrate, check_rule, named_to_json, parse_file, to_dot, to_svg, values_from_json, BatchReduce, Batcher,
+    CostProfile, Error, Interpreter, Program, RuleSet, Scalar, Strategy, Values,
 };
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use demo::{run_demo, DemoOptions};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,60 +41,9 @@ enum Command {
         json: bool,
     },
     /// Evaluate a program; with --grad also its gradient, with --tangents its forward-mode tangents.
-    Eval {
-        /// The .graph file.
-        file: PathBuf,
-        /// JSON object with a value for every input and param.
-        #[arg(long, value_name = "VALUES.json")]
-        inputs: PathBuf,
-        /// Also the gradient of the one scalar output w.r.t. every input and param.
-        #[arg(long)]
-        grad: bool,
-        /// JSON object of tangents (missing names are zero); prints "jvp".
-        #[arg(long, value_name = "TANGENTS.json")]
-        tangents: Option<PathBuf>,
-        /// Element type.
-        #[arg(long, value_enum, default_value_t = Dtype::F64)]
-        dtype: Dtype,
-        /// Report a NaN or infinity with the op that produced it.
-        #[arg(long)]
-        check_finite: bool,
-        /// Also print "peak_bytes": the most bytes of values held at once.
-        #[arg(long)]
-        memory: bool,
-    },
+    Eval(EvalArgs),
     /// Batch a program over a mini-batch; prints the batched program in the language.
-    Batch {
-        /// The .graph file.
-        file: PathBuf,
-        /// Batch size B.
-        #[arg(long)]
-        size: usize,
-        /// Inputs to batch over, comma-separated (default: every input).
-        #[arg(long, value_delimiter = ',')]
-        over: Option<Vec<String>>,
-        /// Each output becomes the mean over the batch, the sum, or the stack (none).
-        #[arg(long, value_enum, default_value_t = ReduceArg::Mean)]
-        reduce: ReduceArg,
-        /// Duplicate (unroll), fuse, or let the cost model choose (auto).
-        #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
-        strategy: StrategyArg,
-        /// Cost profile: cpu, gpu, or a JSON file from `batchgraph calibrate`.
-        #[arg(long, default_value = "cpu")]
-        profile: String,
-        /// A folder of extra *.rules files.
-        #[arg(long, value_name = "DIR")]
-        rules: Option<PathBuf>,
-        /// Write the report as JSON.
-        #[arg(long, value_name = "REPORT.json")]
-        report: Option<PathBuf>,
-        /// Write a picture of the batched program.
-        #[arg(long, value_name = "OUT.svg")]
-        svg: Option<PathBuf>,
-        /// Write the batched program in DOT.
-        #[arg(long, value_name = "OUT.dot")]
-        dot: Option<PathBuf>,
-    },
+    Batch(BatchArgs),
     /// Measure this machine's interpreter and print a cpu cost profile (JSON).
     Calibrate,
     /// List the rules (built-in, and those in --rules DIR); with --check, check each for soundness.
@@ -112,6 +64,63 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The .graph file.
+    file: PathBuf,
+    /// JSON object with a value for every input and param.
+    #[arg(long, value_name = "VALUES.json")]
+    inputs: PathBuf,
+    /// Also the gradient of the one scalar output w.r.t. every input and param.
+    #[arg(long)]
+    grad: bool,
+    /// JSON object of tangents (missing names are zero); prints "jvp".
+    #[arg(long, value_name = "TANGENTS.json")]
+    tangents: Option<PathBuf>,
+    /// Element type.
+    #[arg(long, value_enum, default_value_t = Dtype::F64)]
+    dtype: Dtype,
+    /// Report a NaN or infinity with the op that produced it.
+    #[arg(long)]
+    check_finite: bool,
+    /// Also print "peak_bytes": the most bytes of values held at once.
+    #[arg(long)]
+    memory: bool,
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// The .graph file.
+    file: PathBuf,
+    /// Batch size B.
+    #[arg(long)]
+    size: usize,
+    /// Inputs to batch over, comma-separated (default: every input).
+    #[arg(long, value_delimiter = ',')]
+    over: Option<Vec<String>>,
+    /// Each output becomes the mean over the batch, the sum, or the stack (none).
+    #[arg(long, value_enum, default_value_t = ReduceArg::Mean)]
+    reduce: ReduceArg,
+    /// Duplicate (unroll), fuse, or let the cost model choose (auto).
+    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+    strategy: StrategyArg,
+    /// Cost profile: cpu, gpu, or a JSON file from `batchgraph calibrate`.
+    #[arg(long, default_value = "cpu")]
+    profile: String,
+    /// A folder of extra *.rules files.
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "REPORT.json")]
+    report: Option<PathBuf>,
+    /// Write a picture of the batched program.
+    #[arg(long, value_name = "OUT.svg")]
+    svg: Option<PathBuf>,
+    /// Write the batched program in DOT.
+    #[arg(long, value_name = "OUT.dot")]
+    dot: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -239,6 +248,90 @@ fn profile(name: &str) -> Result<CostProfile, Error> {
     }
 }
 
+fn batch(args: BatchArgs) -> Result<(), Error> {
+    let program = parse_file(&args.file)?;
+    let mut rule_set = RuleSet::builtin();
+    if let Some(dir) = &args.rules {
+        rule_set = rule_set.with_dir(dir)?;
+    }
+    let mut batcher = Batcher::new(&program)
+        .size(args.size)
+        .reduce(match args.reduce {
+            ReduceArg::Mean => BatchReduce::Mean,
+            ReduceArg::Sum => BatchReduce::Sum,
+            ReduceArg::None => BatchReduce::None,
+        })
+        .strategy(match args.strategy {
+            StrategyArg::Auto => Strategy::Auto,
+            StrategyArg::Unroll => Strategy::Unroll,
+            StrategyArg::Fuse => Strategy::Fuse,
+        })
+        .profile(profile(&args.profile)?)
+        .rules(rule_set);
+    if let Some(over) = args.over {
+        batcher = batcher.over(over);
+    }
+    let batched = batcher.run()?;
+    if let Some(path) = &args.report {
+        write(path, &serde_json::to_string_pretty(&batched.report).unwrap())?;
+    }
+    if let Some(path) = &args.dot {
+        write(path, &to_dot(&batched.program))?;
+    }
+    if let Some(path) = &args.svg {
+        write(path, &to_svg(&batched.program).map_err(Error::Io)?)?;
+    }
+    say!("{}", batched.program.to_text());
+    Ok(())
+}
+
+/// Lists every rule; with `check`, checks each, and fails on an unsound or never-exercised one.
+fn rules(dir: Option<&Path>, check: bool) -> Result<(), Error> {
+    let mut rule_set = RuleSet::builtin();
+    if let Some(dir) = dir {
+        rule_set = rule_set.with_dir(dir)?;
+    }
+    let mut failed = 0;
+    for rule in &rule_set.rules {
+        let verdict = match (check, check.then(|| check_rule(rule))) {
+            (true, Some(Ok(0))) => {
+                failed += 1;
+                "  [UNCHECKED: no instance of its left side applies]".to_string()
+            }
+            (true, Some(Ok(n))) => format!("  [sound on {n} instances]"),
+            (true, Some(Err(e))) => {
+                failed += 1;
+                format!("  [UNSOUND: {e}]")
+            }
+            _ => String::new(),
+        };
+        say!("{:<28} {}\n    # {}{verdict}\n", rule.name, rule.origin, rule.comment);
+    }
+    if failed > 0 {
+        return Err(Error::Unsupported(format!("{failed} rule(s) are unsound or unchecked")));
+    }
+    Ok(())
+}
+
+fn eval_command(args: EvalArgs) -> Result<(), Error> {
+    let program = parse_file(&args.file)?;
+    let values = read_json(&args.inputs)?;
+    let tangents = args.tangents.as_deref().map(read_json).transpose()?;
+    let request = EvalRequest {
+        values: &values,
+        grad: args.grad,
+        tangents: tangents.as_ref(),
+        check_finite: args.check_finite,
+        memory: args.memory,
+    };
+    let result = match args.dtype {
+        Dtype::F64 => eval::<f64>(&program, &request)?,
+        Dtype::F32 => eval::<f32>(&program, &request)?,
+    };
+    say!("{}\n", serde_json::to_string(&result).unwrap());
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     let command = cli.command.unwrap_or(Command::Demo {
         out: PathBuf::from("out/demo"),
@@ -249,114 +342,14 @@ fn run(cli: Cli) -> Result<(), Error> {
             run_demo(&DemoOptions { out, quick }, &mut std::io::stdout().lock())?;
             Ok(())
         }
-        Command::Batch {
-            file,
-            size,
-            over,
-            reduce,
-            strategy,
-            profile: profile_name,
-            rules,
-            report,
-            svg,
-            dot,
-        } => {
-            let program = parse_file(&file)?;
-            let mut rule_set = RuleSet::builtin();
-            if let Some(dir) = rules {
-                rule_set = rule_set.with_dir(&dir)?;
-            }
-            let mut batcher = Batcher::new(&program)
-                .size(size)
-                .reduce(match reduce {
-                    ReduceArg::Mean => Reduce::Mean,
-                    ReduceArg::Sum => Reduce::Sum,
-                    ReduceArg::None => Reduce::None,
-                })
-                .strategy(match strategy {
-                    StrategyArg::Auto => Strategy::Auto,
-                    StrategyArg::Unroll => Strategy::Unroll,
-                    StrategyArg::Fuse => Strategy::Fuse,
-                })
-                .profile(profile(&profile_name)?)
-                .rules(rule_set);
-            if let Some(over) = over {
-                batcher = batcher.over(over);
-            }
-            let batched = batcher.run()?;
-            if let Some(path) = report {
-                write(&path, &serde_json::to_string_pretty(&batched.report).unwrap())?;
-            }
-            if let Some(path) = dot {
-                write(&path, &to_dot(&batched.program))?;
-            }
-            if let Some(path) = svg {
-                write(&path, &to_svg(&batched.program).map_err(Error::Io)?)?;
-            }
-            say!("{}", batched.program.to_text());
-            Ok(())
-        }
-        Command::Rules { rules, check } => {
-            let mut rule_set = RuleSet::builtin();
-            if let Some(dir) = rules {
-                rule_set = rule_set.with_dir(&dir)?;
-            }
-            let mut unsound = 0;
-            for rule in &rule_set.text {
-                let verdict = if check {
-                    match check_rule(rule) {
-                        Ok(n) => format!("  [sound on {n} instances]"),
-                        Err(e) => {
-                            unsound += 1;
-                            format!("  [UNSOUND: {e}]")
-                        }
-                    }
-                } else {
-                    String::new()
-                };
-                say!("{:<24} {:<28} # {}{verdict}\n", rule.name, rule.origin, rule.comment);
-            }
-            for (name, what) in RUST_APPLIERS {
-                if rule_set.appliers.iter().any(|a| a == name) {
-                    say!("{name:<24} {:<28} # {what}\n", "src/rules.rs (Rust)");
-                }
-            }
-            if unsound > 0 {
-                return Err(Error::Unsupported(format!("{unsound} rule(s) are unsound")));
-            }
-            Ok(())
-        }
+        Command::Batch(args) => batch(args),
+        Command::Rules { rules: dir, check } => rules(dir.as_deref(), check),
         Command::Calibrate => {
             say!("{}\n", serde_json::to_string_pretty(&calibrate()).unwrap());
             Ok(())
         }
         Command::Show { file, svg, dot, json } => show(&file, svg.as_deref(), dot.as_deref(), json),
-        Command::Eval {
-            file,
-            inputs,
-            grad,
-            tangents,
-            dtype,
-            check_finite,
-            memory,
-        } => {
-            let program = parse_file(&file)?;
-            let values = read_json(&inputs)?;
-            let tangents = tangents.as_deref().map(read_json).transpose()?;
-            let request = EvalRequest {
-                values: &values,
-                grad,
-                tangents: tangents.as_ref(),
-                check_finite,
-                memory,
-            };
-            let result = match dtype {
-                Dtype::F64 => eval::<f64>(&program, &request)?,
-                Dtype::F32 => eval::<f32>(&program, &request)?,
-            };
-            say!("{}\n", serde_json::to_string(&result).unwrap());
-            Ok(())
-        }
+        Command::Eval(args) => eval_command(args),
     }
 }
 

@@ -1,0 +1,175 @@
+//! The batching rules that a pattern cannot express, because they compute
+//! with ranks or axes. Each is an egg [`Applier`] registered once per op of
+//! its table, named `family/op`, and soundness-checked like a text rule.
+//!
+//! - `broadcast-align`: `vmap` of a binary op whose mapped operand has a lower
+//!   rank than the result: its batched value gets size-1 axes after the batch
+//!   axis, so that numpy broadcasting lines its axes up as before.
+//! - `axis-shift`: `vmap` of `r(e, k)` for a reduction `r`, and of
+//!   `expand(e, k)`: the same op on axis `k + 1` (the batch axis comes first).
+//! - `reduce-all`: `vmap` of `r(e)` over all elements, at any rank: `r` over
+//!   every axis but the batch axis, last axis first.
+
+use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::rules::Rule;
+use crate::ir::{Binary, Num, Op, Reduce};
+use egg::{Applier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var};
+
+const ORIGIN: &str = "a Rust applier (src/egraph/appliers.rs)";
+
+/// Every applier, once per op it covers.
+pub fn rules() -> Vec<Rule> {
+    let mut rules = vec![];
+    for &op in Binary::ALL {
+        let symbol = op.symbol();
+        rules.push(rule(
+            format!("broadcast-align/{}", op.ident().to_lowercase()),
+            format!("A[b] {symbol} B[b] with A of lower rank: expand A's batched value after the batch axis"),
+            &format!("(vmap ({symbol} ?a ?b))"),
+            BroadcastAlign(op),
+        ));
+    }
+    for &op in Reduce::ALL {
+        let name = op.name();
+        rules.push(rule(
+            format!("axis-shift/{name}"),
+            format!("{name}(A[b], k) = {name}(A, k + 1)[b]"),
+            &format!("(vmap ({name} ?a ?k))"),
+            AxisShift(Some(op)),
+        ));
+        rules.push(rule(
+            format!("reduce-all/{name}"),
+            format!("{name}(A[b]) = {name}(...{name}({name}(A, r), r - 1)..., 1)[b] for A[b] of rank r"),
+            &format!("(vmap ({name} ?a))"),
+            ReduceAll(op),
+        ));
+    }
+    rules.push(rule(
+        "axis-shift/expand".into(),
+        "expand(A[b], k) = expand(A, k + 1)[b]".into(),
+        "(vmap (expand ?a ?k))",
+        AxisShift(None),
+    ));
+    rules
+}
+
+fn rule(
+    name: String,
+    comment: String,
+    lhs: &str,
+    applier: impl Applier<Op, ShapeAnalysis> + Send + Sync + 'static,
+) -> Rule {
+    let lhs: Pattern<Op> = lhs.parse().expect("applier patterns parse");
+    Rule {
+        rewrite: Rewrite::new(name.as_str(), lhs.clone(), applier).expect("a valid rewrite"),
+        name,
+        comment,
+        origin: ORIGIN.into(),
+        lhs,
+    }
+}
+
+fn var(name: &str) -> Var {
+    name.parse().expect("a pattern variable")
+}
+
+/// Adds `node` and merges it into `eclass`; returns it if that changed anything.
+fn union_with(egraph: &mut Graph, eclass: Id, node: Op) -> Vec<Id> {
+    let id = egraph.add(node);
+    if egraph.union(eclass, id) {
+        vec![id]
+    } else {
+        vec![]
+    }
+}
+
+fn literal(egraph: &mut Graph, value: usize) -> Id {
+    egraph.add(Op::Num(Num(value as f64)))
+}
+
+struct BroadcastAlign(Binary);
+
+impl Applier<Op, ShapeAnalysis> for BroadcastAlign {
+    fn apply_one(
+        &self,
+        egraph: &mut Graph,
+        eclass: Id,
+        subst: &Subst,
+        _: Option<&PatternAst<Op>>,
+        _: Symbol,
+    ) -> Vec<Id> {
+        let operands = [subst[var("?a")], subst[var("?b")]];
+        let rank = operands.iter().map(|&c| egraph[c].data.shape.rank()).max().unwrap_or(0);
+        let misaligned = operands
+            .iter()
+            .any(|&c| egraph[c].data.mapped && egraph[c].data.shape.rank() < rank);
+        if !misaligned {
+            return vec![];
+        }
+        let mut batched = operands;
+        for (slot, &c) in batched.iter_mut().zip(&operands) {
+            if egraph[c].data.mapped {
+                let mut v = egraph.add(Op::Vmap(c));
+                for _ in egraph[c].data.shape.rank()..rank {
+                    let one = literal(egraph, 1);
+                    v = egraph.add(Op::Expand([v, one]));
+                }
+                *slot = v;
+            }
+        }
+        union_with(egraph, eclass, Op::Binary(self.0, batched))
+    }
+}
+
+/// `Some(r)`: the reduction `r` over an axis; `None`: `expand`.
+struct AxisShift(Option<Reduce>);
+
+impl Applier<Op, ShapeAnalysis> for AxisShift {
+    fn apply_one(
+        &self,
+        egraph: &mut Graph,
+        eclass: Id,
+        subst: &Subst,
+        _: Option<&PatternAst<Op>>,
+        _: Symbol,
+    ) -> Vec<Id> {
+        let (a, k) = (subst[var("?a")], subst[var("?k")]);
+        let Some(axis) = egraph[k].data.constant else {
+            return vec![];
+        };
+        let batched = egraph.add(Op::Vmap(a));
+        let shifted = egraph.add(Op::Num(Num(axis + 1.0)));
+        let children = [batched, shifted];
+        let node = match self.0 {
+            Some(r) => Op::ReduceAxis(r, children),
+            None => Op::Expand(children),
+        };
+        union_with(egraph, eclass, node)
+    }
+}
+
+struct ReduceAll(Reduce);
+
+impl Applier<Op, ShapeAnalysis> for ReduceAll {
+    fn apply_one(
+        &self,
+        egraph: &mut Graph,
+        eclass: Id,
+        subst: &Subst,
+        _: Option<&PatternAst<Op>>,
+        _: Symbol,
+    ) -> Vec<Id> {
+        let a = subst[var("?a")];
+        let rank = egraph[a].data.shape.rank();
+        let mut value = egraph.add(Op::Vmap(a));
+        for axis in (1..=rank).rev() {
+            let axis = literal(egraph, axis);
+            value = egraph.add(Op::ReduceAxis(self.0, [value, axis]));
+        }
+        if egraph.union(eclass, value) {
+            vec![value]
+        } else {
+            vec![]
+        }
+    }
+}

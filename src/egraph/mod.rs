@@ -1,0 +1,20 @@
+//! The e-graph stage: shape inference as an egg analysis, rewrite rules (text
+//! files, rule classes generated from the op tables, Rust appliers) and their
+//! soundness checker, the cost model, DAG-aware extraction, and the batcher
+//! that puts the duplicated and the fused plans in one e-graph and picks one.
+
+pub mod analysis;
+pub mod appliers;
+pub mod batch;
+pub mod class_rules;
+pub mod cost;
+pub mod extract;
+pub mod rules;
+pub mod soundness;
+
+pub use analysis::{ClassData, Graph, ShapeAnalysis};
+pub use batch::{BatchReduce, BatchReport, Batched, Batcher, PlanSummary, Strategy};
+pub use cost::{calibrate, program_cost, work, CostProfile, Work};
+pub use extract::{extract_dag, extract_dag_greedy, Extraction};
+pub use rules::{parse_rule_file, Conditions, Rule, RuleSet, TextRule, BUILTIN_RULE_FILES};
+pub use soundness::check_rule;

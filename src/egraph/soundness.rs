@@ -1,0 +1,275 @@
+//! Checks a rewrite rule by running it, as Ruler fuzzes rules. The left side
+//! is instantiated with random tensors (every rank 0-3, mapped or not) and
+//! with every axis 0-3 where the language needs an integer; the rule is
+//! applied in an e-graph, exactly as the batcher applies it, so text rules,
+//! generated rule classes and Rust appliers are checked alike; then every new
+//! implementation of the left side's class is evaluated, with `vmap` expanded
+//! by its definition (the stack of the term on each row), and must agree with
+//! the left side.
+
+use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::rules::Rule;
+use crate::ir::{Decl, Num, Op, Program, Shape};
+use crate::runtime::{Interpreter, Rng, Tensor, Values};
+use egg::{AstSize, ENodeOrVar, Extractor, Id, Language, RecExpr, Symbol, Var};
+use std::collections::HashMap;
+
+const BATCH: usize = 3;
+const MAX_RANK: usize = 3;
+
+/// How one pattern variable is instantiated.
+#[derive(Clone, Copy, Debug)]
+enum Binding {
+    Tensor { mapped: bool, rank: usize },
+    Literal(usize),
+}
+
+/// Variables that stand where the language needs an integer literal.
+fn literal_vars(pattern: &RecExpr<ENodeOrVar<Op>>) -> Vec<Var> {
+    let mut out = vec![];
+    for node in pattern.as_ref() {
+        if let ENodeOrVar::ENode(op) = node {
+            for (position, &child) in op.children().iter().enumerate() {
+                if let (true, ENodeOrVar::Var(v)) = (op.integer_operand(position), &pattern[child]) {
+                    out.push(*v);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn var_name(v: Var, mapped: bool) -> Symbol {
+    let name = v.to_string().trim_start_matches('?').to_string();
+    Symbol::from(if mapped { format!("{name}'") } else { name })
+}
+
+/// The pattern with variables replaced: tensors by variables (`a'` per
+/// example when mapped, `a` otherwise), literals by numbers.
+fn instantiate(pattern: &RecExpr<ENodeOrVar<Op>>, bindings: &HashMap<Var, Binding>) -> RecExpr<Op> {
+    let nodes: Vec<Op> = pattern
+        .as_ref()
+        .iter()
+        .map(|node| match node {
+            ENodeOrVar::ENode(op) => op.clone(),
+            ENodeOrVar::Var(v) => match bindings[v] {
+                Binding::Literal(x) => Op::Num(Num(x as f64)),
+                Binding::Tensor { mapped, .. } => Op::Var(var_name(*v, mapped)),
+            },
+        })
+        .collect();
+    RecExpr::from(nodes)
+}
+
+/// Expands every `vmap(t)` into `stack(t[x' := index(x, 0)], ...)`.
+fn lower(nodes: &[Op], node: usize, row: Option<usize>, out: &mut Vec<Op>) -> Result<Id, String> {
+    let push = |op: Op, out: &mut Vec<Op>| {
+        out.push(op);
+        Id::from(out.len() - 1)
+    };
+    if let Some(v) = nodes[node].as_var().filter(|v| v.as_str().ends_with('\'')) {
+        let r = row.ok_or_else(|| format!("the per-example value {v} is used outside vmap"))?;
+        let batched = push(Op::Var(Symbol::from(v.as_str().trim_end_matches('\''))), out);
+        let literal = push(Op::Num(Num(r as f64)), out);
+        return Ok(push(Op::Index([batched, literal]), out));
+    }
+    if let Op::Vmap(child) = &nodes[node] {
+        if row.is_some() {
+            return Err("nested vmap".into());
+        }
+        let rows = (0..BATCH)
+            .map(|r| lower(nodes, usize::from(*child), Some(r), out))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(push(Op::Stack(rows.into()), out));
+    }
+    let mut children = vec![];
+    for &c in nodes[node].children() {
+        children.push(lower(nodes, usize::from(c), row, out)?);
+    }
+    let mut k = 0;
+    let op = nodes[node].clone().map_children(|_| {
+        k += 1;
+        children[k - 1]
+    });
+    Ok(push(op, out))
+}
+
+/// The term, `vmap` expanded, as a program over the batched variables.
+fn side(term: &RecExpr<Op>, decls: &[Decl]) -> Result<Program, String> {
+    let mut out = vec![];
+    let root = lower(term.as_ref(), term.as_ref().len() - 1, None, &mut out)?;
+    let program = Program::new(
+        decls.to_vec(),
+        vec![],
+        RecExpr::from(out),
+        vec![("out".into(), root)],
+        vec![],
+    );
+    program.map_err(|e| e.to_string())
+}
+
+/// One instantiation: the variables' declarations (batched shapes), their
+/// values, and the per-example shapes the e-graph's analysis needs.
+struct Instance {
+    bindings: HashMap<Var, Binding>,
+    decls: Vec<Decl>,
+    values: Values<f64>,
+    analysis: ShapeAnalysis,
+}
+
+fn instance(bindings: HashMap<Var, Binding>, dim: usize, rng: &mut Rng) -> Instance {
+    let mut decls = vec![];
+    let mut values = HashMap::new();
+    let mut analysis = ShapeAnalysis {
+        batch: BATCH,
+        ..Default::default()
+    };
+    let mut vars: Vec<(&Var, &Binding)> = bindings.iter().collect();
+    vars.sort_by_key(|(v, _)| v.to_string());
+    for (&v, binding) in vars {
+        let Binding::Tensor { mapped, rank } = *binding else {
+            continue;
+        };
+        let example = Shape(vec![dim; rank]);
+        let shape = if mapped {
+            example.with_leading(BATCH)
+        } else {
+            example.clone()
+        };
+        let name = var_name(v, false).to_string();
+        // In (0.25, 1.75) so that log, sqrt, division and powers are defined.
+        values.insert(name.clone(), rng.tensor(shape.dims(), 0.25, 1.75));
+        if mapped {
+            analysis.vars.insert(var_name(v, true), example);
+            analysis.over.insert(var_name(v, true));
+        }
+        analysis.vars.insert(Symbol::from(&name), shape.clone());
+        decls.push(Decl { name, shape });
+    }
+    Instance {
+        bindings,
+        decls,
+        values,
+        analysis,
+    }
+}
+
+/// Every implementation the rule adds to the class of the left side, as terms.
+fn alternatives(rule: &Rule, lhs: &RecExpr<Op>, analysis: ShapeAnalysis) -> Result<Vec<RecExpr<Op>>, String> {
+    let mut egraph = Graph::new(analysis);
+    let root = egraph.add_expr(lhs);
+    // egg indexes classes by op when it rebuilds; searching needs the index.
+    egraph.rebuild();
+    let before: Vec<Op> = egraph[root].nodes.clone();
+    let matches = rule.rewrite.search(&egraph);
+    rule.rewrite.apply(&mut egraph, &matches);
+    egraph.rebuild();
+    if let Some(conflict) = egraph.analysis.conflicts.first() {
+        return Err(conflict.clone());
+    }
+    let root = egraph.find(root);
+    let extractor = Extractor::new(&egraph, AstSize);
+    let mut terms = vec![];
+    for node in &egraph[root].nodes {
+        if before
+            .iter()
+            .any(|b| b.clone().map_children(|c| egraph.find(c)) == *node)
+        {
+            continue;
+        }
+        // The new node on top, the smallest term of each child below it.
+        let mut nodes: Vec<Op> = vec![];
+        let mut children = vec![];
+        for &child in node.children() {
+            let (_, best) = extractor.find_best(child);
+            let offset = nodes.len();
+            nodes.extend(
+                best.as_ref()
+                    .iter()
+                    .map(|n| n.clone().map_children(|c| Id::from(usize::from(c) + offset))),
+            );
+            children.push(Id::from(nodes.len() - 1));
+        }
+        let mut k = 0;
+        nodes.push(node.clone().map_children(|_| {
+            k += 1;
+            children[k - 1]
+        }));
+        terms.push(RecExpr::from(nodes));
+    }
+    Ok(terms)
+}
+
+fn agree(l: &Tensor<f64>, r: &Tensor<f64>) -> bool {
+    l.shape() == r.shape()
+        && l.iter()
+            .zip(r.iter())
+            .all(|(a, b)| (a - b).abs() <= 1e-9 * a.abs().max(1.0) || (a.is_nan() && b.is_nan()))
+}
+
+/// Checks one instance: `Ok(true)` if the rule applied and every alternative agrees.
+fn check_instance(rule: &Rule, inst: Instance, dim: usize) -> Result<bool, String> {
+    let lhs = instantiate(&rule.lhs.ast, &inst.bindings);
+    // An instance whose left side is ill-shaped is not a match.
+    let Ok(left) = side(&lhs, &inst.decls) else {
+        return Ok(false);
+    };
+    let mut described: Vec<String> = inst.bindings.iter().map(|(v, b)| format!("{v}: {b:?}")).collect();
+    described.sort();
+    let described = format!("{{{}}} with dimension {dim}", described.join(", "));
+    let failure = |what: String| {
+        format!(
+            "rule {} ({}) is unsound for {described}: {what}",
+            rule.name, rule.origin
+        )
+    };
+    let run = |p: &Program| {
+        Interpreter::new(p)
+            .evaluate(&inst.values)
+            .map(|e| e.outputs[0].1.clone())
+    };
+    let expected = run(&left).map_err(|e| failure(format!("left side fails: {e}")))?;
+    let terms = alternatives(rule, &lhs, inst.analysis).map_err(|e| failure(format!("it builds {e}")))?;
+    for term in &terms {
+        let right = side(term, &inst.decls).map_err(|e| failure(format!("right side {term} fails: {e}")))?;
+        let got = run(&right).map_err(|e| failure(format!("right side {term} fails: {e}")))?;
+        if !agree(&expected, &got) {
+            return Err(failure(format!("left gives {expected}, right ({term}) gives {got}")));
+        }
+    }
+    Ok(!terms.is_empty())
+}
+
+/// Checks `rule` on every instantiation of its left side. Returns how many
+/// instances it applied to (0 means it was never exercised: unchecked), or a
+/// message naming the rule and the failing instance.
+pub fn check_rule(rule: &Rule) -> Result<usize, String> {
+    let literals = literal_vars(&rule.lhs.ast);
+    let tensors: Vec<Var> = rule.lhs.vars().into_iter().filter(|v| !literals.contains(v)).collect();
+    let tensor_choices: Vec<(bool, usize)> = [false, true]
+        .into_iter()
+        .flat_map(|m| (0..=MAX_RANK).map(move |r| (m, r)))
+        .collect();
+    let choices = tensor_choices.len().pow(tensors.len() as u32) * (MAX_RANK + 1).pow(literals.len() as u32);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
+    let mut checked = 0;
+    for dim in [2usize, 3] {
+        for combination in 0..choices {
+            let mut k = combination;
+            let mut bindings = HashMap::new();
+            for &v in &tensors {
+                let (mapped, rank) = tensor_choices[k % tensor_choices.len()];
+                k /= tensor_choices.len();
+                bindings.insert(v, Binding::Tensor { mapped, rank });
+            }
+            for &v in &literals {
+                bindings.insert(v, Binding::Literal(k % (MAX_RANK + 1)));
+                k /= MAX_RANK + 1;
+            }
+            if check_instance(rule, instance(bindings, dim, &mut rng), dim)? {
+                checked += 1;
+            }
+        }
+    }
+    Ok(checked)
+}

@@ -1,0 +1,135 @@
+//! Elementwise ops of two operands with numpy broadcasting: **the one place
+//! such an op is defined**. An entry gives the infix symbol, its precedence
+//! and associativity, its cost class, the interval its operands are tested
+//! on, its value `y = f(a, b)` and both partial derivatives (which may use `y`).
+//!
+//! From the entry follow parsing and printing, the shape rule (numpy
+//! broadcasting), the kernel, reverse mode (`g * df/da` summed down to each
+//! operand's shape), forward mode, the cost, the broadcasting batching rules
+//! and the generated tests.
+
+use crate::ir::op::Flops;
+use crate::ir::scalar::Scalar;
+use ndarray::{ArrayD, ArrayViewD, Zip};
+use std::fmt;
+use std::str::FromStr;
+
+/// How an infix op groups: `a - b - c` is `(a - b) - c`, `a ^ b ^ c` is `a ^ (b ^ c)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assoc {
+    /// Groups to the left.
+    Left,
+    /// Groups to the right.
+    Right,
+}
+
+macro_rules! binary_ops {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $symbol:literal, precedence $prec:literal $assoc:ident, $flops:ident,
+            tested on ($lo:expr, $hi:expr),
+            |$a:ident, $b:ident, $y:ident| value $value:expr, d_a $da:expr, d_b $db:expr;
+    )*) => {
+        /// An elementwise op of two operands, with numpy broadcasting.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Binary {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Binary {
+            /// Every binary op, in table order.
+            pub const ALL: &'static [Binary] = &[$(Binary::$variant),*];
+
+            /// The infix symbol.
+            pub fn symbol(self) -> &'static str {
+                match self { $(Binary::$variant => $symbol,)* }
+            }
+
+            /// A name fit for identifiers (rule names, test names).
+            pub fn ident(self) -> &'static str {
+                match self { $(Binary::$variant => stringify!($variant),)* }
+            }
+
+            /// Binding strength, as in Python: 1 for `+ -`, 2 for `* /` (and `@`), 4 for `^`.
+            pub fn precedence(self) -> u8 {
+                match self { $(Binary::$variant => $prec,)* }
+            }
+
+            /// How a chain of it groups.
+            pub fn assoc(self) -> Assoc {
+                match self { $(Binary::$variant => Assoc::$assoc,)* }
+            }
+
+            /// What one element costs.
+            pub fn flops(self) -> Flops {
+                match self { $(Binary::$variant => Flops::$flops,)* }
+            }
+
+            /// Where the generated tests draw its operands.
+            pub fn tested_on(self) -> (f64, f64) {
+                match self { $(Binary::$variant => ($lo, $hi),)* }
+            }
+
+            /// `f(a, b)`.
+            #[allow(unused_variables)]
+            pub fn value<T: Scalar>(self, a: T, b: T) -> T {
+                match self { $(Binary::$variant => { let ($a, $b) = (a, b); $value })* }
+            }
+
+            /// `(df/da, df/db)` at `(a, b)`, given `y = f(a, b)` too.
+            #[allow(unused_variables)]
+            pub fn partials<T: Scalar>(self, a: T, b: T, y: T) -> (T, T) {
+                match self { $(Binary::$variant => { let ($a, $b, $y) = (a, b, y); ($da, $db) })* }
+            }
+
+            /// `f` of every pair of elements of `a` and `b`, already broadcast to one shape
+            /// (one loop per op, not a dispatch per element).
+            pub fn map<T: Scalar>(self, a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> ArrayD<T> {
+                match self { $(Binary::$variant => Zip::from(a).and(b).map_collect(|&$a, &$b| $value),)* }
+            }
+        }
+    };
+}
+
+binary_ops! {
+    /// `a + b`.
+    Add = "+", precedence 1 Left, Cheap, tested on (-2.0, 2.0),
+        |a, b, y| value a + b, d_a T::one(), d_b T::one();
+    /// `a - b`.
+    Sub = "-", precedence 1 Left, Cheap, tested on (-2.0, 2.0),
+        |a, b, y| value a - b, d_a T::one(), d_b -T::one();
+    /// `a * b`.
+    Mul = "*", precedence 2 Left, Cheap, tested on (-2.0, 2.0),
+        |a, b, y| value a * b, d_a b, d_b a;
+    /// `a / b`.
+    Div = "/", precedence 2 Left, Cheap, tested on (0.5, 2.0),
+        |a, b, y| value a / b, d_a b.recip(), d_b -y / b;
+    /// `a ^ b`, numpy's `power`. As in JAX, `d/da` is 0 where `b` is 0 (also at
+    /// `a = 0`) and `d/db` is 0 where `a` is 0.
+    Pow = "^", precedence 4 Right, Transcendental, tested on (0.5, 2.0),
+        |a, b, y| value power(a, b),
+        d_a if b == T::zero() { T::zero() } else { b * power(a, b - T::one()) },
+        d_b if a == T::zero() { T::zero() } else { y * a.ln() };
+}
+
+/// `a ^ b`; an integer exponent by repeated multiplication (exact for negative `a`).
+fn power<T: Scalar>(a: T, b: T) -> T {
+    if b == b.trunc() && b.abs() < T::of(64.0) {
+        a.powi(b.to_i32().expect("a small integer"))
+    } else {
+        a.powf(b)
+    }
+}
+
+impl fmt::Display for Binary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.symbol())
+    }
+}
+
+impl FromStr for Binary {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Binary::ALL.iter().copied().find(|b| b.symbol() == s).ok_or(())
+    }
+}

@@ -1,0 +1,21 @@
+//! The IR and programs: the ops (by kind: the [`Unary`], [`Binary`] and
+//! [`Reduce`] tables and the structural ops of [`Op`]), shapes and shape
+//! inference, the element types, and [`Program`] (a DAG after CSE) with its
+//! printer back to the language.
+
+pub mod binary;
+pub mod op;
+pub mod print;
+pub mod program;
+pub mod reduce;
+pub mod scalar;
+pub mod shape;
+pub mod unary;
+
+pub use binary::{Assoc, Binary};
+pub use op::{Flops, Num, Op};
+pub use program::{infer_shapes, Decl, Program};
+pub use reduce::Reduce;
+pub use scalar::{sigmoid, softplus, Scalar};
+pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
+pub use unary::Unary;

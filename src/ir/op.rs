@@ -1,0 +1,307 @@
+//! The IR: one egg language whose ops come in kinds. Elementwise unary ops
+//! ([`Unary`]), broadcasting binary ops ([`Binary`]) and reductions
+//! ([`Reduce`]) are tables, so an op of those kinds is one entry; the
+//! structural ops (matmul, transpose, permute, expand, index, stack, repeat)
+//! are variants of their own, and every `match` over [`Op`] lists them all, so
+//! the compiler names every place a new one needs.
+//!
+//! Axes, row indices and repeat counts are ordinary `Num` children, so that
+//! rewrite rules can match and build them like any other operand.
+
+use crate::ir::binary::{Assoc, Binary};
+use crate::ir::reduce::Reduce;
+use crate::ir::unary::Unary;
+use egg::{FromOp, Id, Symbol};
+use std::fmt;
+use std::str::FromStr;
+
+/// A number literal in the IR. Compared and hashed by its bits, so that it
+/// can live in an e-graph (two literals are the same node iff bit-equal).
+#[derive(Clone, Copy, Debug)]
+pub struct Num(pub f64);
+
+impl PartialEq for Num {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+impl Eq for Num {}
+impl std::hash::Hash for Num {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state)
+    }
+}
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Num {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+impl FromStr for Num {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        // Only plain decimal literals: "inf", "nan" and friends are names.
+        if !s.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+            return Err(());
+        }
+        s.parse::<f64>().map(Num).map_err(|_| ())
+    }
+}
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Rust prints the shortest string that parses back to the same f64.
+        if self.0 == 0.0 && self.0.is_sign_negative() {
+            write!(f, "-0")
+        } else if self.0 == self.0.trunc() && self.0.abs() < 1e15 {
+            write!(f, "{}", self.0 as i64)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+/// The arithmetic cost class of an elementwise op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flops {
+    /// One flop per element (`+`, `relu`, `abs`, ...).
+    Cheap,
+    /// A polynomial's worth per element (`exp`, `tanh`, `^`, ...).
+    Transcendental,
+}
+
+impl Flops {
+    /// Floating-point operations per element.
+    pub fn per_element(self) -> f64 {
+        match self {
+            Flops::Cheap => 1.0,
+            Flops::Transcendental => 10.0,
+        }
+    }
+}
+
+// The variants are documented on the enum (the macro takes no per-variant docs).
+#[allow(missing_docs)]
+mod language {
+    use super::{Binary, Num, Reduce, Unary};
+    use egg::{define_language, Id, Symbol};
+    define_language! {
+        /// One op of the IR.
+        ///
+        /// Kinds defined by tables: `Unary` (`tanh(a)`, `-a`), `Binary`
+        /// (`a + b`, numpy broadcasting), `Reduce` (`sum(e)` over all
+        /// elements) and `ReduceAxis` (`sum(e, axis)`).
+        /// Structural ops: `a @ b` is numpy `matmul`; `transpose(e)` reverses
+        /// the axes; `permute(e, a0, a1, ...)` is numpy's `transpose(e, axes)`;
+        /// `expand(e, axis)` inserts an axis of size 1; `index(e, i)` is row `i`
+        /// of the leading axis; `stack(a0, a1, ...)` stacks along a new leading
+        /// axis; `repeat(e, n)` broadcasts along a new leading axis of size `n`.
+        /// `vmap(e)` is the batcher's spec node (the stack over the batch of `e`
+        /// on each example): it is internal to the e-graph and never executed.
+        pub enum Op {
+            Unary(Unary, Id),
+            Binary(Binary, [Id; 2]),
+            Reduce(Reduce, Id),
+            ReduceAxis(Reduce, [Id; 2]),
+            "@" = MatMul([Id; 2]),
+            "transpose" = Transpose(Id),
+            "permute" = Permute(Box<[Id]>),
+            "expand" = Expand([Id; 2]),
+            "index" = Index([Id; 2]),
+            "stack" = Stack(Box<[Id]>),
+            "repeat" = Repeat([Id; 2]),
+            "vmap" = Vmap(Id),
+            Num(Num),
+            Var(Symbol),
+        }
+    }
+}
+pub use language::Op;
+
+/// The structural ops written as calls, with the arities they take (for error messages).
+const STRUCTURAL_CALLS: [(&str, &str); 6] = [
+    ("transpose", "1 argument"),
+    ("permute", "the array and one axis per dimension"),
+    ("expand", "2 arguments (expand(e, axis))"),
+    ("index", "2 arguments (index(e, row))"),
+    ("stack", "at least 1 argument"),
+    ("repeat", "2 arguments (repeat(e, count))"),
+];
+
+impl Op {
+    /// The built-in `name` applied to `children`, if there is one of that arity.
+    pub fn from_call(name: &str, children: Vec<Id>) -> Option<Op> {
+        Op::call_arity(name)?;
+        if children.is_empty() {
+            return None;
+        }
+        Op::from_op(name, children).ok()
+    }
+
+    /// The arities the built-in `name` accepts, for error messages; `None` if there is no such built-in.
+    pub fn call_arity(name: &str) -> Option<&'static str> {
+        if name.parse::<Unary>().is_ok_and(|u| u != Unary::Neg) {
+            return Some("1 argument");
+        }
+        if name.parse::<Reduce>().is_ok() {
+            return Some("1 or 2 arguments (the array and an axis)");
+        }
+        STRUCTURAL_CALLS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, arity)| *arity)
+    }
+
+    /// Every name that can be called, for listings.
+    pub fn call_names() -> Vec<&'static str> {
+        let unary = Unary::ALL.iter().filter(|&&u| u != Unary::Neg).map(|u| u.name());
+        let reduce = Reduce::ALL.iter().map(|r| r.name());
+        unary
+            .chain(reduce)
+            .chain(STRUCTURAL_CALLS.iter().map(|(n, _)| *n))
+            .collect()
+    }
+
+    /// Whether the child at `position` must be an integer literal (an axis, row or count).
+    pub fn integer_operand(&self, position: usize) -> bool {
+        match self {
+            Op::ReduceAxis(..) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) => position == 1,
+            Op::Permute(_) => position >= 1,
+            Op::Unary(..)
+            | Op::Binary(..)
+            | Op::Reduce(..)
+            | Op::MatMul(_)
+            | Op::Transpose(_)
+            | Op::Stack(_)
+            | Op::Vmap(_)
+            | Op::Num(_)
+            | Op::Var(_) => false,
+        }
+    }
+
+    /// The symbol, precedence and associativity of an op written infix (`a + b`).
+    pub fn infix(&self) -> Option<(&'static str, u8, Assoc)> {
+        match self {
+            Op::Binary(b, _) => Some((b.symbol(), b.precedence(), b.assoc())),
+            Op::MatMul(_) => Some(("@", 2, Assoc::Left)),
+            Op::Unary(..)
+            | Op::Reduce(..)
+            | Op::ReduceAxis(..)
+            | Op::Transpose(_)
+            | Op::Permute(_)
+            | Op::Expand(_)
+            | Op::Index(_)
+            | Op::Stack(_)
+            | Op::Repeat(_)
+            | Op::Vmap(_)
+            | Op::Num(_)
+            | Op::Var(_) => None,
+        }
+    }
+
+    /// The variable's name, if this is one.
+    pub fn as_var(&self) -> Option<Symbol> {
+        if let Op::Var(v) = self {
+            Some(*v)
+        } else {
+            None
+        }
+    }
+
+    /// The literal's value, if this is one.
+    pub fn as_num(&self) -> Option<f64> {
+        if let Op::Num(n) = self {
+            Some(n.0)
+        } else {
+            None
+        }
+    }
+
+    /// One op of every kind and every table entry (children are placeholders),
+    /// so that tests can cover every op by construction.
+    pub fn every_kind() -> Vec<Op> {
+        let (a, b) = (Id::from(0usize), Id::from(1usize));
+        let mut ops: Vec<Op> = Unary::ALL.iter().map(|&u| Op::Unary(u, a)).collect();
+        ops.extend(Binary::ALL.iter().map(|&k| Op::Binary(k, [a, b])));
+        ops.extend(Reduce::ALL.iter().map(|&r| Op::Reduce(r, a)));
+        ops.extend(Reduce::ALL.iter().map(|&r| Op::ReduceAxis(r, [a, b])));
+        ops.extend([
+            Op::MatMul([a, b]),
+            Op::Transpose(a),
+            Op::Permute(vec![a, b].into()),
+            Op::Expand([a, b]),
+            Op::Index([a, b]),
+            Op::Stack(vec![a, b].into()),
+            Op::Repeat([a, b]),
+            Op::Vmap(a),
+            Op::Num(Num(0.0)),
+            Op::Var(Symbol::from("x")),
+        ]);
+        debug_assert_eq!(
+            ops.iter()
+                .map(Op::kind_index)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            Op::KINDS
+        );
+        ops
+    }
+
+    /// How many variants [`Op`] has.
+    pub const KINDS: usize = 14;
+
+    /// The position of this op's variant (for [`Op::every_kind`]'s completeness check).
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Op::Unary(..) => 0,
+            Op::Binary(..) => 1,
+            Op::Reduce(..) => 2,
+            Op::ReduceAxis(..) => 3,
+            Op::MatMul(_) => 4,
+            Op::Transpose(_) => 5,
+            Op::Permute(_) => 6,
+            Op::Expand(_) => 7,
+            Op::Index(_) => 8,
+            Op::Stack(_) => 9,
+            Op::Repeat(_) => 10,
+            Op::Vmap(_) => 11,
+            Op::Num(_) => 12,
+            Op::Var(_) => 13,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_lists_every_variant() {
+        let kinds: std::collections::BTreeSet<usize> = Op::every_kind().iter().map(Op::kind_index).collect();
+        assert_eq!(kinds.len(), Op::KINDS);
+    }
+
+    #[test]
+    fn patterns_parse_every_kind() {
+        for text in [
+            "(tanh ?a)",
+            "(- ?a)",
+            "(- ?a ?b)",
+            "(^ ?a ?b)",
+            "(sum ?a)",
+            "(max ?a 1)",
+            "(softplus ?a)",
+        ] {
+            text.parse::<egg::Pattern<Op>>().unwrap();
+        }
+        assert_eq!(
+            Op::from_call("sum", vec![Id::from(0usize)]),
+            Some(Op::Reduce(Reduce::Sum, Id::from(0usize)))
+        );
+        assert_eq!(Op::from_call("vmap", vec![Id::from(0usize)]), None);
+        assert_eq!(Op::from_call("x", vec![]), None);
+    }
+}

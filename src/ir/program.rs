@@ -1,0 +1,194 @@
+//! A program: declared inputs and params, one DAG of ops (equal subterms
+//! shared), and named outputs.
+
+use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::extract::extract_dag;
+use crate::ir::op::Op;
+use crate::ir::print::print_program;
+use crate::ir::shape::{ChildInfo, Shape, ShapeError};
+use egg::{Id, Language, RecExpr, Symbol};
+use std::collections::HashMap;
+
+/// A declared `input` or `param`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decl {
+    /// Its name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Shape,
+}
+
+/// A program after inlining and CSE: a DAG in which no two nodes are equal.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// Per-example data (batched when the program is batched).
+    pub inputs: Vec<Decl>,
+    /// Parameters, shared by every example.
+    pub params: Vec<Decl>,
+    /// The nodes, children before parents.
+    pub expr: RecExpr<Op>,
+    /// The outputs by name, in declaration order.
+    pub outputs: Vec<(String, Id)>,
+    shapes: Vec<Shape>,
+    names: HashMap<Id, String>,
+    nodes_before_cse: u128,
+}
+
+impl Program {
+    /// Builds a program from a (possibly tree-shaped) expression: checks every
+    /// shape, then shares equal subterms by adding it to an e-graph.
+    /// `names` are hints for the printer (`let` names).
+    pub fn new(
+        inputs: Vec<Decl>,
+        params: Vec<Decl>,
+        expr: RecExpr<Op>,
+        outputs: Vec<(String, Id)>,
+        names: Vec<(Id, String)>,
+    ) -> Result<Program, ShapeError> {
+        let vars = Self::declared(&inputs, &params);
+        infer_shapes(&expr, &vars)?;
+        let nodes_before_cse = tree_size(&expr, outputs.iter().map(|o| o.1));
+
+        let mut egraph = Graph::new(ShapeAnalysis::new(vars.clone()));
+        let mut class_of = Vec::with_capacity(expr.len());
+        for node in expr.as_ref() {
+            let node = node.clone().map_children(|c| class_of[usize::from(c)]);
+            class_of.push(egraph.add(node));
+        }
+        egraph.rebuild();
+        let roots: Vec<Id> = outputs
+            .iter()
+            .map(|o| egraph.find(class_of[usize::from(o.1)]))
+            .collect();
+        let (dag, new_id) = extract_dag(&roots, |class| egraph[class].nodes[0].clone(), |c| egraph.find(c));
+        let outputs = outputs
+            .into_iter()
+            .zip(&roots)
+            .map(|((name, _), root)| (name, new_id[root]))
+            .collect();
+        let mut name_hints = HashMap::new();
+        for (id, name) in names {
+            if let Some(&n) = new_id.get(&egraph.find(class_of[usize::from(id)])) {
+                name_hints.entry(n).or_insert(name);
+            }
+        }
+        let shapes = infer_shapes(&dag, &vars)?;
+        Ok(Program {
+            inputs,
+            params,
+            expr: dag,
+            outputs,
+            shapes,
+            names: name_hints,
+            nodes_before_cse,
+        })
+    }
+
+    fn declared(inputs: &[Decl], params: &[Decl]) -> HashMap<Symbol, Shape> {
+        inputs
+            .iter()
+            .chain(params)
+            .map(|d| (Symbol::from(&d.name), d.shape.clone()))
+            .collect()
+    }
+
+    /// The shape of every declared input and param.
+    pub fn var_shapes(&self) -> HashMap<Symbol, Shape> {
+        Self::declared(&self.inputs, &self.params)
+    }
+
+    /// The shape of node `id`.
+    pub fn shape(&self, id: Id) -> &Shape {
+        &self.shapes[usize::from(id)]
+    }
+
+    /// The shape of every node, by position.
+    pub fn shapes(&self) -> &[Shape] {
+        &self.shapes
+    }
+
+    /// Number of nodes (after CSE).
+    pub fn node_count(&self) -> usize {
+        self.expr.len()
+    }
+
+    /// Number of nodes the program had written as a tree (every use of a
+    /// shared subterm counted again); saturates at `u128::MAX`.
+    pub fn nodes_before_cse(&self) -> u128 {
+        self.nodes_before_cse
+    }
+
+    /// Whether `name` is a declared input.
+    pub fn is_input(&self, name: &str) -> bool {
+        self.inputs.iter().any(|d| d.name == name)
+    }
+
+    /// Prints the program in the language. Shared nodes are printed once, as a `let`.
+    pub fn to_text(&self) -> String {
+        print_program(self)
+    }
+
+    /// How many times each node is used: by other nodes and as an output.
+    pub fn use_counts(&self) -> Vec<usize> {
+        let mut uses = vec![0usize; self.expr.len()];
+        for node in self.expr.as_ref() {
+            for &c in node.children() {
+                uses[usize::from(c)] += 1;
+            }
+        }
+        for (_, id) in &self.outputs {
+            uses[usize::from(*id)] += 1;
+        }
+        uses
+    }
+
+    /// The name the source gave node `id` (a `let`), if any.
+    pub fn name_hint(&self, id: Id) -> Option<&String> {
+        self.names.get(&id)
+    }
+
+    /// The id of the variable `name`, if the program uses it.
+    pub fn var_id(&self, name: &str) -> Option<Id> {
+        self.expr
+            .as_ref()
+            .iter()
+            .position(|n| n.as_var().is_some_and(|v| v.as_str() == name))
+            .map(Id::from)
+    }
+
+    /// The value of node `id` if it is a number literal.
+    pub fn literal(&self, id: Id) -> Option<f64> {
+        self.expr[id].as_num()
+    }
+}
+
+/// The shape of every node of `expr`, or the first shape error.
+pub fn infer_shapes(expr: &RecExpr<Op>, vars: &HashMap<Symbol, Shape>) -> Result<Vec<Shape>, ShapeError> {
+    let mut shapes: Vec<Shape> = Vec::with_capacity(expr.len());
+    for node in expr.as_ref() {
+        let shape = match node.as_var() {
+            Some(v) => vars
+                .get(&v)
+                .cloned()
+                .ok_or_else(|| ShapeError::NotExecutable { op: v.to_string() })?,
+            None => node.infer_shape_from(|c| ChildInfo {
+                shape: &shapes[usize::from(c)],
+                constant: expr[c].as_num(),
+            })?,
+        };
+        shapes.push(shape);
+    }
+    Ok(shapes)
+}
+
+/// Size of the expression as a tree, summed over `roots`.
+fn tree_size(expr: &RecExpr<Op>, roots: impl Iterator<Item = Id>) -> u128 {
+    let mut size = vec![0u128; expr.len()];
+    for (i, node) in expr.as_ref().iter().enumerate() {
+        size[i] = node
+            .children()
+            .iter()
+            .fold(1u128, |acc, &c| acc.saturating_add(size[usize::from(c)]));
+    }
+    roots.fold(0u128, |acc, r| acc.saturating_add(size[usize::from(r)]))
+}

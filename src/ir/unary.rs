@@ -1,0 +1,130 @@
+//! Elementwise ops of one operand: **the one place an elementwise op is
+//! defined**. An entry gives the op's name, its cost class, the interval the
+//! generated tests draw its operand from, its value `y = f(x)` and its
+//! derivative `f'(x)` (which may use `y`).
+//!
+//! Everything else follows from the entry: parsing and printing (`name(e)`),
+//! the shape rule (the operand's shape), the kernel, reverse mode (`g * f'`),
+//! forward mode (`t * f'`), the cost, the batching rule
+//! `(vmap (f ?a)) => (f (vmap ?a))`, and the generated gradient, batching and
+//! soundness tests. `CONTRIBUTING.md` shows how to add one.
+
+use crate::ir::op::Flops;
+use crate::ir::scalar::{sigmoid, softplus, Scalar};
+use ndarray::{ArrayD, Zip};
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! unary_ops {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $name:literal, $flops:ident, tested on ($lo:expr, $hi:expr),
+            |$x:ident, $y:ident| value $value:expr, derivative $derivative:expr;
+    )*) => {
+        /// An elementwise op of one operand.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Unary {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Unary {
+            /// Every unary op, in table order.
+            pub const ALL: &'static [Unary] = &[$(Unary::$variant),*];
+
+            /// The name it is written and printed with (`-` is written prefix).
+            pub fn name(self) -> &'static str {
+                match self { $(Unary::$variant => $name,)* }
+            }
+
+            /// A name fit for identifiers (rule names, test names): `neg` for `-`.
+            pub fn ident(self) -> &'static str {
+                match self { $(Unary::$variant => stringify!($variant),)* }
+            }
+
+            /// What one element costs.
+            pub fn flops(self) -> Flops {
+                match self { $(Unary::$variant => Flops::$flops,)* }
+            }
+
+            /// Where the generated tests draw its operand: inside its domain, where finite differences work.
+            pub fn tested_on(self) -> (f64, f64) {
+                match self { $(Unary::$variant => ($lo, $hi),)* }
+            }
+
+            /// `f(x)`.
+            #[allow(unused_variables)]
+            pub fn value<T: Scalar>(self, x: T) -> T {
+                match self { $(Unary::$variant => { let $x = x; $value })* }
+            }
+
+            /// `f'(x)`, given `y = f(x)` too.
+            #[allow(unused_variables)]
+            pub fn derivative<T: Scalar>(self, x: T, y: T) -> T {
+                match self { $(Unary::$variant => { let ($x, $y) = (x, y); $derivative })* }
+            }
+
+            /// `f` of every element (one loop per op, not a dispatch per element).
+            pub fn map<T: Scalar>(self, a: &ArrayD<T>) -> ArrayD<T> {
+                match self { $(Unary::$variant => a.mapv(|$x| $value),)* }
+            }
+
+            /// `g * f'(x)` elementwise, given `x`, `y = f(x)` and `g` of one shape:
+            /// the cotangent (reverse mode) or the tangent (forward mode) of `x`.
+            #[allow(unused_variables)]
+            pub fn chain<T: Scalar>(self, x: &ArrayD<T>, y: &ArrayD<T>, g: &ArrayD<T>) -> ArrayD<T> {
+                match self {
+                    $(Unary::$variant => Zip::from(x).and(y).and(g).map_collect(|&$x, &$y, &g| g * $derivative),)*
+                }
+            }
+        }
+    };
+}
+
+unary_ops! {
+    /// `-a`, written prefix.
+    Neg = "-", Cheap, tested on (-2.0, 2.0),
+        |x, y| value -x, derivative -T::one();
+    /// `exp(a)`.
+    Exp = "exp", Transcendental, tested on (-2.0, 2.0),
+        |x, y| value x.exp(), derivative y;
+    /// `log(a)`, the natural logarithm.
+    Log = "log", Transcendental, tested on (0.5, 2.0),
+        |x, y| value x.ln(), derivative x.recip();
+    /// `tanh(a)`.
+    Tanh = "tanh", Transcendental, tested on (-2.0, 2.0),
+        |x, y| value x.tanh(), derivative T::one() - y * y;
+    /// `sigmoid(a) = 1 / (1 + exp(-a))`.
+    Sigmoid = "sigmoid", Transcendental, tested on (-3.0, 3.0),
+        |x, y| value sigmoid(x), derivative y * (T::one() - y);
+    /// `relu(a) = max(a, 0)`; its derivative at 0 is 0, as in JAX.
+    Relu = "relu", Cheap, tested on (-2.0, 2.0),
+        |x, y| value x.max(T::zero()), derivative if x > T::zero() { T::one() } else { T::zero() };
+    /// `sqrt(a)`.
+    Sqrt = "sqrt", Cheap, tested on (0.5, 2.0),
+        |x, y| value x.sqrt(), derivative T::of(0.5) / y;
+    /// `sin(a)`.
+    Sin = "sin", Transcendental, tested on (-2.0, 2.0),
+        |x, y| value x.sin(), derivative x.cos();
+    /// `cos(a)`.
+    Cos = "cos", Transcendental, tested on (-2.0, 2.0),
+        |x, y| value x.cos(), derivative -x.sin();
+    /// `abs(a)`; its derivative at 0 is 0.
+    Abs = "abs", Cheap, tested on (-2.0, 2.0),
+        |x, y| value x.abs(), derivative if x == T::zero() { x } else { x.signum() };
+    /// `softplus(a) = log(1 + exp(a))`, a smooth relu.
+    Softplus = "softplus", Transcendental, tested on (-3.0, 3.0),
+        |x, y| value softplus(x), derivative sigmoid(x);
+}
+
+impl fmt::Display for Unary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Unary {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Unary::ALL.iter().copied().find(|u| u.name() == s).ok_or(())
+    }
+}

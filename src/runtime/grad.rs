@@ -1,0 +1,225 @@
+//! Derivative rules: a vector-Jacobian product (reverse mode) and a
+//! Jacobian-vector product (forward mode) for every op kind, one short arm
+//! each. The elementwise and reduction kinds take their derivatives from the
+//! op tables; linear structural ops reuse their forward kernel for the tangent.
+
+use crate::ir::{Binary, Op, Reduce, Scalar};
+use crate::runtime::kernels::{broadcast_to, forward, matmul, reshape, unbroadcast, Tensor};
+use egg::Language;
+use ndarray::{ArrayViewD, Axis, IxDyn, Zip};
+
+fn swap_last_two<'a, T>(mut v: ArrayViewD<'a, T>) -> ArrayViewD<'a, T> {
+    let n = v.ndim();
+    v.swap_axes(n - 1, n - 2);
+    v
+}
+
+/// Cotangents of `a @ b` for numpy matmul of any ranks the language allows.
+fn matmul_vjp<T: Scalar>(a: &Tensor<T>, b: &Tensor<T>, g: &Tensor<T>) -> (Tensor<T>, Tensor<T>) {
+    let (ra, rb) = (a.ndim(), b.ndim());
+    let a2 = if ra == 1 {
+        a.view().insert_axis(Axis(0))
+    } else {
+        a.view()
+    };
+    let b2 = if rb == 1 {
+        b.view().insert_axis(Axis(1))
+    } else {
+        b.view()
+    };
+    let mut g2 = g.view();
+    if rb == 1 {
+        let n = g2.ndim();
+        g2 = g2.insert_axis(Axis(n));
+    }
+    if ra == 1 {
+        let n = g2.ndim();
+        g2 = g2.insert_axis(Axis(n - 1));
+    }
+    let ga = matmul(&g2, &swap_last_two(b2.clone()));
+    let gb = matmul(&swap_last_two(a2.clone()), &g2);
+    (
+        reshape(unbroadcast(ga, a2.shape()), a.shape()),
+        reshape(unbroadcast(gb, b2.shape()), b.shape()),
+    )
+}
+
+/// `g * df/da` (`side` 0) or `g * df/db` (`side` 1) of a binary op, in the
+/// shape of the result (the operands and `g` broadcast to it).
+fn binary_chain<T: Scalar>(
+    op: Binary,
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    out: &Tensor<T>,
+    g: &Tensor<T>,
+    side: usize,
+) -> Tensor<T> {
+    let shape = out.raw_dim();
+    let (a, b) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape.clone()).unwrap());
+    let g = g.broadcast(shape).unwrap();
+    Zip::from(&a).and(&b).and(out).and(&g).map_collect(|&x, &y, &z, &g| {
+        let (da, db) = op.partials(x, y, z);
+        g * if side == 0 { da } else { db }
+    })
+}
+
+/// The weight `dy/dx` of every element of `a` in the reduction `y = out`
+/// (along `axis`, or over everything); a selecting reduction's ties share.
+fn reduce_weights<T: Scalar>(r: Reduce, a: &Tensor<T>, out: &Tensor<T>, axis: Option<usize>) -> Tensor<T> {
+    let n = axis.map_or(a.len(), |k| a.shape()[k]);
+    let out = match axis {
+        Some(k) => out.view().insert_axis(Axis(k)),
+        None => out.view(),
+    };
+    let out = out.broadcast(a.raw_dim()).expect("the reduced shape broadcasts back");
+    let weights = Zip::from(a).and(&out).map_collect(|&x, &y| r.weight(x, y, n));
+    if !r.selects() {
+        return weights;
+    }
+    match axis {
+        Some(k) => {
+            let ties = weights.sum_axis(Axis(k)).insert_axis(Axis(k));
+            weights / ties
+        }
+        None => {
+            let ties = weights.sum();
+            weights / ties
+        }
+    }
+}
+
+/// `g`, the cotangent of a reduction's result, broadcast back to the operand's shape.
+fn spread<T: Scalar>(g: &Tensor<T>, axis: Option<usize>, shape: &[usize]) -> Tensor<T> {
+    match axis {
+        Some(k) => broadcast_to(&g.view().insert_axis(Axis(k)).to_owned(), shape),
+        None => broadcast_to(g, shape),
+    }
+}
+
+/// The cotangent of each child of `op` given the cotangent `g` of its result
+/// `out`; `None` for number-literal operands. `literal(i)` is the value of
+/// child `i` if it is a number literal, NaN if it is not.
+pub fn vjp<T: Scalar>(
+    op: &Op,
+    args: &[&Tensor<T>],
+    out: &Tensor<T>,
+    g: &Tensor<T>,
+    literal: &dyn Fn(usize) -> f64,
+) -> Vec<Option<Tensor<T>>> {
+    if op.is_leaf() {
+        return vec![];
+    }
+    let a = args[0];
+    let shape = |i: usize| args[i].shape();
+    let int = |i: usize| literal(i) as usize;
+    // A literal operand (NaN means "not a literal") gets no cotangent: skip computing it.
+    let wanted = |i: usize| literal(i).is_nan();
+    match op {
+        Op::Num(_) | Op::Var(_) | Op::Vmap(_) => vec![],
+        Op::Unary(u, _) => vec![Some(u.chain(a, out, g))],
+        Op::Binary(b, _) => (0..2)
+            .map(|i| wanted(i).then(|| unbroadcast(binary_chain(*b, a, args[1], out, g, i), shape(i))))
+            .collect(),
+        Op::Reduce(r, _) => vec![Some(reduce_weights(*r, a, out, None) * &spread(g, None, shape(0)))],
+        Op::ReduceAxis(r, _) => {
+            let axis = Some(int(1));
+            vec![
+                Some(reduce_weights(*r, a, out, axis) * &spread(g, axis, shape(0))),
+                None,
+            ]
+        }
+        Op::MatMul(_) => {
+            let (ga, gb) = matmul_vjp(a, args[1], g);
+            vec![Some(ga), Some(gb)]
+        }
+        Op::Transpose(_) => vec![Some(g.view().reversed_axes().to_owned())],
+        Op::Permute(children) => {
+            let axes: Vec<usize> = (1..children.len()).map(int).collect();
+            let mut inverse = vec![0; axes.len()];
+            for (i, &p) in axes.iter().enumerate() {
+                inverse[p] = i;
+            }
+            let mut cotangents = vec![Some(g.view().permuted_axes(IxDyn(&inverse)).to_owned())];
+            cotangents.resize(children.len(), None);
+            cotangents
+        }
+        Op::Expand(_) => vec![Some(g.index_axis(Axis(int(1)), 0).to_owned()), None],
+        Op::Index(_) => {
+            let mut full = Tensor::<T>::zeros(IxDyn(shape(0)));
+            full.index_axis_mut(Axis(0), int(1)).assign(g);
+            vec![Some(full), None]
+        }
+        Op::Stack(children) => (0..children.len())
+            .map(|i| Some(g.index_axis(Axis(0), i).to_owned()))
+            .collect(),
+        Op::Repeat(_) => vec![Some(g.sum_axis(Axis(0))), None],
+    }
+}
+
+/// The tangent of `op`'s result `out` given the tangents of its children
+/// (`None` = zero); `None` when the result's tangent is zero.
+pub fn jvp<T: Scalar>(
+    op: &Op,
+    args: &[&Tensor<T>],
+    out: &Tensor<T>,
+    t: &[Option<&Tensor<T>>],
+    literal: &dyn Fn(usize) -> f64,
+) -> Option<Tensor<T>> {
+    if op.is_leaf() {
+        return None;
+    }
+    let a = args[0];
+    let zero_if_none = |i: usize| t[i].cloned().unwrap_or_else(|| Tensor::zeros(args[i].raw_dim()));
+    // The op itself applied to the tangent in place of operand 0 (for linear ops).
+    let linear = || {
+        t[0].map(|ta| {
+            let mut operands: Vec<&Tensor<T>> = args.to_vec();
+            operands[0] = ta;
+            forward(op, &operands, literal)
+        })
+    };
+    match op {
+        Op::Num(_) | Op::Var(_) | Op::Vmap(_) => None,
+        Op::Unary(u, _) => t[0].map(|ta| u.chain(a, out, ta)),
+        Op::Binary(b, _) => sum_terms(
+            t[0].map(|ta| binary_chain(*b, a, args[1], out, ta, 0)),
+            t[1].map(|tb| binary_chain(*b, a, args[1], out, tb, 1)),
+            out.shape(),
+        ),
+        Op::Reduce(r, _) => {
+            t[0].map(|ta| crate::runtime::kernels::scalar((reduce_weights(*r, a, out, None) * ta).sum()))
+        }
+        Op::ReduceAxis(r, _) => {
+            let axis = literal(1) as usize;
+            t[0].map(|ta| (reduce_weights(*r, a, out, Some(axis)) * ta).sum_axis(Axis(axis)))
+        }
+        Op::MatMul(_) => sum_terms(
+            t[0].map(|ta| matmul(&ta.view(), &args[1].view())),
+            t[1].map(|tb| matmul(&a.view(), &tb.view())),
+            out.shape(),
+        ),
+        Op::Transpose(_) | Op::Permute(_) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) => linear(),
+        Op::Stack(_) => {
+            if t.iter().all(Option::is_none) {
+                return None;
+            }
+            let filled: Vec<Tensor<T>> = (0..args.len()).map(zero_if_none).collect();
+            let operands: Vec<&Tensor<T>> = filled.iter().collect();
+            Some(forward(op, &operands, literal))
+        }
+    }
+}
+
+fn sum_terms<T: Scalar>(x: Option<Tensor<T>>, y: Option<Tensor<T>>, shape: &[usize]) -> Option<Tensor<T>> {
+    let total = match (x, y) {
+        (None, None) => return None,
+        (Some(x), None) => x,
+        (None, Some(y)) => y,
+        (Some(x), Some(y)) => x + y,
+    };
+    Some(if total.shape() == shape {
+        total
+    } else {
+        broadcast_to(&total, shape)
+    })
+}

@@ -1,0 +1,16 @@
+//! The runtime: values, the kernels (one forward arm per op), the derivative
+//! rules (a VJP and a JVP per op), and the interpreter that sweeps a program
+//! forward, backward (reverse mode) and with tangents (forward mode); values
+//! from and to JSON; the crate's random generator.
+
+pub mod grad;
+pub mod interp;
+pub mod kernels;
+pub mod random;
+pub mod values;
+
+pub use grad::{jvp, vjp};
+pub use interp::{Evaluation, Gradients, Interpreter, Tangents, Values};
+pub use kernels::{forward, matmul, unbroadcast, Tensor};
+pub use random::{random_values, Rng};
+pub use values::{named_to_json, tensor_from_json, tensor_to_json, values_from_json};
