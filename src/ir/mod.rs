@@ -16,6 +16,6 @@ pub use binary::{Assoc, Binary};
 pub use op::{Flops, Num, Op};
 pub use program::{infer_shapes, Decl, Program};
 pub use reduce::Reduce;
-pub use scalar::{sigmoid, softplus, Scalar};
+pub use scalar::{sigmoid, Scalar};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
 pub use unary::Unary;

@@ -37,15 +37,6 @@ impl Printer<'_> {
     }
 
     fn render(&self, node: &Op) -> (String, u8) {
-        if let Some((symbol, p, assoc)) = node.infix() {
-            let [a, b] = [node.children()[0], node.children()[1]];
-            let (left, right) = match assoc {
-                Assoc::Left => (p, p + 1),
-                // The exponent of `^` is parsed at the level of unary minus (`a ^ -b`).
-                Assoc::Right => (p + 1, p - 1),
-            };
-            return (format!("{} {symbol} {}", self.wrap(a, left), self.wrap(b, right)), p);
-        }
         match node {
             Op::Num(n) => (n.to_string(), if n.0.is_sign_negative() { PREFIX } else { ATOM }),
             Op::Var(v) => (v.to_string(), ATOM),
@@ -57,9 +48,28 @@ impl Printer<'_> {
                 };
                 (text, PREFIX)
             }
-            call => {
-                let args: Vec<&str> = call.children().iter().map(|&c| self.get(c).0.as_str()).collect();
-                (format!("{call}({})", args.join(", ")), ATOM)
+            Op::Binary(..) | Op::MatMul(_) => {
+                let (symbol, p, assoc) = node.infix().expect("binary ops and matmul are infix");
+                let [a, b] = [node.children()[0], node.children()[1]];
+                let (left, right) = match assoc {
+                    Assoc::Left => (p, p + 1),
+                    // The exponent of `^` is parsed at the level of unary minus (`a ^ -b`).
+                    Assoc::Right => (p + 1, p - 1),
+                };
+                (format!("{} {symbol} {}", self.wrap(a, left), self.wrap(b, right)), p)
+            }
+            Op::Unary(..)
+            | Op::Reduce(..)
+            | Op::ReduceAxis(..)
+            | Op::Transpose(_)
+            | Op::Permute(_)
+            | Op::Expand(_)
+            | Op::Index(_)
+            | Op::Stack(_)
+            | Op::Repeat(_)
+            | Op::Vmap(_) => {
+                let args: Vec<&str> = node.children().iter().map(|&c| self.get(c).0.as_str()).collect();
+                (format!("{node}({})", args.join(", ")), ATOM)
             }
         }
     }

@@ -33,8 +33,3 @@ pub fn sigmoid<T: Scalar>(x: T) -> T {
         e / (T::one() + e)
     }
 }
-
-/// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.
-pub fn softplus<T: Scalar>(x: T) -> T {
-    x.max(T::zero()) + (-x.abs()).exp().ln_1p()
-}

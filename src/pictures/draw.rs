@@ -84,7 +84,7 @@ pub fn to_dot(program: &Program) -> String {
         };
         let label = match node.kind {
             NodeKind::Constant | NodeKind::Op => node.label.clone(),
-            _ => format!("{} {}", node.label, node.shape),
+            NodeKind::Input | NodeKind::Param | NodeKind::Output => format!("{} {}", node.label, node.shape),
         };
         writeln!(
             out,
