@@ -42,8 +42,8 @@ pub use egraph::{
 pub use error::{Error, Result};
 pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
 pub use ir::{
-    broadcast, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, Num, Op, Program, Reduce, Scalar, Shape,
-    ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
+    broadcast, expand_loops, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, LoopBody, Loops, Num, Op,
+    Program, Reduce, Scalar, Shape, ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
 };
 #[cfg(feature = "pictures")]
 pub use pictures::{dot_to_svg, line_chart_svg, to_dot, to_petgraph, to_svg, Chart, GraphNode, NodeKind, Series};

@@ -86,6 +86,13 @@ fn cases(op: &Op) -> Vec<Case> {
             wide,
         )],
         Op::Repeat(_) => vec![("repeat".into(), "input a: [2, 3]", "repeat(a, 4)".into(), wide)],
+        Op::Map(_) => vec![(
+            "map".into(),
+            "input a: [3, 2]\nparam w: [2]",
+            "map(tanh(row(a) * w) * row(a), 3)".into(),
+            wide,
+        )],
+        Op::Row(_) => vec![("row".into(), "input a: [3, 2]", "map(row(a) ^ 2, 3)".into(), wide)],
         Op::Vmap(_) | Op::Num(_) | Op::Var(_) => vec![],
     }
 }

@@ -117,10 +117,15 @@ pub struct Batcher<'p> {
     time_limit: Duration,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Duplicate {
-    All,
-    WhereNeeded,
+/// Which implementations a plan may use for a batched subterm.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ways {
+    /// A loop over the rows only (the duplicated plan, as one loop).
+    Loop,
+    /// Fused ops; a loop only for subterms no rule fuses.
+    FuseWhereFusible,
+    /// Fused ops and loops everywhere: every mix.
+    Both,
 }
 
 struct Plan {
@@ -132,11 +137,6 @@ struct Plan {
     stop_reason: String,
     unfused_ops: Vec<String>,
     notes: Vec<String>,
-}
-
-fn example_symbol(name: &str) -> Symbol {
-    // A name the language cannot write, so it never clashes.
-    Symbol::from(format!("{name}'"))
 }
 
 impl<'p> Batcher<'p> {
@@ -222,23 +222,21 @@ impl<'p> Batcher<'p> {
     /// Batches the program.
     pub fn run(&self) -> Result<Batched> {
         let start = Instant::now();
-        if self.size == 0 {
-            return Err(Error::Unsupported("the batch size must be at least 1".into()));
-        }
         let over = self.over_names()?;
+        self.check_size(&over)?;
         let summary = |p: &Plan| PlanSummary {
             nodes: p.program.node_count(),
             cost: p.cost,
         };
         // The pure plans, for the report (and as candidates for `auto`).
-        let unroll = self.plan(&over, false, Duplicate::All);
-        let fuse = self.plan(&over, true, Duplicate::WhereNeeded);
+        let unroll = self.plan(&over, Ways::Loop);
+        let fuse = self.plan(&over, Ways::FuseWhereFusible);
         let (unroll_summary, fuse_summary) = (unroll.as_ref().ok().map(summary), fuse.as_ref().ok().map(summary));
         let chosen = match self.strategy {
             Strategy::Unroll => unroll?,
             Strategy::Fuse => fuse?,
             Strategy::Auto => {
-                let mixed = self.plan(&over, true, Duplicate::All);
+                let mixed = self.plan(&over, Ways::Both);
                 cheapest([("mixed", mixed), ("fused", fuse), ("unrolled", unroll)])?
             }
         };
@@ -264,48 +262,101 @@ impl<'p> Batcher<'p> {
         })
     }
 
-    /// The declared shapes for the e-graph: a batched input is there twice,
-    /// per example (`x'`) and batched (`x`, with the leading axis).
+    /// Refuses a batch size whose batched values cannot be held, before any work.
+    fn check_size(&self, over: &[String]) -> Result<()> {
+        if self.size == 0 {
+            return Err(Error::Unsupported("the batch size must be at least 1".into()));
+        }
+        if self.program.loops().any() {
+            return Err(Error::Unsupported(
+                "the program already has a loop (map): batching a batched program is not supported yet".into(),
+            ));
+        }
+        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+        let too_large = |what: String, shape: &crate::ir::Shape| {
+            let batched = shape.with_leading(self.size);
+            batched.check_size().map_err(|reason| {
+                Error::Unsupported(format!(
+                    "batch size {}: {what} would have shape {batched}: {reason}",
+                    self.size
+                ))
+            })
+        };
+        for d in self.program.inputs.iter().filter(|d| batched.contains(d.name.as_str())) {
+            too_large(format!("input {}", d.name), &d.shape)?;
+        }
+        // Every batched intermediate has the leading axis too (its per-example shape is known).
+        for (i, node) in self.program.expr.as_ref().iter().enumerate() {
+            too_large(format!("the value of {node}"), self.program.shape(Id::from(i)))?;
+        }
+        Ok(())
+    }
+
+    /// The declared shapes for the e-graph: a batched input has the leading axis.
     fn analysis(&self, batched: &HashSet<&str>) -> ShapeAnalysis {
         let mut vars = HashMap::new();
         for d in self.program.inputs.iter().chain(&self.program.params) {
-            if batched.contains(d.name.as_str()) {
-                vars.insert(example_symbol(&d.name), d.shape.clone());
-                vars.insert(Symbol::from(&d.name), d.shape.with_leading(self.size));
+            let shape = if batched.contains(d.name.as_str()) {
+                d.shape.with_leading(self.size)
             } else {
-                vars.insert(Symbol::from(&d.name), d.shape.clone());
-            }
+                d.shape.clone()
+            };
+            vars.insert(Symbol::from(&d.name), shape);
         }
         let mut analysis = ShapeAnalysis::new(vars);
-        analysis.over = batched.iter().map(|n| example_symbol(n)).collect();
         analysis.batch = self.size;
         analysis
     }
 
-    /// Adds the per-example program (batched inputs renamed) and a spec node
-    /// for every mapped subterm; the spec of a batched input is the batched input.
+    /// Adds the per-example program, in which a batched input `x` reads
+    /// `row(x)`, and a spec node for every mapped subterm; the spec of
+    /// `row(x)` is `x` itself.
     fn add_program(&self, egraph: &mut Graph, batched: &HashSet<&str>) -> (Vec<Id>, Vec<Option<Id>>) {
         let mut example: Vec<Id> = Vec::with_capacity(self.program.node_count());
+        let mut spec: Vec<Option<Id>> = vec![None; self.program.node_count()];
         for node in self.program.expr.as_ref() {
-            let node = match node.as_var() {
-                Some(v) if batched.contains(v.as_str()) => Op::Var(example_symbol(v.as_str())),
-                _ => node.clone().map_children(|c| example[usize::from(c)]),
-            };
-            example.push(egraph.add(node));
-        }
-        let mut spec: Vec<Option<Id>> = vec![None; example.len()];
-        for (i, &class) in example.iter().enumerate() {
-            if egraph[class].data.mapped {
-                let s = egraph.add(Op::Vmap(class));
-                if let Some(v) = self.program.expr[Id::from(i)].as_var() {
+            let class = match node.as_var() {
+                Some(v) if batched.contains(v.as_str()) => {
                     let input = egraph.add(Op::Var(v));
+                    let row = egraph.add(Op::Row(input));
+                    let s = egraph.add(Op::Vmap(row));
                     egraph.union(s, input);
+                    spec[example.len()] = Some(s);
+                    row
                 }
-                spec[i] = Some(s);
+                _ => egraph.add(node.clone().map_children(|c| example[usize::from(c)])),
+            };
+            example.push(class);
+        }
+        for (i, &class) in example.iter().enumerate() {
+            if spec[i].is_none() && egraph[class].data.mapped {
+                spec[i] = Some(egraph.add(Op::Vmap(class)));
             }
         }
         egraph.rebuild();
         (example, spec)
+    }
+
+    /// Adds `map(t, B)` to the spec class of each subterm `t` in `looped`, and
+    /// with `bridges`, `t = row(vmap t)` for every mapped subterm, so that a
+    /// loop body can read a row of a value computed fused (mixed plans).
+    fn add_loops(&self, egraph: &mut Graph, example: &[Id], spec: &[Option<Id>], looped: &[usize], bridges: bool) {
+        let rows = egraph.add(Op::Num(Num(self.size as f64)));
+        for &i in looped {
+            if let Some(s) = spec[i] {
+                let map = egraph.add(Op::Map([example[i], rows]));
+                egraph.union(s, map);
+            }
+        }
+        if bridges {
+            for (i, &class) in example.iter().enumerate() {
+                if let Some(s) = spec[i] {
+                    let row = egraph.add(Op::Row(s));
+                    egraph.union(class, row);
+                }
+            }
+        }
+        egraph.rebuild();
     }
 
     /// Runs the rules to saturation or a limit; returns the e-graph, the
@@ -390,12 +441,12 @@ impl<'p> Batcher<'p> {
         )?)
     }
 
-    fn plan(&self, over: &[String], fuse: bool, duplicate: Duplicate) -> Result<Plan> {
+    fn plan(&self, over: &[String], ways: Ways) -> Result<Plan> {
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let mut egraph = Graph::new(self.analysis(&batched));
         let (example, spec) = self.add_program(&mut egraph, &batched);
-        let (mut iterations, mut stop_reason) = (0, "no rewriting (duplication only)".to_string());
-        if fuse {
+        let (mut iterations, mut stop_reason) = (0, "no rewriting (loop only)".to_string());
+        if ways != Ways::Loop {
             (egraph, iterations, stop_reason) = self.saturate(egraph);
         }
         // Which specs have no implementation other than themselves.
@@ -408,25 +459,11 @@ impl<'p> Batcher<'p> {
             .collect();
         unfused_ops.sort();
         unfused_ops.dedup();
-
-        let mut notes = vec![];
-        let mapped_count = spec.iter().flatten().count();
-        let mut duplicate = duplicate;
-        if duplicate == Duplicate::All
-            && 3 * self.size * mapped_count + egraph.total_number_of_nodes() > self.node_limit
-        {
-            notes.push(format!(
-                "duplication of every op left out: {} copies of {mapped_count} ops would pass the node limit of {}; only ops without a fusing rule are duplicated",
-                self.size, self.node_limit
-            ));
-            duplicate = Duplicate::WhereNeeded;
-        }
-        let to_copy: HashSet<usize> = match duplicate {
-            Duplicate::All => (0..example.len()).filter(|&i| spec[i].is_some()).collect(),
-            Duplicate::WhereNeeded => unfused.iter().copied().collect(),
+        let looped: Vec<usize> = match ways {
+            Ways::Loop | Ways::Both => (0..example.len()).filter(|&i| spec[i].is_some()).collect(),
+            Ways::FuseWhereFusible => unfused,
         };
-        self.duplicate(&mut egraph, &example, &spec, &to_copy, duplicate == Duplicate::All);
-        egraph.rebuild();
+        self.add_loops(&mut egraph, &example, &spec, &looped, ways != Ways::Loop);
         if let Some(conflict) = egraph.analysis.conflicts.first() {
             return Err(Error::UnsoundRule(conflict.clone()));
         }
@@ -440,66 +477,8 @@ impl<'p> Batcher<'p> {
             iterations,
             stop_reason,
             unfused_ops,
-            notes,
+            notes: vec![],
         })
-    }
-
-    /// Adds `stack(t_0, ..., t_{B-1})` to the spec class of every node in
-    /// `to_copy`; copy `t_i` reads row `i` of the batched inputs, reuses
-    /// unmapped subterms as they are, and reads row `i` of the spec of a
-    /// child that is not copied. With `bridge`, also `t_i = index(vmap t, i)`.
-    fn duplicate(
-        &self,
-        egraph: &mut Graph,
-        example: &[Id],
-        spec: &[Option<Id>],
-        to_copy: &HashSet<usize>,
-        bridge: bool,
-    ) {
-        let b = self.size;
-        let expr = self.program.expr.as_ref();
-        let rows: Vec<Id> = (0..b).map(|i| egraph.add(Op::Num(Num(i as f64)))).collect();
-        let mut copies: HashMap<usize, Vec<Id>> = HashMap::new();
-        for (i, node) in expr.iter().enumerate() {
-            if !to_copy.contains(&i) {
-                continue;
-            }
-            let s = spec[i].expect("only mapped nodes are copied");
-            let mut row_copies = Vec::with_capacity(b);
-            for (row, &literal) in rows.iter().enumerate() {
-                let copy = match node.as_var() {
-                    Some(v) => egraph.add(Op::Index([
-                        egraph.lookup(Op::Var(v)).expect("the batched input"),
-                        literal,
-                    ])),
-                    None => {
-                        let mut children = Vec::with_capacity(node.len());
-                        for &c in node.children() {
-                            let c = usize::from(c);
-                            let child = match (copies.get(&c), spec[c]) {
-                                (Some(cs), _) => cs[row],
-                                (None, Some(child_spec)) => egraph.add(Op::Index([child_spec, literal])),
-                                (None, None) => example[c],
-                            };
-                            children.push(child);
-                        }
-                        let mut k = 0;
-                        egraph.add(node.clone().map_children(|_| {
-                            k += 1;
-                            children[k - 1]
-                        }))
-                    }
-                };
-                if bridge {
-                    let row_of_spec = egraph.add(Op::Index([s, literal]));
-                    egraph.union(copy, row_of_spec);
-                }
-                row_copies.push(copy);
-            }
-            let stack = egraph.add(Op::Stack(row_copies.clone().into()));
-            egraph.union(s, stack);
-            copies.insert(i, row_copies);
-        }
     }
 }
 

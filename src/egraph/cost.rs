@@ -50,7 +50,11 @@ impl CostProfile {
         match work(op, inputs, output) {
             Work::Free => 0.0,
             Work::NotExecutable => f64::INFINITY,
-            Work::Op { flops, bytes } => self.overhead_us + flops / self.flops_per_us + bytes / self.bytes_per_us,
+            Work::Op {
+                flops,
+                bytes,
+                dispatches,
+            } => self.overhead_us * dispatches + flops / self.flops_per_us + bytes / self.bytes_per_us,
         }
     }
 }
@@ -68,6 +72,8 @@ pub enum Work {
         flops: f64,
         /// Bytes read and written.
         bytes: f64,
+        /// How many times it pays the per-op overhead (a loop pays it per row).
+        dispatches: f64,
     },
 }
 
@@ -85,16 +91,32 @@ pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> Work {
             let inner = *inputs[0].dims().last().unwrap_or(&1) as f64;
             2.0 * out * inner
         }
-        Op::Transpose(_) | Op::Permute(_) | Op::Expand(_) | Op::Index(_) | Op::Stack(_) | Op::Repeat(_) => 0.0,
+        Op::Transpose(_)
+        | Op::Permute(_)
+        | Op::Expand(_)
+        | Op::Index(_)
+        | Op::Stack(_)
+        | Op::Repeat(_)
+        | Op::Row(_) => 0.0,
+        // The loop's own work: one iteration's bookkeeping per row, and writing its rows into the result.
+        Op::Map(_) => {
+            return Work::Op {
+                flops: 0.0,
+                bytes: 8.0 * out,
+                dispatches: output.dims().first().copied().unwrap_or(1) as f64,
+            }
+        }
     };
     Work::Op {
         flops,
         bytes: 8.0 * (read + out),
+        dispatches: 1.0,
     }
 }
 
-/// Cost of a whole program (each node once): the DAG cost.
+/// Cost of a whole program: each node once, the body of a loop once per row.
 pub fn program_cost(profile: &CostProfile, program: &Program) -> f64 {
+    let runs = program.loops().runs();
     program
         .expr
         .as_ref()
@@ -102,7 +124,7 @@ pub fn program_cost(profile: &CostProfile, program: &Program) -> f64 {
         .enumerate()
         .map(|(i, node)| {
             let inputs: Vec<&Shape> = node.children().iter().map(|&c| program.shape(c)).collect();
-            profile.op_cost(node, &inputs, program.shape(egg::Id::from(i)))
+            runs[i] as f64 * profile.op_cost(node, &inputs, program.shape(egg::Id::from(i)))
         })
         .sum()
 }

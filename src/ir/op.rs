@@ -99,8 +99,11 @@ mod language {
         /// `expand(e, axis)` inserts an axis of size 1; `index(e, i)` is row `i`
         /// of the leading axis; `stack(a0, a1, ...)` stacks along a new leading
         /// axis; `repeat(e, n)` broadcasts along a new leading axis of size `n`.
-        /// `vmap(e)` is the batcher's spec node (the stack over the batch of `e`
-        /// on each example): it is internal to the e-graph and never executed.
+        /// Loops: `map(body, n)` runs `body` once per row of the batch (`n` rows)
+        /// and stacks the results; inside the body, `row(y)` is the current row
+        /// of the batched value `y` (JAX's `lax.map`). `vmap(e)` is the
+        /// batcher's spec node (the stack over the batch of `e` on each example):
+        /// it is internal to the e-graph and never executed.
         pub enum Op {
             Unary(Unary, Id),
             Binary(Binary, [Id; 2]),
@@ -113,6 +116,8 @@ mod language {
             "index" = Index([Id; 2]),
             "stack" = Stack(Box<[Id]>),
             "repeat" = Repeat([Id; 2]),
+            "map" = Map([Id; 2]),
+            "row" = Row(Id),
             "vmap" = Vmap(Id),
             Num(Num),
             Var(Symbol),
@@ -122,13 +127,15 @@ mod language {
 pub use language::Op;
 
 /// The structural ops written as calls, with the arities they take (for error messages).
-const STRUCTURAL_CALLS: [(&str, &str); 6] = [
+const STRUCTURAL_CALLS: [(&str, &str); 8] = [
     ("transpose", "1 argument"),
     ("permute", "the array and one axis per dimension"),
     ("expand", "2 arguments (expand(e, axis))"),
     ("index", "2 arguments (index(e, row))"),
     ("stack", "at least 1 argument"),
     ("repeat", "2 arguments (repeat(e, count))"),
+    ("map", "2 arguments (map(body, rows))"),
+    ("row", "1 argument (row(batched), inside map)"),
 ];
 
 impl Op {
@@ -168,7 +175,7 @@ impl Op {
     /// Whether the child at `position` must be an integer literal (an axis, row or count).
     pub fn integer_operand(&self, position: usize) -> bool {
         match self {
-            Op::ReduceAxis(..) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) => position == 1,
+            Op::ReduceAxis(..) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) | Op::Map(_) => position == 1,
             Op::Permute(_) => position >= 1,
             Op::Unary(..)
             | Op::Binary(..)
@@ -176,6 +183,7 @@ impl Op {
             | Op::MatMul(_)
             | Op::Transpose(_)
             | Op::Stack(_)
+            | Op::Row(_)
             | Op::Vmap(_)
             | Op::Num(_)
             | Op::Var(_) => false,
@@ -196,6 +204,8 @@ impl Op {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Map(_)
+            | Op::Row(_)
             | Op::Vmap(_)
             | Op::Num(_)
             | Op::Var(_) => None,
@@ -236,6 +246,8 @@ impl Op {
             Op::Index([a, b]),
             Op::Stack(vec![a, b].into()),
             Op::Repeat([a, b]),
+            Op::Map([a, b]),
+            Op::Row(a),
             Op::Vmap(a),
             Op::Num(Num(0.0)),
             Op::Var(Symbol::from("x")),
@@ -251,7 +263,7 @@ impl Op {
     }
 
     /// How many variants [`Op`] has.
-    pub const KINDS: usize = 14;
+    pub const KINDS: usize = 16;
 
     /// The position of this op's variant (for [`Op::every_kind`]'s completeness check).
     pub fn kind_index(&self) -> usize {
@@ -267,9 +279,11 @@ impl Op {
             Op::Index(_) => 8,
             Op::Stack(_) => 9,
             Op::Repeat(_) => 10,
-            Op::Vmap(_) => 11,
-            Op::Num(_) => 12,
-            Op::Var(_) => 13,
+            Op::Map(_) => 11,
+            Op::Row(_) => 12,
+            Op::Vmap(_) => 13,
+            Op::Num(_) => 14,
+            Op::Var(_) => 15,
         }
     }
 }

@@ -67,6 +67,8 @@ impl Printer<'_> {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Map(_)
+            | Op::Row(_)
             | Op::Vmap(_) => {
                 let args: Vec<&str> = node.children().iter().map(|&c| self.get(c).0.as_str()).collect();
                 (format!("{node}({})", args.join(", ")), ATOM)

@@ -146,6 +146,12 @@ pub enum ShapeError {
         /// Why.
         reason: String,
     },
+    /// A loop that is not well formed: a `row` outside `map`, rows of another size, nested loops.
+    #[error("{reason}")]
+    Loop {
+        /// What is wrong.
+        reason: String,
+    },
     /// An op that has no value of its own (the batcher's `vmap` spec).
     #[error("{op}: not an executable op")]
     NotExecutable {
@@ -296,6 +302,25 @@ impl Op {
                     });
                 }
                 first().with_leading(n as usize)
+            }
+            Op::Map(_) => {
+                let n = integer_operand(self, children, 1)?;
+                if n == 0 {
+                    return Err(ShapeError::NotAnInteger {
+                        op: self.to_string(),
+                        position: 2,
+                    });
+                }
+                first().with_leading(n as usize)
+            }
+            Op::Row(_) => {
+                let dims = first().0;
+                if dims.is_empty() {
+                    return Err(ShapeError::Loop {
+                        reason: "row: a scalar has no rows".into(),
+                    });
+                }
+                Shape(dims[1..].to_vec())
             }
         };
         shape.check_size().map_err(|reason| ShapeError::TooLarge {

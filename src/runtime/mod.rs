@@ -6,6 +6,7 @@
 pub mod grad;
 pub mod interp;
 pub mod kernels;
+mod looprun;
 pub mod random;
 pub mod values;
 

@@ -3,8 +3,8 @@
 mod demo;
 
 use batchgraph::{
-    calibrate, check_rule, named_to_json, parse_file, to_dot, to_svg, values_from_json, BatchReduce, Batcher,
-    CostProfile, Error, Interpreter, Program, RuleSet, Scalar, Strategy, Values,
+    calibrate, check_rule, expand_loops, named_to_json, parse_file, to_dot, to_svg, values_from_json, BatchReduce,
+    Batcher, CostProfile, Error, Interpreter, Program, RuleSet, Scalar, Strategy, Values, MAX_NODES,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use demo::{run_demo, DemoOptions};
@@ -121,6 +121,9 @@ struct BatchArgs {
     /// Write the batched program in DOT.
     #[arg(long, value_name = "OUT.dot")]
     dot: Option<PathBuf>,
+    /// Write every loop out as B copies of its body (for small B: the textbook picture).
+    #[arg(long)]
+    expand: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -271,7 +274,10 @@ fn batch(args: BatchArgs) -> Result<(), Error> {
     if let Some(over) = args.over {
         batcher = batcher.over(over);
     }
-    let batched = batcher.run()?;
+    let mut batched = batcher.run()?;
+    if args.expand {
+        batched.program = expand_loops(&batched.program, MAX_NODES)?;
+    }
     if let Some(path) = &args.report {
         write(path, &serde_json::to_string_pretty(&batched.report).unwrap())?;
     }
