@@ -426,6 +426,8 @@ fn every_op_batches_through_a_rule_of_its_class() {
             | batchgraph::Op::Repeat(_)
             | batchgraph::Op::Map(_)
             | batchgraph::Op::Row(_)
+            | batchgraph::Op::Chunks(_)
+            | batchgraph::Op::Rows(_)
             | batchgraph::Op::Vmap(_)
             | batchgraph::Op::Num(_)
             | batchgraph::Op::Var(_) => continue,

@@ -65,12 +65,12 @@ impl Analysis<Op> for ShapeAnalysis {
                 constant: data(c).constant,
             });
             // A row of a batch is per-example data: it varies with the example.
-            let mapped = matches!(enode, Op::Row(_)) || enode.children().iter().any(|&c| data(c).mapped);
+            let mapped = matches!(enode, Op::Row(_) | Op::Rows(_)) || enode.children().iter().any(|&c| data(c).mapped);
             (shape.map_err(|e| e.to_string()), mapped)
         };
         let per_row = match enode {
-            Op::Row(_) => true,
-            Op::Map(_) | Op::Vmap(_) => false,
+            Op::Row(_) | Op::Rows(_) => true,
+            Op::Map(_) | Op::Chunks(_) | Op::Vmap(_) => false,
             Op::Unary(..)
             | Op::Binary(..)
             | Op::Reduce(..)

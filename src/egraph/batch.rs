@@ -16,11 +16,13 @@
 //! batches.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
-use crate::egraph::cost::{program_cost, CostProfile};
+use crate::egraph::chunking::{chunk_plan, chunk_sizes};
+use crate::egraph::cost::{program_cost_for, CostProfile};
 use crate::egraph::extract::{extract_dag, extract_dag_greedy};
 use crate::egraph::rules::RuleSet;
 use crate::error::{Error, Result};
 use crate::ir::{Binary, Decl, Num, Op, Program, Reduce};
+use crate::runtime::{predict_peak_bytes, Run};
 use egg::{Id, Language, Runner, Symbol};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -50,13 +52,17 @@ pub enum BatchReduce {
     None,
 }
 
-/// Size and cost of one plan.
+/// Size, cost and memory of one plan.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlanSummary {
+    /// Which plan: `fused`, `mixed`, `loop`, or `chunks of K`.
+    pub name: String,
     /// Nodes of the program (after CSE).
     pub nodes: usize,
-    /// Its cost under the profile (µs, each node once).
+    /// Its cost under the profile for the run priced (µs; a loop's body once per row).
     pub cost: f64,
+    /// The most bytes of values the interpreter is predicted to hold at once running it (f64).
+    pub predicted_peak_bytes: usize,
 }
 
 /// What the batcher did.
@@ -70,8 +76,14 @@ pub struct BatchReport {
     pub strategy: Strategy,
     /// The cost profile's name.
     pub profile: String,
+    /// Which run was priced: `grad` (forward and backward) or `eval`.
+    pub run: Run,
+    /// The memory budget asked for, in bytes.
+    pub memory_budget: Option<usize>,
     /// The program returned.
     pub chosen: PlanSummary,
+    /// Every plan considered.
+    pub plans: Vec<PlanSummary>,
     /// The pure duplicated program.
     pub unroll: Option<PlanSummary>,
     /// The fused program (ops without a fusing rule duplicated).
@@ -115,6 +127,8 @@ pub struct Batcher<'p> {
     node_limit: usize,
     iter_limit: usize,
     time_limit: Duration,
+    memory_budget: Option<usize>,
+    run_kind: Run,
 }
 
 /// Which implementations a plan may use for a batched subterm.
@@ -129,8 +143,10 @@ enum Ways {
 }
 
 struct Plan {
+    name: String,
     program: Program,
     cost: f64,
+    peak: usize,
     egraph_nodes: usize,
     egraph_classes: usize,
     iterations: usize,
@@ -153,7 +169,20 @@ impl<'p> Batcher<'p> {
             node_limit: 300_000,
             iter_limit: 30,
             time_limit: Duration::from_secs(10),
+            memory_budget: None,
+            run_kind: Run::Grad,
         }
+    }
+    /// Choose the fastest plan whose predicted peak memory fits in `bytes`
+    /// (chunk sizes included); an error if none does.
+    pub fn memory_budget(mut self, bytes: Option<usize>) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+    /// Which run to price and to predict the memory of (default: `Run::Grad`).
+    pub fn price_for(mut self, run: Run) -> Self {
+        self.run_kind = run;
+        self
     }
     /// The inputs to batch over (default: every input).
     pub fn over<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
@@ -224,28 +253,32 @@ impl<'p> Batcher<'p> {
         let start = Instant::now();
         let over = self.over_names()?;
         self.check_size(&over)?;
-        let summary = |p: &Plan| PlanSummary {
-            nodes: p.program.node_count(),
-            cost: p.cost,
-        };
         // The pure plans, for the report (and as candidates for `auto`).
         let unroll = self.plan(&over, Ways::Loop);
         let fuse = self.plan(&over, Ways::FuseWhereFusible);
-        let (unroll_summary, fuse_summary) = (unroll.as_ref().ok().map(summary), fuse.as_ref().ok().map(summary));
-        let chosen = match self.strategy {
-            Strategy::Unroll => unroll?,
-            Strategy::Fuse => fuse?,
-            Strategy::Auto => {
-                let mixed = self.plan(&over, Ways::Both);
-                cheapest([("mixed", mixed), ("fused", fuse), ("unrolled", unroll)])?
-            }
+        let (unroll_summary, fuse_summary) = (
+            unroll.as_ref().ok().map(Plan::summary),
+            fuse.as_ref().ok().map(Plan::summary),
+        );
+        let mut candidates: Vec<Result<Plan>> = match self.strategy {
+            Strategy::Unroll => vec![unroll],
+            Strategy::Fuse => vec![fuse],
+            Strategy::Auto => vec![self.plan(&over, Ways::Both), fuse, unroll],
         };
+        if self.memory_budget.is_some() && self.strategy != Strategy::Unroll {
+            candidates.extend(self.chunk_plans(&over, candidates.iter().flatten().find(|p| p.name == "fused")));
+        }
+        let plans: Vec<PlanSummary> = candidates.iter().flatten().map(Plan::summary).collect();
+        let chosen = self.choose(candidates)?;
         let report = BatchReport {
             size: self.size,
             over,
             strategy: self.strategy,
             profile: self.profile.name.clone(),
-            chosen: summary(&chosen),
+            run: self.run_kind,
+            memory_budget: self.memory_budget,
+            chosen: chosen.summary(),
+            plans,
             unroll: unroll_summary,
             fuse: fuse_summary,
             unfused_ops: chosen.unfused_ops,
@@ -260,6 +293,74 @@ impl<'p> Batcher<'p> {
             program: chosen.program,
             report,
         })
+    }
+
+    /// The fused plan over chunks of every size worth trying.
+    fn chunk_plans(&self, over: &[String], fused: Option<&Plan>) -> Vec<Result<Plan>> {
+        let Some(fused) = fused else { return vec![] };
+        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+        chunk_sizes(self.size)
+            .into_iter()
+            .map(|k| {
+                let program = chunk_plan(&fused.program, &batched, self.reduce, k)?;
+                Ok(Plan {
+                    name: format!("chunks of {k}"),
+                    notes: vec![],
+                    ..self.priced(program, fused)
+                })
+            })
+            .collect()
+    }
+
+    /// The cheapest candidate (that fits the memory budget, if there is one).
+    /// A plan that failed for a limit is a note while another succeeds; an
+    /// unsound rule is an error, never a fallback.
+    fn choose(&self, candidates: Vec<Result<Plan>>) -> Result<Plan> {
+        let mut plans: Vec<Plan> = vec![];
+        let mut failures = vec![];
+        for plan in candidates {
+            match plan {
+                Ok(p) => plans.push(p),
+                Err(e @ Error::UnsoundRule(_)) => return Err(e),
+                Err(e) => failures.push(e),
+            }
+        }
+        if let Some(budget) = self.memory_budget {
+            let smallest = plans.iter().min_by_key(|p| p.peak).map(|p| (p.peak, p.name.clone()));
+            plans.retain(|p| p.peak <= budget);
+            if plans.is_empty() {
+                return Err(Error::Unsupported(match smallest {
+                    Some((peak, name)) => {
+                        format!("no plan fits in {budget} bytes: the smallest predicted peak is {peak} bytes ({name})")
+                    }
+                    None => format!("no plan fits in {budget} bytes"),
+                }));
+            }
+        }
+        let Some(best) = (0..plans.len()).min_by(|&a, &b| plans[a].cost.total_cmp(&plans[b].cost)) else {
+            return Err(failures.remove(0));
+        };
+        let mut chosen = plans.swap_remove(best);
+        chosen
+            .notes
+            .extend(failures.iter().map(|e| format!("a plan failed: {e}")));
+        Ok(chosen)
+    }
+
+    /// `program` with its cost and predicted peak; the rest from `like`.
+    fn priced(&self, program: Program, like: &Plan) -> Plan {
+        Plan {
+            name: like.name.clone(),
+            cost: program_cost_for(&self.profile, &program, self.run_kind),
+            peak: predict_peak_bytes(&program, self.run_kind, 8),
+            program,
+            egraph_nodes: like.egraph_nodes,
+            egraph_classes: like.egraph_classes,
+            iterations: like.iterations,
+            stop_reason: like.stop_reason.clone(),
+            unfused_ops: like.unfused_ops.clone(),
+            notes: like.notes.clone(),
+        }
     }
 
     /// Refuses a batch size whose batched values cannot be held, before any work.
@@ -470,7 +571,14 @@ impl<'p> Batcher<'p> {
         let roots = self.output_roots(&mut egraph, &example, &spec);
         let program = self.extract(&egraph, &roots, &batched)?;
         Ok(Plan {
-            cost: program_cost(&self.profile, &program),
+            name: match ways {
+                Ways::Loop => "loop",
+                Ways::FuseWhereFusible => "fused",
+                Ways::Both => "mixed",
+            }
+            .to_string(),
+            cost: program_cost_for(&self.profile, &program, self.run_kind),
+            peak: predict_peak_bytes(&program, self.run_kind, 8),
             program,
             egraph_nodes: egraph.total_number_of_nodes(),
             egraph_classes: egraph.number_of_classes(),
@@ -482,24 +590,13 @@ impl<'p> Batcher<'p> {
     }
 }
 
-/// The cheapest of the candidate plans. A plan that failed for a limit is a
-/// note while another succeeds; an unsound rule is an error, never a fallback.
-fn cheapest<const N: usize>(candidates: [(&str, Result<Plan>); N]) -> Result<Plan> {
-    let mut plans: Vec<Plan> = vec![];
-    let mut failures = vec![];
-    for (name, plan) in candidates {
-        match plan {
-            Ok(p) => plans.push(p),
-            Err(e @ Error::UnsoundRule(_)) => return Err(e),
-            Err(e) => failures.push((name, e)),
+impl Plan {
+    fn summary(&self) -> PlanSummary {
+        PlanSummary {
+            name: self.name.clone(),
+            nodes: self.program.node_count(),
+            cost: self.cost,
+            predicted_peak_bytes: self.peak,
         }
     }
-    let Some(best) = (0..plans.len()).min_by(|&a, &b| plans[a].cost.total_cmp(&plans[b].cost)) else {
-        return Err(failures.remove(0).1);
-    };
-    let mut chosen = plans.swap_remove(best);
-    chosen
-        .notes
-        .extend(failures.iter().map(|(name, e)| format!("the {name} plan failed: {e}")));
-    Ok(chosen)
 }

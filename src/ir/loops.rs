@@ -1,9 +1,11 @@
-//! Loops in a program: which nodes run once per row of a `map` (its body)
-//! and which run once. A node is per-row if it depends on a `row(y)`; the
-//! body of `map(body, n)` is every per-row node reachable from `body`, in
-//! topological order; the values it reads from outside are computed once,
-//! before the loop. The checks here make a loop well formed: every `row` is
-//! inside a `map` of as many rows, a body uses a row, loops do not nest.
+//! Loops in a program: which nodes run once per row (or chunk of rows) of a
+//! loop, and which run once. A node is per-row if it depends on a `row(y)`
+//! or `rows(y, k)`; the body of `map(body, n)` or `chunks(body, n, k)` is
+//! every per-row node reachable from `body`, in topological order; the values
+//! it reads from outside are computed once, before the loop. The checks here
+//! make a loop well formed: every `row` is inside a `map` (every `rows`
+//! inside a `chunks` of the same chunk size) over as many rows, a body uses
+//! its rows, loops do not nest.
 
 use crate::ir::op::{Num, Op};
 use crate::ir::program::Program;
@@ -17,8 +19,28 @@ pub struct LoopBody {
     pub nodes: Vec<usize>,
     /// The nodes outside the loop that the body reads (each once).
     pub outer: Vec<usize>,
-    /// How many rows (iterations).
+    /// How many rows the loop covers.
     pub rows: usize,
+    /// `None` for `map` (one row at a time), `Some(k)` for `chunks` of `k` rows.
+    pub chunk: Option<usize>,
+}
+
+impl LoopBody {
+    /// How many times the body runs.
+    pub fn iterations(&self) -> usize {
+        match self.chunk {
+            None => self.rows,
+            Some(k) => self.rows.div_ceil(k),
+        }
+    }
+
+    /// The rows that iteration `i` covers.
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        match self.chunk {
+            None => i..i + 1,
+            Some(k) => i * k..((i + 1) * k).min(self.rows),
+        }
+    }
 }
 
 /// The loops of a program.
@@ -36,7 +58,7 @@ impl Loops {
         let mut runs: Vec<usize> = self.per_row.iter().map(|&p| usize::from(!p)).collect();
         for body in self.bodies.iter().flatten() {
             for &n in &body.nodes {
-                runs[n] = runs[n].saturating_add(body.rows);
+                runs[n] = runs[n].saturating_add(body.iterations());
             }
         }
         runs
@@ -57,19 +79,19 @@ pub fn find_loops(expr: &[Op], shapes: &[Shape]) -> Result<Loops, ShapeError> {
     let mut per_row = vec![false; expr.len()];
     for (i, node) in expr.iter().enumerate() {
         per_row[i] = match node {
-            Op::Row(y) => {
+            Op::Row(y) | Op::Rows([y, _]) => {
                 if per_row[usize::from(*y)] {
-                    return Err(loop_error(
-                        "row: loops do not nest (row of a value computed per row)".into(),
-                    ));
+                    return Err(loop_error(format!(
+                        "{node}: loops do not nest (rows of a value computed per row)"
+                    )));
                 }
                 true
             }
-            Op::Map([body, _]) => {
+            Op::Map([body, _]) | Op::Chunks([body, _, _]) => {
                 if !per_row[usize::from(*body)] {
-                    return Err(loop_error(
-                        "map: the body does not use row(...), so every row would be the same".into(),
-                    ));
+                    return Err(loop_error(format!(
+                        "{node}: the body does not read row(...) or rows(...), so every row would be the same"
+                    )));
                 }
                 false
             }
@@ -91,15 +113,12 @@ pub fn find_loops(expr: &[Op], shapes: &[Shape]) -> Result<Loops, ShapeError> {
     }
     let mut bodies = vec![None; expr.len()];
     for (i, node) in expr.iter().enumerate() {
-        if let Op::Map([body, _]) = node {
-            bodies[i] = Some(loop_body(
-                expr,
-                shapes,
-                &per_row,
-                usize::from(*body),
-                shapes[i].dims()[0],
-            )?);
-        }
+        let Some(body) = node.loop_body().map(usize::from) else {
+            continue;
+        };
+        let chunk = matches!(node, Op::Chunks(_)).then(|| shapes[body].dims()[0]);
+        let rows = shapes[i].dims()[0];
+        bodies[i] = Some(loop_body(expr, shapes, &per_row, body, rows, chunk)?);
     }
     check_rows_inside_maps(expr, &per_row)?;
     Ok(Loops { per_row, bodies })
@@ -112,6 +131,7 @@ fn loop_body(
     per_row: &[bool],
     root: usize,
     rows: usize,
+    chunk: Option<usize>,
 ) -> Result<LoopBody, ShapeError> {
     let mut seen = vec![false; root + 1];
     let mut outer_seen = vec![false; root + 1];
@@ -120,12 +140,20 @@ fn loop_body(
     let (mut nodes, mut outer) = (vec![], vec![]);
     while let Some(n) = stack.pop() {
         nodes.push(n);
-        if let Op::Row(y) = &expr[n] {
-            let y = usize::from(*y);
+        let read = match (&expr[n], chunk) {
+            (Op::Row(y), None) => Some(y),
+            (Op::Rows([y, _]), Some(k)) if shapes[n].dims().first() == Some(&k) => Some(y),
+            (Op::Row(_) | Op::Rows(_), _) => {
+                let what = chunk.map_or("a map".to_string(), |k| format!("chunks of {k}"));
+                return Err(loop_error(format!("{}: does not belong in {what}", expr[n])));
+            }
+            _ => None,
+        };
+        if let Some(y) = read.map(|&y| usize::from(y)) {
             if shapes[y].dims().first() != Some(&rows) {
                 return Err(loop_error(format!(
-                    "row: a map of {rows} rows reads a row of a value of shape {}",
-                    shapes[y]
+                    "{}: a loop over {rows} rows reads a value of shape {}",
+                    expr[n], shapes[y]
                 )));
             }
         }
@@ -142,13 +170,18 @@ fn loop_body(
     }
     nodes.sort_unstable();
     outer.sort_unstable();
-    Ok(LoopBody { nodes, outer, rows })
+    Ok(LoopBody {
+        nodes,
+        outer,
+        rows,
+        chunk,
+    })
 }
 
 /// No value outside a loop may read a per-row value, except through `map`.
 fn check_rows_inside_maps(expr: &[Op], per_row: &[bool]) -> Result<(), ShapeError> {
     for (i, node) in expr.iter().enumerate() {
-        if per_row[i] || matches!(node, Op::Map(_)) {
+        if per_row[i] || node.loop_body().is_some() {
             continue;
         }
         if node.children().iter().any(|&c| per_row[usize::from(c)]) {
@@ -191,6 +224,9 @@ pub fn expand_loops(program: &Program, max_nodes: usize) -> Result<Program, Shap
             ));
             continue;
         };
+        if body.chunk.is_some() {
+            return Err(loop_error("chunks: only map loops are written out".into()));
+        }
         let mut rows = Vec::with_capacity(body.rows);
         for b in 0..body.rows {
             let row = push(Op::Num(Num(b as f64)), &mut out);

@@ -69,6 +69,8 @@ impl Printer<'_> {
             | Op::Repeat(_)
             | Op::Map(_)
             | Op::Row(_)
+            | Op::Chunks(_)
+            | Op::Rows(_)
             | Op::Vmap(_) => {
                 let args: Vec<&str> = node.children().iter().map(|&c| self.get(c).0.as_str()).collect();
                 (format!("{node}({})", args.join(", ")), ATOM)

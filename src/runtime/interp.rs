@@ -293,8 +293,15 @@ impl<'p> Interpreter<'p> {
                     values: &s.values,
                     tangents: None,
                 };
+                let fresh: Vec<usize> = body.outer.iter().copied().filter(|&c| grads[c].is_none()).collect();
                 let row_bytes = map_backward(self.program, body, outer, &g, &mut grads)?;
                 peak = peak.max(live + row_bytes);
+                live += fresh
+                    .iter()
+                    .filter_map(|&c| grads[c].as_ref())
+                    .map(bytes)
+                    .sum::<usize>();
+                peak = peak.max(live);
                 live -= bytes(&g);
                 continue;
             }

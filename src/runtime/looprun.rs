@@ -1,5 +1,6 @@
 //! Running loops: `map(body, n)` evaluates its body once per row, with
-//! `row(y)` the current row of `y`, and stacks the results. Forward mode
+//! `row(y)` the current row of `y`, and stacks the results; `chunks(body, n,
+//! k)` does the same per chunk of `k` rows (`rows(y, k)`), concatenating. Forward mode
 //! carries tangents row by row. Reverse mode recomputes one row's body at a
 //! time and sweeps it backwards: the cotangent of `row(y)` is written into
 //! row `b` of `y`'s cotangent, and the cotangents of the values the body reads
@@ -11,7 +12,7 @@ use crate::ir::{LoopBody, Op, Program, Scalar, Shape};
 use crate::runtime::grad::{jvp, vjp};
 use crate::runtime::kernels::{forward, Tensor};
 use egg::Language;
-use ndarray::{Axis, IxDyn};
+use ndarray::{Axis, IxDyn, Slice};
 use std::borrow::Cow;
 
 /// The values (and tangents) computed outside the loop, by node.
@@ -86,10 +87,10 @@ fn body_row<T: Scalar>(
     let mut held = 0;
     for &n in &body.nodes {
         let node = &expr[n];
-        let (value, tangent) = if let Op::Row(y) = node {
+        let (value, tangent) = if let Op::Row(y) | Op::Rows([y, _]) = node {
             let y = usize::from(*y);
-            let tangent = outer.tangent(y).map(|t| t.index_axis(Axis(0), b).to_owned());
-            (outer.value(y).index_axis(Axis(0), b).to_owned(), tangent)
+            let tangent = outer.tangent(y).map(|t| take(t, body, b));
+            (take(outer.value(y), body, b), tangent)
         } else {
             let args: Vec<&Tensor<T>> = node
                 .children()
@@ -124,6 +125,36 @@ fn body_row<T: Scalar>(
     Ok(held)
 }
 
+/// Iteration `i`'s rows of `y`: one row (the axis dropped) for `map`, a chunk for `chunks`.
+fn take<T: Scalar>(y: &Tensor<T>, body: &LoopBody, i: usize) -> Tensor<T> {
+    match body.chunk {
+        None => y.index_axis(Axis(0), i).to_owned(),
+        Some(_) => y.slice_axis(Axis(0), Slice::from(body.range(i))).to_owned(),
+    }
+}
+
+/// Writes iteration `i`'s result into its rows of `full`.
+fn put<T: Scalar>(full: &mut Tensor<T>, body: &LoopBody, i: usize, value: &Tensor<T>) {
+    match body.chunk {
+        None => full.index_axis_mut(Axis(0), i).assign(value),
+        Some(_) => full.slice_axis_mut(Axis(0), Slice::from(body.range(i))).assign(value),
+    }
+}
+
+/// Adds `g` into iteration `i`'s rows of `full`.
+fn add_into<T: Scalar>(full: &mut Tensor<T>, body: &LoopBody, i: usize, g: &Tensor<T>) {
+    match body.chunk {
+        None => {
+            let mut row = full.index_axis_mut(Axis(0), i);
+            row += g;
+        }
+        Some(_) => {
+            let mut rows = full.slice_axis_mut(Axis(0), Slice::from(body.range(i)));
+            rows += g;
+        }
+    }
+}
+
 /// What a forward run of one loop gives.
 pub(crate) struct LoopValue<T> {
     pub value: Tensor<T>,
@@ -146,7 +177,7 @@ pub(crate) fn map_forward<T: Scalar>(
     let mut tangent: Option<Tensor<T>> = None;
     let (mut local, mut local_tangents) = (vec![None; n], vec![None; n]);
     let mut row_bytes = 0;
-    for b in 0..body.rows {
+    for b in 0..body.iterations() {
         row_bytes = row_bytes.max(body_row(
             program,
             body,
@@ -156,12 +187,15 @@ pub(crate) fn map_forward<T: Scalar>(
             &mut local_tangents,
             check_finite,
         )?);
-        value
-            .index_axis_mut(Axis(0), b)
-            .assign(local[root].as_ref().expect("the root was computed"));
+        put(
+            &mut value,
+            body,
+            b,
+            local[root].as_ref().expect("the root was computed"),
+        );
         if let Some(t) = &local_tangents[root] {
             let full = tangent.get_or_insert_with(|| Tensor::zeros(value.raw_dim()));
-            full.index_axis_mut(Axis(0), b).assign(t);
+            put(full, body, b, t);
         }
         for &i in &body.nodes {
             local[i] = None;
@@ -200,17 +234,16 @@ pub(crate) fn map_backward<T: Scalar>(
     let (mut local, mut unused) = (vec![None; n], vec![None; n]);
     let mut local_grads: Vec<Option<Tensor<T>>> = vec![None; n];
     let mut peak = 0;
-    for b in 0..body.rows {
+    for b in 0..body.iterations() {
         let mut held = body_row(program, body, b, outer, &mut local, &mut unused, false)?;
-        local_grads[root] = Some(g.index_axis(Axis(0), b).to_owned());
+        local_grads[root] = Some(take(g, body, b));
         for &i in body.nodes.iter().rev() {
             let Some(gi) = local_grads[i].take() else { continue };
             let node = &expr[i];
-            if let Op::Row(y) = node {
+            if let Op::Row(y) | Op::Rows([y, _]) = node {
                 let y = usize::from(*y);
                 let full = grads[y].get_or_insert_with(|| Tensor::zeros(IxDyn(program.shape(y.into()).dims())));
-                let mut row = full.index_axis_mut(Axis(0), b);
-                row += &gi;
+                add_into(full, body, b, &gi);
                 continue;
             }
             let args: Vec<&Tensor<T>> = node

@@ -32,7 +32,8 @@ pub fn op_text(op: &Op, x: &str, y: &str, rng: &mut Rng) -> Option<String> {
         Op::Repeat(_) => format!("repeat({x}, 2)"),
         // A loop over the rows of c: [2, 3] (the generators' batched leaf); `row` only inside it.
         Op::Map(_) => format!("map(row(c) * ({x}), 2)"),
-        Op::Row(_) | Op::Vmap(_) | Op::Num(_) | Op::Var(_) => return None,
+        Op::Chunks(_) => format!("chunks(rows(c, 1) * ({x}), 2, 1)"),
+        Op::Row(_) | Op::Rows(_) | Op::Vmap(_) | Op::Num(_) | Op::Var(_) => return None,
     })
 }
 
