@@ -9,6 +9,7 @@
 
 use crate::ir::op::{Num, Op};
 use crate::ir::program::Program;
+use crate::ir::reduce::Reduce;
 use crate::ir::shape::{Shape, ShapeError};
 use egg::{Id, Language, RecExpr};
 
@@ -256,4 +257,27 @@ pub fn expand_loops(program: &Program, max_nodes: usize) -> Result<Program, Shap
         outputs,
         vec![],
     )
+}
+
+/// A loop whose cotangent is known before it runs, so that a gradient can
+/// run its forward and backward sweeps together, row by row: the program's
+/// one output is the mean or sum over axis 0 of the loop's rows, and nothing
+/// else reads them (`uses`: how many times the main sweep reads each node).
+/// Returns the loop, the output node and the weight of each row (1/n or 1).
+pub fn early_loop(program: &Program, uses: &[usize]) -> Option<(usize, usize, f64)> {
+    let [(_, root)] = program.outputs.as_slice() else {
+        return None;
+    };
+    let root = usize::from(*root);
+    let Op::ReduceAxis(reduce, [looped, axis]) = &program.expr[root.into()] else {
+        return None;
+    };
+    let looped = usize::from(*looped);
+    let weight = match reduce {
+        Reduce::Mean => 1.0 / program.shape(looped.into()).dims()[0] as f64,
+        Reduce::Sum => 1.0,
+        Reduce::Max | Reduce::Min => return None,
+    };
+    let is_loop = program.loops().bodies[looped].is_some();
+    (program.literal(*axis) == Some(0.0) && is_loop && uses[looped] == 1).then_some((looped, root, weight))
 }

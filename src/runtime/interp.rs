@@ -4,10 +4,10 @@
 //! backward sweep in reverse order that accumulates cotangents (reverse mode).
 
 use crate::error::{Error, Result};
-use crate::ir::{Op, Program, Scalar, Shape};
+use crate::ir::{early_loop, Op, Program, Scalar, Shape};
 use crate::runtime::grad::{jvp, vjp};
 use crate::runtime::kernels::{forward, scalar, Tensor};
-use crate::runtime::looprun::{accumulate, map_backward, map_forward, not_finite, Outer};
+use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, not_finite, Outer};
 use egg::Language;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -50,6 +50,13 @@ pub struct Interpreter<'p> {
     program: &'p Program,
     uses: Vec<usize>,
     check_finite: bool,
+}
+
+/// A loop run forward and backward at once, with its cotangent `g`, adding into `grads`.
+struct EarlyLoop<'g, T> {
+    node: usize,
+    g: Tensor<T>,
+    grads: &'g mut Vec<Option<Tensor<T>>>,
 }
 
 struct Sweep<'v, T: Scalar> {
@@ -157,6 +164,7 @@ impl<'p> Interpreter<'p> {
         values: &'v Values<T>,
         tangents: Option<&Values<T>>,
         retain: bool,
+        mut early: Option<EarlyLoop<'_, T>>,
     ) -> Result<Sweep<'v, T>> {
         let expr = self.program.expr.as_ref();
         let mut s = Sweep {
@@ -176,7 +184,10 @@ impl<'p> Interpreter<'p> {
                     values: &s.values,
                     tangents: tangents.map(|_| s.tangents.as_slice()),
                 };
-                let run = map_forward(self.program, i, body, outer, self.check_finite)?;
+                let run = match early.as_mut().filter(|e| e.node == i) {
+                    Some(e) => map_forward_backward(self.program, i, body, outer, &e.g, e.grads, self.check_finite)?,
+                    None => map_forward(self.program, i, body, outer, self.check_finite)?,
+                };
                 s.peak_bytes = s.peak_bytes.max(live + run.row_bytes + bytes(&run.value));
                 live += bytes(&run.value) + run.tangent.as_ref().map_or(0, bytes);
                 if tangents.is_some() {
@@ -238,6 +249,13 @@ impl<'p> Interpreter<'p> {
         Ok(added)
     }
 
+    /// The loop (see [`early_loop`]) whose forward and backward sweeps run together, with its cotangent.
+    fn early_loop<T: Scalar>(&self) -> Option<(usize, usize, Tensor<T>)> {
+        let (looped, root, weight) = early_loop(self.program, &self.uses)?;
+        let shape = ndarray::IxDyn(self.program.shape(looped.into()).dims());
+        Some((looped, root, Tensor::from_elem(shape, T::of(weight))))
+    }
+
     fn outputs<T: Scalar>(&self, values: &[Option<Cow<Tensor<T>>>]) -> Vec<(String, Tensor<T>)> {
         self.program
             .outputs
@@ -249,7 +267,7 @@ impl<'p> Interpreter<'p> {
     /// Evaluates every output.
     pub fn evaluate<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
         self.check_values(values, "values", true)?;
-        let s = self.sweep(values, None, false)?;
+        let s = self.sweep(values, None, false, None)?;
         Ok(Evaluation {
             outputs: self.outputs(&s.values),
             peak_bytes: s.peak_bytes,
@@ -275,9 +293,20 @@ impl<'p> Interpreter<'p> {
                 )))
             }
         };
-        let s = self.sweep(values, None, true)?;
         let expr = self.program.expr.as_ref();
         let mut grads: Vec<Option<Tensor<T>>> = vec![None; expr.len()];
+        let early = self.early_loop::<T>();
+        let early_nodes = early.as_ref().map(|(l, r, _)| (*l, *r));
+        let s = self.sweep(
+            values,
+            None,
+            true,
+            early.as_ref().map(|(node, _, g)| EarlyLoop {
+                node: *node,
+                g: g.clone(),
+                grads: &mut grads,
+            }),
+        )?;
         grads[usize::from(root)] = Some(scalar(T::one()));
         let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum();
         let mut peak = live;
@@ -288,6 +317,11 @@ impl<'p> Interpreter<'p> {
                 continue;
             }
             let Some(g) = grads[i].take() else { continue };
+            if early_nodes.is_some_and(|(_, reduction)| reduction == i) {
+                // The loop under it already swept itself backwards, row by row.
+                live -= bytes(&g);
+                continue;
+            }
             if let Some(body) = &loops.bodies[i] {
                 let outer = Outer {
                     values: &s.values,
@@ -349,7 +383,7 @@ impl<'p> Interpreter<'p> {
     pub fn tangents<T: Scalar>(&self, values: &Values<T>, tangents: &Values<T>) -> Result<Tangents<T>> {
         self.check_values(values, "values", true)?;
         self.check_values(tangents, "tangents", false)?;
-        let s = self.sweep(values, Some(tangents), false)?;
+        let s = self.sweep(values, Some(tangents), false, None)?;
         let jvp = self
             .program
             .outputs

@@ -217,9 +217,60 @@ pub(crate) fn accumulate<T: Scalar>(slot: &mut Option<Tensor<T>>, cotangent: Ten
     }
 }
 
+/// One row's backward sweep through the body (its values in `local`), from
+/// `g_row` at the body's root; returns the bytes of the cotangents it made.
+fn row_backward<T: Scalar>(
+    program: &Program,
+    body: &LoopBody,
+    b: usize,
+    outer: Outer<'_, '_, T>,
+    local: &[Option<Tensor<T>>],
+    g_row: Tensor<T>,
+    grads: &mut [Option<Tensor<T>>],
+) -> usize {
+    let per_row = &program.loops().per_row;
+    let expr = program.expr.as_ref();
+    let mut local_grads: Vec<Option<Tensor<T>>> = vec![None; program.node_count()];
+    local_grads[*body.nodes.last().expect("a body has a root")] = Some(g_row);
+    let mut held = 0;
+    for &i in body.nodes.iter().rev() {
+        let Some(gi) = local_grads[i].take() else { continue };
+        let node = &expr[i];
+        if let Op::Row(y) | Op::Rows([y, _]) = node {
+            let y = usize::from(*y);
+            let full = grads[y].get_or_insert_with(|| Tensor::zeros(IxDyn(program.shape(y.into()).dims())));
+            add_into(full, body, b, &gi);
+            continue;
+        }
+        let args: Vec<&Tensor<T>> = node
+            .children()
+            .iter()
+            .map(|&c| arg(local, per_row, outer, usize::from(c)))
+            .collect();
+        let out = local[i].as_ref().expect("computed in this row");
+        for (position, cotangent) in vjp(node, &args, out, &gi, &literal(program, node))
+            .into_iter()
+            .enumerate()
+        {
+            let child = usize::from(node.children()[position]);
+            let Some(cotangent) = cotangent else { continue };
+            if expr[child].as_num().is_some() {
+                continue;
+            }
+            held += bytes(&cotangent);
+            if per_row[child] {
+                accumulate(&mut local_grads[child], cotangent);
+            } else {
+                accumulate(&mut grads[child], cotangent);
+            }
+        }
+    }
+    held
+}
+
 /// Sweeps loop `m` backwards given its cotangent `g`, adding the cotangents
-/// of the outer values it reads into `grads`. Returns the most bytes one
-/// row held (values and cotangents).
+/// of the outer values it reads into `grads`: each row's body is computed
+/// again, then swept back. Returns the most bytes one row held.
 pub(crate) fn map_backward<T: Scalar>(
     program: &Program,
     body: &LoopBody,
@@ -227,52 +278,52 @@ pub(crate) fn map_backward<T: Scalar>(
     g: &Tensor<T>,
     grads: &mut [Option<Tensor<T>>],
 ) -> Result<usize> {
-    let per_row = &program.loops().per_row;
-    let expr = program.expr.as_ref();
     let n = program.node_count();
-    let root = *body.nodes.last().expect("a body has a root");
     let (mut local, mut unused) = (vec![None; n], vec![None; n]);
-    let mut local_grads: Vec<Option<Tensor<T>>> = vec![None; n];
     let mut peak = 0;
     for b in 0..body.iterations() {
-        let mut held = body_row(program, body, b, outer, &mut local, &mut unused, false)?;
-        local_grads[root] = Some(take(g, body, b));
-        for &i in body.nodes.iter().rev() {
-            let Some(gi) = local_grads[i].take() else { continue };
-            let node = &expr[i];
-            if let Op::Row(y) | Op::Rows([y, _]) = node {
-                let y = usize::from(*y);
-                let full = grads[y].get_or_insert_with(|| Tensor::zeros(IxDyn(program.shape(y.into()).dims())));
-                add_into(full, body, b, &gi);
-                continue;
-            }
-            let args: Vec<&Tensor<T>> = node
-                .children()
-                .iter()
-                .map(|&c| arg(&local, per_row, outer, usize::from(c)))
-                .collect();
-            let out = local[i].as_ref().expect("computed in this row");
-            for (position, cotangent) in vjp(node, &args, out, &gi, &literal(program, node))
-                .into_iter()
-                .enumerate()
-            {
-                let child = usize::from(node.children()[position]);
-                let Some(cotangent) = cotangent else { continue };
-                if expr[child].as_num().is_some() {
-                    continue;
-                }
-                held += bytes(&cotangent);
-                if per_row[child] {
-                    accumulate(&mut local_grads[child], cotangent);
-                } else {
-                    accumulate(&mut grads[child], cotangent);
-                }
-            }
-        }
-        peak = peak.max(held);
+        let held = body_row(program, body, b, outer, &mut local, &mut unused, false)?;
+        peak = peak.max(held + row_backward(program, body, b, outer, &local, take(g, body, b), grads));
         for &i in &body.nodes {
             local[i] = None;
         }
     }
     Ok(peak)
+}
+
+/// Runs loop `m` forward and, row by row, backward at once, when its
+/// cotangent `g` is known before its value (the loop feeds only the mean or
+/// sum of the loss): no row is computed twice. Gradient accumulation.
+pub(crate) fn map_forward_backward<T: Scalar>(
+    program: &Program,
+    m: usize,
+    body: &LoopBody,
+    outer: Outer<'_, '_, T>,
+    g: &Tensor<T>,
+    grads: &mut [Option<Tensor<T>>],
+    check_finite: bool,
+) -> Result<LoopValue<T>> {
+    let n = program.node_count();
+    let root = *body.nodes.last().expect("a body has a root");
+    let mut value = Tensor::<T>::zeros(IxDyn(program.shape(m.into()).dims()));
+    let (mut local, mut unused) = (vec![None; n], vec![None; n]);
+    let mut row_bytes = 0;
+    for b in 0..body.iterations() {
+        let held = body_row(program, body, b, outer, &mut local, &mut unused, check_finite)?;
+        put(
+            &mut value,
+            body,
+            b,
+            local[root].as_ref().expect("the root was computed"),
+        );
+        row_bytes = row_bytes.max(held + row_backward(program, body, b, outer, &local, take(g, body, b), grads));
+        for &i in &body.nodes {
+            local[i] = None;
+        }
+    }
+    Ok(LoopValue {
+        value,
+        tangent: None,
+        row_bytes,
+    })
 }

@@ -6,7 +6,7 @@
 //! come and go as the sweep walks back. A loop holds one row's (or chunk's)
 //! intermediates at a time, in both sweeps: that is what micro-batches buy.
 
-use crate::ir::{LoopBody, Op, Program, Shape};
+use crate::ir::{early_loop, LoopBody, Op, Program, Shape};
 use egg::Language;
 use serde::Serialize;
 
@@ -81,10 +81,19 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
     for (_, id) in &program.outputs {
         remaining[usize::from(*id)] += 1;
     }
+    let early = match run {
+        Run::Grad => early_loop(program, &remaining),
+        Run::Eval => None,
+    };
     let (mut live, mut peak) = (0usize, 0usize);
     for i in (0..expr.len()).filter(|&i| !loops.per_row[i]) {
         if let Some(body) = &loops.bodies[i] {
-            peak = peak.max(live + body_forward_bytes(program, body, element) + bytes(i));
+            let row = if early.is_some_and(|(l, _, _)| l == i) {
+                body_backward_bytes(program, body, element)
+            } else {
+                body_forward_bytes(program, body, element)
+            };
+            peak = peak.max(live + row + bytes(i));
         }
         live += bytes(i);
         peak = peak.max(live);
@@ -100,11 +109,11 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
     if run == Run::Eval {
         return peak;
     }
-    backward_peak(program, element).max(peak)
+    backward_peak(program, element, early.map(|(_, root, _)| root)).max(peak)
 }
 
 /// The backward sweep's peak, replaying `Interpreter::gradient`.
-fn backward_peak(program: &Program, element: usize) -> usize {
+fn backward_peak(program: &Program, element: usize, early_root: Option<usize>) -> usize {
     let expr = program.expr.as_ref();
     let loops = program.loops();
     let bytes = |i: usize| size(program.shape(i.into()), element);
@@ -117,6 +126,11 @@ fn backward_peak(program: &Program, element: usize) -> usize {
     has_grad[usize::from(*root)] = true;
     for i in (0..expr.len()).rev() {
         if expr[i].as_var().is_some() || loops.per_row[i] || !has_grad[i] {
+            continue;
+        }
+        if early_root == Some(i) {
+            // The loop under it swept itself backwards during the forward pass.
+            live = live.saturating_sub(bytes(i));
             continue;
         }
         if let Some(body) = &loops.bodies[i] {
