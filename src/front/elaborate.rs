@@ -109,7 +109,10 @@ impl Elaborator<'_> {
                 if node.integer_operand(position) && self.expr[usize::from(child)].as_num().is_none() {
                     return Err(self.src.error(
                         arg.span(),
-                        format!("{name}: argument {} must be an integer literal", position + 1),
+                        format!(
+                            "{name}: argument {} must be a non-negative integer literal",
+                            position + 1
+                        ),
                     ));
                 }
             }

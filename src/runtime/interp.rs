@@ -143,15 +143,7 @@ impl<'p> Interpreter<'p> {
                 Some(v) => Cow::Borrowed(&values[v.as_str()]),
                 None => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
             };
-            if self.check_finite {
-                if let Some(bad) = value.iter().find(|v| !v.is_finite()) {
-                    return Err(Error::NotFinite {
-                        op: node.to_string(),
-                        value: bad.to_f64().unwrap_or(f64::NAN),
-                        shape: Shape(value.shape().to_vec()).to_string(),
-                    });
-                }
-            }
+            self.finite(&value, || node.to_string())?;
             if let Some(given) = tangents {
                 s.tangents[i] = match node.as_var() {
                     Some(v) => given.get(v.as_str()).cloned(),
@@ -164,6 +156,9 @@ impl<'p> Interpreter<'p> {
                         jvp(node, &operands(&s.values, node), &value, &ts, &literal)
                     }
                 };
+                if let Some(t) = &s.tangents[i] {
+                    self.finite(t, || format!("the tangent of {node}"))?;
+                }
                 live += s.tangents[i].as_ref().map_or(0, bytes);
             }
             live += bytes(&value);
@@ -183,6 +178,22 @@ impl<'p> Interpreter<'p> {
             }
         }
         Ok(s)
+    }
+
+    /// With `check_finite`, an error naming `what` (the op, or the derivative
+    /// through it) if `t` holds a NaN or an infinity.
+    fn finite<T: Scalar>(&self, t: &Tensor<T>, what: impl FnOnce() -> String) -> Result<()> {
+        if !self.check_finite {
+            return Ok(());
+        }
+        match t.iter().find(|v| !v.is_finite()) {
+            Some(bad) => Err(Error::NotFinite {
+                op: what(),
+                value: bad.to_f64().unwrap_or(f64::NAN),
+                shape: Shape(t.shape().to_vec()).to_string(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn outputs<T: Scalar>(&self, values: &[Option<Cow<Tensor<T>>>]) -> Vec<(String, Tensor<T>)> {
@@ -246,6 +257,9 @@ impl<'p> Interpreter<'p> {
                 if expr[child].as_num().is_some() {
                     continue;
                 }
+                self.finite(&cotangent, || {
+                    format!("the gradient through {node} (operand {})", position + 1)
+                })?;
                 live += bytes(&cotangent);
                 match &mut grads[child] {
                     Some(acc) => {
