@@ -126,7 +126,12 @@ const BAD: &[(&str, usize, usize, &str)] = &[
         9,
         "sum: axis 1 is out of range for shape [3]",
     ),
-    ("input x: [3]\nout s = sum(x, x)", 2, 16, "must be an integer literal"),
+    (
+        "input x: [3]\nout s = sum(x, x)",
+        2,
+        16,
+        "must be a non-negative integer literal",
+    ),
     (
         "input x: [3]\ninput y: [2]\nout s = x ^ y",
         3,
@@ -174,6 +179,34 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         .unwrap_err()
         .message
         .contains("nested too deeply"));
+}
+
+/// A chain of binary operators adds no recursion: 40,000 terms of `+` (and
+/// of `*`, and mixed) parse, and, before the fix, overflowed the stack.
+#[test]
+fn long_flat_chains_of_operators_parse() {
+    for op in [" + ", " * ", " - ", " / "] {
+        let text = format!("input x: []\nout s = x{}", format!("{op}x").repeat(40_000));
+        let program = Program::parse("flat.graph", &text).unwrap();
+        assert!(program.node_count() <= 40_002, "{op}");
+    }
+    let text = format!("input x: []\nout s = x{}", " * x + x".repeat(20_000));
+    assert!(Program::parse("flat.graph", &text).is_ok());
+}
+
+/// The limit counts each level once: a call is one level, as a pair of
+/// parentheses is; the README's "nesting deeper than 128" is true.
+#[test]
+fn nesting_limit_counts_each_call_once() {
+    let nested = |depth: usize, open: &str, close: &str| {
+        format!("input x: []\nout s = {}x{}", open.repeat(depth), close.repeat(depth))
+    };
+    // The statement's expression is level 1; each call adds one.
+    assert!(Program::parse("deep.graph", &nested(127, "tanh(", ")")).is_ok());
+    assert!(Program::parse("deep.graph", &nested(128, "tanh(", ")")).is_err());
+    assert!(Program::parse("deep.graph", &nested(127, "(", ")")).is_ok());
+    assert!(Program::parse("deep.graph", &nested(128, "(", ")")).is_err());
+    assert_eq!(batchgraph::MAX_NESTING, 128);
 }
 
 #[test]
