@@ -184,3 +184,53 @@ fn a_rule_pattern_error_is_a_sentence() {
     assert!(err.contains("bad.rules:2: rule bad: left-hand side:"), "{err}");
     assert!(!err.contains("ParseError {"), "{err}");
 }
+
+/// Item 13: a tree count past u128 is said in words, not as u128::MAX.
+#[test]
+fn show_says_when_the_tree_count_saturates() {
+    // y_k = y_{k-1} + y_{k-1}: 2^130 nodes as a tree, 131 after CSE.
+    let mut text = String::from("input x: []\nlet y0 = x\n");
+    for k in 1..=130 {
+        text += &format!("let y{k} = y{} + y{}\n", k - 1, k - 1);
+    }
+    text += "out s = y130\n";
+    let graph = temp_file("saturate/deep.graph", &text);
+    let o = batchgraph(&["show", &graph]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(before CSE: more than 10^38)"), "{}", stdout(&o));
+}
+
+/// Item 5: pictures that hung (a 30-layer skip chain, 63 nodes, past 60 s;
+/// the unrolled MLP at B = 64, 35 s) draw at once, and a program past the
+/// layout engine's limits is a clear error, never a hang.
+#[test]
+fn show_svg_draws_deep_graphs_and_refuses_huge_ones() {
+    let chain = |layers: usize| {
+        let mut text = String::from("input x: [3]\nlet t0 = tanh(x)\n");
+        for i in 1..layers {
+            text += &format!("let t{i} = tanh(t{}) + t{}\n", i - 1, i - 1);
+        }
+        text + &format!("out s = sum(t{})\n", layers - 1)
+    };
+    let graph = temp_file("svg/skip30.graph", &chain(31));
+    let svg = temp_file("svg/skip30.svg", "");
+    let o = batchgraph(&["show", &graph, "--svg", &svg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&svg).unwrap().matches("tanh").count() >= 31);
+    let svg = temp_file("svg/mlp64.svg", "");
+    let o = batchgraph(&[
+        "batch",
+        "examples/mlp.graph",
+        "--size",
+        "64",
+        "--strategy",
+        "unroll",
+        "--svg",
+        &svg,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let graph = temp_file("svg/huge.graph", &chain(3000));
+    let o = batchgraph(&["show", &graph, "--svg", &temp_file("svg/huge.svg", "")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("graph too large to draw"), "{}", stderr(&o));
+}

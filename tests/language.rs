@@ -234,5 +234,48 @@ fn invalid_utf8_is_reported_with_its_position() {
 #[test]
 fn svg_is_drawn_without_graphviz() {
     let svg = batchgraph::to_svg(&example("seed")).unwrap();
-    assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.contains("tanh"));
+    assert!(svg.starts_with("<svg") && svg.contains("tanh") && svg.ends_with("</svg>\n"));
+    // Every node shows its shape.
+    assert!(svg.contains("[4, 3]") && svg.contains("[4]"), "{svg}");
+}
+
+/// Pictures show every op's shape, integer operands as attributes of their op
+/// (not data nodes), and a repeated operand as two edges.
+#[test]
+fn pictures_show_shapes_attributes_and_repeated_operands() {
+    let p = Program::parse(
+        "attrs.graph",
+        "input x: [2, 3]\nlet r = index(x, 0)\nout s = mean(stack(sum(r * r), sum(index(x, 1))), 0) + sum(x, 1) * 0",
+    )
+    .unwrap();
+    let graph = batchgraph::to_petgraph(&p);
+    let labels: Vec<String> = graph
+        .node_weights()
+        .map(|n| format!("{} {}", n.label, n.shape))
+        .collect();
+    for expected in [
+        "index 0 [3]",
+        "index 1 [3]",
+        "mean axis 0 []",
+        "sum axis 1 [2]",
+        "stack [2]",
+    ] {
+        assert!(labels.iter().any(|l| l == expected), "{expected} in {labels:?}");
+    }
+    // The 0 of `* 0` is data and stays a node; the axes and rows do not.
+    let constants: Vec<&String> = graph
+        .node_weights()
+        .filter(|n| n.kind == batchgraph::NodeKind::Constant)
+        .map(|n| &n.label)
+        .collect();
+    assert_eq!(constants, ["0"]);
+    // `r * r`: two edges from r's node to the product.
+    let index0 = graph.node_indices().find(|&i| graph[i].label == "index 0").unwrap();
+    let product = graph
+        .node_indices()
+        .find(|&i| graph[i].label == "*" && graph[i].shape == "[3]")
+        .unwrap();
+    assert_eq!(graph.edges_connecting(index0, product).count(), 2);
+    let svg = batchgraph::to_svg(&p).unwrap();
+    assert!(svg.contains("sum axis 1") && svg.contains("index 0"), "{svg}");
 }
