@@ -46,10 +46,10 @@ pub use ir::{
     Program, Reduce, Scalar, Shape, ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
 };
 #[cfg(feature = "pictures")]
-pub use pictures::{dot_to_svg, line_chart_svg, to_dot, to_petgraph, to_svg, Chart, GraphNode, NodeKind, Series};
+pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{
-    forward, jvp, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json, unbroadcast,
-    values_from_json, vjp, Evaluation, Gradients, Interpreter, Rng, Run, Tangents, Tensor, Values,
+    forward, json_from_str, jvp, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
+    unbroadcast, values_from_json, vjp, Evaluation, Gradients, Interpreter, Rng, Run, Tangents, Tensor, Values,
 };
 
 impl Program {

@@ -126,7 +126,12 @@ const BAD: &[(&str, usize, usize, &str)] = &[
         9,
         "sum: axis 1 is out of range for shape [3]",
     ),
-    ("input x: [3]\nout s = sum(x, x)", 2, 16, "must be an integer literal"),
+    (
+        "input x: [3]\nout s = sum(x, x)",
+        2,
+        16,
+        "must be a non-negative integer literal",
+    ),
     (
         "input x: [3]\ninput y: [2]\nout s = x ^ y",
         3,
@@ -176,6 +181,34 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         .contains("nested too deeply"));
 }
 
+/// A chain of binary operators adds no recursion: 40,000 terms of `+` (and
+/// of `*`, and mixed) parse, and, before the fix, overflowed the stack.
+#[test]
+fn long_flat_chains_of_operators_parse() {
+    for op in [" + ", " * ", " - ", " / "] {
+        let text = format!("input x: []\nout s = x{}", format!("{op}x").repeat(40_000));
+        let program = Program::parse("flat.graph", &text).unwrap();
+        assert!(program.node_count() <= 40_002, "{op}");
+    }
+    let text = format!("input x: []\nout s = x{}", " * x + x".repeat(20_000));
+    assert!(Program::parse("flat.graph", &text).is_ok());
+}
+
+/// The limit counts each level once: a call is one level, as a pair of
+/// parentheses is; the README's "nesting deeper than 128" is true.
+#[test]
+fn nesting_limit_counts_each_call_once() {
+    let nested = |depth: usize, open: &str, close: &str| {
+        format!("input x: []\nout s = {}x{}", open.repeat(depth), close.repeat(depth))
+    };
+    // The statement's expression is level 1; each call adds one.
+    assert!(Program::parse("deep.graph", &nested(127, "tanh(", ")")).is_ok());
+    assert!(Program::parse("deep.graph", &nested(128, "tanh(", ")")).is_err());
+    assert!(Program::parse("deep.graph", &nested(127, "(", ")")).is_ok());
+    assert!(Program::parse("deep.graph", &nested(128, "(", ")")).is_err());
+    assert_eq!(batchgraph::MAX_NESTING, 128);
+}
+
 #[test]
 fn exponential_inlining_is_shared_by_cse() {
     // f_k calls f_{k-1} twice: 2^30 nodes as a tree, a chain after CSE.
@@ -201,5 +234,48 @@ fn invalid_utf8_is_reported_with_its_position() {
 #[test]
 fn svg_is_drawn_without_graphviz() {
     let svg = batchgraph::to_svg(&example("seed")).unwrap();
-    assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.contains("tanh"));
+    assert!(svg.starts_with("<svg") && svg.contains("tanh") && svg.ends_with("</svg>\n"));
+    // Every node shows its shape.
+    assert!(svg.contains("[4, 3]") && svg.contains("[4]"), "{svg}");
+}
+
+/// Pictures show every op's shape, integer operands as attributes of their op
+/// (not data nodes), and a repeated operand as two edges.
+#[test]
+fn pictures_show_shapes_attributes_and_repeated_operands() {
+    let p = Program::parse(
+        "attrs.graph",
+        "input x: [2, 3]\nlet r = index(x, 0)\nout s = mean(stack(sum(r * r), sum(index(x, 1))), 0) + sum(x, 1) * 0",
+    )
+    .unwrap();
+    let graph = batchgraph::to_petgraph(&p);
+    let labels: Vec<String> = graph
+        .node_weights()
+        .map(|n| format!("{} {}", n.label, n.shape))
+        .collect();
+    for expected in [
+        "index 0 [3]",
+        "index 1 [3]",
+        "mean axis 0 []",
+        "sum axis 1 [2]",
+        "stack [2]",
+    ] {
+        assert!(labels.iter().any(|l| l == expected), "{expected} in {labels:?}");
+    }
+    // The 0 of `* 0` is data and stays a node; the axes and rows do not.
+    let constants: Vec<&String> = graph
+        .node_weights()
+        .filter(|n| n.kind == batchgraph::NodeKind::Constant)
+        .map(|n| &n.label)
+        .collect();
+    assert_eq!(constants, ["0"]);
+    // `r * r`: two edges from r's node to the product.
+    let index0 = graph.node_indices().find(|&i| graph[i].label == "index 0").unwrap();
+    let product = graph
+        .node_indices()
+        .find(|&i| graph[i].label == "*" && graph[i].shape == "[3]")
+        .unwrap();
+    assert_eq!(graph.edges_connecting(index0, product).count(), 2);
+    let svg = batchgraph::to_svg(&p).unwrap();
+    assert!(svg.contains("sum axis 1") && svg.contains("index 0"), "{svg}");
 }

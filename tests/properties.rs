@@ -108,3 +108,75 @@ proptest! {
         }
     }
 }
+
+/// A long random program over x: [3]: `steps` lets, each a shape-preserving op
+/// of the previous value and, sometimes, of an earlier one (so some values are
+/// shared and some are used once: chains as deep as the program is long).
+fn long_program(steps: usize, seed: u64, share: f64) -> String {
+    let mut rng = Rng::new(seed);
+    let mut text = String::from("input x: [3]\nparam w: [3, 3]\nlet t0 = tanh(x)\n");
+    let unary: Vec<&str> = Unary::ALL
+        .iter()
+        .filter(|&&u| u != Unary::Neg)
+        .map(|u| u.name())
+        .collect();
+    for i in 1..steps {
+        let prev = format!("t{}", i - 1);
+        let other = if rng.next_f64() < share {
+            format!("t{}", rng.below(i))
+        } else {
+            "x".to_string()
+        };
+        let body = match rng.below(7) {
+            0 => format!("{}({prev})", unary[rng.below(unary.len())]),
+            1 => format!("-{prev}"),
+            2 => format!("{prev} ^ 2"),
+            3 => format!("w @ {prev}"),
+            4 => format!("{prev} * 0.5 - {other}"),
+            5 => format!("({prev} + {other}) / 2"),
+            _ => format!("sum(expand({prev}, 0), 0)"),
+        };
+        text += &format!("let t{i} = {body}\n");
+    }
+    text + &format!("out s = sum(t{})\n", steps - 1)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Long and deep programs (up to 6,000 lets, single-use chains included)
+    /// parse, print in text linear in their size that nests no deeper than the
+    /// parser accepts, and parse back to the same graph.
+    #[test]
+    fn long_and_deep_programs_round_trip(steps in 1usize..6_000, seed in any::<u64>(), share in 0.0f64..0.5) {
+        let text = long_program(steps, seed, share);
+        let p = Program::parse("long.graph", &text).unwrap_or_else(|e| panic!("{e}"));
+        let printed = p.to_text();
+        // Linear: every node costs at most a bounded number of characters.
+        prop_assert!(printed.len() <= 80 * p.node_count() + 100, "{} chars for {} nodes", printed.len(), p.node_count());
+        let again = Program::parse("printed.graph", &printed).unwrap_or_else(|e| panic!("{e}"));
+        prop_assert_eq!(again.node_count(), p.node_count());
+        prop_assert_eq!(again.to_text(), printed);
+    }
+}
+
+/// The cases of the report: a chain of 20,000 single-use lets prints in text
+/// linear in its length (it took 4.5 GB before) and parses back; a flat sum of
+/// 40,000 terms parses, prints and parses back.
+#[test]
+fn long_single_use_chains_print_linearly_and_parse_back() {
+    let mut text = String::from("input x: [3]\nlet t0 = tanh(x)\n");
+    for i in 1..20_000 {
+        text += &format!("let t{i} = tanh(t{})\n", i - 1);
+    }
+    text += "out s = sum(t19999)\n";
+    let p = Program::parse("chain.graph", &text).unwrap();
+    let printed = p.to_text();
+    assert!(printed.len() < 2 * text.len(), "{} chars", printed.len());
+    let again = Program::parse("printed.graph", &printed).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.node_count(), p.node_count());
+    let flat = format!("input x: []\nout s = x{}", " + x".repeat(40_000));
+    let p = Program::parse("flat.graph", &flat).unwrap();
+    let again = Program::parse("printed.graph", &p.to_text()).unwrap();
+    assert_eq!(again.node_count(), p.node_count());
+}

@@ -43,6 +43,33 @@ impl CostProfile {
         }
     }
 
+    /// Checks that the profile describes a machine: an overhead that is finite
+    /// and not negative, throughputs that are finite and positive. A negative
+    /// overhead would reward plans with more ops, a zero throughput make every
+    /// op cost infinity.
+    pub fn validate(&self) -> Result<(), String> {
+        let fields = [
+            ("overhead_us", self.overhead_us, false),
+            ("flops_per_us", self.flops_per_us, true),
+            ("bytes_per_us", self.bytes_per_us, true),
+        ];
+        for (field, value, positive) in fields {
+            let ok = value.is_finite() && if positive { value > 0.0 } else { value >= 0.0 };
+            if !ok {
+                let must = if positive {
+                    "a finite number greater than 0"
+                } else {
+                    "a finite number, 0 or more"
+                };
+                return Err(format!(
+                    "cost profile `{}`: {field} is {value}; it must be {must}",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The cost of executing `op` with operands of `inputs` shapes giving `output`:
     /// overhead + flops / throughput + bytes / bandwidth. Leaves are free; a
     /// `vmap` spec cannot be executed and costs infinity.

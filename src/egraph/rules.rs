@@ -175,6 +175,23 @@ fn parse_test(text: &str) -> std::result::Result<Test, String> {
     ))
 }
 
+/// egg's s-expression errors print a Rust debug struct
+/// (`symbolic expression parse error: ParseError { msg: "...", line: 1, col: 15 }`);
+/// this turns one into `... (column 15 of the pattern)`, and leaves other text alone.
+fn tidy_sexp_error(text: &str) -> String {
+    let Some(rest) = text.strip_prefix("symbolic expression parse error: ParseError { msg: \"") else {
+        return text.to_string();
+    };
+    let Some((message, tail)) = rest.split_once("\", ") else {
+        return text.to_string();
+    };
+    let column = tail.split("col: ").nth(1).map(|c| c.trim_end_matches([' ', '}']));
+    match column {
+        Some(c) => format!("{} (column {c} of the pattern)", message.to_lowercase()),
+        None => message.to_lowercase(),
+    }
+}
+
 /// Parses one rule file. Every problem names the file, line and rule.
 pub fn parse_rule_file(file: &str, text: &str) -> Result<Vec<TextRule>> {
     let mut rules: Vec<TextRule> = vec![];
@@ -216,14 +233,12 @@ pub fn parse_rule_file(file: &str, text: &str) -> Result<Vec<TextRule>> {
             Some((r, c)) => (r, c),
             None => (rhs, ""),
         };
-        let lhs: Pattern<Op> = lhs
-            .trim()
-            .parse()
-            .map_err(|e| error(name, format!("left-hand side: {e}")))?;
-        let rhs: Pattern<Op> = rhs
-            .trim()
-            .parse()
-            .map_err(|e| error(name, format!("right-hand side: {e}")))?;
+        let lhs: Pattern<Op> = lhs.trim().parse().map_err(|e: egg::RecExprParseError<_>| {
+            error(name, format!("left-hand side: {}", tidy_sexp_error(&e.to_string())))
+        })?;
+        let rhs: Pattern<Op> = rhs.trim().parse().map_err(|e: egg::RecExprParseError<_>| {
+            error(name, format!("right-hand side: {}", tidy_sexp_error(&e.to_string())))
+        })?;
         let tests = conditions
             .split(',')
             .filter(|c| !c.trim().is_empty())

@@ -15,6 +15,19 @@ struct Function {
     body: Expr,
 }
 
+/// The node of an infix operator of the language.
+fn infix(op: char, children: [Id; 2]) -> Op {
+    if op == '@' {
+        Op::MatMul(children)
+    } else {
+        let binary = op
+            .to_string()
+            .parse::<Binary>()
+            .expect("the parser makes only + - * / ^ @");
+        Op::Binary(binary, children)
+    }
+}
+
 /// Turns statements into a program: resolves names, inlines `fn`s, checks shapes.
 struct Elaborator<'a> {
     src: &'a Source<'a>,
@@ -82,16 +95,16 @@ impl Elaborator<'_> {
             }
             Expr::Binary(op, left, right, at) => {
                 let children = [self.elaborate(left, scope)?, self.elaborate(right, scope)?];
-                let node = if *op == '@' {
-                    Op::MatMul(children)
-                } else {
-                    let binary = op
-                        .to_string()
-                        .parse::<Binary>()
-                        .expect("the parser makes only + - * / ^ @");
-                    Op::Binary(binary, children)
-                };
-                self.push(node, *at)
+                self.push(infix(*op, children), *at)
+            }
+            Expr::Chain(first, rest) => {
+                // A loop, not recursion: a chain may be as long as the file.
+                let mut left = self.elaborate(first, scope)?;
+                for (op, right, at) in rest {
+                    let right = self.elaborate(right, scope)?;
+                    left = self.push(infix(*op, [left, right]), *at)?;
+                }
+                Ok(left)
             }
             Expr::Call(name, args, at) => self.call(name, args, *at, scope),
         }
@@ -109,7 +122,10 @@ impl Elaborator<'_> {
                 if node.integer_operand(position) && self.expr[usize::from(child)].as_num().is_none() {
                     return Err(self.src.error(
                         arg.span(),
-                        format!("{name}: argument {} must be an integer literal", position + 1),
+                        format!(
+                            "{name}: argument {} must be a non-negative integer literal",
+                            position + 1
+                        ),
                     ));
                 }
             }
@@ -156,6 +172,10 @@ impl Elaborator<'_> {
             Expr::Binary(_, a, b, _) => {
                 self.check_body(fname, a, params)?;
                 self.check_body(fname, b, params)
+            }
+            Expr::Chain(first, rest) => {
+                self.check_body(fname, first, params)?;
+                rest.iter().try_for_each(|(_, e, _)| self.check_body(fname, e, params))
             }
             Expr::Call(n, args, at) => {
                 if n == fname {

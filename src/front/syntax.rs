@@ -12,7 +12,12 @@ pub(crate) enum Expr {
     Number(f64, Span),
     Name(String, Span),
     Call(String, Vec<Expr>, Span),
+    /// `^`, which is right-associative: its nesting counts towards the limit.
     Binary(char, Box<Expr>, Box<Expr>, Span),
+    /// A left-associative chain `e0 op1 e1 op2 e2 ...` of `+ -` or of `* / @`,
+    /// kept flat so that a long chain costs no recursion depth (each operator
+    /// with its span, where an error about it points).
+    Chain(Box<Expr>, Vec<(char, Expr, Span)>),
     Negate(Box<Expr>, Span),
 }
 
@@ -24,6 +29,7 @@ impl Expr {
             | Expr::Call(_, _, s)
             | Expr::Binary(_, _, _, s)
             | Expr::Negate(_, s) => *s,
+            Expr::Chain(first, _) => first.span(),
         }
     }
 }
@@ -200,26 +206,28 @@ impl Parser<'_> {
         Ok(())
     }
 
+    /// An expression: one level of nesting (the whole, a parenthesized
+    /// expression, a call's argument); a chain of `+ -` adds none.
     fn expr(&mut self) -> Result<Expr, ParseError> {
         self.nest()?;
-        let mut left = self.term()?;
+        let first = self.term()?;
+        let mut rest = Vec::new();
         while let Token::Punct(op @ ('+' | '-')) = *self.peek() {
             let at = self.next().1;
-            let right = self.term()?;
-            left = Expr::Binary(op, Box::new(left), Box::new(right), at);
+            rest.push((op, self.term()?, at));
         }
         self.depth -= 1;
-        Ok(left)
+        Ok(chain(first, rest))
     }
 
     fn term(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.unary()?;
+        let first = self.unary()?;
+        let mut rest = Vec::new();
         while let Token::Punct(op @ ('*' | '/' | '@')) = *self.peek() {
             let at = self.next().1;
-            let right = self.unary()?;
-            left = Expr::Binary(op, Box::new(left), Box::new(right), at);
+            rest.push((op, self.unary()?, at));
         }
-        Ok(left)
+        Ok(chain(first, rest))
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
@@ -265,7 +273,7 @@ impl Parser<'_> {
             }
             Token::Ident(name) if self.peek() == &Token::Punct('(') => {
                 self.next();
-                self.nest()?;
+                // Each argument is an `expr`, one level deeper: a call counts once.
                 let mut args = Vec::new();
                 while self.peek() != &Token::Punct(')') {
                     args.push(self.expr()?);
@@ -278,7 +286,6 @@ impl Parser<'_> {
                     }
                 }
                 self.punct(')')?;
-                self.depth -= 1;
                 Ok(Expr::Call(name, args, span))
             }
             Token::Ident(name) => Ok(Expr::Name(name, span)),
@@ -287,5 +294,14 @@ impl Parser<'_> {
                 Err(self.unexpected("an expression"))
             }
         }
+    }
+}
+
+/// `first` alone, or the chain `first op e ...`.
+fn chain(first: Expr, rest: Vec<(char, Expr, Span)>) -> Expr {
+    if rest.is_empty() {
+        first
+    } else {
+        Expr::Chain(Box::new(first), rest)
     }
 }

@@ -1,6 +1,10 @@
 //! The printer: a program back to the `.graph` language. A node used more
 //! than once is printed once, as a `let`; operators get the parentheses
 //! their precedence needs, so that the text parses back to the same graph.
+//! A single-use node is inlined into its user unless its text would nest
+//! deeper than [`MAX_PRINT_NESTING`] or grow longer than [`MAX_INLINE_CHARS`]:
+//! then it too becomes a `let`, so the text always parses back and the
+//! printer's memory is linear in the program.
 
 use crate::ir::binary::Assoc;
 use crate::ir::op::Op;
@@ -14,39 +18,61 @@ use std::fmt::Write;
 const ATOM: u8 = 5;
 /// Binding strength of a prefix minus (and of a negative literal).
 const PREFIX: u8 = 3;
+/// Deepest nesting the printer inlines into one expression: a node whose text
+/// would nest deeper becomes a `let`. Well under the parser's limit
+/// ([`crate::MAX_NESTING`]), so that printed programs parse back.
+pub const MAX_PRINT_NESTING: usize = 32;
+/// Longest text the printer inlines: a longer one becomes a `let`, which keeps
+/// the printer's time and memory linear in the program.
+pub const MAX_INLINE_CHARS: usize = 4_000;
+
+/// A node's text: the text, its binding strength, and how deeply the parser
+/// nests to read it (a call's argument, a parenthesized expression, the
+/// operand of a prefix minus and the exponent of `^` are one level deeper; a
+/// chain of `+ - * / @` adds none).
+#[derive(Clone)]
+struct Text {
+    text: String,
+    precedence: u8,
+    nesting: usize,
+}
 
 struct Printer<'a> {
     program: &'a Program,
-    /// The text of each node that has been printed, with its precedence.
-    text: Vec<Option<(String, u8)>>,
+    /// The text of each node that has been printed and not yet used up.
+    text: Vec<Option<Text>>,
 }
 
 impl Printer<'_> {
-    fn get(&self, id: Id) -> &(String, u8) {
+    fn get(&self, id: Id) -> &Text {
         self.text[usize::from(id)].as_ref().expect("children are printed first")
     }
 
-    /// The child's text, in parentheses if it binds less tightly than `min`.
-    fn wrap(&self, id: Id, min: u8) -> String {
-        let (s, p) = self.get(id);
-        if *p < min {
-            format!("({s})")
+    /// The child's text, in parentheses if it binds less tightly than `min`, and its nesting.
+    fn wrap(&self, id: Id, min: u8) -> (String, usize) {
+        let t = self.get(id);
+        if t.precedence < min {
+            (format!("({})", t.text), t.nesting + 1)
         } else {
-            s.clone()
+            (t.text.clone(), t.nesting)
         }
     }
 
-    fn render(&self, node: &Op) -> (String, u8) {
-        match node {
-            Op::Num(n) => (n.to_string(), if n.0.is_sign_negative() { PREFIX } else { ATOM }),
-            Op::Var(v) => (v.to_string(), ATOM),
+    fn render(&self, node: &Op) -> Text {
+        let (text, precedence, nesting) = match node {
+            Op::Num(n) if n.0.is_sign_negative() => (n.to_string(), PREFIX, 1),
+            Op::Num(n) => (n.to_string(), ATOM, 0),
+            Op::Var(v) => (v.to_string(), ATOM, 0),
             Op::Unary(Unary::Neg, a) => {
-                let text = match self.program.expr[*a].as_num() {
+                let (text, nesting) = match self.program.expr[*a].as_num() {
                     // `-(2)`: a bare `-2` would parse back as the literal -2.
-                    Some(n) if !n.is_sign_negative() => format!("-({})", self.get(*a).0),
-                    _ => format!("-{}", self.wrap(*a, PREFIX)),
+                    Some(n) if !n.is_sign_negative() => (format!("-({})", self.get(*a).text), 2),
+                    _ => {
+                        let (inner, nesting) = self.wrap(*a, PREFIX);
+                        (format!("-{inner}"), nesting + 1)
+                    }
                 };
-                (text, PREFIX)
+                (text, PREFIX, nesting)
             }
             Op::Binary(..) | Op::MatMul(_) => {
                 let (symbol, p, assoc) = node.infix().expect("binary ops and matmul are infix");
@@ -56,7 +82,10 @@ impl Printer<'_> {
                     // The exponent of `^` is parsed at the level of unary minus (`a ^ -b`).
                     Assoc::Right => (p + 1, p - 1),
                 };
-                (format!("{} {symbol} {}", self.wrap(a, left), self.wrap(b, right)), p)
+                let ((l, ln), (r, rn)) = (self.wrap(a, left), self.wrap(b, right));
+                // The parser reads the exponent of `^` one level deeper.
+                let rn = rn + usize::from(assoc == Assoc::Right);
+                (format!("{l} {symbol} {r}"), p, ln.max(rn))
             }
             Op::Unary(..)
             | Op::Reduce(..)
@@ -72,9 +101,16 @@ impl Printer<'_> {
             | Op::Chunks(_)
             | Op::Rows(_)
             | Op::Vmap(_) => {
-                let args: Vec<&str> = node.children().iter().map(|&c| self.get(c).0.as_str()).collect();
-                (format!("{node}({})", args.join(", ")), ATOM)
+                let children = node.children().iter().map(|&c| self.get(c));
+                let nesting = children.clone().map(|t| t.nesting + 1).max().unwrap_or(1);
+                let args: Vec<&str> = children.map(|t| t.text.as_str()).collect();
+                (format!("{node}({})", args.join(", ")), ATOM, nesting)
             }
+        };
+        Text {
+            text,
+            precedence,
+            nesting,
         }
     }
 }
@@ -104,7 +140,15 @@ pub fn print_program(program: &Program) -> String {
     let mut counter = 0;
     for (i, node) in expr.iter().enumerate() {
         let rendered = printer.render(node);
-        if node.is_leaf() || uses[i] <= 1 {
+        // A single-use child's text now lives in its user's: free it, so that
+        // memory stays linear in the program.
+        for &c in node.children() {
+            if uses[usize::from(c)] <= 1 {
+                printer.text[usize::from(c)] = None;
+            }
+        }
+        let inline = uses[i] <= 1 && rendered.nesting < MAX_PRINT_NESTING && rendered.text.len() <= MAX_INLINE_CHARS;
+        if node.is_leaf() || inline {
             printer.text[i] = Some(rendered);
             continue;
         }
@@ -117,11 +161,15 @@ pub fn print_program(program: &Program) -> String {
             }
         });
         taken.insert(name.clone());
-        writeln!(out, "let {name} = {}", rendered.0).unwrap();
-        printer.text[i] = Some((name, ATOM));
+        writeln!(out, "let {name} = {}", rendered.text).unwrap();
+        printer.text[i] = Some(Text {
+            text: name,
+            precedence: ATOM,
+            nesting: 0,
+        });
     }
     for (name, id) in &program.outputs {
-        writeln!(out, "out {name} = {}", printer.get(*id).0).unwrap();
+        writeln!(out, "out {name} = {}", printer.get(*id).text).unwrap();
     }
     out
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::ir::{early_loop, Op, Program, Scalar, Shape};
 use crate::runtime::grad::{jvp, vjp};
 use crate::runtime::kernels::{forward, scalar, Tensor};
-use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, not_finite, Outer};
+use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
 use egg::Language;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -227,9 +227,7 @@ impl<'p> Interpreter<'p> {
             Some(v) => Cow::Borrowed(&values[v.as_str()]),
             None => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
         };
-        if self.check_finite {
-            not_finite(node, &value)?;
-        }
+        self.finite(&value, || node.to_string())?;
         let mut added = bytes(&value);
         if let Some(given) = tangents {
             s.tangents[i] = match node.as_var() {
@@ -243,6 +241,9 @@ impl<'p> Interpreter<'p> {
                     jvp(node, &operands(&s.values, node), &value, &ts, &literal)
                 }
             };
+            if let Some(t) = &s.tangents[i] {
+                self.finite(t, || format!("the tangent of {node}"))?;
+            }
             added += s.tangents[i].as_ref().map_or(0, bytes);
         }
         s.values[i] = Some(value);
@@ -254,6 +255,22 @@ impl<'p> Interpreter<'p> {
         let (looped, root, weight) = early_loop(self.program, &self.uses)?;
         let shape = ndarray::IxDyn(self.program.shape(looped.into()).dims());
         Some((looped, root, Tensor::from_elem(shape, T::of(weight))))
+    }
+
+    /// With `check_finite`, an error naming `what` (the op, or the derivative
+    /// through it) if `t` holds a NaN or an infinity.
+    fn finite<T: Scalar>(&self, t: &Tensor<T>, what: impl FnOnce() -> String) -> Result<()> {
+        if !self.check_finite {
+            return Ok(());
+        }
+        match t.iter().find(|v| !v.is_finite()) {
+            Some(bad) => Err(Error::NotFinite {
+                op: what(),
+                value: bad.to_f64().unwrap_or(f64::NAN),
+                shape: Shape(t.shape().to_vec()).to_string(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn outputs<T: Scalar>(&self, values: &[Option<Cow<Tensor<T>>>]) -> Vec<(String, Tensor<T>)> {
@@ -351,6 +368,9 @@ impl<'p> Interpreter<'p> {
                 if expr[child].as_num().is_some() {
                     continue;
                 }
+                self.finite(&cotangent, || {
+                    format!("the gradient through {node} (operand {})", position + 1)
+                })?;
                 if grads[child].is_none() {
                     live += bytes(&cotangent);
                 }

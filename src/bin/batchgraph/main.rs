@@ -3,8 +3,8 @@
 mod demo;
 
 use batchgraph::{
-    calibrate, check_rule, expand_loops, named_to_json, parse_file, to_dot, to_svg, values_from_json, BatchReduce,
-    Batcher, CostProfile, Error, Interpreter, Program, RuleSet, Run, Scalar, Strategy, Values, MAX_NODES,
+    calibrate, check_rule, expand_loops, json_from_str, named_to_json, parse_file, to_dot, to_svg, values_from_json,
+    BatchReduce, Batcher, CostProfile, Error, Interpreter, Program, RuleSet, Run, Scalar, Strategy, Values, MAX_NODES,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use demo::{run_demo, DemoOptions};
@@ -194,18 +194,36 @@ enum Dtype {
     F32,
 }
 
-/// Prints to stdout; a closed pipe (`| head`) is an error, not a panic.
+/// Prints to stdout; a closed pipe (`| head`) ends the process quietly with
+/// success, as other command-line tools do; any other write error is an error.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
-        write!(stdout, $($arg)*).and_then(|_| stdout.flush()).map_err(|e| Error::Io(format!("stdout: {e}")))?
+        write!(stdout, $($arg)*).and_then(|_| stdout.flush()).map_err(stdout_error)?
     }};
+}
+
+/// The error for a failed write to stdout; exits at once on a closed pipe.
+fn stdout_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    Error::Io(format!("stdout: {e}"))
+}
+
+/// A node count before CSE, which saturates at `u128::MAX` for deep graphs.
+fn tree_count(n: u128) -> String {
+    if n == u128::MAX {
+        "more than 10^38".to_string()
+    } else {
+        n.to_string()
+    }
 }
 
 fn read_json(path: &Path) -> Result<Value, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| Error::Values(format!("{}: invalid JSON: {e}", path.display())))
+    json_from_str(&text).map_err(|e| Error::Values(format!("{}: invalid JSON: {e}", path.display())))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Error> {
@@ -242,7 +260,7 @@ fn show(file: &Path, svg: Option<&Path>, dot: Option<&Path>, as_json: bool) -> R
         say!(
             "nodes: {} (before CSE: {})\n",
             program.node_count(),
-            program.nodes_before_cse()
+            tree_count(program.nodes_before_cse())
         );
     }
     Ok(())
@@ -294,8 +312,12 @@ fn profile(name: &str) -> Result<CostProfile, Error> {
     match name {
         "cpu" => Ok(CostProfile::cpu()),
         "gpu" => Ok(CostProfile::gpu()),
-        path => serde_json::from_value(read_json(Path::new(path))?)
-            .map_err(|e| Error::Values(format!("{path}: not a cost profile: {e}"))),
+        path => {
+            let profile: CostProfile = serde_json::from_value(read_json(Path::new(path))?)
+                .map_err(|e| Error::Values(format!("{path}: not a cost profile: {e}")))?;
+            profile.validate().map_err(|e| Error::Values(format!("{path}: {e}")))?;
+            Ok(profile)
+        }
     }
 }
 

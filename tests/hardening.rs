@@ -1,0 +1,236 @@
+//! Regression tests for the defects a hostile first user found (issue 13):
+//! each test runs the command as the report did and checks the answer.
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+
+fn batchgraph(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Writes `contents` to `name` in this test run's own folder and returns the path.
+fn temp_file(name: &str, contents: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("batchgraph-hardening-{}", std::process::id()));
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, contents).unwrap();
+    path.display().to_string()
+}
+
+fn folder_of(path: &str) -> String {
+    std::path::Path::new(path).parent().unwrap().display().to_string()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_str(&stdout(o)).unwrap()
+}
+
+/// Item 1: a rule with an axis argument is instantiated, so the wrong one fails.
+#[test]
+fn rules_check_fails_the_wrong_axis_rule_of_the_report() {
+    let rule = temp_file(
+        "axis/bad.rules",
+        "# max over axis k of each example is max over axis k of the batch (wrong)\n\
+         bad: (vmap (max ?a ?k)) => (max (vmap ?a) ?k)\n",
+    );
+    let o = batchgraph(&["rules", "--check", "--rules", &folder_of(&rule)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("[UNSOUND: rule bad ("), "{}", stdout(&o));
+}
+
+/// Item 3: `x ^ 0` has derivative 0 at x = 0, both ways.
+#[test]
+fn gradient_and_tangent_of_x_to_the_0_at_0_are_0() {
+    let graph = temp_file("pow/pow.graph", "input x: []\nout s = x ^ 0\n");
+    let at0 = temp_file("pow/x0.json", "{\"x\": 0}");
+    let one = temp_file("pow/t1.json", "{\"x\": 1}");
+    let v = json(&batchgraph(&[
+        "eval",
+        &graph,
+        "--inputs",
+        &at0,
+        "--grad",
+        "--tangents",
+        &one,
+    ]));
+    assert_eq!(
+        v,
+        serde_json::json!({"outputs": {"s": 1.0}, "grads": {"x": 0.0}, "jvp": {"s": 0.0}})
+    );
+}
+
+/// Item 8: `--check-finite` covers gradients and tangents.
+#[test]
+fn check_finite_covers_gradients_and_tangents() {
+    let graph = temp_file("finite/sqrt.graph", "input x: [3]\nout s = sum(sqrt(x))\n");
+    let values = temp_file("finite/x.json", "{\"x\": [0, 1, 2]}");
+    let ones = temp_file("finite/t.json", "{\"x\": [1, 1, 1]}");
+    let o = batchgraph(&["eval", &graph, "--inputs", &values, "--grad", "--check-finite"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("the gradient through sqrt"), "{}", stderr(&o));
+    let o = batchgraph(&[
+        "eval",
+        &graph,
+        "--inputs",
+        &values,
+        "--tangents",
+        &ones,
+        "--check-finite",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("the tangent of sqrt"), "{}", stderr(&o));
+    // Without the flag the same runs succeed (JSON null for the infinity).
+    let o = batchgraph(&["eval", &graph, "--inputs", &values, "--grad"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Item 9: a cost profile that describes no machine is refused, naming the field.
+#[test]
+fn cost_profiles_are_validated() {
+    for (field, bad) in [("overhead_us", "-1"), ("flops_per_us", "0"), ("bytes_per_us", "-5")] {
+        let mut profile =
+            serde_json::json!({"name": "mine", "overhead_us": 0.3, "flops_per_us": 1e4, "bytes_per_us": 1e3});
+        profile[field] = serde_json::from_str(bad).unwrap();
+        let path = temp_file(&format!("profile/{field}.json"), &profile.to_string());
+        let o = batchgraph(&["batch", "examples/seed.graph", "--size", "2", "--profile", &path]);
+        assert_eq!(o.status.code(), Some(1), "{field}: {}", stdout(&o));
+        assert!(stderr(&o).contains(&format!("{field} is {bad}")), "{}", stderr(&o));
+    }
+}
+
+/// Item 10: an input too large for f32 is an error, not a silent infinity.
+#[test]
+fn an_input_too_large_for_f32_is_an_error() {
+    let graph = temp_file("f32/sum.graph", "input x: [3]\nout s = sum(x)\n");
+    let values = temp_file("f32/x.json", "{\"x\": [1e300, 1, 2]}");
+    let o = batchgraph(&["eval", &graph, "--inputs", &values, "--dtype", "f32"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("`x`: 1e300 is too large"), "{}", stderr(&o));
+    let o = batchgraph(&["eval", &graph, "--inputs", &values]);
+    assert!(o.status.success(), "f64 holds 1e300: {}", stderr(&o));
+}
+
+/// Item 11: a duplicate key is an error; argument positions count from 1 in both messages.
+#[test]
+fn duplicate_json_keys_and_argument_numbers() {
+    let graph = temp_file("keys/sum.graph", "input x: [3]\nout s = sum(x)\n");
+    let values = temp_file("keys/x.json", "{\"x\": [1, 1, 2], \"x\": [2, 2, 2]}");
+    let o = batchgraph(&["eval", &graph, "--inputs", &values]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("duplicate key `x`"), "{}", stderr(&o));
+    for body in ["sum(x, -1)", "sum(x, y)", "sum(x, 0.5)"] {
+        let graph = temp_file(
+            "keys/arg.graph",
+            &format!("input x: [3]\ninput y: []\nout s = {body}\n"),
+        );
+        let o = batchgraph(&["show", &graph]);
+        assert_eq!(o.status.code(), Some(1), "{body}");
+        assert!(
+            stderr(&o).contains("sum: argument 2 must be a non-negative integer literal"),
+            "{body}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// Item 13: a closed pipe ends the command quietly, with success.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let mut text = String::from("input x: [3]\nlet t0 = x\n");
+    for i in 1..5000 {
+        text += &format!("let t{i} = tanh(t{}) + t{}\n", i - 1, i - 1);
+    }
+    text += "out s = sum(t4999)\n";
+    let graph = temp_file("pipe/long.graph", &text);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        .args(["show", &graph])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert_eq!(err, "");
+}
+
+/// Item 13: a rule file's pattern error reads as a sentence, not a debug struct.
+#[test]
+fn a_rule_pattern_error_is_a_sentence() {
+    let rule = temp_file(
+        "sexp/bad.rules",
+        "# broken\nbad: (vmap (max ?a ?k) => (max (vmap ?a) ?k)\n",
+    );
+    let o = batchgraph(&["rules", "--rules", &folder_of(&rule)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("bad.rules:2: rule bad: left-hand side:"), "{err}");
+    assert!(!err.contains("ParseError {"), "{err}");
+}
+
+/// Item 13: a tree count past u128 is said in words, not as u128::MAX.
+#[test]
+fn show_says_when_the_tree_count_saturates() {
+    // y_k = y_{k-1} + y_{k-1}: 2^130 nodes as a tree, 131 after CSE.
+    let mut text = String::from("input x: []\nlet y0 = x\n");
+    for k in 1..=130 {
+        text += &format!("let y{k} = y{} + y{}\n", k - 1, k - 1);
+    }
+    text += "out s = y130\n";
+    let graph = temp_file("saturate/deep.graph", &text);
+    let o = batchgraph(&["show", &graph]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(before CSE: more than 10^38)"), "{}", stdout(&o));
+}
+
+/// Item 5: pictures that hung (a 30-layer skip chain, 63 nodes, past 60 s;
+/// the unrolled MLP at B = 64, 35 s) draw at once, and a program past the
+/// layout engine's limits is a clear error, never a hang.
+#[test]
+fn show_svg_draws_deep_graphs_and_refuses_huge_ones() {
+    let chain = |layers: usize| {
+        let mut text = String::from("input x: [3]\nlet t0 = tanh(x)\n");
+        for i in 1..layers {
+            text += &format!("let t{i} = tanh(t{}) + t{}\n", i - 1, i - 1);
+        }
+        text + &format!("out s = sum(t{})\n", layers - 1)
+    };
+    let graph = temp_file("svg/skip30.graph", &chain(31));
+    let svg = temp_file("svg/skip30.svg", "");
+    let o = batchgraph(&["show", &graph, "--svg", &svg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&svg).unwrap().matches("tanh").count() >= 31);
+    let svg = temp_file("svg/mlp64.svg", "");
+    let o = batchgraph(&[
+        "batch",
+        "examples/mlp.graph",
+        "--size",
+        "64",
+        "--strategy",
+        "unroll",
+        "--svg",
+        &svg,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let graph = temp_file("svg/huge.graph", &chain(3000));
+    let o = batchgraph(&["show", &graph, "--svg", &temp_file("svg/huge.svg", "")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("graph too large to draw"), "{}", stderr(&o));
+}
