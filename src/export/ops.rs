@@ -193,6 +193,21 @@ impl<'p> Emitter<'p> {
         self.node("Unsqueeze", vec![value, axes], vec![])
     }
 
+    /// `a @ b`. A matrix (or stack of them) times a vector is written as a matrix
+    /// times a one-column matrix, squeezed after: ONNX Runtime 1.32's
+    /// `MatMulTransposeFusion` (on by default) computes `Transpose(A) @ v` wrongly
+    /// when `v` is 1-D (`tests/onnx.rs` catches it on `reference/matmul_ranks`).
+    fn matmul(&mut self, a: Id, b: Id) -> String {
+        let (left, right) = (self.value(a), self.value(b));
+        if self.program.shape(b).rank() != 1 || self.program.shape(a).rank() < 2 {
+            return self.node("MatMul", vec![left, right], vec![]);
+        }
+        let last = self.ints(vec![-1], false);
+        let column = self.node("Unsqueeze", vec![right, last.clone()], vec![]);
+        let product = self.node("MatMul", vec![left, column], vec![]);
+        self.node("Squeeze", vec![product, last], vec![])
+    }
+
     /// Emits node `id` (its children are emitted already).
     pub fn emit(&mut self, id: Id, node: &Op) -> Result<()> {
         let keepdims = || vec![attr_int("keepdims", 0)];
@@ -207,7 +222,7 @@ impl<'p> Emitter<'p> {
                 let axes = self.ints(vec![self.integer(*k)], false);
                 self.node(reduce_op(*r), vec![self.value(*a), axes], keepdims())
             }
-            Op::MatMul([a, b]) => self.node("MatMul", vec![self.value(*a), self.value(*b)], vec![]),
+            Op::MatMul([a, b]) => self.matmul(*a, *b),
             Op::Transpose(a) => match self.program.shape(*a).rank() {
                 0 | 1 => self.node("Identity", vec![self.value(*a)], vec![]),
                 rank => {
