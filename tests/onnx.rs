@@ -415,6 +415,7 @@ fn fused_batched_programs_with_a_symbolic_batch_axis_match_at_b_1_4_7() {
                             "{label}: refused: {e}"
                         );
                         refused += 1;
+                        eprintln!("refused as expected: {label}: {e}");
                         let fixed = ExportOptions {
                             dtype,
                             dynamic_batch: None,
