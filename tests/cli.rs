@@ -302,7 +302,7 @@ fn export_errors_exit_1_and_name_the_problem() {
         ),
         (
             &["examples/mixed.graph", "--batch", "4", "--dynamic-batch"],
-            "`index(_, 0)` takes one row of the batch axis",
+            "`index(_, 0)` takes one row of the batch axis for `stack`",
         ),
         (
             &[&unbatched, "--batch", "4", "--reduce", "sum", "--dynamic-batch"],

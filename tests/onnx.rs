@@ -458,6 +458,42 @@ fn fused_batched_programs_with_a_symbolic_batch_axis_match_at_b_1_4_7() {
     run_jobs(&jobs);
 }
 
+/// A file exported from the program batched at B = 1 (where a batch axis of size 1
+/// could pass for a broadcast one) serves B = 3 and 5 too.
+#[test]
+fn a_file_exported_at_b_1_serves_other_batch_sizes() {
+    let mut rng = Rng::new(1);
+    let mut jobs = Vec::new();
+    for case in cases().into_iter().filter(|c| c.name != "mixed") {
+        let program = batched(&case.program, 1, BatchReduce::Mean);
+        let inputs = case.program.inputs.iter().map(|d| d.name.clone()).collect();
+        let dynamic_batch = Some(DynamicBatch {
+            inputs,
+            reduce: BatchReduce::Mean,
+        });
+        let options = ExportOptions {
+            dtype: Dtype::F64,
+            dynamic_batch,
+        };
+        let model = export(&program, &options, &format!("b1-{}.onnx", case.name));
+        for b in [3, 5] {
+            let values = batch_values(&case, b, &mut rng);
+            let expected = per_example_then_reduce(&case, &values, b, BatchReduce::Mean, Dtype::F64);
+            let label = format!("{} exported at B=1, run at B={b}", case.name);
+            let model = model.clone();
+            jobs.push(Job {
+                label,
+                model,
+                dtype: Dtype::F64,
+                inputs: values,
+                expected,
+                tolerance: F64_TOLERANCE,
+            });
+        }
+    }
+    run_jobs(&jobs);
+}
+
 /// The reference batches (B = 4) through one symbolic-B f64 model each, against JAX's values.
 #[test]
 fn reference_batches_match_jax() {

@@ -54,8 +54,8 @@ fn refuse(message: String) -> Error {
 pub fn batch_dims(program: &Program, dynamic: &DynamicBatch) -> Result<Vec<Vec<Dim>>> {
     let size = batch_size(program, dynamic)?;
     let mut dims: Vec<Vec<Dim>> = Vec::with_capacity(program.expr.len());
-    for node in program.expr.as_ref() {
-        let d = node_dims(program, dynamic, node, &dims, size)?;
+    for (i, node) in program.expr.as_ref().iter().enumerate() {
+        let d = node_dims(program, dynamic, node, &dims, size).map_err(|e| name_the_copied_op(program, i, e))?;
         dims.push(d);
     }
     for other in [size + 1, size + 2] {
@@ -127,7 +127,10 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
         Op::Index(_) => {
             let d = child(0);
             if d[0] == Dim::Batch {
-                return Err(refuse(format!("`index(_, {})` takes one row of the batch axis (a copy per example: the batcher duplicates an op that has no fusing rule)", int(1))));
+                return Err(refuse(format!(
+                    "`index(_, {})` takes one row of the batch axis",
+                    int(1)
+                )));
             }
             d[1..].to_vec()
         }
@@ -156,6 +159,22 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
             ))
         }
     })
+}
+
+/// Adds to the refusal of an `index` at node `i` the op that reads that row:
+/// the op the batcher copied once per example (it has no fusing rule).
+fn name_the_copied_op(program: &Program, i: usize, error: Error) -> Error {
+    let nodes = program.expr.as_ref();
+    let reader = nodes.iter().find(|n| n.children().contains(&Id::from(i)));
+    match (&nodes[i], reader, error) {
+        (Op::Index(_), Some(reader), Error::Unsupported(message)) => {
+            let (before, after) = message.split_once("; ").unwrap_or((&message, ""));
+            Error::Unsupported(format!(
+                "{before} for `{reader}`, which the batcher copied once per example as it has no fusing rule; {after}"
+            ))
+        }
+        (_, _, error) => error,
+    }
 }
 
 fn var_dims(program: &Program, dynamic: &DynamicBatch, v: Symbol) -> Vec<Dim> {
