@@ -81,6 +81,16 @@ pub struct ExportOptions {
 /// An error (never a panic) names what cannot be exported: a `vmap` node,
 /// and with [`ExportOptions::dynamic_batch`] any op whose result depends on
 /// the batch size (see `batch_axis.rs`).
+///
+/// ```
+/// use batchgraph::{to_onnx, BatchReduce, Batcher, Dtype, DynamicBatch, ExportOptions, Program, Strategy};
+/// let program = Program::parse("seed", "input x: [3]\nparam w: [4, 3]\nout s = sum(tanh(w @ x))\n").unwrap();
+/// let batched = Batcher::new(&program).size(8).strategy(Strategy::Fuse).run().unwrap().program;
+/// let inputs = vec!["x".to_string()];
+/// let dynamic_batch = Some(DynamicBatch { inputs, reduce: BatchReduce::Mean });
+/// let model: Vec<u8> = to_onnx(&batched, &ExportOptions { dtype: Dtype::F32, dynamic_batch }).unwrap();
+/// std::fs::write(std::env::temp_dir().join("seed.onnx"), model).unwrap(); // x: [B, 3], w: [4, 3], s: []
+/// ```
 pub fn to_onnx(program: &Program, options: &ExportOptions) -> Result<Vec<u8>> {
     Ok(to_model(program, options)?.encode_to_vec())
 }
