@@ -70,7 +70,7 @@ fn batch_size(program: &Program, dynamic: &DynamicBatch) -> Result<usize> {
     let mut size = None;
     if dynamic.inputs.is_empty() {
         return Err(Error::Unsupported(
-            "--dynamic-batch: no batched inputs were given".into(),
+            "--dynamic-batch: no input is batched (the program has no `input`), so there is no batch axis".into(),
         ));
     }
     for name in &dynamic.inputs {
