@@ -295,7 +295,9 @@ fn export_errors_exit_1_and_name_the_problem() {
         "unbatched.graph",
         "input x: [3]\nparam w: [3]\nout s = sum(w)\nout t = sum(x)\n",
     );
-    let cases: [(&[&str], &str); 6] = [
+    let no_input = temp_file("no_input.graph", "param w: [3]\nout s = sum(w)\n");
+    let cases: [(&[&str], &str); 7] = [
+        (&[&no_input, "--batch", "3", "--dynamic-batch"], "no input is batched"),
         (
             &["examples/seed.graph", "--dynamic-batch"],
             "--dynamic-batch needs --batch B",
