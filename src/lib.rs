@@ -44,14 +44,14 @@ pub use error::{Error, Result};
 pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};
 pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
 pub use ir::{
-    broadcast, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, Num, Op, Program, Reduce, Scalar, Shape,
-    ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
+    broadcast, expand_loops, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, LoopBody, Loops, Num, Op,
+    Program, Reduce, Scalar, Shape, ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
 };
 #[cfg(feature = "pictures")]
 pub use pictures::{dot_to_svg, line_chart_svg, to_dot, to_petgraph, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{
-    forward, jvp, named_to_json, random_values, tensor_from_json, tensor_to_json, unbroadcast, values_from_json, vjp,
-    Evaluation, Gradients, Interpreter, Rng, Tangents, Tensor, Values,
+    forward, jvp, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json, unbroadcast,
+    values_from_json, vjp, Evaluation, Gradients, Interpreter, Rng, Run, Tangents, Tensor, Values,
 };
 
 impl Program {

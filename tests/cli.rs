@@ -296,14 +296,15 @@ fn export_errors_exit_1_and_name_the_problem() {
         "input x: [3]\nparam w: [3]\nout s = sum(w)\nout t = sum(x)\n",
     );
     let no_input = temp_file("no_input.graph", "param w: [3]\nout s = sum(w)\n");
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&[&no_input, "--batch", "3", "--dynamic-batch"], "no input is batched"),
         (
             &["examples/seed.graph", "--dynamic-batch"],
             "--dynamic-batch needs --batch B",
         ),
+        (&["examples/mixed.graph", "--batch", "4"], "`row` is part of a loop"),
         (
-            &["examples/mixed.graph", "--batch", "4", "--dynamic-batch"],
+            &["examples/mixed.graph", "--batch", "4", "--expand", "--dynamic-batch"],
             "`index(_, 0)` takes one row of the batch axis for `stack`",
         ),
         (

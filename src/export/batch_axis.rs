@@ -158,6 +158,7 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
                 "vmap is the batcher's spec node and cannot be exported".into(),
             ))
         }
+        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => return Err(super::ops::loop_refused(node)),
     })
 }
 

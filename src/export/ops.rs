@@ -49,6 +49,13 @@ fn reduce_op(r: Reduce) -> &'static str {
     }
 }
 
+/// The error for a loop node: the ONNX export has no form for loops (yet).
+pub fn loop_refused(node: &Op) -> Error {
+    Error::Unsupported(format!(
+        "`{node}` is part of a loop (`map`, `row`, `chunks`, `rows`: the batcher's duplicated plan), which the ONNX export has no form for; write the loop out as copies with --expand (one file per batch size)"
+    ))
+}
+
 fn attr_int(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
@@ -267,6 +274,7 @@ impl<'p> Emitter<'p> {
                     "vmap is the batcher's spec node and cannot be exported".into(),
                 ))
             }
+            Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => return Err(loop_refused(node)),
         };
         self.names.push(name);
         Ok(())

@@ -67,6 +67,10 @@ impl Printer<'_> {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Map(_)
+            | Op::Row(_)
+            | Op::Chunks(_)
+            | Op::Rows(_)
             | Op::Vmap(_) => {
                 let args: Vec<&str> = node.children().iter().map(|&c| self.get(c).0.as_str()).collect();
                 (format!("{node}({})", args.join(", ")), ATOM)

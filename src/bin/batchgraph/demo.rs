@@ -2,8 +2,8 @@
 //! answered by running the seed graph, with numbers and pictures.
 
 use batchgraph::{
-    line_chart_svg, random_values, to_svg, Batcher, Chart, Error, Interpreter, Program, Result, Rng, Series, Strategy,
-    Tensor, Values,
+    expand_loops, line_chart_svg, random_values, to_svg, Batcher, Chart, Error, Interpreter, Program, Result, Rng,
+    Series, Strategy, Tensor, Values, MAX_NODES,
 };
 use ndarray::{s, Axis, IxDyn};
 use serde::Serialize;
@@ -150,7 +150,8 @@ fn graphs_and_costs(
     .map_err(io)?;
     write_file(&options.out.join("seed.svg"), &to_svg(seed).map_err(Error::Io)?, files)?;
 
-    let unrolled = Batcher::new(seed).size(2).strategy(Strategy::Unroll).run()?;
+    let mut unrolled = Batcher::new(seed).size(2).strategy(Strategy::Unroll).run()?;
+    unrolled.program = expand_loops(&unrolled.program, MAX_NODES)?;
     let fused = Batcher::new(seed).size(2).strategy(Strategy::Fuse).run()?;
     writeln!(
         out,
