@@ -295,6 +295,10 @@ fn export_errors_exit_1_and_name_the_problem() {
         "unbatched.graph",
         "input x: [3]\nparam w: [3]\nout s = sum(w)\nout t = sum(x)\n",
     );
+    let chunks = temp_file(
+        "chunks.graph",
+        "input c: [2, 3]\nparam v: [3]\nout r = sum(chunks(rows(c, 1) * v, 2, 1))\n",
+    );
     let no_input = temp_file("no_input.graph", "param w: [3]\nout s = sum(w)\n");
     let cases: [(&[&str], &str); 8] = [
         (&[&no_input, "--batch", "3", "--dynamic-batch"], "no input is batched"),
@@ -302,7 +306,7 @@ fn export_errors_exit_1_and_name_the_problem() {
             &["examples/seed.graph", "--dynamic-batch"],
             "--dynamic-batch needs --batch B",
         ),
-        (&["examples/mixed.graph", "--batch", "4"], "`row` is part of a loop"),
+        (&[&chunks], "is part of a `chunks` loop"),
         (
             &["examples/mixed.graph", "--batch", "4", "--expand", "--dynamic-batch"],
             "`index(_, 0)` takes one row of the batch axis for `stack`",

@@ -23,8 +23,8 @@
 use super::DynamicBatch;
 use crate::egraph::BatchReduce;
 use crate::error::{Error, Result};
-use crate::ir::{infer_shapes, Op, Program, Shape};
-use egg::{Id, Language, Symbol};
+use crate::ir::{infer_shapes, Num, Op, Program, Shape};
+use egg::{Id, Language, RecExpr, Symbol};
 
 /// One dimension of an exported shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +158,14 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
                 "vmap is the batcher's spec node and cannot be exported".into(),
             ))
         }
-        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => return Err(super::ops::loop_refused(node)),
+        Op::Row(_) => child(0)[1..].to_vec(),
+        Op::Map([body, _]) => {
+            // As many rows as the value its body takes rows of (the ONNX Loop reads that count).
+            let mut d = vec![dims[usize::from(map_rows_of(program, node))][0]];
+            d.extend(dims[usize::from(*body)].iter().copied());
+            d
+        }
+        Op::Chunks(_) | Op::Rows(_) => return Err(super::ops::loop_refused(node)),
     })
 }
 
@@ -176,6 +183,37 @@ fn name_the_copied_op(program: &Program, i: usize, error: Error) -> Error {
         }
         (_, _, error) => error,
     }
+}
+
+/// The value whose rows a `map`'s body reads (`y` of its `row(y)`).
+fn map_rows_of(program: &Program, map: &Op) -> Id {
+    let index = program
+        .expr
+        .as_ref()
+        .iter()
+        .position(|n| n == map)
+        .expect("the map is a node");
+    let body = program.loops().bodies[index].as_ref().expect("a map has a body");
+    let rows_of = body.nodes.iter().find_map(|&n| match program.expr[Id::from(n)] {
+        Op::Row(y) => Some(y),
+        _ => None,
+    });
+    rows_of.expect("a map's body reads a row")
+}
+
+/// The program's nodes with the row count of every `map` over the batch axis set to `other`.
+fn with_map_counts(program: &Program, dims: &[Vec<Dim>], other: usize) -> (RecExpr<Op>, Vec<Id>) {
+    let (mut expr, mut new_id) = (RecExpr::default(), Vec::with_capacity(program.expr.len()));
+    for (i, node) in program.expr.as_ref().iter().enumerate() {
+        let mut node = node.clone().map_children(|c| new_id[usize::from(c)]);
+        if let Op::Map([body, _]) = node {
+            if dims[i][0] == Dim::Batch {
+                node = Op::Map([body, expr.add(Op::Num(Num(other as f64)))]);
+            }
+        }
+        new_id.push(expr.add(node));
+    }
+    (expr, new_id)
 }
 
 fn var_dims(program: &Program, dynamic: &DynamicBatch, v: Symbol) -> Vec<Dim> {
@@ -247,8 +285,10 @@ fn cross_check(program: &Program, dynamic: &DynamicBatch, dims: &[Vec<Dim>], oth
         let shape = vars.get_mut(&Symbol::from(name)).expect("checked to be an input");
         shape.0[0] = other;
     }
-    let shapes = infer_shapes(&program.expr, &vars).map_err(|e| refuse(format!("at batch size {other}: {e}")))?;
-    for (i, (shape, d)) in shapes.iter().zip(dims).enumerate() {
+    let (expr, new_id) = with_map_counts(program, dims, other);
+    let shapes = infer_shapes(&expr, &vars).map_err(|e| refuse(format!("at batch size {other}: {e}")))?;
+    for (i, d) in dims.iter().enumerate() {
+        let shape = &shapes[usize::from(new_id[i])];
         let expected: Vec<usize> = d
             .iter()
             .map(|d| match d {

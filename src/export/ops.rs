@@ -4,7 +4,7 @@
 //! graph elsewhere" has the same mapping as a table.
 
 use super::proto::{attribute_proto::AttributeType, tensor_proto::DataType};
-use super::proto::{AttributeProto, GraphProto, NodeProto, TensorProto};
+use super::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto};
 use super::Dtype;
 use crate::error::{Error, Result};
 use crate::ir::{Binary, Op, Program, Reduce, Unary};
@@ -49,11 +49,37 @@ fn reduce_op(r: Reduce) -> &'static str {
     }
 }
 
-/// The error for a loop node: the ONNX export has no form for loops (yet).
+/// The error for a loop node that has no ONNX form: `chunks` and its `rows`
+/// (a `map` is an ONNX `Loop`, and its `row` is emitted inside it).
 pub fn loop_refused(node: &Op) -> Error {
     Error::Unsupported(format!(
-        "`{node}` is part of a loop (`map`, `row`, `chunks`, `rows`: the batcher's duplicated plan), which the ONNX export has no form for; write the loop out as copies with --expand (one file per batch size)"
+        "`{node}` is part of a `chunks` loop (micro-batches), which has no ONNX form here; only `map` loops export (as an ONNX Loop)"
     ))
+}
+
+/// A value's name and type: `dims` fixed sizes, or `None` for a shape left to inference.
+fn value_info(name: &str, elem_type: DataType, dims: Option<&[i64]>) -> ValueInfoProto {
+    use super::proto::{tensor_shape_proto::dimension::Value, tensor_shape_proto::Dimension, type_proto};
+    let shape = dims.map(|dims| TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|&d| Dimension {
+                value: Some(Value::DimValue(d)),
+                ..Default::default()
+            })
+            .collect(),
+    });
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem_type as i32),
+                shape,
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn attr_int(name: &str, value: i64) -> AttributeProto {
@@ -86,6 +112,8 @@ pub struct Emitter<'p> {
     taken: HashSet<String>,
     int_constants: HashMap<(bool, Vec<i64>), String>,
     next: usize,
+    /// Inside a loop's body: the name of the iteration number.
+    iteration: Option<String>,
 }
 
 impl<'p> Emitter<'p> {
@@ -114,6 +142,7 @@ impl<'p> Emitter<'p> {
             taken,
             int_constants: HashMap::new(),
             next: 0,
+            iteration: None,
         }
     }
 
@@ -215,10 +244,21 @@ impl<'p> Emitter<'p> {
         self.node("Squeeze", vec![product, last], vec![])
     }
 
-    /// Emits node `id` (its children are emitted already).
+    /// Emits node `id` (its children are emitted already). A node that runs once
+    /// per row of a loop is emitted inside the loop's body, when its `map` is.
     pub fn emit(&mut self, id: Id, node: &Op) -> Result<()> {
+        let name = match self.program.loops().per_row[usize::from(id)] {
+            true => String::new(),
+            false => self.op_value(id, node)?,
+        };
+        self.names.push(name);
+        Ok(())
+    }
+
+    /// The ONNX nodes of one program node; returns the name of its value.
+    fn op_value(&mut self, id: Id, node: &Op) -> Result<String> {
         let keepdims = || vec![attr_int("keepdims", 0)];
-        let name = match node {
+        Ok(match node {
             Op::Var(v) => v.to_string(),
             Op::Num(n) if self.data_use[usize::from(id)] => self.literal(n.0),
             Op::Num(_) => String::new(),
@@ -274,10 +314,64 @@ impl<'p> Emitter<'p> {
                     "vmap is the batcher's spec node and cannot be exported".into(),
                 ))
             }
-            Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => return Err(loop_refused(node)),
+            Op::Map(_) => self.map_loop(id)?,
+            Op::Row(y) => match self.iteration.clone() {
+                Some(iteration) => self.node("Gather", vec![self.value(*y), iteration], vec![attr_int("axis", 0)]),
+                None => return Err(loop_refused(node)),
+            },
+            Op::Chunks(_) | Op::Rows(_) => return Err(loop_refused(node)),
+        })
+    }
+
+    /// `map(body, n)` as an ONNX `Loop` whose body graph holds the per-row nodes
+    /// (values computed once are read from the outer graph), `row(y)` as
+    /// `Gather(y, iteration)`, and whose scan output stacks the rows. The trip
+    /// count is read from `y` at run time, so a symbolic `B` stays symbolic.
+    fn map_loop(&mut self, id: Id) -> Result<String> {
+        let program = self.program;
+        let body = program.loops().bodies[usize::from(id)]
+            .clone()
+            .expect("a map has a body");
+        let rows_of = body.nodes.iter().find_map(|&n| match program.expr[Id::from(n)] {
+            Op::Row(y) => Some(y),
+            _ => None,
+        });
+        let rows_of = rows_of.expect("a map's body reads a row");
+        let shape = self.node("Shape", vec![self.value(rows_of)], vec![]);
+        let first = self.ints(vec![0], true);
+        let trips = self.node("Gather", vec![shape, first], vec![attr_int("axis", 0)]);
+
+        let outer_graph = std::mem::take(&mut self.graph);
+        let outer_constants = std::mem::take(&mut self.int_constants);
+        let (iteration, cond_in) = (self.fresh(), self.fresh());
+        self.iteration = Some(iteration.clone());
+        for &n in &body.nodes {
+            self.names[n] = self.op_value(Id::from(n), &program.expr[Id::from(n)])?;
+        }
+        let result = self.names[*body.nodes.last().expect("a body has nodes")].clone();
+        let cond_out = self.node("Identity", vec![cond_in.clone()], vec![]);
+        for &n in &body.nodes {
+            self.names[n] = String::new();
+        }
+        self.iteration = None;
+        self.int_constants = outer_constants;
+        let mut graph = std::mem::replace(&mut self.graph, outer_graph);
+        graph.name = Some(format!("map{}", usize::from(id)));
+        graph.input = vec![
+            value_info(&iteration, DataType::Int64, Some(&[])),
+            value_info(&cond_in, DataType::Bool, Some(&[])),
+        ];
+        graph.output = vec![
+            value_info(&cond_out, DataType::Bool, Some(&[])),
+            value_info(&result, self.dtype.onnx(), None),
+        ];
+        let body_attribute = AttributeProto {
+            name: Some("body".into()),
+            r#type: Some(AttributeType::Graph as i32),
+            g: Some(graph),
+            ..Default::default()
         };
-        self.names.push(name);
-        Ok(())
+        Ok(self.node("Loop", vec![trips, String::new()], vec![body_attribute]))
     }
 
     /// The graph, with one `Identity` node per output that names it as declared.

@@ -199,7 +199,7 @@ struct ExportArgs {
     /// With --batch: leave the batch axis symbolic (`B`), so that one file serves every batch size.
     #[arg(long)]
     dynamic_batch: bool,
-    /// Write every loop out as copies of its body first (ONNX export has no form for loops).
+    /// Write every map loop out as copies of its body first (as `batch --expand`): no ONNX Loop, one batch size.
     #[arg(long)]
     expand: bool,
 }
