@@ -36,9 +36,9 @@ pub mod pictures;
 pub mod runtime;
 
 pub use egraph::{
-    calibrate, check_rule, extract_dag, extract_dag_greedy, parse_rule_file, program_cost, work, BatchReduce,
-    BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph, PlanSummary, Rule, RuleSet,
-    ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
+    calibrate, check_rule, chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost,
+    program_cost_for, work, BatchReduce, BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction,
+    Graph, PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
 pub use error::{Error, Result};
 pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};

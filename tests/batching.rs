@@ -7,7 +7,7 @@ use batchgraph::{
     check_rule, parse_rule_file, BatchReduce as Reduce, Batcher, Error, Interpreter, Program, Rule, RuleSet, Strategy,
     Tensor, Values,
 };
-use common::{json_tensor, load_reference, random_expression, rel_diff, Rng};
+use common::{depends_on, json_tensor, load_reference, random_expression, rel_diff, Rng};
 use ndarray::{Axis, IxDyn};
 
 fn example(name: &str) -> Program {
@@ -90,18 +90,6 @@ fn check_semantics(program: &Program, over: &[&str], b: usize, strategy: Strateg
             assert!(d < 1e-9, "gradient w.r.t. {name} differs by {d}\n{context}");
         }
     }
-}
-
-/// Whether some output of `program` depends on one of `names`.
-fn depends_on(program: &Program, names: &[&str]) -> bool {
-    let expr = program.expr.as_ref();
-    let mut depends = vec![false; expr.len()];
-    for (i, node) in expr.iter().enumerate() {
-        use egg::Language;
-        depends[i] = node.as_var().is_some_and(|v| names.contains(&v.as_str()))
-            || node.children().iter().any(|&c| depends[usize::from(c)]);
-    }
-    program.outputs.iter().any(|(_, id)| depends[usize::from(*id)])
 }
 
 /// Random per-example programs over a: [3], c: [2, 3] (batched) and m: [2, 3],

@@ -263,7 +263,8 @@ impl<'p> Batcher<'p> {
         let mut candidates: Vec<Result<Plan>> = match self.strategy {
             Strategy::Unroll => vec![unroll],
             Strategy::Fuse => vec![fuse],
-            Strategy::Auto => vec![self.plan(&over, Ways::Both), fuse, unroll],
+            // Fused first: of two plans that cost the same, the simpler name wins.
+            Strategy::Auto => vec![fuse, self.plan(&over, Ways::Both), unroll],
         };
         if self.memory_budget.is_some() && self.strategy != Strategy::Unroll {
             candidates.extend(self.chunk_plans(&over, candidates.iter().flatten().find(|p| p.name == "fused")));
@@ -386,9 +387,15 @@ impl<'p> Batcher<'p> {
         for d in self.program.inputs.iter().filter(|d| batched.contains(d.name.as_str())) {
             too_large(format!("input {}", d.name), &d.shape)?;
         }
-        // Every batched intermediate has the leading axis too (its per-example shape is known).
-        for (i, node) in self.program.expr.as_ref().iter().enumerate() {
-            too_large(format!("the value of {node}"), self.program.shape(Id::from(i)))?;
+        // Every value that depends on a batched input gets the leading axis too.
+        let expr = self.program.expr.as_ref();
+        let mut mapped = vec![false; expr.len()];
+        for (i, node) in expr.iter().enumerate() {
+            mapped[i] = node.as_var().is_some_and(|v| batched.contains(v.as_str()))
+                || node.children().iter().any(|&c| mapped[usize::from(c)]);
+            if mapped[i] {
+                too_large(format!("the value of {node}"), self.program.shape(Id::from(i)))?;
+            }
         }
         Ok(())
     }

@@ -84,3 +84,15 @@ pub fn load_reference(name: &str) -> Value {
     let path = format!("{}/tests/reference/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// Whether some output of `program` depends on one of `names`.
+pub fn depends_on(program: &Program, names: &[&str]) -> bool {
+    let expr = program.expr.as_ref();
+    let mut depends = vec![false; expr.len()];
+    for (i, node) in expr.iter().enumerate() {
+        use egg::Language;
+        depends[i] = node.as_var().is_some_and(|v| names.contains(&v.as_str()))
+            || node.children().iter().any(|&c| depends[usize::from(c)]);
+    }
+    program.outputs.iter().any(|(_, id)| depends[usize::from(*id)])
+}

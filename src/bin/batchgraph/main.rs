@@ -150,6 +150,9 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return Err(format!("`{text}` is not a size (like 65536, 64KiB, 10MB, 2GiB)"));
+    }
     let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" => 1e3,
