@@ -511,11 +511,11 @@ fn fused_batched_programs_with_a_symbolic_batch_axis_match_at_b_1_4_7() {
             }
         }
     }
-    let (accepted, refused) = tally;
-    eprintln!("symbolic B: {accepted} exports accepted, {refused} refused");
+    let (accepted, loops) = tally;
+    eprintln!("symbolic B: {accepted} exports accepted; {loops} have a map loop, whose written-out copies are refused");
     assert!(
-        accepted > 2 * refused,
-        "most fused programs should export with a symbolic B"
+        loops >= 20,
+        "mixed.graph and the ops with no fusing rule batch with a loop"
     );
     run_jobs(&jobs);
 }
