@@ -13,6 +13,8 @@
 //! and the model alike), named as declared, in declaration order; one graph
 //! output per `out`, named as declared; number literals as scalar initializers
 //! of the chosen element type; axes, indices and counts as int64 initializers.
+//! A `map` loop (the duplicated plan) is an ONNX `Loop` whose trip count is read
+//! at run time; `chunks` loops are refused.
 
 mod batch_axis;
 mod ops;
@@ -78,8 +80,8 @@ pub struct ExportOptions {
 
 /// The program as a serialized ONNX `ModelProto`.
 ///
-/// An error (never a panic) names what cannot be exported: a `vmap` node,
-/// and with [`ExportOptions::dynamic_batch`] any op whose result depends on
+/// A `map` loop becomes an ONNX `Loop`. An error (never a panic) names what
+/// cannot be exported: a `chunks` loop, a `vmap` node, and with [`ExportOptions::dynamic_batch`] any op whose result depends on
 /// the batch size (see `batch_axis.rs`).
 ///
 /// ```
