@@ -8,8 +8,8 @@
 //!
 //! The crate is organised by stage, one folder each: [`front`] (the
 //! language), [`ir`] (ops, shapes, programs), [`egraph`] (rules, cost,
-//! extraction, batching), [`runtime`] (the interpreter) and, with the
-//! `pictures` feature, [`pictures`]. Everything is re-exported here.
+//! extraction, batching), [`runtime`] (the interpreter), [`export`] (ONNX)
+//! and, with the `pictures` feature, [`pictures`]. Everything is re-exported here.
 //!
 //! ```
 //! use batchgraph::Program;
@@ -28,6 +28,7 @@
 
 pub mod egraph;
 mod error;
+pub mod export;
 pub mod front;
 pub mod ir;
 #[cfg(feature = "pictures")]
@@ -40,6 +41,7 @@ pub use egraph::{
     Graph, PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
 pub use error::{Error, Result};
+pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};
 pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
 pub use ir::{
     broadcast, expand_loops, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, LoopBody, Loops, Num, Op,

@@ -244,6 +244,103 @@ fn rules_check_passes_the_builtin_rules_and_names_a_wrong_one() {
 }
 
 #[test]
+fn export_writes_an_onnx_model_with_a_symbolic_batch_axis() {
+    use batchgraph::export::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
+    use prost::Message;
+    let out = temp_file("seed_b.onnx", "");
+    let o = batchgraph(&[
+        "export",
+        "examples/seed.graph",
+        "--onnx",
+        &out,
+        "--batch",
+        "4",
+        "--dynamic-batch",
+        "--dtype",
+        "f64",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = ModelProto::decode(&*std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(model.opset_import[0].version, Some(18));
+    let graph = model.graph.unwrap();
+    let described = |info: &batchgraph::export::proto::ValueInfoProto| {
+        let Some(type_proto::Value::TensorType(t)) = &info.r#type.as_ref().unwrap().value else {
+            panic!("not a tensor")
+        };
+        let dims: Vec<String> = t
+            .shape
+            .as_ref()
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| match d.value.as_ref().unwrap() {
+                Dim::DimValue(n) => n.to_string(),
+                Dim::DimParam(p) => p.clone(),
+            })
+            .collect();
+        format!("{} {} {:?}", info.name.as_ref().unwrap(), t.elem_type.unwrap(), dims)
+    };
+    let inputs: Vec<String> = graph.input.iter().map(described).collect();
+    let outputs: Vec<String> = graph.output.iter().map(described).collect();
+    // 11 is ONNX's DOUBLE; the mean over the batch is a scalar.
+    assert_eq!(inputs, ["x 11 [\"B\", \"3\"]", "w 11 [\"4\", \"3\"]"]);
+    assert_eq!(outputs, ["s 11 []"]);
+}
+
+#[test]
+fn export_errors_exit_1_and_name_the_problem() {
+    let out = temp_file("refused.onnx", "");
+    std::fs::remove_file(&out).unwrap();
+    let unbatched = temp_file(
+        "unbatched.graph",
+        "input x: [3]\nparam w: [3]\nout s = sum(w)\nout t = sum(x)\n",
+    );
+    let chunks = temp_file(
+        "chunks.graph",
+        "input c: [2, 3]\nparam v: [3]\nout r = sum(chunks(rows(c, 1) * v, 2, 1))\n",
+    );
+    let no_input = temp_file("no_input.graph", "param w: [3]\nout s = sum(w)\n");
+    let cases: [(&[&str], &str); 8] = [
+        (&[&no_input, "--batch", "3", "--dynamic-batch"], "no input is batched"),
+        (
+            &["examples/seed.graph", "--dynamic-batch"],
+            "--dynamic-batch needs --batch B",
+        ),
+        (&[&chunks], "is part of a `chunks` loop"),
+        (
+            &["examples/mixed.graph", "--batch", "4", "--expand", "--dynamic-batch"],
+            "`index(_, 0)` takes one row of the batch axis for `stack`",
+        ),
+        (
+            &[&unbatched, "--batch", "4", "--reduce", "sum", "--dynamic-batch"],
+            "output `s` does not depend on the batched inputs",
+        ),
+        (
+            &[&unbatched, "--batch", "4", "--reduce", "none", "--dynamic-batch"],
+            "output `s` has shape [4]",
+        ),
+        (
+            &["examples/seed.graph", "--batch", "4", "--over", "w"],
+            "`w` is a param",
+        ),
+        (&["no/such/file.graph"], "no/such/file.graph"),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["export", "--onnx", &out];
+        all.extend_from_slice(args);
+        let o = batchgraph(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        assert!(!std::path::Path::new(&out).exists(), "{args:?} wrote a file");
+    }
+    let o = batchgraph(&["export", "examples/seed.graph", "--onnx", "no/such/dir/m.onnx"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no/such/dir/m.onnx"), "{}", stderr(&o));
+    let o = batchgraph(&["export", "examples/seed.graph", "--onnx", &out, "--over", "x"]);
+    assert_eq!(o.status.code(), Some(2), "--over without --batch is a usage error");
+}
+
+#[test]
 fn batch_refuses_bad_sizes_and_budgets_clearly() {
     let cases: [(&[&str], i32, &str); 7] = [
         (

@@ -3,8 +3,9 @@
 mod demo;
 
 use batchgraph::{
-    calibrate, check_rule, expand_loops, json_from_str, named_to_json, parse_file, to_dot, to_svg, values_from_json,
-    BatchReduce, Batcher, CostProfile, Error, Interpreter, Program, RuleSet, Run, Scalar, Strategy, Values, MAX_NODES,
+    calibrate, check_rule, expand_loops, json_from_str, named_to_json, parse_file, to_dot, to_onnx, to_svg,
+    values_from_json, BatchReduce, Batcher, CostProfile, DynamicBatch, Error, ExportOptions, Interpreter, Program,
+    RuleSet, Run, Scalar, Strategy, Values, MAX_NODES,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use demo::{run_demo, DemoOptions};
@@ -44,6 +45,8 @@ enum Command {
     Eval(EvalArgs),
     /// Batch a program over a mini-batch; prints the batched program in the language.
     Batch(BatchArgs),
+    /// Write a program as an ONNX model (opset 18); with --batch, batch it first.
+    Export(ExportArgs),
     /// Measure this machine's interpreter and print a cpu cost profile (JSON).
     Calibrate,
     /// List the rules (built-in, and those in --rules DIR); with --check, check each for soundness.
@@ -172,6 +175,36 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         ));
     }
     Ok(bytes as usize)
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The .graph file.
+    file: PathBuf,
+    /// Where to write the ONNX model.
+    #[arg(long, value_name = "OUT.onnx")]
+    onnx: PathBuf,
+    /// Element type of the model's values.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    dtype: Dtype,
+    /// Batch the program over B examples first (as `batch`, fused by default).
+    #[arg(long, value_name = "B")]
+    batch: Option<usize>,
+    /// With --batch: inputs to batch over, comma-separated (default: every input).
+    #[arg(long, value_delimiter = ',', requires = "batch")]
+    over: Option<Vec<String>>,
+    /// With --batch: each output becomes the mean over the batch, the sum, or the stack (none).
+    #[arg(long, value_enum, default_value_t = ReduceArg::Mean, requires = "batch")]
+    reduce: ReduceArg,
+    /// With --batch: the batching strategy.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Fuse, requires = "batch")]
+    strategy: StrategyArg,
+    /// With --batch: leave the batch axis symbolic (`B`), so that one file serves every batch size.
+    #[arg(long)]
+    dynamic_batch: bool,
+    /// Write every map loop out as copies of its body first (as `batch --expand`): no ONNX Loop, one batch size.
+    #[arg(long)]
+    expand: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -321,6 +354,22 @@ fn profile(name: &str) -> Result<CostProfile, Error> {
     }
 }
 
+fn batch_reduce(reduce: ReduceArg) -> BatchReduce {
+    match reduce {
+        ReduceArg::Mean => BatchReduce::Mean,
+        ReduceArg::Sum => BatchReduce::Sum,
+        ReduceArg::None => BatchReduce::None,
+    }
+}
+
+fn batch_strategy(strategy: StrategyArg) -> Strategy {
+    match strategy {
+        StrategyArg::Auto => Strategy::Auto,
+        StrategyArg::Unroll => Strategy::Unroll,
+        StrategyArg::Fuse => Strategy::Fuse,
+    }
+}
+
 fn batch(args: BatchArgs) -> Result<(), Error> {
     let program = parse_file(&args.file)?;
     let mut rule_set = RuleSet::builtin();
@@ -329,16 +378,8 @@ fn batch(args: BatchArgs) -> Result<(), Error> {
     }
     let mut batcher = Batcher::new(&program)
         .size(args.size)
-        .reduce(match args.reduce {
-            ReduceArg::Mean => BatchReduce::Mean,
-            ReduceArg::Sum => BatchReduce::Sum,
-            ReduceArg::None => BatchReduce::None,
-        })
-        .strategy(match args.strategy {
-            StrategyArg::Auto => Strategy::Auto,
-            StrategyArg::Unroll => Strategy::Unroll,
-            StrategyArg::Fuse => Strategy::Fuse,
-        })
+        .reduce(batch_reduce(args.reduce))
+        .strategy(batch_strategy(args.strategy))
         .profile(profile(&args.profile)?)
         .memory_budget(args.memory)
         .price_for(match args.run {
@@ -364,6 +405,51 @@ fn batch(args: BatchArgs) -> Result<(), Error> {
     }
     say!("{}", batched.program.to_text());
     Ok(())
+}
+
+/// Writes the program (batched first with --batch) as an ONNX model.
+fn export(args: ExportArgs) -> Result<(), Error> {
+    let program = parse_file(&args.file)?;
+    let (program, dynamic_batch) = match args.batch {
+        None if args.dynamic_batch => {
+            return Err(Error::Unsupported(format!(
+                "--dynamic-batch needs --batch B: {} is exported as written, and a program does not say which of its axes is a batch",
+                args.file.display()
+            )))
+        }
+        None => (program, None),
+        Some(size) => {
+            let mut batcher = Batcher::new(&program)
+                .size(size)
+                .reduce(batch_reduce(args.reduce))
+                .strategy(batch_strategy(args.strategy));
+            if let Some(over) = &args.over {
+                batcher = batcher.over(over.clone());
+            }
+            let inputs = match &args.over {
+                Some(over) => over.clone(),
+                None => program.inputs.iter().map(|d| d.name.clone()).collect(),
+            };
+            let dynamic = args.dynamic_batch.then(|| DynamicBatch {
+                inputs,
+                reduce: batch_reduce(args.reduce),
+            });
+            (batcher.run()?.program, dynamic)
+        }
+    };
+    let program = match args.expand {
+        true => expand_loops(&program, MAX_NODES)?,
+        false => program,
+    };
+    let options = ExportOptions {
+        dtype: match args.dtype {
+            Dtype::F32 => batchgraph::Dtype::F32,
+            Dtype::F64 => batchgraph::Dtype::F64,
+        },
+        dynamic_batch,
+    };
+    let bytes = to_onnx(&program, &options)?;
+    std::fs::write(&args.onnx, bytes).map_err(|e| Error::Io(format!("{}: {e}", args.onnx.display())))
 }
 
 /// Lists every rule; with `check`, checks each, and fails on an unsound or never-exercised one.
@@ -424,6 +510,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Batch(args) => batch(args),
+        Command::Export(args) => export(args),
         Command::Rules { rules: dir, check } => rules(dir.as_deref(), check),
         Command::Calibrate => {
             say!("{}\n", serde_json::to_string_pretty(&calibrate()).unwrap());

@@ -1,0 +1,396 @@
+//! Every op to ONNX nodes: the one place that says how (an exhaustive `match`
+//! over [`Op`], and over each op table, so a new op or table entry does not
+//! compile until it is given an ONNX form here). README's "Running the compiled
+//! graph elsewhere" has the same mapping as a table.
+
+use super::proto::{attribute_proto::AttributeType, tensor_proto::DataType};
+use super::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto};
+use super::Dtype;
+use crate::error::{Error, Result};
+use crate::ir::{Binary, Op, Program, Reduce, Unary};
+use egg::{Id, Language};
+use std::collections::{HashMap, HashSet};
+
+/// The ONNX op of an elementwise op of one operand (each exists in opset 18, in float and double).
+fn unary_op(u: Unary) -> &'static str {
+    match u {
+        Unary::Neg => "Neg",
+        Unary::Exp => "Exp",
+        Unary::Log => "Log",
+        Unary::Tanh => "Tanh",
+        Unary::Sigmoid => "Sigmoid",
+        Unary::Relu => "Relu",
+        Unary::Sqrt => "Sqrt",
+        Unary::Sin => "Sin",
+        Unary::Cos => "Cos",
+        Unary::Abs => "Abs",
+        Unary::Softplus => "Softplus",
+    }
+}
+
+/// The ONNX op of a broadcasting binary op (ONNX broadcasts as numpy does).
+fn binary_op(b: Binary) -> &'static str {
+    match b {
+        Binary::Add => "Add",
+        Binary::Sub => "Sub",
+        Binary::Mul => "Mul",
+        Binary::Div => "Div",
+        Binary::Pow => "Pow",
+    }
+}
+
+/// The ONNX op of a reduction (opset 18: axes are an input; none means all axes).
+fn reduce_op(r: Reduce) -> &'static str {
+    match r {
+        Reduce::Sum => "ReduceSum",
+        Reduce::Mean => "ReduceMean",
+        Reduce::Max => "ReduceMax",
+        Reduce::Min => "ReduceMin",
+    }
+}
+
+/// The error for a loop node that has no ONNX form: `chunks` and its `rows`
+/// (a `map` is an ONNX `Loop`, and its `row` is emitted inside it).
+pub fn loop_refused(node: &Op) -> Error {
+    Error::Unsupported(format!(
+        "`{node}` is part of a `chunks` loop (micro-batches), which has no ONNX form here; only `map` loops export (as an ONNX Loop)"
+    ))
+}
+
+/// A value's name and type: `dims` fixed sizes, or `None` for a shape left to inference.
+fn value_info(name: &str, elem_type: DataType, dims: Option<&[i64]>) -> ValueInfoProto {
+    use super::proto::{tensor_shape_proto::dimension::Value, tensor_shape_proto::Dimension, type_proto};
+    let shape = dims.map(|dims| TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|&d| Dimension {
+                value: Some(Value::DimValue(d)),
+                ..Default::default()
+            })
+            .collect(),
+    });
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem_type as i32),
+                shape,
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn attr_int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(value),
+        ..Default::default()
+    }
+}
+
+fn attr_ints(name: &str, values: Vec<i64>) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: values,
+        ..Default::default()
+    }
+}
+
+/// Builds the ONNX graph's nodes and initializers, one program node at a time.
+pub struct Emitter<'p> {
+    program: &'p Program,
+    dtype: Dtype,
+    graph: GraphProto,
+    /// The ONNX value name of each program node (empty for a literal used only as an axis, row or count).
+    names: Vec<String>,
+    /// Whether each node is used as data (not only as an integer operand), or is an output.
+    data_use: Vec<bool>,
+    taken: HashSet<String>,
+    int_constants: HashMap<(bool, Vec<i64>), String>,
+    next: usize,
+    /// Inside a loop's body: the name of the iteration number.
+    iteration: Option<String>,
+}
+
+impl<'p> Emitter<'p> {
+    /// An emitter for `program` with values of `dtype`.
+    pub fn new(program: &'p Program, dtype: Dtype) -> Self {
+        let mut data_use = vec![false; program.expr.len()];
+        for node in program.expr.as_ref() {
+            for (position, &c) in node.children().iter().enumerate() {
+                data_use[usize::from(c)] |= !node.integer_operand(position);
+            }
+        }
+        for (_, id) in &program.outputs {
+            data_use[usize::from(*id)] = true;
+        }
+        let declared = program.inputs.iter().chain(&program.params).map(|d| d.name.clone());
+        let taken = declared.chain(program.outputs.iter().map(|o| o.0.clone())).collect();
+        Emitter {
+            program,
+            dtype,
+            graph: GraphProto {
+                name: Some("batchgraph".into()),
+                ..Default::default()
+            },
+            names: Vec::with_capacity(program.expr.len()),
+            data_use,
+            taken,
+            int_constants: HashMap::new(),
+            next: 0,
+            iteration: None,
+        }
+    }
+
+    fn fresh(&mut self) -> String {
+        loop {
+            let name = format!("t{}", self.next);
+            self.next += 1;
+            if self.taken.insert(name.clone()) {
+                return name;
+            }
+        }
+    }
+
+    fn value(&self, id: Id) -> String {
+        self.names[usize::from(id)].clone()
+    }
+
+    fn integer(&self, id: Id) -> i64 {
+        self.program
+            .literal(id)
+            .expect("shape inference checked integer operands") as i64
+    }
+
+    /// A node of `op_type` with one output, named `output` or a fresh name.
+    fn node_named(
+        &mut self,
+        op_type: &str,
+        inputs: Vec<String>,
+        attributes: Vec<AttributeProto>,
+        output: Option<String>,
+    ) -> String {
+        let output = output.unwrap_or_else(|| self.fresh());
+        self.graph.node.push(NodeProto {
+            input: inputs,
+            output: vec![output.clone()],
+            name: Some(output.clone()),
+            op_type: Some(op_type.into()),
+            attribute: attributes,
+            ..Default::default()
+        });
+        output
+    }
+
+    fn node(&mut self, op_type: &str, inputs: Vec<String>, attributes: Vec<AttributeProto>) -> String {
+        self.node_named(op_type, inputs, attributes, None)
+    }
+
+    /// An int64 initializer (a 1-D tensor, or a scalar if `scalar`), shared between uses.
+    fn ints(&mut self, values: Vec<i64>, scalar: bool) -> String {
+        if let Some(name) = self.int_constants.get(&(scalar, values.clone())) {
+            return name.clone();
+        }
+        let name = self.fresh();
+        self.graph.initializer.push(TensorProto {
+            dims: if scalar { vec![] } else { vec![values.len() as i64] },
+            data_type: Some(DataType::Int64 as i32),
+            int64_data: values.clone(),
+            name: Some(name.clone()),
+            ..Default::default()
+        });
+        self.int_constants.insert((scalar, values), name.clone());
+        name
+    }
+
+    /// A scalar initializer of the model's element type.
+    fn literal(&mut self, value: f64) -> String {
+        let name = self.fresh();
+        let mut tensor = TensorProto {
+            data_type: Some(self.dtype.onnx() as i32),
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        match self.dtype {
+            Dtype::F32 => tensor.float_data = vec![value as f32],
+            Dtype::F64 => tensor.double_data = vec![value],
+        }
+        self.graph.initializer.push(tensor);
+        name
+    }
+
+    fn unsqueeze_front(&mut self, id: Id) -> String {
+        let axes = self.ints(vec![0], false);
+        let value = self.value(id);
+        self.node("Unsqueeze", vec![value, axes], vec![])
+    }
+
+    /// `a @ b`. A matrix (or stack of them) times a vector is written as a matrix
+    /// times a one-column matrix, squeezed after: ONNX Runtime 1.32's
+    /// `MatMulTransposeFusion` (on by default) computes `Transpose(A) @ v` wrongly
+    /// when `v` is 1-D (`tests/onnx.rs` catches it on `reference/matmul_ranks`).
+    fn matmul(&mut self, a: Id, b: Id) -> String {
+        let (left, right) = (self.value(a), self.value(b));
+        if self.program.shape(b).rank() != 1 || self.program.shape(a).rank() < 2 {
+            return self.node("MatMul", vec![left, right], vec![]);
+        }
+        let last = self.ints(vec![-1], false);
+        let column = self.node("Unsqueeze", vec![right, last.clone()], vec![]);
+        let product = self.node("MatMul", vec![left, column], vec![]);
+        self.node("Squeeze", vec![product, last], vec![])
+    }
+
+    /// Emits node `id` (its children are emitted already). A node that runs once
+    /// per row of a loop is emitted inside the loop's body, when its `map` is.
+    pub fn emit(&mut self, id: Id, node: &Op) -> Result<()> {
+        let name = match self.program.loops().per_row[usize::from(id)] {
+            true => String::new(),
+            false => self.op_value(id, node)?,
+        };
+        self.names.push(name);
+        Ok(())
+    }
+
+    /// The ONNX nodes of one program node; returns the name of its value.
+    fn op_value(&mut self, id: Id, node: &Op) -> Result<String> {
+        let keepdims = || vec![attr_int("keepdims", 0)];
+        Ok(match node {
+            Op::Var(v) => v.to_string(),
+            Op::Num(n) if self.data_use[usize::from(id)] => self.literal(n.0),
+            Op::Num(_) => String::new(),
+            Op::Unary(u, a) => self.node(unary_op(*u), vec![self.value(*a)], vec![]),
+            Op::Binary(b, [l, r]) => self.node(binary_op(*b), vec![self.value(*l), self.value(*r)], vec![]),
+            Op::Reduce(r, a) => self.node(reduce_op(*r), vec![self.value(*a)], keepdims()),
+            Op::ReduceAxis(r, [a, k]) => {
+                let axes = self.ints(vec![self.integer(*k)], false);
+                self.node(reduce_op(*r), vec![self.value(*a), axes], keepdims())
+            }
+            Op::MatMul([a, b]) => self.matmul(*a, *b),
+            Op::Transpose(a) => match self.program.shape(*a).rank() {
+                0 | 1 => self.node("Identity", vec![self.value(*a)], vec![]),
+                rank => {
+                    let perm = (0..rank as i64).rev().collect();
+                    self.node("Transpose", vec![self.value(*a)], vec![attr_ints("perm", perm)])
+                }
+            },
+            Op::Permute(children) => {
+                let perm = children[1..].iter().map(|&c| self.integer(c)).collect();
+                self.node(
+                    "Transpose",
+                    vec![self.value(children[0])],
+                    vec![attr_ints("perm", perm)],
+                )
+            }
+            Op::Expand([a, k]) => {
+                let axes = self.ints(vec![self.integer(*k)], false);
+                self.node("Unsqueeze", vec![self.value(*a), axes], vec![])
+            }
+            Op::Index([a, i]) => {
+                let row = self.ints(vec![self.integer(*i)], true);
+                self.node("Gather", vec![self.value(*a), row], vec![attr_int("axis", 0)])
+            }
+            Op::Stack(children) => {
+                let parts: Vec<String> = children.iter().map(|&c| self.unsqueeze_front(c)).collect();
+                match parts.len() {
+                    1 => parts.into_iter().next().expect("one part"),
+                    _ => self.node("Concat", parts, vec![attr_int("axis", 0)]),
+                }
+            }
+            Op::Repeat([a, n]) => {
+                // Expand broadcasts both ways: [n, 1, ..., 1] against [1, shape...] is [n, shape...],
+                // and writes no size of `a` into the model (so a batch axis in it stays symbolic).
+                let mut shape = vec![self.integer(*n)];
+                shape.extend(std::iter::repeat_n(1, self.program.shape(*a).rank()));
+                let shape = self.ints(shape, false);
+                let front = self.unsqueeze_front(*a);
+                self.node("Expand", vec![front, shape], vec![])
+            }
+            Op::Vmap(_) => {
+                return Err(Error::Unsupported(
+                    "vmap is the batcher's spec node and cannot be exported".into(),
+                ))
+            }
+            Op::Map(_) => self.map_loop(id)?,
+            Op::Row(y) => match self.iteration.clone() {
+                Some(iteration) => self.node("Gather", vec![self.value(*y), iteration], vec![attr_int("axis", 0)]),
+                None => return Err(loop_refused(node)),
+            },
+            Op::Chunks(_) | Op::Rows(_) => return Err(loop_refused(node)),
+        })
+    }
+
+    /// `map(body, n)` as an ONNX `Loop` whose body graph holds the per-row nodes
+    /// (values computed once are read from the outer graph), `row(y)` as
+    /// `Gather(y, iteration)`, and whose scan output stacks the rows. The trip
+    /// count is read from `y` at run time, so a symbolic `B` stays symbolic.
+    fn map_loop(&mut self, id: Id) -> Result<String> {
+        let program = self.program;
+        let body = program.loops().bodies[usize::from(id)]
+            .clone()
+            .expect("a map has a body");
+        let rows_of = body.nodes.iter().find_map(|&n| match program.expr[Id::from(n)] {
+            Op::Row(y) => Some(y),
+            _ => None,
+        });
+        let rows_of = rows_of.expect("a map's body reads a row");
+        let shape = self.node("Shape", vec![self.value(rows_of)], vec![]);
+        let first = self.ints(vec![0], true);
+        let trips = self.node("Gather", vec![shape, first], vec![attr_int("axis", 0)]);
+
+        let outer_graph = std::mem::take(&mut self.graph);
+        let outer_constants = std::mem::take(&mut self.int_constants);
+        let (iteration, cond_in) = (self.fresh(), self.fresh());
+        self.iteration = Some(iteration.clone());
+        for &n in &body.nodes {
+            self.names[n] = self.op_value(Id::from(n), &program.expr[Id::from(n)])?;
+        }
+        let result = self.names[*body.nodes.last().expect("a body has nodes")].clone();
+        let cond_out = self.node("Identity", vec![cond_in.clone()], vec![]);
+        for &n in &body.nodes {
+            self.names[n] = String::new();
+        }
+        self.iteration = None;
+        self.int_constants = outer_constants;
+        let mut graph = std::mem::replace(&mut self.graph, outer_graph);
+        graph.name = Some(format!("map{}", usize::from(id)));
+        graph.input = vec![
+            value_info(&iteration, DataType::Int64, Some(&[])),
+            value_info(&cond_in, DataType::Bool, Some(&[])),
+        ];
+        graph.output = vec![
+            value_info(&cond_out, DataType::Bool, Some(&[])),
+            value_info(&result, self.dtype.onnx(), None),
+        ];
+        let body_attribute = AttributeProto {
+            name: Some("body".into()),
+            r#type: Some(AttributeType::Graph as i32),
+            g: Some(graph),
+            ..Default::default()
+        };
+        Ok(self.node("Loop", vec![trips, String::new()], vec![body_attribute]))
+    }
+
+    /// The graph, with one `Identity` node per output that names it as declared.
+    pub fn finish(mut self) -> Result<GraphProto> {
+        for (name, id) in &self.program.outputs {
+            if self
+                .program
+                .inputs
+                .iter()
+                .chain(&self.program.params)
+                .any(|d| &d.name == name)
+            {
+                return Err(Error::Unsupported(format!(
+                    "output `{name}` has the name of an input or param; ONNX needs distinct names"
+                )));
+            }
+            let value = self.value(*id);
+            self.node_named("Identity", vec![value], vec![], Some(name.clone()));
+        }
+        Ok(self.graph)
+    }
+}
