@@ -24,7 +24,12 @@ fn example(name: &str) -> Program {
 }
 
 fn batched(program: &Program, size: usize, strategy: Strategy) -> Program {
-    Batcher::new(program).size(size).strategy(strategy).run().unwrap().program
+    Batcher::new(program)
+        .size(size)
+        .strategy(strategy)
+        .run()
+        .unwrap()
+        .program
 }
 
 /// `t_i = tanh(t_{i-1}) + t_{i-1}`, `layers` times: 2 * layers + 3 nodes with the output.

@@ -234,3 +234,56 @@ fn show_svg_draws_deep_graphs_and_refuses_huge_ones() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("graph too large to draw"), "{}", stderr(&o));
 }
+
+/// Item 2: `batch --rules DIR` checks the user's rules first and refuses an
+/// unsound one, naming it, instead of silently changing the program.
+#[test]
+fn batch_refuses_an_unsound_user_rule() {
+    let rule = temp_file(
+        "userrules/wrong.rules",
+        "# tanh of each example is relu of the batch (wrong)\nvmap-wrong: (vmap (tanh ?a)) => (relu (vmap ?a))\n",
+    );
+    let o = batchgraph(&[
+        "batch",
+        "examples/seed.graph",
+        "--size",
+        "2",
+        "--rules",
+        &folder_of(&rule),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("rule vmap-wrong ("), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    // A sound user rule is accepted.
+    let rule = temp_file("userrules_ok/ok.rules", "# a - 0 = a\nsub-zero-mine: (- ?a 0) => ?a\n");
+    let o = batchgraph(&[
+        "batch",
+        "examples/seed.graph",
+        "--size",
+        "2",
+        "--rules",
+        &folder_of(&rule),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Item 12: the pure unrolled plan is never said to leave duplication out,
+/// and an e-graph past the node limit is noted.
+#[test]
+fn the_unrolled_plan_reports_its_size_honestly() {
+    let program = batchgraph::parse_file(std::path::Path::new(&format!(
+        "{}/examples/mixed.graph",
+        env!("CARGO_MANIFEST_DIR")
+    )))
+    .unwrap();
+    let batched = batchgraph::Batcher::new(&program)
+        .size(200)
+        .node_limit(1_000)
+        .strategy(batchgraph::Strategy::Unroll)
+        .run()
+        .unwrap();
+    let notes = batched.report.notes.join("\n");
+    assert!(!notes.contains("left out"), "{notes}");
+    assert!(notes.contains("more than the node limit of 1000"), "{notes}");
+    assert!(batched.program.to_text().contains("index(x, 199)"));
+}

@@ -412,7 +412,10 @@ impl<'p> Batcher<'p> {
         let mut notes = vec![];
         let mapped_count = spec.iter().flatten().count();
         let mut duplicate = duplicate;
-        if duplicate == Duplicate::All
+        // Only a plan that fuses has another way than duplication; the pure
+        // unrolled plan duplicates every op whatever its size.
+        if fuse
+            && duplicate == Duplicate::All
             && 3 * self.size * mapped_count + egraph.total_number_of_nodes() > self.node_limit
         {
             notes.push(format!(
@@ -427,6 +430,13 @@ impl<'p> Batcher<'p> {
         };
         self.duplicate(&mut egraph, &example, &spec, &to_copy, duplicate == Duplicate::All);
         egraph.rebuild();
+        if egraph.total_number_of_nodes() > self.node_limit {
+            notes.push(format!(
+                "the e-graph has {} e-nodes, more than the node limit of {}: the limit stops rewriting, not the duplication this plan needs",
+                egraph.total_number_of_nodes(),
+                self.node_limit
+            ));
+        }
         if let Some(conflict) = egraph.analysis.conflicts.first() {
             return Err(Error::UnsoundRule(conflict.clone()));
         }
