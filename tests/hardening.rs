@@ -287,3 +287,31 @@ fn the_unrolled_plan_reports_its_size_honestly() {
     assert!(notes.contains("more than the node limit of 1000"), "{notes}");
     assert!(batched.program.to_text().contains("index(x, 199)"));
 }
+
+/// Item 7: what `batch` prints for a 63-layer MLP is accepted by `eval` and
+/// `show` (it nested too deeply before).
+#[test]
+fn a_batched_deep_mlp_parses_back() {
+    let mut text = String::from("input x: [4]\n");
+    let mut previous = "x".to_string();
+    for i in 0..63 {
+        text += &format!("param w{i}: [4, 4]\nlet h{i} = tanh(w{i} @ {previous})\n");
+        previous = format!("h{i}");
+    }
+    text += &format!("out s = sum({previous})\n");
+    let graph = temp_file("deepmlp/mlp63.graph", &text);
+    let o = batchgraph(&["batch", &graph, "--size", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let batched = temp_file("deepmlp/batched.graph", &stdout(&o));
+    let o = batchgraph(&["show", &batched]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&o);
+    let printed: String = shown
+        .lines()
+        .filter(|l| !l.starts_with("nodes:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let again = temp_file("deepmlp/shown.graph", &printed);
+    let o = batchgraph(&["show", &again]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
