@@ -92,6 +92,12 @@ fn check_finite_covers_gradients_and_tangents() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains("the tangent of sqrt"), "{}", stderr(&o));
+    // Finite cotangents that sum to an infinity.
+    let sum = temp_file("finite/sum.graph", "input x: []\nout s = x * 1e308 + x * 9e307\n");
+    let zero = temp_file("finite/zero.json", "{\"x\": 0}");
+    let o = batchgraph(&["eval", &sum, "--inputs", &zero, "--grad", "--check-finite"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("the gradient of `x`"), "{}", stderr(&o));
     // Without the flag the same runs succeed (JSON null for the infinity).
     let o = batchgraph(&["eval", &graph, "--inputs", &values, "--grad"]);
     assert!(o.status.success(), "{}", stderr(&o));
