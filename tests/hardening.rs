@@ -12,6 +12,37 @@ fn batchgraph(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the command, but a hang fails the test (after a minute) instead of
+/// blocking it: the pictures that used to hang are run through this.
+fn within_a_minute(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read both pipes while waiting, so that a long output cannot block the child.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+            return Output { status, stdout, stderr };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("batchgraph {args:?} hung for a minute");
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -220,11 +251,11 @@ fn show_svg_draws_deep_graphs_and_refuses_huge_ones() {
     };
     let graph = temp_file("svg/skip30.graph", &chain(31));
     let svg = temp_file("svg/skip30.svg", "");
-    let o = batchgraph(&["show", &graph, "--svg", &svg]);
+    let o = within_a_minute(&["show", &graph, "--svg", &svg]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read_to_string(&svg).unwrap().matches("tanh").count() >= 31);
     let svg = temp_file("svg/mlp64.svg", "");
-    let o = batchgraph(&[
+    let o = within_a_minute(&[
         "batch",
         "examples/mlp.graph",
         "--size",
@@ -236,7 +267,7 @@ fn show_svg_draws_deep_graphs_and_refuses_huge_ones() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let graph = temp_file("svg/huge.graph", &chain(3000));
-    let o = batchgraph(&["show", &graph, "--svg", &temp_file("svg/huge.svg", "")]);
+    let o = within_a_minute(&["show", &graph, "--svg", &temp_file("svg/huge.svg", "")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("graph too large to draw"), "{}", stderr(&o));
 }
