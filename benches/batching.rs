@@ -1,10 +1,12 @@
 //! How long batching takes (building the e-graph, saturating, extracting the
-//! chosen, the unrolled and the fused plans): against B, and against the size
-//! of the per-example graph (an MLP of 1 to 8 layers) at B = 64.
+//! chosen, the loop and the fused plans): the 3-layer MLP of
+//! `examples/mlp3.graph` for each strategy at B = 64, 4096 and 10^6 (the time
+//! must not grow with B); against the size of the per-example graph (an MLP
+//! of 1 to 8 layers) at B = 64; and with a memory budget (chunk sizes tried).
 //!
 //! Run: `cargo bench --bench batching`.
 
-use batchgraph::{Batcher, Program};
+use batchgraph::{Batcher, Program, Strategy};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 
@@ -27,16 +29,35 @@ fn deep_mlp(layers: usize) -> Program {
 }
 
 fn against_batch_size(c: &mut Criterion) {
-    let mut group = c.benchmark_group("batch_vs_B");
-    for name in ["seed", "mlp"] {
-        let program = example(name);
-        for b in [16usize, 128, 1024] {
+    let mut group = c.benchmark_group("mlp3_vs_B");
+    let program = example("mlp3");
+    for (name, strategy) in [
+        ("fuse", Strategy::Fuse),
+        ("auto", Strategy::Auto),
+        ("unroll", Strategy::Unroll),
+    ] {
+        for b in [64usize, 4096, 1_000_000] {
             group.bench_with_input(BenchmarkId::new(name, b), &b, |bench, &b| {
-                bench.iter(|| black_box(Batcher::new(&program).size(b).run().unwrap()))
+                bench.iter(|| black_box(Batcher::new(&program).size(b).strategy(strategy).run().unwrap()))
             });
         }
     }
     group.finish();
+}
+
+fn under_a_budget(c: &mut Criterion) {
+    let program = example("mlp3");
+    c.bench_function("mlp3_B4096_budget_2MB", |bench| {
+        bench.iter(|| {
+            black_box(
+                Batcher::new(&program)
+                    .size(4096)
+                    .memory_budget(Some(2_000_000))
+                    .run()
+                    .unwrap(),
+            )
+        })
+    });
 }
 
 fn against_graph_size(c: &mut Criterion) {
@@ -53,6 +74,6 @@ fn against_graph_size(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_millis(500));
-    targets = against_batch_size, against_graph_size
+    targets = against_batch_size, against_graph_size, under_a_budget
 }
 criterion_main!(benches);

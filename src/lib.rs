@@ -35,21 +35,21 @@ pub mod pictures;
 pub mod runtime;
 
 pub use egraph::{
-    calibrate, check_rule, extract_dag, extract_dag_greedy, parse_rule_file, program_cost, work, BatchReduce,
-    BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph, PlanSummary, Rule, RuleSet,
-    ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
+    calibrate, check_rule, chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost,
+    program_cost_for, work, BatchReduce, BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction,
+    Graph, PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
 pub use error::{Error, Result};
 pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
 pub use ir::{
-    broadcast, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, Num, Op, Program, Reduce, Scalar, Shape,
-    ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
+    broadcast, expand_loops, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, LoopBody, Loops, Num, Op,
+    Program, Reduce, Scalar, Shape, ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
 };
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{
-    forward, json_from_str, jvp, named_to_json, random_values, tensor_from_json, tensor_to_json, unbroadcast,
-    values_from_json, vjp, Evaluation, Gradients, Interpreter, Rng, Tangents, Tensor, Values,
+    forward, json_from_str, jvp, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
+    unbroadcast, values_from_json, vjp, Evaluation, Gradients, Interpreter, Rng, Run, Tangents, Tensor, Values,
 };
 
 impl Program {

@@ -242,3 +242,116 @@ fn rules_check_passes_the_builtin_rules_and_names_a_wrong_one() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("UNSOUND: rule vmap-wrong ("), "{}", stdout(&o));
 }
+
+#[test]
+fn batch_refuses_bad_sizes_and_budgets_clearly() {
+    let cases: [(&[&str], i32, &str); 7] = [
+        (
+            &["batch", "examples/seed.graph", "--size", "0"],
+            1,
+            "the batch size must be at least 1",
+        ),
+        (
+            &["batch", "examples/seed.graph", "--size", "4000000000"],
+            1,
+            "batch size 4000000000: input x would have shape",
+        ),
+        (
+            &["batch", "examples/seed.graph", "--size", "18446744073709551615"],
+            1,
+            "more than 2^31 elements",
+        ),
+        (&["batch", "examples/seed.graph", "--size", "-3"], 2, "--size"),
+        (
+            &["batch", "examples/seed.graph", "--size", "8", "--memory", "0"],
+            2,
+            "at least 1 byte",
+        ),
+        (
+            &["batch", "examples/seed.graph", "--size", "8", "--memory", "lots"],
+            2,
+            "not a size",
+        ),
+        (
+            &["batch", "examples/mlp3.graph", "--size", "64", "--memory", "1KiB"],
+            1,
+            "no plan fits in 1024 bytes: the smallest predicted peak is",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let start = std::time::Instant::now();
+        let o = batchgraph(args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+        // Refused up front: nothing is built per row.
+        assert!(start.elapsed().as_secs() < 20, "{args:?} took {:?}", start.elapsed());
+    }
+}
+
+#[test]
+fn batch_under_a_memory_budget_reports_the_chosen_plan() {
+    let report = temp_file("budget/report.json", "");
+    let o = batchgraph(&[
+        "batch",
+        "examples/mlp3.graph",
+        "--size",
+        "1000",
+        "--memory",
+        "300KB",
+        "--report",
+        &report,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("chunks("), "{}", stdout(&o));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r["chosen"]["predicted_peak_bytes"].as_u64().unwrap() <= 300_000, "{r}");
+    assert_eq!(r["run"], "grad");
+    assert!(r["plans"].as_array().unwrap().len() > 4, "{r}");
+}
+
+#[test]
+fn the_loop_plan_prints_one_loop_and_expand_writes_the_copies() {
+    let o = batchgraph(&[
+        "batch",
+        "examples/seed.graph",
+        "--size",
+        "1000000",
+        "--strategy",
+        "unroll",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("map(sum(t2 * t2) + sum(t1), 1000000)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = batchgraph(&[
+        "batch",
+        "examples/seed.graph",
+        "--size",
+        "3",
+        "--strategy",
+        "unroll",
+        "--expand",
+    ]);
+    assert!(
+        stdout(&o).contains("stack(") && stdout(&o).contains("index(x, 2)"),
+        "{}",
+        stdout(&o)
+    );
+    let o = batchgraph(&[
+        "batch",
+        "examples/seed.graph",
+        "--size",
+        "1000000",
+        "--strategy",
+        "unroll",
+        "--expand",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("writing the loops out would take"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -86,6 +86,26 @@ fn cases(op: &Op) -> Vec<Case> {
             wide,
         )],
         Op::Repeat(_) => vec![("repeat".into(), "input a: [2, 3]", "repeat(a, 4)".into(), wide)],
+        Op::Map(_) => vec![(
+            "map".into(),
+            "input a: [3, 2]\nparam w: [2]",
+            "map(tanh(row(a) * w) * row(a), 3)".into(),
+            wide,
+        )],
+        Op::Row(_) => vec![("row".into(), "input a: [3, 2]", "map(row(a) ^ 2, 3)".into(), wide)],
+        // Five rows in chunks of two: the last chunk is smaller.
+        Op::Chunks(_) => vec![(
+            "chunks".into(),
+            "input a: [5, 2]\nparam w: [2]",
+            "chunks(tanh(rows(a, 2) * w) * rows(a, 2), 5, 2)".into(),
+            wide,
+        )],
+        Op::Rows(_) => vec![(
+            "rows".into(),
+            "input a: [5, 2]",
+            "chunks(rows(a, 3) ^ 2, 5, 3)".into(),
+            wide,
+        )],
         Op::Vmap(_) | Op::Num(_) | Op::Var(_) => vec![],
     }
 }

@@ -304,8 +304,8 @@ fn batch_refuses_an_unsound_user_rule() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-/// Item 12: the pure unrolled plan is never said to leave duplication out,
-/// and an e-graph past the node limit is noted.
+/// Item 12: the unrolled plan is never said to leave duplication out, and
+/// it fits the node limit at any B (main's loop node replaced the B copies).
 #[test]
 fn the_unrolled_plan_reports_its_size_honestly() {
     let program = batchgraph::parse_file(std::path::Path::new(&format!(
@@ -314,15 +314,14 @@ fn the_unrolled_plan_reports_its_size_honestly() {
     )))
     .unwrap();
     let batched = batchgraph::Batcher::new(&program)
-        .size(200)
+        .size(100_000)
         .node_limit(1_000)
         .strategy(batchgraph::Strategy::Unroll)
         .run()
         .unwrap();
     let notes = batched.report.notes.join("\n");
     assert!(!notes.contains("left out"), "{notes}");
-    assert!(notes.contains("more than the node limit of 1000"), "{notes}");
-    assert!(batched.program.to_text().contains("index(x, 199)"));
+    assert!(batched.report.egraph_nodes <= 1_000, "{}", batched.report.egraph_nodes);
 }
 
 /// Item 7: what `batch` prints for a 63-layer MLP is accepted by `eval` and

@@ -14,6 +14,8 @@ pub struct ClassData {
     pub constant: Option<f64>,
     /// Whether the value depends on an input being batched over (it is "mapped").
     pub mapped: bool,
+    /// Whether it is computed once per row of a loop (it depends on a `row(...)`).
+    pub per_row: bool,
 }
 
 /// The analysis: declared shapes of the variables, which variables are
@@ -62,8 +64,26 @@ impl Analysis<Op> for ShapeAnalysis {
                 shape: &data(c).shape,
                 constant: data(c).constant,
             });
-            let mapped = enode.children().iter().any(|&c| data(c).mapped);
+            // A row of a batch is per-example data: it varies with the example.
+            let mapped = matches!(enode, Op::Row(_) | Op::Rows(_)) || enode.children().iter().any(|&c| data(c).mapped);
             (shape.map_err(|e| e.to_string()), mapped)
+        };
+        let per_row = match enode {
+            Op::Row(_) | Op::Rows(_) => true,
+            Op::Map(_) | Op::Chunks(_) | Op::Vmap(_) => false,
+            Op::Unary(..)
+            | Op::Binary(..)
+            | Op::Reduce(..)
+            | Op::ReduceAxis(..)
+            | Op::MatMul(_)
+            | Op::Transpose(_)
+            | Op::Permute(_)
+            | Op::Expand(_)
+            | Op::Index(_)
+            | Op::Stack(_)
+            | Op::Repeat(_)
+            | Op::Num(_)
+            | Op::Var(_) => enode.children().iter().any(|&c| data(c).per_row),
         };
         let constant = enode.as_num();
         let shape = shape.unwrap_or_else(|message| {
@@ -75,6 +95,7 @@ impl Analysis<Op> for ShapeAnalysis {
             shape,
             constant,
             mapped,
+            per_row,
         }
     }
 
@@ -95,6 +116,13 @@ impl Analysis<Op> for ShapeAnalysis {
             a.mapped = true;
             changed_a = true;
         }
-        DidMerge(changed_a, a.constant != b.constant || a.mapped != b.mapped)
+        if !a.per_row && b.per_row {
+            a.per_row = true;
+            changed_a = true;
+        }
+        DidMerge(
+            changed_a,
+            a.constant != b.constant || a.mapped != b.mapped || a.per_row != b.per_row,
+        )
     }
 }

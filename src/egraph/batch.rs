@@ -16,11 +16,13 @@
 //! batches.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
-use crate::egraph::cost::{program_cost, CostProfile};
+use crate::egraph::chunking::{chunk_plan, chunk_sizes};
+use crate::egraph::cost::{program_cost_for, CostProfile};
 use crate::egraph::extract::{extract_dag, extract_dag_greedy};
 use crate::egraph::rules::RuleSet;
 use crate::error::{Error, Result};
 use crate::ir::{Binary, Decl, Num, Op, Program, Reduce};
+use crate::runtime::{predict_peak_bytes, Run};
 use egg::{Id, Language, Runner, Symbol};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -50,13 +52,17 @@ pub enum BatchReduce {
     None,
 }
 
-/// Size and cost of one plan.
+/// Size, cost and memory of one plan.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlanSummary {
+    /// Which plan: `fused`, `mixed`, `loop`, or `chunks of K`.
+    pub name: String,
     /// Nodes of the program (after CSE).
     pub nodes: usize,
-    /// Its cost under the profile (µs, each node once).
+    /// Its cost under the profile for the run priced (µs; a loop's body once per row).
     pub cost: f64,
+    /// The most bytes of values the interpreter is predicted to hold at once running it (f64).
+    pub predicted_peak_bytes: usize,
 }
 
 /// What the batcher did.
@@ -70,8 +76,14 @@ pub struct BatchReport {
     pub strategy: Strategy,
     /// The cost profile's name.
     pub profile: String,
+    /// Which run was priced: `grad` (forward and backward) or `eval`.
+    pub run: Run,
+    /// The memory budget asked for, in bytes.
+    pub memory_budget: Option<usize>,
     /// The program returned.
     pub chosen: PlanSummary,
+    /// Every plan considered.
+    pub plans: Vec<PlanSummary>,
     /// The pure duplicated program.
     pub unroll: Option<PlanSummary>,
     /// The fused program (ops without a fusing rule duplicated).
@@ -115,28 +127,32 @@ pub struct Batcher<'p> {
     node_limit: usize,
     iter_limit: usize,
     time_limit: Duration,
+    memory_budget: Option<usize>,
+    run_kind: Run,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Duplicate {
-    All,
-    WhereNeeded,
+/// Which implementations a plan may use for a batched subterm.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ways {
+    /// A loop over the rows only (the duplicated plan, as one loop).
+    Loop,
+    /// Fused ops; a loop only for subterms no rule fuses.
+    FuseWhereFusible,
+    /// Fused ops and loops everywhere: every mix.
+    Both,
 }
 
 struct Plan {
+    name: String,
     program: Program,
     cost: f64,
+    peak: usize,
     egraph_nodes: usize,
     egraph_classes: usize,
     iterations: usize,
     stop_reason: String,
     unfused_ops: Vec<String>,
     notes: Vec<String>,
-}
-
-fn example_symbol(name: &str) -> Symbol {
-    // A name the language cannot write, so it never clashes.
-    Symbol::from(format!("{name}'"))
 }
 
 impl<'p> Batcher<'p> {
@@ -153,7 +169,20 @@ impl<'p> Batcher<'p> {
             node_limit: 300_000,
             iter_limit: 30,
             time_limit: Duration::from_secs(10),
+            memory_budget: None,
+            run_kind: Run::Grad,
         }
+    }
+    /// Choose the fastest plan whose predicted peak memory fits in `bytes`
+    /// (chunk sizes included); an error if none does.
+    pub fn memory_budget(mut self, bytes: Option<usize>) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+    /// Which run to price and to predict the memory of (default: `Run::Grad`).
+    pub fn price_for(mut self, run: Run) -> Self {
+        self.run_kind = run;
+        self
     }
     /// The inputs to batch over (default: every input).
     pub fn over<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
@@ -222,32 +251,35 @@ impl<'p> Batcher<'p> {
     /// Batches the program.
     pub fn run(&self) -> Result<Batched> {
         let start = Instant::now();
-        if self.size == 0 {
-            return Err(Error::Unsupported("the batch size must be at least 1".into()));
-        }
         let over = self.over_names()?;
-        let summary = |p: &Plan| PlanSummary {
-            nodes: p.program.node_count(),
-            cost: p.cost,
-        };
+        self.check_size(&over)?;
         // The pure plans, for the report (and as candidates for `auto`).
-        let unroll = self.plan(&over, false, Duplicate::All);
-        let fuse = self.plan(&over, true, Duplicate::WhereNeeded);
-        let (unroll_summary, fuse_summary) = (unroll.as_ref().ok().map(summary), fuse.as_ref().ok().map(summary));
-        let chosen = match self.strategy {
-            Strategy::Unroll => unroll?,
-            Strategy::Fuse => fuse?,
-            Strategy::Auto => {
-                let mixed = self.plan(&over, true, Duplicate::All);
-                cheapest([("mixed", mixed), ("fused", fuse), ("unrolled", unroll)])?
-            }
+        let unroll = self.plan(&over, Ways::Loop);
+        let fuse = self.plan(&over, Ways::FuseWhereFusible);
+        let (unroll_summary, fuse_summary) = (
+            unroll.as_ref().ok().map(Plan::summary),
+            fuse.as_ref().ok().map(Plan::summary),
+        );
+        let mut candidates: Vec<Result<Plan>> = match self.strategy {
+            Strategy::Unroll => vec![unroll],
+            Strategy::Fuse => vec![fuse],
+            // Fused first: of two plans that cost the same, the simpler name wins.
+            Strategy::Auto => vec![fuse, self.plan(&over, Ways::Both), unroll],
         };
+        if self.memory_budget.is_some() && self.strategy != Strategy::Unroll {
+            candidates.extend(self.chunk_plans(&over, candidates.iter().flatten().find(|p| p.name == "fused")));
+        }
+        let plans: Vec<PlanSummary> = candidates.iter().flatten().map(Plan::summary).collect();
+        let chosen = self.choose(candidates)?;
         let report = BatchReport {
             size: self.size,
             over,
             strategy: self.strategy,
             profile: self.profile.name.clone(),
-            chosen: summary(&chosen),
+            run: self.run_kind,
+            memory_budget: self.memory_budget,
+            chosen: chosen.summary(),
+            plans,
             unroll: unroll_summary,
             fuse: fuse_summary,
             unfused_ops: chosen.unfused_ops,
@@ -264,48 +296,175 @@ impl<'p> Batcher<'p> {
         })
     }
 
-    /// The declared shapes for the e-graph: a batched input is there twice,
-    /// per example (`x'`) and batched (`x`, with the leading axis).
+    /// The fused plan over chunks of every size worth trying.
+    fn chunk_plans(&self, over: &[String], fused: Option<&Plan>) -> Vec<Result<Plan>> {
+        let Some(fused) = fused else { return vec![] };
+        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+        chunk_sizes(self.size)
+            .into_iter()
+            .map(|k| {
+                let program = chunk_plan(&fused.program, &batched, self.reduce, k)?;
+                Ok(Plan {
+                    name: format!("chunks of {k}"),
+                    notes: vec![],
+                    ..self.priced(program, fused)
+                })
+            })
+            .collect()
+    }
+
+    /// The cheapest candidate (that fits the memory budget, if there is one).
+    /// A plan that failed for a limit is a note while another succeeds; an
+    /// unsound rule is an error, never a fallback.
+    fn choose(&self, candidates: Vec<Result<Plan>>) -> Result<Plan> {
+        let mut plans: Vec<Plan> = vec![];
+        let mut failures = vec![];
+        for plan in candidates {
+            match plan {
+                Ok(p) => plans.push(p),
+                Err(e @ Error::UnsoundRule(_)) => return Err(e),
+                Err(e) => failures.push(e),
+            }
+        }
+        if let Some(budget) = self.memory_budget {
+            let smallest = plans.iter().min_by_key(|p| p.peak).map(|p| (p.peak, p.name.clone()));
+            plans.retain(|p| p.peak <= budget);
+            if plans.is_empty() {
+                return Err(Error::Unsupported(match smallest {
+                    Some((peak, name)) => {
+                        format!("no plan fits in {budget} bytes: the smallest predicted peak is {peak} bytes ({name})")
+                    }
+                    None => format!("no plan fits in {budget} bytes"),
+                }));
+            }
+        }
+        let Some(best) = (0..plans.len()).min_by(|&a, &b| plans[a].cost.total_cmp(&plans[b].cost)) else {
+            return Err(failures.remove(0));
+        };
+        let mut chosen = plans.swap_remove(best);
+        chosen
+            .notes
+            .extend(failures.iter().map(|e| format!("a plan failed: {e}")));
+        Ok(chosen)
+    }
+
+    /// `program` with its cost and predicted peak; the rest from `like`.
+    fn priced(&self, program: Program, like: &Plan) -> Plan {
+        Plan {
+            name: like.name.clone(),
+            cost: program_cost_for(&self.profile, &program, self.run_kind),
+            peak: predict_peak_bytes(&program, self.run_kind, 8),
+            program,
+            egraph_nodes: like.egraph_nodes,
+            egraph_classes: like.egraph_classes,
+            iterations: like.iterations,
+            stop_reason: like.stop_reason.clone(),
+            unfused_ops: like.unfused_ops.clone(),
+            notes: like.notes.clone(),
+        }
+    }
+
+    /// Refuses a batch size whose batched values cannot be held, before any work.
+    fn check_size(&self, over: &[String]) -> Result<()> {
+        if self.size == 0 {
+            return Err(Error::Unsupported("the batch size must be at least 1".into()));
+        }
+        if self.program.loops().any() {
+            return Err(Error::Unsupported(
+                "the program already has a loop (map): batching a batched program is not supported yet".into(),
+            ));
+        }
+        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+        let too_large = |what: String, shape: &crate::ir::Shape| {
+            let batched = shape.with_leading(self.size);
+            batched.check_size().map_err(|reason| {
+                Error::Unsupported(format!(
+                    "batch size {}: {what} would have shape {batched}: {reason}",
+                    self.size
+                ))
+            })
+        };
+        for d in self.program.inputs.iter().filter(|d| batched.contains(d.name.as_str())) {
+            too_large(format!("input {}", d.name), &d.shape)?;
+        }
+        // Every value that depends on a batched input gets the leading axis too.
+        let expr = self.program.expr.as_ref();
+        let mut mapped = vec![false; expr.len()];
+        for (i, node) in expr.iter().enumerate() {
+            mapped[i] = node.as_var().is_some_and(|v| batched.contains(v.as_str()))
+                || node.children().iter().any(|&c| mapped[usize::from(c)]);
+            if mapped[i] {
+                too_large(format!("the value of {node}"), self.program.shape(Id::from(i)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The declared shapes for the e-graph: a batched input has the leading axis.
     fn analysis(&self, batched: &HashSet<&str>) -> ShapeAnalysis {
         let mut vars = HashMap::new();
         for d in self.program.inputs.iter().chain(&self.program.params) {
-            if batched.contains(d.name.as_str()) {
-                vars.insert(example_symbol(&d.name), d.shape.clone());
-                vars.insert(Symbol::from(&d.name), d.shape.with_leading(self.size));
+            let shape = if batched.contains(d.name.as_str()) {
+                d.shape.with_leading(self.size)
             } else {
-                vars.insert(Symbol::from(&d.name), d.shape.clone());
-            }
+                d.shape.clone()
+            };
+            vars.insert(Symbol::from(&d.name), shape);
         }
         let mut analysis = ShapeAnalysis::new(vars);
-        analysis.over = batched.iter().map(|n| example_symbol(n)).collect();
         analysis.batch = self.size;
         analysis
     }
 
-    /// Adds the per-example program (batched inputs renamed) and a spec node
-    /// for every mapped subterm; the spec of a batched input is the batched input.
+    /// Adds the per-example program, in which a batched input `x` reads
+    /// `row(x)`, and a spec node for every mapped subterm; the spec of
+    /// `row(x)` is `x` itself.
     fn add_program(&self, egraph: &mut Graph, batched: &HashSet<&str>) -> (Vec<Id>, Vec<Option<Id>>) {
         let mut example: Vec<Id> = Vec::with_capacity(self.program.node_count());
+        let mut spec: Vec<Option<Id>> = vec![None; self.program.node_count()];
         for node in self.program.expr.as_ref() {
-            let node = match node.as_var() {
-                Some(v) if batched.contains(v.as_str()) => Op::Var(example_symbol(v.as_str())),
-                _ => node.clone().map_children(|c| example[usize::from(c)]),
-            };
-            example.push(egraph.add(node));
-        }
-        let mut spec: Vec<Option<Id>> = vec![None; example.len()];
-        for (i, &class) in example.iter().enumerate() {
-            if egraph[class].data.mapped {
-                let s = egraph.add(Op::Vmap(class));
-                if let Some(v) = self.program.expr[Id::from(i)].as_var() {
+            let class = match node.as_var() {
+                Some(v) if batched.contains(v.as_str()) => {
                     let input = egraph.add(Op::Var(v));
+                    let row = egraph.add(Op::Row(input));
+                    let s = egraph.add(Op::Vmap(row));
                     egraph.union(s, input);
+                    spec[example.len()] = Some(s);
+                    row
                 }
-                spec[i] = Some(s);
+                _ => egraph.add(node.clone().map_children(|c| example[usize::from(c)])),
+            };
+            example.push(class);
+        }
+        for (i, &class) in example.iter().enumerate() {
+            if spec[i].is_none() && egraph[class].data.mapped {
+                spec[i] = Some(egraph.add(Op::Vmap(class)));
             }
         }
         egraph.rebuild();
         (example, spec)
+    }
+
+    /// Adds `map(t, B)` to the spec class of each subterm `t` in `looped`, and
+    /// with `bridges`, `t = row(vmap t)` for every mapped subterm, so that a
+    /// loop body can read a row of a value computed fused (mixed plans).
+    fn add_loops(&self, egraph: &mut Graph, example: &[Id], spec: &[Option<Id>], looped: &[usize], bridges: bool) {
+        let rows = egraph.add(Op::Num(Num(self.size as f64)));
+        for &i in looped {
+            if let Some(s) = spec[i] {
+                let map = egraph.add(Op::Map([example[i], rows]));
+                egraph.union(s, map);
+            }
+        }
+        if bridges {
+            for (i, &class) in example.iter().enumerate() {
+                if let Some(s) = spec[i] {
+                    let row = egraph.add(Op::Row(s));
+                    egraph.union(class, row);
+                }
+            }
+        }
+        egraph.rebuild();
     }
 
     /// Runs the rules to saturation or a limit; returns the e-graph, the
@@ -390,12 +549,12 @@ impl<'p> Batcher<'p> {
         )?)
     }
 
-    fn plan(&self, over: &[String], fuse: bool, duplicate: Duplicate) -> Result<Plan> {
+    fn plan(&self, over: &[String], ways: Ways) -> Result<Plan> {
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let mut egraph = Graph::new(self.analysis(&batched));
         let (example, spec) = self.add_program(&mut egraph, &batched);
-        let (mut iterations, mut stop_reason) = (0, "no rewriting (duplication only)".to_string());
-        if fuse {
+        let (mut iterations, mut stop_reason) = (0, "no rewriting (loop only)".to_string());
+        if ways != Ways::Loop {
             (egraph, iterations, stop_reason) = self.saturate(egraph);
         }
         // Which specs have no implementation other than themselves.
@@ -408,129 +567,43 @@ impl<'p> Batcher<'p> {
             .collect();
         unfused_ops.sort();
         unfused_ops.dedup();
-
-        let mut notes = vec![];
-        let mapped_count = spec.iter().flatten().count();
-        let mut duplicate = duplicate;
-        // Only a plan that fuses has another way than duplication; the pure
-        // unrolled plan duplicates every op whatever its size.
-        if fuse
-            && duplicate == Duplicate::All
-            && 3 * self.size * mapped_count + egraph.total_number_of_nodes() > self.node_limit
-        {
-            notes.push(format!(
-                "duplication of every op left out: {} copies of {mapped_count} ops would pass the node limit of {}; only ops without a fusing rule are duplicated",
-                self.size, self.node_limit
-            ));
-            duplicate = Duplicate::WhereNeeded;
-        }
-        let to_copy: HashSet<usize> = match duplicate {
-            Duplicate::All => (0..example.len()).filter(|&i| spec[i].is_some()).collect(),
-            Duplicate::WhereNeeded => unfused.iter().copied().collect(),
+        let looped: Vec<usize> = match ways {
+            Ways::Loop | Ways::Both => (0..example.len()).filter(|&i| spec[i].is_some()).collect(),
+            Ways::FuseWhereFusible => unfused,
         };
-        self.duplicate(&mut egraph, &example, &spec, &to_copy, duplicate == Duplicate::All);
-        egraph.rebuild();
-        if egraph.total_number_of_nodes() > self.node_limit {
-            notes.push(format!(
-                "the e-graph has {} e-nodes, more than the node limit of {}: the limit stops rewriting, not the duplication this plan needs",
-                egraph.total_number_of_nodes(),
-                self.node_limit
-            ));
-        }
+        self.add_loops(&mut egraph, &example, &spec, &looped, ways != Ways::Loop);
         if let Some(conflict) = egraph.analysis.conflicts.first() {
             return Err(Error::UnsoundRule(conflict.clone()));
         }
         let roots = self.output_roots(&mut egraph, &example, &spec);
         let program = self.extract(&egraph, &roots, &batched)?;
         Ok(Plan {
-            cost: program_cost(&self.profile, &program),
+            name: match ways {
+                Ways::Loop => "loop",
+                Ways::FuseWhereFusible => "fused",
+                Ways::Both => "mixed",
+            }
+            .to_string(),
+            cost: program_cost_for(&self.profile, &program, self.run_kind),
+            peak: predict_peak_bytes(&program, self.run_kind, 8),
             program,
             egraph_nodes: egraph.total_number_of_nodes(),
             egraph_classes: egraph.number_of_classes(),
             iterations,
             stop_reason,
             unfused_ops,
-            notes,
+            notes: vec![],
         })
-    }
-
-    /// Adds `stack(t_0, ..., t_{B-1})` to the spec class of every node in
-    /// `to_copy`; copy `t_i` reads row `i` of the batched inputs, reuses
-    /// unmapped subterms as they are, and reads row `i` of the spec of a
-    /// child that is not copied. With `bridge`, also `t_i = index(vmap t, i)`.
-    fn duplicate(
-        &self,
-        egraph: &mut Graph,
-        example: &[Id],
-        spec: &[Option<Id>],
-        to_copy: &HashSet<usize>,
-        bridge: bool,
-    ) {
-        let b = self.size;
-        let expr = self.program.expr.as_ref();
-        let rows: Vec<Id> = (0..b).map(|i| egraph.add(Op::Num(Num(i as f64)))).collect();
-        let mut copies: HashMap<usize, Vec<Id>> = HashMap::new();
-        for (i, node) in expr.iter().enumerate() {
-            if !to_copy.contains(&i) {
-                continue;
-            }
-            let s = spec[i].expect("only mapped nodes are copied");
-            let mut row_copies = Vec::with_capacity(b);
-            for (row, &literal) in rows.iter().enumerate() {
-                let copy = match node.as_var() {
-                    Some(v) => egraph.add(Op::Index([
-                        egraph.lookup(Op::Var(v)).expect("the batched input"),
-                        literal,
-                    ])),
-                    None => {
-                        let mut children = Vec::with_capacity(node.len());
-                        for &c in node.children() {
-                            let c = usize::from(c);
-                            let child = match (copies.get(&c), spec[c]) {
-                                (Some(cs), _) => cs[row],
-                                (None, Some(child_spec)) => egraph.add(Op::Index([child_spec, literal])),
-                                (None, None) => example[c],
-                            };
-                            children.push(child);
-                        }
-                        let mut k = 0;
-                        egraph.add(node.clone().map_children(|_| {
-                            k += 1;
-                            children[k - 1]
-                        }))
-                    }
-                };
-                if bridge {
-                    let row_of_spec = egraph.add(Op::Index([s, literal]));
-                    egraph.union(copy, row_of_spec);
-                }
-                row_copies.push(copy);
-            }
-            let stack = egraph.add(Op::Stack(row_copies.clone().into()));
-            egraph.union(s, stack);
-            copies.insert(i, row_copies);
-        }
     }
 }
 
-/// The cheapest of the candidate plans. A plan that failed for a limit is a
-/// note while another succeeds; an unsound rule is an error, never a fallback.
-fn cheapest<const N: usize>(candidates: [(&str, Result<Plan>); N]) -> Result<Plan> {
-    let mut plans: Vec<Plan> = vec![];
-    let mut failures = vec![];
-    for (name, plan) in candidates {
-        match plan {
-            Ok(p) => plans.push(p),
-            Err(e @ Error::UnsoundRule(_)) => return Err(e),
-            Err(e) => failures.push((name, e)),
+impl Plan {
+    fn summary(&self) -> PlanSummary {
+        PlanSummary {
+            name: self.name.clone(),
+            nodes: self.program.node_count(),
+            cost: self.cost,
+            predicted_peak_bytes: self.peak,
         }
     }
-    let Some(best) = (0..plans.len()).min_by(|&a, &b| plans[a].cost.total_cmp(&plans[b].cost)) else {
-        return Err(failures.remove(0).1);
-    };
-    let mut chosen = plans.swap_remove(best);
-    chosen
-        .notes
-        .extend(failures.iter().map(|(name, e)| format!("the {name} plan failed: {e}")));
-    Ok(chosen)
 }

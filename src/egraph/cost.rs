@@ -2,7 +2,7 @@
 //! memory traffic (bytes), with a profile per kind of machine.
 
 use crate::ir::{Op, Program, Shape};
-use crate::runtime::Tensor;
+use crate::runtime::{Run, Tensor};
 use egg::Language;
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +77,11 @@ impl CostProfile {
         match work(op, inputs, output) {
             Work::Free => 0.0,
             Work::NotExecutable => f64::INFINITY,
-            Work::Op { flops, bytes } => self.overhead_us + flops / self.flops_per_us + bytes / self.bytes_per_us,
+            Work::Op {
+                flops,
+                bytes,
+                dispatches,
+            } => self.overhead_us * dispatches + flops / self.flops_per_us + bytes / self.bytes_per_us,
         }
     }
 }
@@ -95,6 +99,8 @@ pub enum Work {
         flops: f64,
         /// Bytes read and written.
         bytes: f64,
+        /// How many times it pays the per-op overhead (a loop pays it per row).
+        dispatches: f64,
     },
 }
 
@@ -112,16 +118,68 @@ pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> Work {
             let inner = *inputs[0].dims().last().unwrap_or(&1) as f64;
             2.0 * out * inner
         }
-        Op::Transpose(_) | Op::Permute(_) | Op::Expand(_) | Op::Index(_) | Op::Stack(_) | Op::Repeat(_) => 0.0,
+        Op::Transpose(_)
+        | Op::Permute(_)
+        | Op::Expand(_)
+        | Op::Index(_)
+        | Op::Stack(_)
+        | Op::Repeat(_)
+        | Op::Row(_)
+        | Op::Rows(_) => 0.0,
+        // The loop's own work: one iteration's bookkeeping per row, and writing its rows into the result.
+        Op::Map(_) | Op::Chunks(_) => {
+            let iterations = match op {
+                Op::Chunks(_) => output.dims()[0].div_ceil(inputs[0].dims()[0]),
+                _ => output.dims()[0],
+            };
+            return Work::Op {
+                flops: 0.0,
+                bytes: 8.0 * out,
+                dispatches: iterations as f64,
+            };
+        }
     };
     Work::Op {
         flops,
         bytes: 8.0 * (read + out),
+        dispatches: 1.0,
     }
 }
 
-/// Cost of a whole program (each node once): the DAG cost.
+/// Cost of a whole program's forward pass: each node once, the body of a loop once per row.
 pub fn program_cost(profile: &CostProfile, program: &Program) -> f64 {
+    program_cost_for(profile, program, Run::Eval)
+}
+
+/// How many forward passes' worth a node's backward sweep costs: a matmul's
+/// two products, one pass for every other op, nothing for a leaf.
+fn backward_factor(op: &Op) -> f64 {
+    match op {
+        Op::MatMul(_) => 2.0,
+        Op::Unary(..)
+        | Op::Binary(..)
+        | Op::Reduce(..)
+        | Op::ReduceAxis(..)
+        | Op::Transpose(_)
+        | Op::Permute(_)
+        | Op::Expand(_)
+        | Op::Index(_)
+        | Op::Stack(_)
+        | Op::Repeat(_)
+        | Op::Map(_)
+        | Op::Row(_)
+        | Op::Chunks(_)
+        | Op::Rows(_) => 1.0,
+        Op::Vmap(_) | Op::Num(_) | Op::Var(_) => 0.0,
+    }
+}
+
+/// Cost of a whole program for `run`: the forward pass, or the forward pass
+/// and the backward sweep, in which a loop's body runs forward again (one
+/// row at a time is all it keeps) before its backward sweep.
+pub fn program_cost_for(profile: &CostProfile, program: &Program, run: Run) -> f64 {
+    let runs = program.loops().runs();
+    let per_row = &program.loops().per_row;
     program
         .expr
         .as_ref()
@@ -129,7 +187,11 @@ pub fn program_cost(profile: &CostProfile, program: &Program) -> f64 {
         .enumerate()
         .map(|(i, node)| {
             let inputs: Vec<&Shape> = node.children().iter().map(|&c| program.shape(c)).collect();
-            profile.op_cost(node, &inputs, program.shape(egg::Id::from(i)))
+            let passes = match run {
+                Run::Eval => 1.0,
+                Run::Grad => 1.0 + f64::from(u8::from(per_row[i])) + backward_factor(node),
+            };
+            passes * runs[i] as f64 * profile.op_cost(node, &inputs, program.shape(egg::Id::from(i)))
         })
         .sum()
 }

@@ -36,10 +36,17 @@ pub struct Extraction {
 /// Extracts the cheapest DAG it finds for `roots`, with node costs from `profile`.
 /// Returns `None` if some root has no finite-cost implementation.
 pub fn extract_dag_greedy(egraph: &Graph, roots: &[Id], profile: &CostProfile) -> Option<Extraction> {
+    // A per-row node runs once per row of its loop: price it so, here, so
+    // that each class's choice already sees what a loop multiplies.
     let node_cost = |class: Id, index: usize| {
         let node = &egraph[class].nodes[index];
         let inputs: Vec<&Shape> = node.children().iter().map(|&c| &egraph[c].data.shape).collect();
-        profile.op_cost(node, &inputs, &egraph[class].data.shape)
+        let runs = if egraph[class].data.per_row {
+            egraph.analysis.batch as f64
+        } else {
+            1.0
+        };
+        runs * profile.op_cost(node, &inputs, &egraph[class].data.shape)
     };
     let mut parents: HashMap<Id, Vec<(Id, usize)>> = HashMap::new();
     let mut queue: VecDeque<(Id, usize)> = VecDeque::new();

@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod appliers;
 pub mod batch;
+pub mod chunking;
 pub mod class_rules;
 pub mod cost;
 pub mod extract;
@@ -14,7 +15,8 @@ pub mod soundness;
 
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
 pub use batch::{BatchReduce, BatchReport, Batched, Batcher, PlanSummary, Strategy};
-pub use cost::{calibrate, program_cost, work, CostProfile, Work};
+pub use chunking::{chunk_plan, chunk_sizes};
+pub use cost::{calibrate, program_cost, program_cost_for, work, CostProfile, Work};
 pub use extract::{extract_dag, extract_dag_greedy, Extraction};
 pub use rules::{parse_rule_file, Conditions, Rule, RuleSet, TextRule, BUILTIN_RULE_FILES};
 pub use soundness::check_rule;

@@ -4,6 +4,7 @@
 //! printer back to the language.
 
 pub mod binary;
+pub mod loops;
 pub mod op;
 pub mod print;
 pub mod program;
@@ -13,6 +14,7 @@ pub mod shape;
 pub mod unary;
 
 pub use binary::{Assoc, Binary};
+pub use loops::{early_loop, expand_loops, find_loops, LoopBody, Loops};
 pub use op::{Flops, Num, Op};
 pub use program::{infer_shapes, Decl, Program};
 pub use reduce::Reduce;

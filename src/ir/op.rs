@@ -99,8 +99,14 @@ mod language {
         /// `expand(e, axis)` inserts an axis of size 1; `index(e, i)` is row `i`
         /// of the leading axis; `stack(a0, a1, ...)` stacks along a new leading
         /// axis; `repeat(e, n)` broadcasts along a new leading axis of size `n`.
-        /// `vmap(e)` is the batcher's spec node (the stack over the batch of `e`
-        /// on each example): it is internal to the e-graph and never executed.
+        /// Loops: `map(body, n)` runs `body` once per row of the batch (`n` rows)
+        /// and stacks the results; inside the body, `row(y)` is the current row
+        /// of the batched value `y` (JAX's `lax.map`). `chunks(body, n, k)` runs
+        /// `body` once per chunk of `k` of the `n` rows (the last chunk may be
+        /// smaller) and concatenates the results; inside, `rows(y, k)` is the
+        /// current chunk of `y` (micro-batches). `vmap(e)` is the
+        /// batcher's spec node (the stack over the batch of `e` on each example):
+        /// it is internal to the e-graph and never executed.
         pub enum Op {
             Unary(Unary, Id),
             Binary(Binary, [Id; 2]),
@@ -113,6 +119,10 @@ mod language {
             "index" = Index([Id; 2]),
             "stack" = Stack(Box<[Id]>),
             "repeat" = Repeat([Id; 2]),
+            "map" = Map([Id; 2]),
+            "row" = Row(Id),
+            "chunks" = Chunks([Id; 3]),
+            "rows" = Rows([Id; 2]),
             "vmap" = Vmap(Id),
             Num(Num),
             Var(Symbol),
@@ -122,13 +132,17 @@ mod language {
 pub use language::Op;
 
 /// The structural ops written as calls, with the arities they take (for error messages).
-const STRUCTURAL_CALLS: [(&str, &str); 6] = [
+const STRUCTURAL_CALLS: [(&str, &str); 10] = [
     ("transpose", "1 argument"),
     ("permute", "the array and one axis per dimension"),
     ("expand", "2 arguments (expand(e, axis))"),
     ("index", "2 arguments (index(e, row))"),
     ("stack", "at least 1 argument"),
     ("repeat", "2 arguments (repeat(e, count))"),
+    ("map", "2 arguments (map(body, rows))"),
+    ("row", "1 argument (row(batched), inside map)"),
+    ("chunks", "3 arguments (chunks(body, rows, chunk))"),
+    ("rows", "2 arguments (rows(batched, chunk), inside chunks)"),
 ];
 
 impl Op {
@@ -168,7 +182,10 @@ impl Op {
     /// Whether the child at `position` must be an integer literal (an axis, row or count).
     pub fn integer_operand(&self, position: usize) -> bool {
         match self {
-            Op::ReduceAxis(..) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) => position == 1,
+            Op::ReduceAxis(..) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) | Op::Map(_) | Op::Rows(_) => {
+                position == 1
+            }
+            Op::Chunks(_) => position >= 1,
             Op::Permute(_) => position >= 1,
             Op::Unary(..)
             | Op::Binary(..)
@@ -176,6 +193,7 @@ impl Op {
             | Op::MatMul(_)
             | Op::Transpose(_)
             | Op::Stack(_)
+            | Op::Row(_)
             | Op::Vmap(_)
             | Op::Num(_)
             | Op::Var(_) => false,
@@ -196,6 +214,33 @@ impl Op {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Map(_)
+            | Op::Row(_)
+            | Op::Chunks(_)
+            | Op::Rows(_)
+            | Op::Vmap(_)
+            | Op::Num(_)
+            | Op::Var(_) => None,
+        }
+    }
+
+    /// The body of a loop (`map`, `chunks`); `None` for every other op.
+    pub fn loop_body(&self) -> Option<Id> {
+        match self {
+            Op::Map([body, _]) | Op::Chunks([body, _, _]) => Some(*body),
+            Op::Unary(..)
+            | Op::Binary(..)
+            | Op::Reduce(..)
+            | Op::ReduceAxis(..)
+            | Op::MatMul(_)
+            | Op::Transpose(_)
+            | Op::Permute(_)
+            | Op::Expand(_)
+            | Op::Index(_)
+            | Op::Stack(_)
+            | Op::Repeat(_)
+            | Op::Row(_)
+            | Op::Rows(_)
             | Op::Vmap(_)
             | Op::Num(_)
             | Op::Var(_) => None,
@@ -236,6 +281,10 @@ impl Op {
             Op::Index([a, b]),
             Op::Stack(vec![a, b].into()),
             Op::Repeat([a, b]),
+            Op::Map([a, b]),
+            Op::Row(a),
+            Op::Chunks([a, b, b]),
+            Op::Rows([a, b]),
             Op::Vmap(a),
             Op::Num(Num(0.0)),
             Op::Var(Symbol::from("x")),
@@ -251,7 +300,7 @@ impl Op {
     }
 
     /// How many variants [`Op`] has.
-    pub const KINDS: usize = 14;
+    pub const KINDS: usize = 18;
 
     /// The position of this op's variant (for [`Op::every_kind`]'s completeness check).
     pub fn kind_index(&self) -> usize {
@@ -267,9 +316,13 @@ impl Op {
             Op::Index(_) => 8,
             Op::Stack(_) => 9,
             Op::Repeat(_) => 10,
-            Op::Vmap(_) => 11,
-            Op::Num(_) => 12,
-            Op::Var(_) => 13,
+            Op::Map(_) => 11,
+            Op::Row(_) => 12,
+            Op::Vmap(_) => 13,
+            Op::Num(_) => 14,
+            Op::Var(_) => 15,
+            Op::Chunks(_) => 16,
+            Op::Rows(_) => 17,
         }
     }
 }

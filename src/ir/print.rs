@@ -96,6 +96,10 @@ impl Printer<'_> {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Map(_)
+            | Op::Row(_)
+            | Op::Chunks(_)
+            | Op::Rows(_)
             | Op::Vmap(_) => {
                 let children = node.children().iter().map(|&c| self.get(c));
                 let nesting = children.clone().map(|t| t.nesting + 1).max().unwrap_or(1);

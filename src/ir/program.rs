@@ -3,6 +3,7 @@
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::extract::extract_dag;
+use crate::ir::loops::{find_loops, Loops};
 use crate::ir::op::Op;
 use crate::ir::print::print_program;
 use crate::ir::shape::{ChildInfo, Shape, ShapeError};
@@ -30,6 +31,7 @@ pub struct Program {
     /// The outputs by name, in declaration order.
     pub outputs: Vec<(String, Id)>,
     shapes: Vec<Shape>,
+    loops: Loops,
     names: HashMap<Id, String>,
     nodes_before_cse: u128,
 }
@@ -61,7 +63,7 @@ impl Program {
             .map(|o| egraph.find(class_of[usize::from(o.1)]))
             .collect();
         let (dag, new_id) = extract_dag(&roots, |class| egraph[class].nodes[0].clone(), |c| egraph.find(c));
-        let outputs = outputs
+        let outputs: Vec<(String, Id)> = outputs
             .into_iter()
             .zip(&roots)
             .map(|((name, _), root)| (name, new_id[root]))
@@ -73,12 +75,19 @@ impl Program {
             }
         }
         let shapes = infer_shapes(&dag, &vars)?;
+        let loops = find_loops(dag.as_ref(), &shapes)?;
+        if let Some((name, _)) = outputs.iter().find(|(_, id)| loops.per_row[usize::from(*id)]) {
+            return Err(ShapeError::Loop {
+                reason: format!("output {name} reads a row(...) outside of map"),
+            });
+        }
         Ok(Program {
             inputs,
             params,
             expr: dag,
             outputs,
             shapes,
+            loops,
             names: name_hints,
             nodes_before_cse,
         })
@@ -100,6 +109,11 @@ impl Program {
     /// The shape of node `id`.
     pub fn shape(&self, id: Id) -> &Shape {
         &self.shapes[usize::from(id)]
+    }
+
+    /// The loops (`map` nodes), their bodies, and which nodes run per row.
+    pub fn loops(&self) -> &Loops {
+        &self.loops
     }
 
     /// The shape of every node, by position.

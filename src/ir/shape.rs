@@ -146,6 +146,12 @@ pub enum ShapeError {
         /// Why.
         reason: String,
     },
+    /// A loop that is not well formed: a `row` outside `map`, rows of another size, nested loops.
+    #[error("{reason}")]
+    Loop {
+        /// What is wrong.
+        reason: String,
+    },
     /// An op that has no value of its own (the batcher's `vmap` spec).
     #[error("{op}: not an executable op")]
     NotExecutable {
@@ -296,6 +302,48 @@ impl Op {
                     });
                 }
                 first().with_leading(n as usize)
+            }
+            Op::Map(_) => {
+                let n = integer_operand(self, children, 1)?;
+                if n == 0 {
+                    return Err(ShapeError::NotAnInteger {
+                        op: self.to_string(),
+                        position: 2,
+                    });
+                }
+                first().with_leading(n as usize)
+            }
+            Op::Chunks(_) => {
+                let (n, k) = (integer_operand(self, children, 1)?, integer_operand(self, children, 2)?);
+                let body = first().0;
+                if n == 0 || k == 0 || body.first() != Some(&(k as usize)) {
+                    return Err(ShapeError::Loop {
+                        reason: format!(
+                            "chunks: a body of shape {} is not a chunk of {k} rows (of {n})",
+                            first()
+                        ),
+                    });
+                }
+                Shape(body[1..].to_vec()).with_leading(n as usize)
+            }
+            Op::Rows(_) => {
+                let k = integer_operand(self, children, 1)?;
+                let dims = first().0;
+                if dims.is_empty() || k == 0 || k as usize > dims[0] {
+                    return Err(ShapeError::Loop {
+                        reason: format!("rows: no chunk of {k} rows in a value of shape {}", first()),
+                    });
+                }
+                Shape(dims[1..].to_vec()).with_leading(k as usize)
+            }
+            Op::Row(_) => {
+                let dims = first().0;
+                if dims.is_empty() {
+                    return Err(ShapeError::Loop {
+                        reason: "row: a scalar has no rows".into(),
+                    });
+                }
+                Shape(dims[1..].to_vec())
             }
         };
         shape.check_size().map_err(|reason| ShapeError::TooLarge {

@@ -8,7 +8,7 @@
 //! [`Op::integer_operand`]) are attributes of their op (`sum axis 1`,
 //! `index 0`), not data nodes; other literals are small constant nodes.
 
-use super::layout::{render_svg, Limits, NodeStyle, Picture, PictureEdge, PictureNode};
+use super::layout::{render_svg, Group, Limits, NodeStyle, Picture, PictureEdge, PictureNode};
 use crate::ir::{Op, Program};
 use egg::{Id, Language};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -42,6 +42,8 @@ pub struct GraphNode {
     /// Whether the order of its operands matters (`-`, `/`, `^`, `@`): then
     /// its incoming edges are labelled with their operand positions.
     pub ordered: bool,
+    /// For a node that runs once per row of a loop: the loop's program node.
+    pub in_loop: Option<usize>,
 }
 
 /// The word between an op's name and its integer operands, e.g. `axis` in `sum axis 1`.
@@ -49,6 +51,9 @@ fn attribute_word(op: &Op) -> &'static str {
     match op {
         Op::ReduceAxis(..) | Op::Expand(_) => " axis",
         Op::Index(_) | Op::Repeat(_) | Op::Permute(_) => "",
+        Op::Map(_) | Op::Chunks(_) => " ×",
+        Op::Rows(_) => " chunk",
+        Op::Row(_) => "",
         Op::Unary(..)
         | Op::Binary(..)
         | Op::Reduce(..)
@@ -95,12 +100,24 @@ fn drawn(program: &Program) -> Vec<bool> {
         .collect()
 }
 
+/// The loop each per-row node runs in (the first, if several share it).
+fn loop_of(program: &Program) -> Vec<Option<usize>> {
+    let mut in_loop = vec![None; program.node_count()];
+    for (m, body) in program.loops().bodies.iter().enumerate() {
+        for &n in body.iter().flat_map(|b| &b.nodes) {
+            in_loop[n].get_or_insert(m);
+        }
+    }
+    in_loop
+}
+
 /// The program as a petgraph DAG: one node per drawn program node (shared
 /// nodes once, integer operands as attributes) plus one per output; edges run
 /// from operand to user, weighted with the operand's position (from 0).
 pub fn to_petgraph(program: &Program) -> DiGraph<GraphNode, usize> {
     let mut graph = DiGraph::new();
     let drawn = drawn(program);
+    let in_loop = loop_of(program);
     let mut index: Vec<Option<NodeIndex>> = Vec::with_capacity(program.node_count());
     for (i, node) in program.expr.as_ref().iter().enumerate() {
         if !drawn[i] {
@@ -121,6 +138,7 @@ pub fn to_petgraph(program: &Program) -> DiGraph<GraphNode, usize> {
             kind,
             shape,
             ordered,
+            in_loop: in_loop[i],
         });
         for (position, &child) in node.children().iter().enumerate() {
             if let Some(from) = index[usize::from(child)].filter(|_| !node.integer_operand(position)) {
@@ -135,6 +153,7 @@ pub fn to_petgraph(program: &Program) -> DiGraph<GraphNode, usize> {
             kind: NodeKind::Output,
             shape: program.shape(*id).to_string(),
             ordered: false,
+            in_loop: None,
         });
         let from = index[usize::from(*id)].expect("an output's node is drawn");
         graph.add_edge(from, at, 0);
@@ -198,6 +217,21 @@ pub fn to_dot(program: &Program) -> String {
 /// [`to_petgraph`], every node with its shape as its second line.
 pub fn to_picture(program: &Program) -> Picture {
     let graph = to_petgraph(program);
+    // One box per loop, marked with how many times its body runs.
+    let loops: Vec<usize> = (0..program.node_count())
+        .filter(|&m| program.loops().bodies[m].is_some())
+        .collect();
+    let groups = loops
+        .iter()
+        .map(|&m| {
+            let body = program.loops().bodies[m].as_ref().expect("a loop");
+            let label = match body.chunk {
+                None => format!("× {} rows", body.rows),
+                Some(k) => format!("× {} chunks of {k}", body.iterations()),
+            };
+            Group { label }
+        })
+        .collect();
     let nodes = graph
         .node_indices()
         .map(|i| {
@@ -218,7 +252,7 @@ pub fn to_picture(program: &Program) -> Picture {
                 title: node.label.clone(),
                 detail,
                 style,
-                group: None,
+                group: node.in_loop.and_then(|m| loops.iter().position(|&l| l == m)),
             }
         })
         .collect();
@@ -233,11 +267,7 @@ pub fn to_picture(program: &Program) -> Picture {
             }
         })
         .collect();
-    Picture {
-        nodes,
-        edges,
-        groups: vec![],
-    }
+    Picture { nodes, edges, groups }
 }
 
 /// An SVG picture of the program. A program too large to lay out within

@@ -116,6 +116,9 @@ pub fn vjp<T: Scalar>(
     let wanted = |i: usize| literal(i).is_nan();
     match op {
         Op::Num(_) | Op::Var(_) | Op::Vmap(_) => vec![],
+        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => {
+            unreachable!("the interpreter differentiates loops itself")
+        }
         Op::Unary(u, _) => vec![Some(u.chain(a, out, g))],
         Op::Binary(b, _) => (0..2)
             .map(|i| wanted(i).then(|| unbroadcast(binary_chain(*b, a, args[1], out, g, i), shape(i))))
@@ -180,6 +183,9 @@ pub fn jvp<T: Scalar>(
     };
     match op {
         Op::Num(_) | Op::Var(_) | Op::Vmap(_) => None,
+        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => {
+            unreachable!("the interpreter differentiates loops itself")
+        }
         Op::Unary(u, _) => t[0].map(|ta| u.chain(a, out, ta)),
         Op::Binary(b, _) => sum_terms(
             t[0].map(|ta| binary_chain(*b, a, args[1], out, ta, 0)),

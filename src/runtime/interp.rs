@@ -4,9 +4,10 @@
 //! backward sweep in reverse order that accumulates cotangents (reverse mode).
 
 use crate::error::{Error, Result};
-use crate::ir::{Op, Program, Scalar, Shape};
+use crate::ir::{early_loop, Op, Program, Scalar, Shape};
 use crate::runtime::grad::{jvp, vjp};
 use crate::runtime::kernels::{forward, scalar, Tensor};
+use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
 use egg::Language;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -51,10 +52,35 @@ pub struct Interpreter<'p> {
     check_finite: bool,
 }
 
+/// A loop run forward and backward at once, with its cotangent `g`, adding into `grads`.
+struct EarlyLoop<'g, T> {
+    node: usize,
+    g: Tensor<T>,
+    grads: &'g mut Vec<Option<Tensor<T>>>,
+}
+
 struct Sweep<'v, T: Scalar> {
     values: Vec<Option<Cow<'v, Tensor<T>>>>,
     tangents: Vec<Option<Tensor<T>>>,
     peak_bytes: usize,
+}
+
+/// The children of node `i` that the main sweep computes before it: for a
+/// loop, the outer values its body reads; per-row nodes have none (they run
+/// inside their loop).
+fn main_children(program: &Program, i: usize) -> Vec<usize> {
+    let loops = program.loops();
+    if loops.per_row[i] {
+        return vec![];
+    }
+    match &loops.bodies[i] {
+        Some(body) => body.outer.clone(),
+        None => program.expr[i.into()]
+            .children()
+            .iter()
+            .map(|&c| usize::from(c))
+            .collect(),
+    }
 }
 
 /// The values of `node`'s children, computed before it.
@@ -72,9 +98,19 @@ fn bytes<T>(t: &Tensor<T>) -> usize {
 impl<'p> Interpreter<'p> {
     /// An interpreter for `program`.
     pub fn new(program: &'p Program) -> Self {
+        let uses = (0..program.node_count()).fold(vec![0; program.node_count()], |mut uses, i| {
+            for c in main_children(program, i) {
+                uses[c] += 1;
+            }
+            uses
+        });
+        let mut uses = uses;
+        for (_, id) in &program.outputs {
+            uses[usize::from(*id)] += 1;
+        }
         Interpreter {
             program,
-            uses: program.use_counts(),
+            uses,
             check_finite: false,
         }
     }
@@ -128,6 +164,7 @@ impl<'p> Interpreter<'p> {
         values: &'v Values<T>,
         tangents: Option<&Values<T>>,
         retain: bool,
+        mut early: Option<EarlyLoop<'_, T>>,
     ) -> Result<Sweep<'v, T>> {
         let expr = self.program.expr.as_ref();
         let mut s = Sweep {
@@ -137,36 +174,32 @@ impl<'p> Interpreter<'p> {
         };
         let mut remaining = self.uses.clone();
         let mut live = 0usize;
+        let loops = self.program.loops();
         for (i, node) in expr.iter().enumerate() {
-            let literal = self.literal(node);
-            let value: Cow<Tensor<T>> = match node.as_var() {
-                Some(v) => Cow::Borrowed(&values[v.as_str()]),
-                None => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
-            };
-            self.finite(&value, || node.to_string())?;
-            if let Some(given) = tangents {
-                s.tangents[i] = match node.as_var() {
-                    Some(v) => given.get(v.as_str()).cloned(),
-                    None => {
-                        let ts: Vec<Option<&Tensor<T>>> = node
-                            .children()
-                            .iter()
-                            .map(|&c| s.tangents[usize::from(c)].as_ref())
-                            .collect();
-                        jvp(node, &operands(&s.values, node), &value, &ts, &literal)
-                    }
-                };
-                if let Some(t) = &s.tangents[i] {
-                    self.finite(t, || format!("the tangent of {node}"))?;
-                }
-                live += s.tangents[i].as_ref().map_or(0, bytes);
+            if loops.per_row[i] {
+                continue;
             }
-            live += bytes(&value);
-            s.values[i] = Some(value);
+            if let Some(body) = &loops.bodies[i] {
+                let outer = Outer {
+                    values: &s.values,
+                    tangents: tangents.map(|_| s.tangents.as_slice()),
+                };
+                let run = match early.as_mut().filter(|e| e.node == i) {
+                    Some(e) => map_forward_backward(self.program, i, body, outer, &e.g, e.grads, self.check_finite)?,
+                    None => map_forward(self.program, i, body, outer, self.check_finite)?,
+                };
+                s.peak_bytes = s.peak_bytes.max(live + run.row_bytes + bytes(&run.value));
+                live += bytes(&run.value) + run.tangent.as_ref().map_or(0, bytes);
+                if tangents.is_some() {
+                    s.tangents[i] = run.tangent;
+                }
+                s.values[i] = Some(Cow::Owned(run.value));
+            } else {
+                live += self.step(i, node, values, tangents, &mut s)?;
+            }
             s.peak_bytes = s.peak_bytes.max(live);
             if !retain {
-                for &c in node.children() {
-                    let c = usize::from(c);
+                for c in main_children(self.program, i) {
                     remaining[c] -= 1;
                     if remaining[c] == 0 {
                         live -= s.values[c].take().map_or(0, |v| bytes(&v));
@@ -178,6 +211,50 @@ impl<'p> Interpreter<'p> {
             }
         }
         Ok(s)
+    }
+
+    /// Computes node `i` (not a loop) and its tangent into `s`; returns the bytes added.
+    fn step<'v, T: Scalar>(
+        &self,
+        i: usize,
+        node: &Op,
+        values: &'v Values<T>,
+        tangents: Option<&Values<T>>,
+        s: &mut Sweep<'v, T>,
+    ) -> Result<usize> {
+        let literal = self.literal(node);
+        let value: Cow<Tensor<T>> = match node.as_var() {
+            Some(v) => Cow::Borrowed(&values[v.as_str()]),
+            None => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
+        };
+        self.finite(&value, || node.to_string())?;
+        let mut added = bytes(&value);
+        if let Some(given) = tangents {
+            s.tangents[i] = match node.as_var() {
+                Some(v) => given.get(v.as_str()).cloned(),
+                None => {
+                    let ts: Vec<Option<&Tensor<T>>> = node
+                        .children()
+                        .iter()
+                        .map(|&c| s.tangents[usize::from(c)].as_ref())
+                        .collect();
+                    jvp(node, &operands(&s.values, node), &value, &ts, &literal)
+                }
+            };
+            if let Some(t) = &s.tangents[i] {
+                self.finite(t, || format!("the tangent of {node}"))?;
+            }
+            added += s.tangents[i].as_ref().map_or(0, bytes);
+        }
+        s.values[i] = Some(value);
+        Ok(added)
+    }
+
+    /// The loop (see [`early_loop`]) whose forward and backward sweeps run together, with its cotangent.
+    fn early_loop<T: Scalar>(&self) -> Option<(usize, usize, Tensor<T>)> {
+        let (looped, root, weight) = early_loop(self.program, &self.uses)?;
+        let shape = ndarray::IxDyn(self.program.shape(looped.into()).dims());
+        Some((looped, root, Tensor::from_elem(shape, T::of(weight))))
     }
 
     /// With `check_finite`, an error naming `what` (the op, or the derivative
@@ -207,7 +284,7 @@ impl<'p> Interpreter<'p> {
     /// Evaluates every output.
     pub fn evaluate<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
         self.check_values(values, "values", true)?;
-        let s = self.sweep(values, None, false)?;
+        let s = self.sweep(values, None, false, None)?;
         Ok(Evaluation {
             outputs: self.outputs(&s.values),
             peak_bytes: s.peak_bytes,
@@ -233,18 +310,52 @@ impl<'p> Interpreter<'p> {
                 )))
             }
         };
-        let s = self.sweep(values, None, true)?;
         let expr = self.program.expr.as_ref();
         let mut grads: Vec<Option<Tensor<T>>> = vec![None; expr.len()];
+        let early = self.early_loop::<T>();
+        let early_nodes = early.as_ref().map(|(l, r, _)| (*l, *r));
+        let s = self.sweep(
+            values,
+            None,
+            true,
+            early.as_ref().map(|(node, _, g)| EarlyLoop {
+                node: *node,
+                g: g.clone(),
+                grads: &mut grads,
+            }),
+        )?;
         grads[usize::from(root)] = Some(scalar(T::one()));
         let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum();
         let mut peak = live;
+        let loops = self.program.loops();
         for i in (0..expr.len()).rev() {
             let node = &expr[i];
-            if node.as_var().is_some() {
+            if node.as_var().is_some() || loops.per_row[i] {
                 continue;
             }
             let Some(g) = grads[i].take() else { continue };
+            if early_nodes.is_some_and(|(_, reduction)| reduction == i) {
+                // The loop under it already swept itself backwards, row by row.
+                live -= bytes(&g);
+                continue;
+            }
+            if let Some(body) = &loops.bodies[i] {
+                let outer = Outer {
+                    values: &s.values,
+                    tangents: None,
+                };
+                let fresh: Vec<usize> = body.outer.iter().copied().filter(|&c| grads[c].is_none()).collect();
+                let row_bytes = map_backward(self.program, body, outer, &g, &mut grads)?;
+                peak = peak.max(live + row_bytes);
+                live += fresh
+                    .iter()
+                    .filter_map(|&c| grads[c].as_ref())
+                    .map(bytes)
+                    .sum::<usize>();
+                peak = peak.max(live);
+                live -= bytes(&g);
+                continue;
+            }
             let literal = self.literal(node);
             let out = s.values[i].as_deref().unwrap();
             for (position, cotangent) in vjp(node, &operands(&s.values, node), out, &g, &literal)
@@ -260,14 +371,10 @@ impl<'p> Interpreter<'p> {
                 self.finite(&cotangent, || {
                     format!("the gradient through {node} (operand {})", position + 1)
                 })?;
-                live += bytes(&cotangent);
-                match &mut grads[child] {
-                    Some(acc) => {
-                        *acc += &cotangent;
-                        live -= bytes(&cotangent);
-                    }
-                    slot => *slot = Some(cotangent),
+                if grads[child].is_none() {
+                    live += bytes(&cotangent);
                 }
+                accumulate(&mut grads[child], cotangent);
             }
             peak = peak.max(live);
             live -= bytes(&g);
@@ -300,7 +407,7 @@ impl<'p> Interpreter<'p> {
     pub fn tangents<T: Scalar>(&self, values: &Values<T>, tangents: &Values<T>) -> Result<Tangents<T>> {
         self.check_values(values, "values", true)?;
         self.check_values(tangents, "tangents", false)?;
-        let s = self.sweep(values, Some(tangents), false)?;
+        let s = self.sweep(values, Some(tangents), false, None)?;
         let jvp = self
             .program
             .outputs

@@ -6,11 +6,14 @@
 pub mod grad;
 pub mod interp;
 pub mod kernels;
+mod looprun;
+pub mod memory;
 pub mod random;
 pub mod values;
 
 pub use grad::{jvp, vjp};
 pub use interp::{Evaluation, Gradients, Interpreter, Tangents, Values};
 pub use kernels::{forward, matmul, unbroadcast, Tensor};
+pub use memory::{predict_peak_bytes, Run};
 pub use random::{random_values, Rng};
 pub use values::{json_from_str, named_to_json, tensor_from_json, tensor_to_json, values_from_json};

@@ -30,7 +30,10 @@ pub fn op_text(op: &Op, x: &str, y: &str, rng: &mut Rng) -> Option<String> {
         Op::Index(_) => format!("index({x}, {})", rng.below(2)),
         Op::Stack(_) => format!("stack({x}, {y})"),
         Op::Repeat(_) => format!("repeat({x}, 2)"),
-        Op::Vmap(_) | Op::Num(_) | Op::Var(_) => return None,
+        // A loop over the rows of c: [2, 3] (the generators' batched leaf); `row` only inside it.
+        Op::Map(_) => format!("map(row(c) * ({x}), 2)"),
+        Op::Chunks(_) => format!("chunks(rows(c, 1) * ({x}), 2, 1)"),
+        Op::Row(_) | Op::Rows(_) | Op::Vmap(_) | Op::Num(_) | Op::Var(_) => return None,
     })
 }
 
@@ -80,4 +83,16 @@ pub fn json_tensor(v: &Value) -> Tensor<f64> {
 pub fn load_reference(name: &str) -> Value {
     let path = format!("{}/tests/reference/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Whether some output of `program` depends on one of `names`.
+pub fn depends_on(program: &Program, names: &[&str]) -> bool {
+    let expr = program.expr.as_ref();
+    let mut depends = vec![false; expr.len()];
+    for (i, node) in expr.iter().enumerate() {
+        use egg::Language;
+        depends[i] = node.as_var().is_some_and(|v| names.contains(&v.as_str()))
+            || node.children().iter().any(|&c| depends[usize::from(c)]);
+    }
+    program.outputs.iter().any(|(_, id)| depends[usize::from(*id)])
 }

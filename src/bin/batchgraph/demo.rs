@@ -2,10 +2,10 @@
 //! answered by running the seed graph, with numbers and pictures.
 
 use batchgraph::{
-    line_chart_svg, random_values, to_svg, Batcher, Chart, Error, Interpreter, Program, Result, Rng, Series, Strategy,
-    Tensor, Values,
+    expand_loops, line_chart_svg, random_values, to_svg, Batcher, Chart, Error, Interpreter, Program, Result, Series,
+    Strategy, Tensor, Values, MAX_NODES,
 };
-use ndarray::{s, Axis, IxDyn};
+use ndarray::{Axis, IxDyn};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub struct TimingRow {
     pub fused_us: f64,
 }
 
-/// One way of computing the gradient of a batch of 64 in passes.
+/// One way of computing the gradient of a batch of 64: the plan compiled under a memory budget.
 #[derive(Clone, Debug, Serialize)]
 pub struct Accumulation {
     /// How many passes.
@@ -45,8 +45,12 @@ pub struct Accumulation {
     pub difference: f64,
     /// Microseconds for the whole batch.
     pub us: f64,
-    /// Peak bytes of one pass.
+    /// Measured peak bytes of the gradient.
     pub peak_bytes: usize,
+    /// The compiler's prediction of it.
+    pub predicted_peak_bytes: usize,
+    /// The memory budget the plan was compiled under.
+    pub budget_bytes: usize,
 }
 
 /// What the walk-through measured (also written to `summary.json`, which the tests read).
@@ -150,7 +154,8 @@ fn graphs_and_costs(
     .map_err(io)?;
     write_file(&options.out.join("seed.svg"), &to_svg(seed).map_err(Error::Io)?, files)?;
 
-    let unrolled = Batcher::new(seed).size(2).strategy(Strategy::Unroll).run()?;
+    let mut unrolled = Batcher::new(seed).size(2).strategy(Strategy::Unroll).run()?;
+    unrolled.program = expand_loops(&unrolled.program, MAX_NODES)?;
     let fused = Batcher::new(seed).size(2).strategy(Strategy::Fuse).run()?;
     writeln!(
         out,
@@ -187,33 +192,29 @@ fn graphs_and_costs(
     .map_err(io)?;
     writeln!(
         out,
-        "    {:>6} {:>16} {:>16} {:>12} {:>12}   chosen",
-        "B", "unrolled nodes", "fused nodes", "unrolled µs", "fused µs"
+        "    {:>6} {:>14} {:>11} {:>12} {:>12} {:>12}   chosen",
+        "B", "copies' nodes", "loop nodes", "fused nodes", "unrolled µs", "fused µs"
     )
     .map_err(io)?;
     for b in [2usize, 64, 1024] {
         let batched = Batcher::new(seed).size(b).run()?;
         let r = &batched.report;
         let (u, f) = (r.unroll.as_ref().unwrap(), r.fuse.as_ref().unwrap());
-        let chosen = if (r.chosen.cost - f.cost).abs() < 1e-9 {
-            "fused"
-        } else if (r.chosen.cost - u.cost).abs() < 1e-9 {
-            "unrolled"
-        } else {
-            "mixed"
-        };
+        let looped = Batcher::new(seed).size(b).strategy(Strategy::Unroll).run()?.program;
+        let copies = expand_loops(&looped, MAX_NODES)?.node_count();
         writeln!(
             out,
-            "    {b:>6} {:>16} {:>16} {:>12.2} {:>12.2}   {chosen}",
-            u.nodes, f.nodes, u.cost, f.cost
+            "    {b:>6} {copies:>14} {:>11} {:>12} {:>12.2} {:>12.2}   {}",
+            u.nodes, f.nodes, u.cost, f.cost, r.chosen.name
         )
         .map_err(io)?;
     }
     writeln!(
         out,
-        "\nWhy: the unrolled plan executes B copies of every op, each paying the per-op overhead and a\n\
-         matrix-vector product; the fused plan executes the same dozen ops at every B, and its matmul is one\n\
-         matrix-matrix product. The graph grows with B in one plan and not at all in the other."
+        "\n(Costs price a gradient, forward and backward.) Why: the unrolled plan executes B copies of every op,\n\
+         each paying the per-op overhead and a matrix-vector product; the fused plan executes the same dozen\n\
+         ops at every B, and its matmul is one matrix-matrix product. Written out, the copies grow with B; the\n\
+         compiler keeps them as one loop, `map(body, B)`, so that its own work does not grow with B."
     )
     .map_err(io)?;
     Ok(())
@@ -365,58 +366,61 @@ fn accumulation(seed: &Program, options: &DemoOptions, out: &mut dyn Write) -> R
     )
     .map_err(io)?;
     let total = 64;
-    let mut rng = Rng::new(3);
-    let data = rng.tensor(&[total, 3], -1.0, 1.0);
-    let w = rng.tensor(&[4, 3], -1.0, 1.0);
-    let mut reference: Option<Tensor<f64>> = None;
-    let mut accumulation = vec![];
+    let fused = Batcher::new(seed).size(total).strategy(Strategy::Fuse).run()?;
+    let values = random_values(&fused.program, 3);
+    let fused_peak = Interpreter::new(&fused.program).gradient(&values)?.peak_bytes;
     writeln!(
         out,
-        "    {:>7} {:>6} {:>22} {:>12} {:>12}",
-        "passes", "rows", "largest diff vs 1x64", "time µs", "peak bytes"
+        "One batch of {total}, compiled under a memory budget (`batchgraph batch --size {total} --memory BYTES`):\n\
+         the compiler picks the fastest plan whose predicted peak fits, here micro-batches of k rows whose\n\
+         gradients it accumulates.\n"
     )
     .map_err(io)?;
-    for passes in [1usize, 4, 16] {
-        let rows = total / passes;
-        let batched = Batcher::new(seed).size(rows).strategy(Strategy::Fuse).run()?;
-        let interpreter = Interpreter::new(&batched.program);
-        let chunks: Vec<Values<f64>> = (0..passes)
-            .map(|p| {
-                [
-                    (
-                        "x".to_string(),
-                        data.slice(s![p * rows..(p + 1) * rows, ..]).to_owned().into_dyn(),
-                    ),
-                    ("w".to_string(), w.clone()),
-                ]
-                .into()
-            })
-            .collect();
-        let accumulate = || -> Result<(Tensor<f64>, usize)> {
-            let mut sum = Tensor::<f64>::zeros(IxDyn(&[4, 3]));
-            let mut peak = 0;
-            for chunk in &chunks {
-                let g = interpreter.gradient(chunk)?;
-                peak = peak.max(g.peak_bytes);
-                // Each pass gives the mean over its rows; weigh it by its share of the batch.
-                sum = sum + &g.grads[1].1 * (rows as f64 / total as f64);
-            }
-            Ok((sum, peak))
-        };
-        let (gradient, peak) = accumulate()?;
-        let us = best_time_us(budget, || {
-            accumulate().expect("runs");
+    writeln!(
+        out,
+        "    {:>8} {:>16} {:>10} {:>14} {:>14} {:>20} {:>10}",
+        "budget", "plan", "passes", "predicted B", "measured B", "largest diff vs 1x64", "time µs"
+    )
+    .map_err(io)?;
+    let mut reference: Option<Vec<Tensor<f64>>> = None;
+    let mut accumulation = vec![];
+    for divisor in [1usize, 2, 4] {
+        let bytes = fused_peak / divisor;
+        let plan = Batcher::new(seed).size(total).memory_budget(Some(bytes)).run()?;
+        let interpreter = Interpreter::new(&plan.program);
+        let gradient = interpreter.gradient(&values)?;
+        let grads: Vec<Tensor<f64>> = gradient.grads.iter().map(|(_, g)| g.clone()).collect();
+        let d = reference.as_ref().map_or(0.0, |r| {
+            r.iter()
+                .zip(&grads)
+                .map(|(a, b)| max_abs_diff(a, b))
+                .fold(0.0, f64::max)
         });
-        let d = reference.as_ref().map_or(0.0, |r| max_abs_diff(r, &gradient));
-        reference.get_or_insert(gradient);
-        writeln!(out, "    {passes:>7} {rows:>6} {d:>22.2e} {us:>12.1} {peak:>12}").map_err(io)?;
-        accumulation.push(Accumulation {
-            passes,
+        reference.get_or_insert(grads);
+        let us = best_time_us(budget, || {
+            interpreter.gradient(&values).expect("runs");
+        });
+        let name = &plan.report.chosen.name;
+        let rows = name
+            .strip_prefix("chunks of ")
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(total);
+        let row = Accumulation {
+            passes: total.div_ceil(rows),
             rows,
             difference: d,
             us,
-            peak_bytes: peak,
-        });
+            peak_bytes: gradient.peak_bytes,
+            predicted_peak_bytes: plan.report.chosen.predicted_peak_bytes,
+            budget_bytes: bytes,
+        };
+        writeln!(
+            out,
+            "    {bytes:>8} {name:>16} {:>10} {:>14} {:>14} {d:>20.2e} {us:>10.1}",
+            row.passes, row.predicted_peak_bytes, row.peak_bytes
+        )
+        .map_err(io)?;
+        accumulation.push(row);
     }
     let fastest = accumulation.iter().min_by(|a, b| a.us.total_cmp(&b.us)).unwrap();
     let largest = accumulation.iter().map(|a| a.difference).fold(0.0, f64::max);
@@ -425,11 +429,13 @@ fn accumulation(seed: &Program, options: &DemoOptions, out: &mut dyn Write) -> R
         "\nThe same gradient (largest difference {largest:.1e}) whether the 64 examples are computed at once or\n\
          in pieces: the optimizer's batch (what the gradient averages over) is a choice of the loss; the\n\
          computed batch (the extra index the kernels see) is a choice of speed and memory. Here {} pass(es)\n\
-         of {} rows were fastest; the peak memory of a pass went from {} bytes (1 x 64) to {} bytes (16 x 4).",
+         of {} rows were fastest; the peak memory went from {} bytes (1 x 64) to {} bytes ({} x {}), as predicted.",
         fastest.passes,
         fastest.rows,
         accumulation[0].peak_bytes,
-        accumulation[accumulation.len() - 1].peak_bytes
+        accumulation[accumulation.len() - 1].peak_bytes,
+        accumulation[accumulation.len() - 1].passes,
+        accumulation[accumulation.len() - 1].rows,
     )
     .map_err(io)?;
     Ok(accumulation)

@@ -3,8 +3,8 @@
 mod demo;
 
 use batchgraph::{
-    calibrate, check_rule, json_from_str, named_to_json, parse_file, to_dot, to_svg, values_from_json, BatchReduce,
-    Batcher, CostProfile, Error, Interpreter, Program, RuleSet, Scalar, Strategy, Values,
+    calibrate, check_rule, expand_loops, json_from_str, named_to_json, parse_file, to_dot, to_svg, values_from_json,
+    BatchReduce, Batcher, CostProfile, Error, Interpreter, Program, RuleSet, Run, Scalar, Strategy, Values, MAX_NODES,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use demo::{run_demo, DemoOptions};
@@ -121,6 +121,57 @@ struct BatchArgs {
     /// Write the batched program in DOT.
     #[arg(long, value_name = "OUT.dot")]
     dot: Option<PathBuf>,
+    /// Write every loop out as B copies of its body (for small B: the textbook picture).
+    #[arg(long)]
+    expand: bool,
+    /// Choose the fastest plan (chunk sizes included) whose predicted peak memory fits:
+    /// bytes, or with a unit (64KiB, 10MB, 2GiB).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    memory: Option<usize>,
+    /// Which run to price and to predict the memory of: the gradient (forward and backward) or the forward pass.
+    #[arg(long = "for", value_enum, default_value_t = RunArg::Grad)]
+    run: RunArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RunArg {
+    Grad,
+    Eval,
+}
+
+/// A size in bytes: a number, optionally with a unit (KB, MB, GB in powers of
+/// 1000; KiB, MiB, GiB in powers of 1024; B).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return Err(format!("`{text}` is not a size (like 65536, 64KiB, 10MB, 2GiB)"));
+    }
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        other => return Err(format!("unknown unit `{other}` (use B, KB, MB, GB, KiB, MiB, GiB)")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (like 65536, 64KiB, 10MB, 2GiB)"))?;
+    let bytes = value * scale;
+    if !(1.0..1e18).contains(&bytes) {
+        return Err(format!(
+            "`{text}`: the budget must be at least 1 byte and less than 10^18"
+        ));
+    }
+    Ok(bytes as usize)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -290,11 +341,19 @@ fn batch(args: BatchArgs) -> Result<(), Error> {
             StrategyArg::Fuse => Strategy::Fuse,
         })
         .profile(profile(&args.profile)?)
+        .memory_budget(args.memory)
+        .price_for(match args.run {
+            RunArg::Grad => Run::Grad,
+            RunArg::Eval => Run::Eval,
+        })
         .rules(rule_set);
     if let Some(over) = args.over {
         batcher = batcher.over(over);
     }
-    let batched = batcher.run()?;
+    let mut batched = batcher.run()?;
+    if args.expand {
+        batched.program = expand_loops(&batched.program, MAX_NODES)?;
+    }
     if let Some(path) = &args.report {
         write(path, &serde_json::to_string_pretty(&batched.report).unwrap())?;
     }

@@ -1,0 +1,283 @@
+//! Loops in a program: which nodes run once per row (or chunk of rows) of a
+//! loop, and which run once. A node is per-row if it depends on a `row(y)`
+//! or `rows(y, k)`; the body of `map(body, n)` or `chunks(body, n, k)` is
+//! every per-row node reachable from `body`, in topological order; the values
+//! it reads from outside are computed once, before the loop. The checks here
+//! make a loop well formed: every `row` is inside a `map` (every `rows`
+//! inside a `chunks` of the same chunk size) over as many rows, a body uses
+//! its rows, loops do not nest.
+
+use crate::ir::op::{Num, Op};
+use crate::ir::program::Program;
+use crate::ir::reduce::Reduce;
+use crate::ir::shape::{Shape, ShapeError};
+use egg::{Id, Language, RecExpr};
+
+/// One `map` node: its body and what the body reads from outside.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoopBody {
+    /// The per-row nodes of the body, children before parents; the last is the body's root.
+    pub nodes: Vec<usize>,
+    /// The nodes outside the loop that the body reads (each once).
+    pub outer: Vec<usize>,
+    /// How many rows the loop covers.
+    pub rows: usize,
+    /// `None` for `map` (one row at a time), `Some(k)` for `chunks` of `k` rows.
+    pub chunk: Option<usize>,
+}
+
+impl LoopBody {
+    /// How many times the body runs.
+    pub fn iterations(&self) -> usize {
+        match self.chunk {
+            None => self.rows,
+            Some(k) => self.rows.div_ceil(k),
+        }
+    }
+
+    /// The rows that iteration `i` covers.
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        match self.chunk {
+            None => i..i + 1,
+            Some(k) => i * k..((i + 1) * k).min(self.rows),
+        }
+    }
+}
+
+/// The loops of a program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loops {
+    /// Whether each node runs once per row of its loop.
+    pub per_row: Vec<bool>,
+    /// The body of each `map` node, by node index (empty for other nodes).
+    pub bodies: Vec<Option<LoopBody>>,
+}
+
+impl Loops {
+    /// How many times each node runs: once, or once per row of each loop whose body holds it.
+    pub fn runs(&self) -> Vec<usize> {
+        let mut runs: Vec<usize> = self.per_row.iter().map(|&p| usize::from(!p)).collect();
+        for body in self.bodies.iter().flatten() {
+            for &n in &body.nodes {
+                runs[n] = runs[n].saturating_add(body.iterations());
+            }
+        }
+        runs
+    }
+
+    /// Whether the program has any loop.
+    pub fn any(&self) -> bool {
+        self.bodies.iter().any(Option::is_some)
+    }
+}
+
+fn loop_error(reason: String) -> ShapeError {
+    ShapeError::Loop { reason }
+}
+
+/// Finds and checks the loops of `expr` (whose node shapes are `shapes`).
+pub fn find_loops(expr: &[Op], shapes: &[Shape]) -> Result<Loops, ShapeError> {
+    let mut per_row = vec![false; expr.len()];
+    for (i, node) in expr.iter().enumerate() {
+        per_row[i] = match node {
+            Op::Row(y) | Op::Rows([y, _]) => {
+                if per_row[usize::from(*y)] {
+                    return Err(loop_error(format!(
+                        "{node}: loops do not nest (rows of a value computed per row)"
+                    )));
+                }
+                true
+            }
+            Op::Map([body, _]) | Op::Chunks([body, _, _]) => {
+                if !per_row[usize::from(*body)] {
+                    return Err(loop_error(format!(
+                        "{node}: the body does not read row(...) or rows(...), so every row would be the same"
+                    )));
+                }
+                false
+            }
+            Op::Unary(..)
+            | Op::Binary(..)
+            | Op::Reduce(..)
+            | Op::ReduceAxis(..)
+            | Op::MatMul(_)
+            | Op::Transpose(_)
+            | Op::Permute(_)
+            | Op::Expand(_)
+            | Op::Index(_)
+            | Op::Stack(_)
+            | Op::Repeat(_)
+            | Op::Vmap(_)
+            | Op::Num(_)
+            | Op::Var(_) => node.children().iter().any(|&c| per_row[usize::from(c)]),
+        };
+    }
+    let mut bodies = vec![None; expr.len()];
+    for (i, node) in expr.iter().enumerate() {
+        let Some(body) = node.loop_body().map(usize::from) else {
+            continue;
+        };
+        let chunk = matches!(node, Op::Chunks(_)).then(|| shapes[body].dims()[0]);
+        let rows = shapes[i].dims()[0];
+        bodies[i] = Some(loop_body(expr, shapes, &per_row, body, rows, chunk)?);
+    }
+    check_rows_inside_maps(expr, &per_row)?;
+    Ok(Loops { per_row, bodies })
+}
+
+/// The per-row nodes reachable from `root` (children first) and the outer values they read.
+fn loop_body(
+    expr: &[Op],
+    shapes: &[Shape],
+    per_row: &[bool],
+    root: usize,
+    rows: usize,
+    chunk: Option<usize>,
+) -> Result<LoopBody, ShapeError> {
+    let mut seen = vec![false; root + 1];
+    let mut outer_seen = vec![false; root + 1];
+    let mut stack = vec![root];
+    seen[root] = true;
+    let (mut nodes, mut outer) = (vec![], vec![]);
+    while let Some(n) = stack.pop() {
+        nodes.push(n);
+        let read = match (&expr[n], chunk) {
+            (Op::Row(y), None) => Some(y),
+            (Op::Rows([y, _]), Some(k)) if shapes[n].dims().first() == Some(&k) => Some(y),
+            (Op::Row(_) | Op::Rows(_), _) => {
+                let what = chunk.map_or("a map".to_string(), |k| format!("chunks of {k}"));
+                return Err(loop_error(format!("{}: does not belong in {what}", expr[n])));
+            }
+            _ => None,
+        };
+        if let Some(y) = read.map(|&y| usize::from(y)) {
+            if shapes[y].dims().first() != Some(&rows) {
+                return Err(loop_error(format!(
+                    "{}: a loop over {rows} rows reads a value of shape {}",
+                    expr[n], shapes[y]
+                )));
+            }
+        }
+        for &c in expr[n].children() {
+            let c = usize::from(c);
+            if per_row[c] && !seen[c] {
+                seen[c] = true;
+                stack.push(c);
+            } else if !per_row[c] && !outer_seen[c] {
+                outer_seen[c] = true;
+                outer.push(c);
+            }
+        }
+    }
+    nodes.sort_unstable();
+    outer.sort_unstable();
+    Ok(LoopBody {
+        nodes,
+        outer,
+        rows,
+        chunk,
+    })
+}
+
+/// No value outside a loop may read a per-row value, except through `map`.
+fn check_rows_inside_maps(expr: &[Op], per_row: &[bool]) -> Result<(), ShapeError> {
+    for (i, node) in expr.iter().enumerate() {
+        if per_row[i] || node.loop_body().is_some() {
+            continue;
+        }
+        if node.children().iter().any(|&c| per_row[usize::from(c)]) {
+            return Err(loop_error(format!("{node}: reads a row(...) outside of map")));
+        }
+    }
+    Ok(())
+}
+
+/// The program with every loop written out: `map(body, n)` becomes
+/// `stack(body_0, ..., body_{n-1})`, where copy `body_b` reads `index(y, b)`
+/// for `row(y)`. The pictures of the duplicated plan are drawn from this
+/// form. Refused when the copies would pass `max_nodes`.
+pub fn expand_loops(program: &Program, max_nodes: usize) -> Result<Program, ShapeError> {
+    let (loops, expr) = (program.loops(), program.expr.as_ref());
+    let copies = loops.bodies.iter().flatten().fold(expr.len(), |total, body| {
+        total.saturating_add(body.nodes.len().saturating_mul(body.rows))
+    });
+    if copies > max_nodes {
+        return Err(ShapeError::TooLarge {
+            op: "map".into(),
+            reason: format!("writing the loops out would take {copies} nodes, more than {max_nodes}"),
+        });
+    }
+    let mut out: Vec<Op> = Vec::with_capacity(copies);
+    let push = |op: Op, out: &mut Vec<Op>| {
+        out.push(op);
+        Id::from(out.len() - 1)
+    };
+    let mut placed: Vec<Option<Id>> = vec![None; expr.len()];
+    let mut local: Vec<Option<Id>> = vec![None; expr.len()];
+    for (i, node) in expr.iter().enumerate() {
+        if loops.per_row[i] {
+            continue;
+        }
+        let Some(body) = &loops.bodies[i] else {
+            placed[i] = Some(push(
+                node.clone().map_children(|c| placed[usize::from(c)].expect("placed")),
+                &mut out,
+            ));
+            continue;
+        };
+        if body.chunk.is_some() {
+            return Err(loop_error("chunks: only map loops are written out".into()));
+        }
+        let mut rows = Vec::with_capacity(body.rows);
+        for b in 0..body.rows {
+            let row = push(Op::Num(Num(b as f64)), &mut out);
+            for &n in &body.nodes {
+                let copy = match &expr[n] {
+                    Op::Row(y) => Op::Index([placed[usize::from(*y)].expect("placed"), row]),
+                    other => other.clone().map_children(|c| {
+                        let c = usize::from(c);
+                        if loops.per_row[c] { local[c] } else { placed[c] }.expect("placed")
+                    }),
+                };
+                local[n] = Some(push(copy, &mut out));
+            }
+            rows.push(local[*body.nodes.last().expect("a body has a root")].expect("placed"));
+        }
+        placed[i] = Some(push(Op::Stack(rows.into()), &mut out));
+    }
+    let outputs = program
+        .outputs
+        .iter()
+        .map(|(name, id)| (name.clone(), placed[usize::from(*id)].expect("outputs are not per row")))
+        .collect();
+    Program::new(
+        program.inputs.clone(),
+        program.params.clone(),
+        RecExpr::from(out),
+        outputs,
+        vec![],
+    )
+}
+
+/// A loop whose cotangent is known before it runs, so that a gradient can
+/// run its forward and backward sweeps together, row by row: the program's
+/// one output is the mean or sum over axis 0 of the loop's rows, and nothing
+/// else reads them (`uses`: how many times the main sweep reads each node).
+/// Returns the loop, the output node and the weight of each row (1/n or 1).
+pub fn early_loop(program: &Program, uses: &[usize]) -> Option<(usize, usize, f64)> {
+    let [(_, root)] = program.outputs.as_slice() else {
+        return None;
+    };
+    let root = usize::from(*root);
+    let Op::ReduceAxis(reduce, [looped, axis]) = &program.expr[root.into()] else {
+        return None;
+    };
+    let looped = usize::from(*looped);
+    let weight = match reduce {
+        Reduce::Mean => 1.0 / program.shape(looped.into()).dims()[0] as f64,
+        Reduce::Sum => 1.0,
+        Reduce::Max | Reduce::Min => return None,
+    };
+    let is_loop = program.loops().bodies[looped].is_some();
+    (program.literal(*axis) == Some(0.0) && is_loop && uses[looped] == 1).then_some((looped, root, weight))
+}

@@ -1,0 +1,166 @@
+//! The memory model: the peak bytes of values the interpreter will hold when
+//! it runs a program, predicted from shapes alone, by replaying the
+//! interpreter's own policy. Forward only (`Run::Eval`): a value lives from
+//! where it is computed to its last use. Forward and backward (`Run::Grad`):
+//! every value outside loops is kept for the backward sweep, and cotangents
+//! come and go as the sweep walks back. A loop holds one row's (or chunk's)
+//! intermediates at a time, in both sweeps: that is what micro-batches buy.
+
+use crate::ir::{early_loop, LoopBody, Op, Program, Shape};
+use egg::Language;
+use serde::Serialize;
+
+/// Which run to predict (and to price).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Run {
+    /// The forward pass only.
+    Eval,
+    /// The forward pass and the backward sweep (a gradient).
+    Grad,
+}
+
+fn size(shape: &Shape, element: usize) -> usize {
+    shape.elements().saturating_mul(element)
+}
+
+/// The shape a body node has in the largest iteration (a loop's first).
+fn row_shape(program: &Program, n: usize) -> &Shape {
+    program.shape(n.into())
+}
+
+/// Bytes one row of a loop holds running forward: every body value at once.
+fn body_forward_bytes(program: &Program, body: &LoopBody, element: usize) -> usize {
+    body.nodes.iter().map(|&n| size(row_shape(program, n), element)).sum()
+}
+
+/// Bytes one row of a loop holds running backward: its values and every cotangent made in it.
+fn body_backward_bytes(program: &Program, body: &LoopBody, element: usize) -> usize {
+    let expr = program.expr.as_ref();
+    let in_body = |n: usize| body.nodes.binary_search(&n).is_ok();
+    let mut wanted = vec![false; expr.len()];
+    let root = *body.nodes.last().expect("a body has a root");
+    wanted[root] = true;
+    let mut held = body_forward_bytes(program, body, element);
+    for &n in body.nodes.iter().rev() {
+        if !wanted[n] || matches!(expr[n], Op::Row(_) | Op::Rows(_)) {
+            continue;
+        }
+        for &c in expr[n].children() {
+            let c = usize::from(c);
+            if expr[c].as_num().is_some() {
+                continue;
+            }
+            // A cotangent has its value's shape: a row's for a body value, the whole value's for an outer one.
+            held += size(program.shape(c.into()), element);
+            if in_body(c) {
+                wanted[c] = true;
+            }
+        }
+    }
+    held
+}
+
+/// The predicted peak bytes of running `program` (`element` bytes per number: 8 for f64).
+pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize {
+    let expr = program.expr.as_ref();
+    let loops = program.loops();
+    let bytes = |i: usize| size(program.shape(i.into()), element);
+    let main_children = |i: usize| -> Vec<usize> {
+        match &loops.bodies[i] {
+            Some(body) => body.outer.clone(),
+            None => expr[i].children().iter().map(|&c| usize::from(c)).collect(),
+        }
+    };
+    let mut remaining = vec![0usize; expr.len()];
+    for i in (0..expr.len()).filter(|&i| !loops.per_row[i]) {
+        for c in main_children(i) {
+            remaining[c] += 1;
+        }
+    }
+    for (_, id) in &program.outputs {
+        remaining[usize::from(*id)] += 1;
+    }
+    let early = match run {
+        Run::Grad => early_loop(program, &remaining),
+        Run::Eval => None,
+    };
+    let (mut live, mut peak) = (0usize, 0usize);
+    for i in (0..expr.len()).filter(|&i| !loops.per_row[i]) {
+        if let Some(body) = &loops.bodies[i] {
+            let row = if early.is_some_and(|(l, _, _)| l == i) {
+                body_backward_bytes(program, body, element)
+            } else {
+                body_forward_bytes(program, body, element)
+            };
+            peak = peak.max(live + row + bytes(i));
+        }
+        live += bytes(i);
+        peak = peak.max(live);
+        if run == Run::Eval {
+            for c in main_children(i) {
+                remaining[c] -= 1;
+                if remaining[c] == 0 {
+                    live -= bytes(c);
+                }
+            }
+        }
+    }
+    if run == Run::Eval {
+        return peak;
+    }
+    backward_peak(program, element, early.map(|(_, root, _)| root)).max(peak)
+}
+
+/// The backward sweep's peak, replaying `Interpreter::gradient`.
+fn backward_peak(program: &Program, element: usize, early_root: Option<usize>) -> usize {
+    let expr = program.expr.as_ref();
+    let loops = program.loops();
+    let bytes = |i: usize| size(program.shape(i.into()), element);
+    let Some((_, root)) = program.outputs.first() else {
+        return 0;
+    };
+    let mut live: usize = (0..expr.len()).filter(|&i| !loops.per_row[i]).map(bytes).sum();
+    let mut peak = live;
+    let mut has_grad = vec![false; expr.len()];
+    has_grad[usize::from(*root)] = true;
+    for i in (0..expr.len()).rev() {
+        if expr[i].as_var().is_some() || loops.per_row[i] || !has_grad[i] {
+            continue;
+        }
+        if early_root == Some(i) {
+            // The loop under it swept itself backwards during the forward pass.
+            live = live.saturating_sub(bytes(i));
+            continue;
+        }
+        if let Some(body) = &loops.bodies[i] {
+            peak = peak.max(live + body_backward_bytes(program, body, element));
+            for &c in &body.outer {
+                if expr[c].as_num().is_none() && !has_grad[c] && reaches_outer(program, body, c) {
+                    has_grad[c] = true;
+                    live += bytes(c);
+                }
+            }
+        } else {
+            for &c in expr[i].children() {
+                let c = usize::from(c);
+                if expr[c].as_num().is_none() && !has_grad[c] {
+                    has_grad[c] = true;
+                    live += bytes(c);
+                }
+            }
+        }
+        peak = peak.max(live);
+        live = live.saturating_sub(bytes(i));
+    }
+    peak
+}
+
+/// Whether the loop's backward sweep gives outer value `c` a cotangent: some
+/// body node that gets one reads it.
+fn reaches_outer(program: &Program, body: &LoopBody, c: usize) -> bool {
+    let expr = program.expr.as_ref();
+    body.nodes
+        .iter()
+        .any(|&n| expr[n].children().iter().any(|&k| usize::from(k) == c))
+}
