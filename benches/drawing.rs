@@ -1,6 +1,7 @@
 //! How long `to_svg` takes (layout and SVG text): every example program, the
-//! B = 2 duplicated and fused plans of each, the unrolled MLP at B = 64 (about
-//! 700 nodes; 35 s with the old layout engine) and a 2,000-node program.
+//! B = 2 unrolled (a loop) and fused plans of each, the MLP's unrolled plan at
+//! B = 64 (about 700 nodes before the loop node, 35 s with the old layout
+//! engine; a loop of 20 nodes now) and a 2,000-node program.
 //!
 //! Run: `cargo bench --bench drawing`.
 

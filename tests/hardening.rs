@@ -12,6 +12,37 @@ fn batchgraph(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs the command, but a hang fails the test (after a minute) instead of
+/// blocking it: the pictures that used to hang are run through this.
+fn within_a_minute(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read both pipes while waiting, so that a long output cannot block the child.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    for _ in 0..600 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+            return Output { status, stdout, stderr };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    panic!("batchgraph {args:?} hung for a minute");
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
@@ -92,6 +123,12 @@ fn check_finite_covers_gradients_and_tangents() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains("the tangent of sqrt"), "{}", stderr(&o));
+    // Finite cotangents that sum to an infinity.
+    let sum = temp_file("finite/sum.graph", "input x: []\nout s = x * 1e308 + x * 9e307\n");
+    let zero = temp_file("finite/zero.json", "{\"x\": 0}");
+    let o = batchgraph(&["eval", &sum, "--inputs", &zero, "--grad", "--check-finite"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("the gradient of `x`"), "{}", stderr(&o));
     // Without the flag the same runs succeed (JSON null for the infinity).
     let o = batchgraph(&["eval", &graph, "--inputs", &values, "--grad"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -214,11 +251,11 @@ fn show_svg_draws_deep_graphs_and_refuses_huge_ones() {
     };
     let graph = temp_file("svg/skip30.graph", &chain(31));
     let svg = temp_file("svg/skip30.svg", "");
-    let o = batchgraph(&["show", &graph, "--svg", &svg]);
+    let o = within_a_minute(&["show", &graph, "--svg", &svg]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read_to_string(&svg).unwrap().matches("tanh").count() >= 31);
     let svg = temp_file("svg/mlp64.svg", "");
-    let o = batchgraph(&[
+    let o = within_a_minute(&[
         "batch",
         "examples/mlp.graph",
         "--size",
@@ -230,7 +267,87 @@ fn show_svg_draws_deep_graphs_and_refuses_huge_ones() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let graph = temp_file("svg/huge.graph", &chain(3000));
-    let o = batchgraph(&["show", &graph, "--svg", &temp_file("svg/huge.svg", "")]);
+    let o = within_a_minute(&["show", &graph, "--svg", &temp_file("svg/huge.svg", "")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("graph too large to draw"), "{}", stderr(&o));
+}
+
+/// Item 2: `batch --rules DIR` checks the user's rules first and refuses an
+/// unsound one, naming it, instead of silently changing the program.
+#[test]
+fn batch_refuses_an_unsound_user_rule() {
+    let rule = temp_file(
+        "userrules/wrong.rules",
+        "# tanh of each example is relu of the batch (wrong)\nvmap-wrong: (vmap (tanh ?a)) => (relu (vmap ?a))\n",
+    );
+    let o = batchgraph(&[
+        "batch",
+        "examples/seed.graph",
+        "--size",
+        "2",
+        "--rules",
+        &folder_of(&rule),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("rule vmap-wrong ("), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    // A sound user rule is accepted.
+    let rule = temp_file("userrules_ok/ok.rules", "# a - 0 = a\nsub-zero-mine: (- ?a 0) => ?a\n");
+    let o = batchgraph(&[
+        "batch",
+        "examples/seed.graph",
+        "--size",
+        "2",
+        "--rules",
+        &folder_of(&rule),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Item 12: the unrolled plan is never said to leave duplication out, and
+/// it fits the node limit at any B (main's loop node replaced the B copies).
+#[test]
+fn the_unrolled_plan_reports_its_size_honestly() {
+    let program = batchgraph::parse_file(std::path::Path::new(&format!(
+        "{}/examples/mixed.graph",
+        env!("CARGO_MANIFEST_DIR")
+    )))
+    .unwrap();
+    let batched = batchgraph::Batcher::new(&program)
+        .size(100_000)
+        .node_limit(1_000)
+        .strategy(batchgraph::Strategy::Unroll)
+        .run()
+        .unwrap();
+    let notes = batched.report.notes.join("\n");
+    assert!(!notes.contains("left out"), "{notes}");
+    assert!(batched.report.egraph_nodes <= 1_000, "{}", batched.report.egraph_nodes);
+}
+
+/// Item 7: what `batch` prints for a 63-layer MLP is accepted by `eval` and
+/// `show` (it nested too deeply before).
+#[test]
+fn a_batched_deep_mlp_parses_back() {
+    let mut text = String::from("input x: [4]\n");
+    let mut previous = "x".to_string();
+    for i in 0..63 {
+        text += &format!("param w{i}: [4, 4]\nlet h{i} = tanh(w{i} @ {previous})\n");
+        previous = format!("h{i}");
+    }
+    text += &format!("out s = sum({previous})\n");
+    let graph = temp_file("deepmlp/mlp63.graph", &text);
+    let o = batchgraph(&["batch", &graph, "--size", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let batched = temp_file("deepmlp/batched.graph", &stdout(&o));
+    let o = batchgraph(&["show", &batched]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&o);
+    let printed: String = shown
+        .lines()
+        .filter(|l| !l.starts_with("nodes:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let again = temp_file("deepmlp/shown.graph", &printed);
+    let o = batchgraph(&["show", &again]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

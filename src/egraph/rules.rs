@@ -11,6 +11,7 @@
 //! `== != < <= > >=`.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::soundness::check_rule;
 use crate::egraph::{appliers, class_rules};
 use crate::error::{Error, Result};
 use crate::ir::Op;
@@ -374,6 +375,31 @@ impl RuleSet {
             }
         }
         Ok(self)
+    }
+
+    /// [`RuleSet::with_dir`], then checks each rule the folder added with
+    /// [`check_rule`] (a fraction of a second per rule) and refuses the set if
+    /// one is unsound, naming the rule and the instance that shows it, or if
+    /// no instance exercises one (it is unchecked, so it cannot be trusted).
+    pub fn with_checked_dir(self, dir: &Path) -> Result<RuleSet> {
+        let before = self.rules.len();
+        let set = self.with_dir(dir)?;
+        for rule in &set.rules[before..] {
+            match check_rule(rule) {
+                Ok(0) => {
+                    return Err(Error::Unsupported(format!(
+                        "rule {} ({}) is unchecked: no instance of its left side applies; \
+                         `batchgraph rules --check --rules {}` shows every rule's verdict",
+                        rule.name,
+                        rule.origin,
+                        dir.display()
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Error::UnsoundRule(e)),
+            }
+        }
+        Ok(set)
     }
 
     /// This set without the rule called `name`, or the family `name/...` (to see what happens without it).

@@ -1,6 +1,6 @@
 //! Checks a rewrite rule by running it, as Ruler fuzzes rules. The left side
-//! is instantiated with random tensors (every rank 0-3, mapped or not) and
-//! with every axis 0-3 where the language needs an integer; the rule is
+//! is instantiated with random tensors (every rank 0-4, mapped or not) and
+//! with every axis 0-4 where the language needs an integer; the rule is
 //! applied in an e-graph, exactly as the batcher applies it, so text rules,
 //! generated rule classes and Rust appliers are checked alike; then every new
 //! implementation of the left side's class is evaluated, with `vmap` expanded
@@ -15,7 +15,7 @@ use egg::{AstSize, ENodeOrVar, Extractor, Id, Language, RecExpr, Symbol, Var};
 use std::collections::HashMap;
 
 const BATCH: usize = 3;
-const MAX_RANK: usize = 3;
+const MAX_RANK: usize = 4;
 
 /// How one pattern variable is instantiated.
 #[derive(Clone, Copy, Debug)]

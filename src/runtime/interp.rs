@@ -390,7 +390,11 @@ impl<'p> Interpreter<'p> {
             .iter()
             .chain(&self.program.params)
             .map(|d| (d.name.clone(), var_grad(&d.name, d.shape.dims())))
-            .collect();
+            .collect::<Vec<_>>();
+        for (name, g) in &grads {
+            // Finite cotangents can still sum to an infinity.
+            self.finite(g, || format!("the gradient of `{name}`"))?;
+        }
         Ok(Gradients {
             outputs: vec![(name.clone(), s.values[usize::from(root)].as_deref().unwrap().clone())],
             grads,

@@ -374,7 +374,8 @@ fn batch(args: BatchArgs) -> Result<(), Error> {
     let program = parse_file(&args.file)?;
     let mut rule_set = RuleSet::builtin();
     if let Some(dir) = &args.rules {
-        rule_set = rule_set.with_dir(dir)?;
+        // The user's rules are checked before they can change an answer.
+        rule_set = rule_set.with_checked_dir(dir)?;
     }
     let mut batcher = Batcher::new(&program)
         .size(args.size)
