@@ -127,22 +127,22 @@ pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> Work {
         | Op::Row(_)
         | Op::Rows(_) => 0.0,
         // The loop's own work: one iteration's bookkeeping per row, and writing its rows into the result.
-        Op::Map(_) | Op::Chunks(_) => {
-            let iterations = match op {
-                Op::Chunks(_) => output.dims()[0].div_ceil(inputs[0].dims()[0]),
-                _ => output.dims()[0],
-            };
-            return Work::Op {
-                flops: 0.0,
-                bytes: 8.0 * out,
-                dispatches: iterations as f64,
-            };
-        }
+        Op::Map(_) => return loop_work(output.dims()[0], out),
+        Op::Chunks(_) => return loop_work(output.dims()[0].div_ceil(inputs[0].dims()[0]), out),
     };
     Work::Op {
         flops,
         bytes: 8.0 * (read + out),
         dispatches: 1.0,
+    }
+}
+
+/// A loop's own work: one iteration's bookkeeping each time round, and writing its `out` elements.
+fn loop_work(iterations: usize, out: f64) -> Work {
+    Work::Op {
+        flops: 0.0,
+        bytes: 8.0 * out,
+        dispatches: iterations as f64,
     }
 }
 

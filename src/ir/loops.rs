@@ -148,6 +148,7 @@ fn loop_body(
                 let what = chunk.map_or("a map".to_string(), |k| format!("chunks of {k}"));
                 return Err(loop_error(format!("{}: does not belong in {what}", expr[n])));
             }
+            // Every other op reads no rows itself (a match for two ops, not a dispatch over all).
             _ => None,
         };
         if let Some(y) = read.map(|&y| usize::from(y)) {
