@@ -267,3 +267,42 @@ fn compile_size_does_not_depend_on_b_and_absurd_sizes_are_refused() {
         .run();
     assert!(ok.is_ok(), "{:?}", ok.err());
 }
+
+#[test]
+fn loop_mistakes_are_errors_that_point_at_them() {
+    let cases = [
+        ("out s = map(map(row(row(x)), 3), 4)", "2:17", "loops do not nest"),
+        (
+            "out s = map(row(x), 4) + row(x)",
+            "2:9",
+            "reads row(...) outside of map",
+        ),
+        ("out s = map(sum(x), 4)", "2:9", "the body does not read row(...)"),
+        (
+            "out s = map(row(x), 3)",
+            "",
+            "a loop over 3 rows reads a value of shape [4, 3]",
+        ),
+        (
+            "out s = chunks(rows(x, 2), 4, 3)",
+            "2:9",
+            "chunks: a body of shape [2, 3] is not a chunk of 3 rows",
+        ),
+        (
+            "out s = chunks(rows(x, 5), 4, 5)",
+            "2:16",
+            "rows: no chunk of 5 rows in a value of shape [4, 3]",
+        ),
+        ("out s = chunks(row(x), 4, 1)", "2:9", "is not a chunk of 1 rows"),
+        ("out s = map(rows(x, 2), 4)", "", "does not belong in a map"),
+    ];
+    for (line, at, message) in cases {
+        let e = Program::parse("loops.graph", &format!("input x: [4, 3]\n{line}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(message) && e.starts_with(&format!("loops.graph:{at}")),
+            "{line}: {e}"
+        );
+    }
+}

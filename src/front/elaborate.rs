@@ -37,6 +37,8 @@ struct Elaborator<'a> {
     functions: HashMap<String, Function>,
     declared: HashMap<Symbol, Shape>,
     call_depth: usize,
+    /// Whether each node runs per row of a loop (reads a `row`), checked as it is written.
+    per_row: Vec<bool>,
 }
 
 impl Elaborator<'_> {
@@ -56,10 +58,38 @@ impl Elaborator<'_> {
                 })
                 .map_err(|e| self.src.error(at, e.to_string()))?,
         };
+        let per_row = self.loop_check(&op, at)?;
+        self.per_row.push(per_row);
         self.shapes.push(shape);
         // A plain Vec: egg's RecExpr::add costs O(len) per call.
         self.expr.push(op);
         Ok(Id::from(self.expr.len() - 1))
+    }
+
+    /// Whether `op` runs per row of a loop; an error at `at` for a `row` of a
+    /// per-row value (loops do not nest) or a loop whose body reads no row.
+    /// The rest of a loop's checks (row counts) run on the whole program.
+    fn loop_check(&self, op: &Op, at: Span) -> Result<bool, ParseError> {
+        let per_row = |c: &Id| self.per_row[usize::from(*c)];
+        if let Op::Row(y) | Op::Rows([y, _]) = op {
+            if per_row(y) {
+                return Err(self.src.error(
+                    at,
+                    format!("{op}: loops do not nest (rows of a value computed per row)"),
+                ));
+            }
+            return Ok(true);
+        }
+        if let Some(body) = op.loop_body() {
+            if !per_row(&body) {
+                return Err(self.src.error(
+                    at,
+                    format!("{op}: the body does not read row(...) or rows(...), so every row would be the same"),
+                ));
+            }
+            return Ok(false);
+        }
+        Ok(op.children().iter().any(per_row))
     }
 
     fn check_new_name(&self, name: &str, at: Span) -> Result<(), ParseError> {
@@ -209,6 +239,7 @@ pub fn parse_program(file: &str, text: &str) -> Result<Program, ParseError> {
         functions: HashMap::new(),
         declared: HashMap::new(),
         call_depth: 0,
+        per_row: Vec::new(),
     };
     let (mut inputs, mut params, mut outputs, mut names) = (vec![], vec![], vec![], vec![]);
     let empty = HashMap::new();
@@ -253,6 +284,12 @@ pub fn parse_program(file: &str, text: &str) -> Result<Program, ParseError> {
                     return Err(src.error(at, format!("`{name}` is already defined")));
                 }
                 let id = el.elaborate(&value, &empty)?;
+                if output && el.per_row[usize::from(id)] {
+                    return Err(src.error(
+                        value.span(),
+                        format!("out {name} reads row(...) outside of map (or rows(...) outside of chunks)"),
+                    ));
+                }
                 if output {
                     outputs.push((name.clone(), id));
                 }
