@@ -8,6 +8,7 @@ pub mod interp;
 pub mod kernels;
 pub mod random;
 pub mod values;
+pub mod vmath;
 
 pub use grad::{jvp, vjp};
 pub use interp::{Evaluation, Gradients, Interpreter, Tangents, Values};
