@@ -82,6 +82,28 @@ macro_rules! binary_ops {
                 match self { $(Binary::$variant => { let ($a, $b, $y) = (a, b, y); ($da, $db) })* }
             }
 
+            /// `g * df/da` (`side` 0) or `g * df/db` (`side` 1) elementwise, given
+            /// `a`, `b`, `y = f(a, b)` and `g` already broadcast to one shape: one
+            /// loop per op and side, with no dispatch per element.
+            #[allow(unused_variables)]
+            pub fn chain<T: Scalar>(
+                self,
+                side: usize,
+                a: &ArrayViewD<T>,
+                b: &ArrayViewD<T>,
+                y: &ArrayViewD<T>,
+                g: &ArrayViewD<T>,
+            ) -> ArrayD<T> {
+                let zip = Zip::from(a).and(b).and(y).and(g);
+                match self {
+                    $(Binary::$variant => if side == 0 {
+                        zip.map_collect(|&$a, &$b, &$y, &g| g * $da)
+                    } else {
+                        zip.map_collect(|&$a, &$b, &$y, &g| g * $db)
+                    },)*
+                }
+            }
+
             /// `f` of every pair of elements of `a` and `b`, already broadcast to one shape
             /// (one loop per op, not a dispatch per element).
             pub fn map<T: Scalar>(self, a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> ArrayD<T> {

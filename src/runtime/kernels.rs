@@ -189,6 +189,23 @@ pub fn unbroadcast<T: Scalar>(g: Tensor<T>, shape: &[usize]) -> Tensor<T> {
     g
 }
 
+/// Sums the view `g` down to `shape` (`unbroadcast` without taking `g`); a
+/// copy when the shapes already match.
+pub fn unbroadcast_view<T: Scalar>(g: ArrayViewD<T>, shape: &[usize]) -> Tensor<T> {
+    if g.shape() == shape {
+        return g.to_owned();
+    }
+    let lead = g.ndim() - shape.len();
+    if lead > 0 && g.shape()[lead..] == *shape {
+        // Only leading axes to sum (a bias of a batch): one pass over the rows.
+        let rows = g.len() / shape.iter().product::<usize>().max(1);
+        if let Ok(g2) = g.to_shape((rows, g.len() / rows.max(1))) {
+            return reshape(g2.sum_axis(Axis(0)).into_dyn(), shape);
+        }
+    }
+    unbroadcast(g.to_owned(), shape)
+}
+
 /// `g` broadcast up to `shape` (a copy).
 pub fn broadcast_to<T: Scalar>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
     g.broadcast(IxDyn(shape)).expect("broadcastable").to_owned()
