@@ -91,7 +91,8 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
         }
         return product;
     }
-    // Both operands have leading axes: one GEMM per broadcast batch element.
+    // Both operands have leading axes: one GEMM per broadcast batch element,
+    // each written straight into its slot of the result.
     let batch_a = &a.shape()[..ra - 2];
     let batch_b = &b.shape()[..rb - 2];
     let batch = broadcast(&batch_a.to_vec().into(), &batch_b.to_vec().into()).expect("checked shapes");
@@ -110,9 +111,15 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
         .to_shape((count, b.shape()[rb - 2], n))
         .expect("same number of elements");
     let mut out = ndarray::Array3::<T>::zeros((count, m, n));
-    for i in 0..count {
-        out.index_axis_mut(Axis(0), i)
-            .assign(&a3.index_axis(Axis(0), i).dot(&b3.index_axis(Axis(0), i)));
+    for (i, mut slot) in out.outer_iter_mut().enumerate() {
+        // Each product written in place: no temporary per batch element.
+        ndarray::linalg::general_mat_mul(
+            T::one(),
+            &a3.index_axis(Axis(0), i),
+            &b3.index_axis(Axis(0), i),
+            T::zero(),
+            &mut slot,
+        );
     }
     let mut dims = batch.0;
     dims.extend([m, n]);
