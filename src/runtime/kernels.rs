@@ -3,7 +3,7 @@
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
 use crate::ir::{broadcast, Binary, Op, Reduce, Scalar, Shape};
-use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix1, Ix2, IxDyn};
 
 /// A value: an n-dimensional array.
 pub type Tensor<T> = ArrayD<T>;
@@ -112,13 +112,7 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
     let mut out = ndarray::Array3::<T>::zeros((count, m, n));
     for (i, mut slot) in out.outer_iter_mut().enumerate() {
         // Each product written in place: no temporary per batch element.
-        ndarray::linalg::general_mat_mul(
-            T::one(),
-            &a3.index_axis(Axis(0), i),
-            &b3.index_axis(Axis(0), i),
-            T::zero(),
-            &mut slot,
-        );
+        gemm_into(a3.index_axis(Axis(0), i), b3.index_axis(Axis(0), i), &mut slot);
     }
     let mut dims = batch.0;
     dims.extend([m, n]);
@@ -146,7 +140,60 @@ fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
         }
         return Array1::from_vec(out).insert_axis(Axis(0));
     }
-    a.dot(&b)
+    let mut out = Array2::<T>::zeros((m, n));
+    gemm_into(a, b, &mut out.view_mut());
+    out
+}
+
+/// Products of at least this many multiply-adds run on every core (rayon);
+/// smaller ones stay on the calling thread, where a thread hand-off costs
+/// more than it saves.
+pub const GEMM_THREADS_FROM: usize = 1 << 20;
+
+/// `out = a @ b` by the `gemm` crate, for operands and result of any strides.
+fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: &mut ArrayViewMut2<T>) {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    assert!(b.nrows() == k && out.dim() == (m, n), "matmul shapes checked before");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(T::zero());
+        return;
+    }
+    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= GEMM_THREADS_FROM {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    let (os, as_, bs) = (out.strides().to_vec(), a.strides(), b.strides());
+    // SAFETY: the pointers and strides describe live views of the stated
+    // shapes (views may have zero or negative strides, which `gemm` takes);
+    // `out` is borrowed mutably, so it aliases neither operand; T is f32 or
+    // f64, both of which `gemm` implements.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            os[1],
+            os[0],
+            false,
+            a.as_ptr(),
+            as_[1],
+            as_[0],
+            b.as_ptr(),
+            bs[1],
+            bs[0],
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
 }
 
 /// The reduction `r` along `axis`.
