@@ -50,8 +50,8 @@ def time_jax(fn, args, seconds):
     return statistics.median(samples), min(samples), max(samples)
 
 
-def jax_timings(dtype, sizes, seconds):
-    """{"mlp": {B: median_us}, "matmul": median_us} measured in this process."""
+def jax_steps(dtype):
+    """(time_step(B, seconds) -> median µs, time_matmul(seconds) -> median µs) in this process."""
     import jax
     import jax.numpy as jnp
 
@@ -79,13 +79,22 @@ def jax_timings(dtype, sizes, seconds):
         return jnp.mean(jax.vmap(loss, (None, 0, 0))(p, x, y))
 
     step = jax.jit(jax.grad(batch_loss))
-    out = {"mlp": {}}
-    for b in sizes:
+
+    def time_step(b, seconds):
         x, y = u(ks[6], (b, 16)), u(ks[7], (b, 1))
-        out["mlp"][b] = time_jax(step, (params, x, y), seconds)[0]
-    a, m = u(ks[0], (1024, 1024)), u(ks[1], (1024, 1024))
-    out["matmul"] = time_jax(jax.jit(jnp.matmul), (a, m), seconds)[0]
-    return out
+        return time_jax(step, (params, x, y), seconds)[0]
+
+    def time_matmul(seconds):
+        a, m = u(ks[0], (1024, 1024)), u(ks[1], (1024, 1024))
+        return time_jax(jax.jit(jnp.matmul), (a, m), seconds)[0]
+
+    return time_step, time_matmul
+
+
+def jax_timings(dtype, sizes, seconds):
+    """{"mlp": {B: median_us}, "matmul": median_us} measured in this process."""
+    time_step, time_matmul = jax_steps(dtype)
+    return {"mlp": {b: time_step(b, seconds) for b in sizes}, "matmul": time_matmul(seconds)}
 
 
 def batchgraph(args, exe):
@@ -118,7 +127,7 @@ def main():
     import jax
 
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, JAX {jax.__version__}, dtype {a.dtype}", flush=True)
-    jax_default = jax_timings(a.dtype, sizes, a.seconds)
+    time_step, time_matmul = jax_steps(a.dtype)
     jax_one = None
     if not a.no_one_thread:
         env = dict(os.environ, XLA_FLAGS=ONE_THREAD_FLAGS)
@@ -126,7 +135,12 @@ def main():
         jax_one = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
         jax_one["mlp"] = {int(k): v for k, v in jax_one["mlp"].items()}
     common = ["--dtype", a.dtype, "--seconds", str(a.seconds)]
-    ours = batchgraph(["bench/mlp.graph", "--size", a.sizes, "--strategy", "fuse", "--grad", *common], a.exe)
+    # Each size: JAX (default threads) then batchgraph, back to back, so that both
+    # see the same load on a shared machine.
+    jax_default, ours = {"mlp": {}}, []
+    for b in sizes:
+        jax_default["mlp"][b] = time_step(b, a.seconds)
+        ours += batchgraph(["bench/mlp.graph", "--size", str(b), "--strategy", "fuse", "--grad", *common], a.exe)
 
     print("\nMLP 16-64-64-1 train step (gradient of the mean loss over B), median µs per step")
     head = "| B | batchgraph / JAX | batchgraph µs | JAX µs |"
@@ -141,6 +155,7 @@ def main():
             line += f" {row['median_us'] / jax_one['mlp'][b]:.2f} | {jax_one['mlp'][b]:.1f} |"
         print(line, flush=True)
 
+    jax_default["matmul"] = time_matmul(a.seconds)
     mm = batchgraph(["bench/matmul.graph", *common], a.exe)[0]
     gflops = lambda us: 2 * 1024**3 / us / 1e3
     print("\n1024^3 matmul, GFLOP/s (median)")

@@ -145,10 +145,11 @@ fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     out
 }
 
-/// Products of at least this many multiply-adds run on every core (rayon);
+/// Products of at least this many multiply-adds (a 1024-row batch through a
+/// 64 x 64 layer) run on every core (rayon);
 /// smaller ones stay on the calling thread, where a thread hand-off costs
 /// more than it saves.
-pub const GEMM_THREADS_FROM: usize = 1 << 20;
+pub const GEMM_THREADS_FROM: usize = 1 << 22;
 
 /// `out = a @ b` by the `gemm` crate, for operands and result of any strides.
 fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: &mut ArrayViewMut2<T>) {
