@@ -242,6 +242,18 @@ mod table {
         worst
     }
 
+    /// An array long enough to be split over threads gives what one pass gives.
+    #[test]
+    fn a_large_array_split_over_threads_matches_one_pass() {
+        use batchgraph::runtime::vmath::{VMath, PARALLEL_FROM};
+        let n = PARALLEL_FROM * 3 + 17;
+        let xs: Vec<f32> = (0..n).map(|i| (i as f32 / n as f32) * 8.0 - 4.0).collect();
+        let a = ArrayD::from_shape_vec(IxDyn(&[n]), xs.clone()).unwrap();
+        let mut one_pass = xs;
+        f32::tanh_in_place(&mut one_pass);
+        assert_eq!(Unary::Tanh.map(&a).into_raw_vec_and_offset().0, one_pass);
+    }
+
     #[test]
     fn vector_kernels_agree_with_the_scalar_value() {
         for &u in Unary::ALL {

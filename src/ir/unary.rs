@@ -83,7 +83,8 @@ macro_rules! unary_ops {
 
             /// `f` of every element (one loop per op, not a dispatch per element).
             /// An op with a `vector` kernel runs it over contiguous arrays (one
-            /// SIMD pass, see `crate::runtime::vmath`); otherwise, and for
+            /// SIMD pass, see `crate::runtime::vmath`, on every core for large
+            /// arrays); otherwise, and for
             /// strided arrays, the scalar `value` expression.
             pub fn map<T: Scalar>(self, a: &ArrayD<T>) -> ArrayD<T> {
                 match self {
@@ -92,7 +93,7 @@ macro_rules! unary_ops {
                             if a.as_slice_memory_order().is_some() {
                                 let mut out = a.clone();
                                 let data = out.as_slice_memory_order_mut().expect("a clone keeps the layout");
-                                T::$vector(data);
+                                crate::runtime::vmath::par_in_place(data, T::$vector);
                                 return out;
                             }
                         )?

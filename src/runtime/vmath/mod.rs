@@ -219,6 +219,21 @@ free_fns! {
     softplus_slice, softplus_in_place, "softplus log(1 + e^x)";
 }
 
+/// Slices at least this long are split over the cores by [`par_in_place`];
+/// shorter ones run on the calling thread (a hand-off costs microseconds).
+pub const PARALLEL_FROM: usize = 1 << 16;
+
+/// Runs the in-place kernel `f` over `data`, in chunks on rayon's threads when
+/// `data` has at least [`PARALLEL_FROM`] elements.
+pub fn par_in_place<T: VMath + Send>(data: &mut [T], f: fn(&mut [T])) {
+    use rayon::prelude::*;
+    if data.len() < PARALLEL_FROM {
+        f(data)
+    } else {
+        data.par_chunks_mut(PARALLEL_FROM / 4).for_each(f)
+    }
+}
+
 /// `out[i] = g[i] * (1 - y[i]^2)` where `y = tanh(x)`; one fused pass.
 /// Panics if the lengths differ.
 pub fn tanh_grad<T: VMath>(y: &[T], g: &[T], out: &mut [T]) {
