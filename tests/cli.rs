@@ -286,6 +286,18 @@ fn bench_rejects_bad_arguments_with_a_message() {
         "{}",
         stderr(&o)
     );
+    for seconds in ["1e300", "NaN", "inf"] {
+        let o = batchgraph(&["bench", "examples/seed.graph", "--seconds", seconds]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("at most a day"), "{seconds}: {}", stderr(&o));
+    }
+    let o = batchgraph(&["bench", "examples/vector_output.graph", "--grad", "--seconds", "0.01"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("error: gradient: output `y` has shape [2]"),
+        "{}",
+        stderr(&o)
+    );
     let o = batchgraph(&["bench", "examples/seed.graph", "--size", "0"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));

@@ -56,8 +56,10 @@ struct Timing {
 
 /// Runs `bench`.
 pub fn bench(args: BenchArgs) -> Result<(), Error> {
-    if !(args.seconds.is_finite() && args.seconds > 0.0) {
-        return Err(Error::Unsupported("--seconds must be a positive number".into()));
+    if !(args.seconds > 0.0 && args.seconds <= 86_400.0) {
+        return Err(Error::Unsupported(
+            "--seconds must be a positive number of seconds, at most a day".into(),
+        ));
     }
     let program = batchgraph::parse_file(&args.file)?;
     let sizes: Vec<Option<usize>> = match &args.size {
