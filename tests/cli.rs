@@ -452,3 +452,63 @@ fn the_loop_plan_prints_one_loop_and_expand_writes_the_copies() {
         stderr(&o)
     );
 }
+
+#[test]
+fn bench_json_is_one_object_per_size() {
+    let o = batchgraph(&[
+        "bench",
+        "examples/seed.graph",
+        "--size",
+        "1,3",
+        "--grad",
+        "--json",
+        "--seconds",
+        "0.01",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for (line, size) in lines.iter().zip([1.0, 3.0]) {
+        assert_eq!(line["size"], size as u64);
+        let median = line["median_us"].as_f64().unwrap();
+        assert!(line["min_us"].as_f64().unwrap() <= median && median <= line["max_us"].as_f64().unwrap());
+        assert!((line["per_example_us"].as_f64().unwrap() - median / size).abs() < 1e-9);
+    }
+    let o = batchgraph(&[
+        "bench",
+        "examples/seed.graph",
+        "--json",
+        "--seconds",
+        "0.01",
+        "--dtype",
+        "f64",
+    ]);
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(line["size"].is_null(), "{line}");
+}
+
+#[test]
+fn bench_rejects_bad_arguments_with_a_message() {
+    let o = batchgraph(&["bench", "examples/seed.graph", "--seconds", "0"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--seconds must be a positive number"),
+        "{}",
+        stderr(&o)
+    );
+    for seconds in ["1e300", "NaN", "inf"] {
+        let o = batchgraph(&["bench", "examples/seed.graph", "--seconds", seconds]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("at most a day"), "{seconds}: {}", stderr(&o));
+    }
+    let o = batchgraph(&["bench", "examples/vector_output.graph", "--grad", "--seconds", "0.01"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("error: gradient: output `y` has shape [2]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = batchgraph(&["bench", "examples/seed.graph", "--size", "0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
+}

@@ -82,6 +82,49 @@ macro_rules! binary_ops {
                 match self { $(Binary::$variant => { let ($a, $b, $y) = (a, b, y); ($da, $db) })* }
             }
 
+            /// `g * df/da` (`side` 0) or `g * df/db` (`side` 1) elementwise, given
+            /// `a`, `b`, `y = f(a, b)` and `g` already broadcast to one shape: one
+            /// loop per op and side, with no dispatch per element.
+            #[allow(unused_variables)]
+            pub fn chain<T: Scalar>(
+                self,
+                side: usize,
+                a: &ArrayViewD<T>,
+                b: &ArrayViewD<T>,
+                y: &ArrayViewD<T>,
+                g: &ArrayViewD<T>,
+            ) -> ArrayD<T> {
+                let zip = Zip::from(a).and(b).and(y).and(g);
+                match self {
+                    $(Binary::$variant => if side == 0 {
+                        zip.map_collect(|&$a, &$b, &$y, &g| g * $da)
+                    } else {
+                        zip.map_collect(|&$a, &$b, &$y, &g| g * $db)
+                    },)*
+                }
+            }
+
+            /// `f` over `long` with `short` repeated along it (`long.len()` a multiple of
+            /// `short.len()`, both in row-major order): a same-shaped pair, or a bias
+            /// over a batch, as one loop over slices. `short_is_a` says which operand
+            /// `short` is.
+            pub fn map_repeated<T: Scalar>(self, long: &[T], short: &[T], short_is_a: bool) -> Vec<T> {
+                let mut out = Vec::with_capacity(long.len());
+                if short.is_empty() {
+                    return out;
+                }
+                match self {
+                    $(Binary::$variant => for row in long.chunks_exact(short.len()) {
+                        if short_is_a {
+                            out.extend(short.iter().zip(row).map(|(&$a, &$b)| $value));
+                        } else {
+                            out.extend(row.iter().zip(short).map(|(&$a, &$b)| $value));
+                        }
+                    },)*
+                }
+                out
+            }
+
             /// `f` of every pair of elements of `a` and `b`, already broadcast to one shape
             /// (one loop per op, not a dispatch per element).
             pub fn map<T: Scalar>(self, a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> ArrayD<T> {

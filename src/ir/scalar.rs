@@ -1,10 +1,14 @@
 //! The element types values have: `f64` and `f32`.
 
+use crate::runtime::vmath::VMath;
 use num_traits::{Float, FromPrimitive};
 
-/// The element types the interpreter runs on: `f64` and `f32`.
+/// The element types the interpreter runs on: `f64` and `f32`. Both have
+/// vectorized slice kernels ([`VMath`]), which the unary ops' `vector`
+/// entries use.
 pub trait Scalar:
     Float
+    + VMath
     + FromPrimitive
     + ndarray::LinalgScalar
     + ndarray::ScalarOperand

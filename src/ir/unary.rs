@@ -1,7 +1,10 @@
 //! Elementwise ops of one operand: **the one place an elementwise op is
 //! defined**. An entry gives the op's name, its cost class, the interval the
 //! generated tests draw its operand from, its value `y = f(x)` and its
-//! derivative `f'(x)` (which may use `y`).
+//! derivative `f'(x)` (which may use `y`), and optionally `vector k`: the
+//! in-place slice kernel of `crate::runtime::vmath` that computes the value
+//! over a whole contiguous array (the scalar `value` is then the reference
+//! the generated tests hold it to).
 //!
 //! Everything else follows from the entry: parsing and printing (`name(e)`),
 //! the shape rule (the operand's shape), the kernel, reverse mode (`g * f'`),
@@ -15,11 +18,21 @@ use ndarray::{ArrayD, Zip};
 use std::fmt;
 use std::str::FromStr;
 
+/// Whether an entry names a `vector` kernel.
+macro_rules! has_vector {
+    () => {
+        false
+    };
+    ($vector:ident) => {
+        true
+    };
+}
+
 macro_rules! unary_ops {
     ($(
         $(#[$doc:meta])*
         $variant:ident = $name:literal, $flops:ident, tested on ($lo:expr, $hi:expr),
-            |$x:ident, $y:ident| value $value:expr, derivative $derivative:expr;
+            |$x:ident, $y:ident| value $value:expr, derivative $derivative:expr $(, vector $vector:ident)?;
     )*) => {
         /// An elementwise op of one operand.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,15 +76,43 @@ macro_rules! unary_ops {
                 match self { $(Unary::$variant => { let ($x, $y) = (x, y); $derivative })* }
             }
 
+            /// Whether `map` has a vectorized kernel (`crate::runtime::vmath`) for this op.
+            pub fn has_vector_kernel(self) -> bool {
+                match self { $(Unary::$variant => has_vector!($($vector)?),)* }
+            }
+
             /// `f` of every element (one loop per op, not a dispatch per element).
+            /// An op with a `vector` kernel runs it over contiguous arrays (one
+            /// SIMD pass, see `crate::runtime::vmath`, on every core for large
+            /// arrays); otherwise, and for
+            /// strided arrays, the scalar `value` expression.
             pub fn map<T: Scalar>(self, a: &ArrayD<T>) -> ArrayD<T> {
-                match self { $(Unary::$variant => a.mapv(|$x| $value),)* }
+                match self {
+                    $(Unary::$variant => {
+                        $(
+                            if a.as_slice_memory_order().is_some() {
+                                let mut out = a.clone();
+                                let data = out.as_slice_memory_order_mut().expect("a clone keeps the layout");
+                                crate::runtime::vmath::par_in_place(data, T::$vector);
+                                return out;
+                            }
+                        )?
+                        a.mapv(|$x| $value)
+                    })*
+                }
             }
 
             /// `g * f'(x)` elementwise, given `x`, `y = f(x)` and `g` of one shape:
             /// the cotangent (reverse mode) or the tangent (forward mode) of `x`.
             #[allow(unused_variables)]
             pub fn chain<T: Scalar>(self, x: &ArrayD<T>, y: &ArrayD<T>, g: &ArrayD<T>) -> ArrayD<T> {
+                if let (Some(xs), Some(ys), Some(gs)) = (x.as_slice(), y.as_slice(), g.as_slice()) {
+                    // All in standard layout: one loop over slices, which LLVM vectorizes.
+                    let out: Vec<T> = match self {
+                        $(Unary::$variant => xs.iter().zip(ys).zip(gs).map(|((&$x, &$y), &g)| g * $derivative).collect(),)*
+                    };
+                    return ArrayD::from_shape_vec(x.raw_dim(), out).expect("one element per element of x");
+                }
                 match self {
                     $(Unary::$variant => Zip::from(x).and(y).and(g).map_collect(|&$x, &$y, &g| g * $derivative),)*
                 }
@@ -86,34 +127,34 @@ unary_ops! {
         |x, y| value -x, derivative -T::one();
     /// `exp(a)`.
     Exp = "exp", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.exp(), derivative y;
+        |x, y| value x.exp(), derivative y, vector exp_in_place;
     /// `log(a)`, the natural logarithm.
     Log = "log", Transcendental, tested on (0.5, 2.0),
-        |x, y| value x.ln(), derivative x.recip();
+        |x, y| value x.ln(), derivative x.recip(), vector log_in_place;
     /// `tanh(a)`.
     Tanh = "tanh", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.tanh(), derivative T::one() - y * y;
+        |x, y| value x.tanh(), derivative T::one() - y * y, vector tanh_in_place;
     /// `sigmoid(a) = 1 / (1 + exp(-a))`.
     Sigmoid = "sigmoid", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value sigmoid(x), derivative y * (T::one() - y);
+        |x, y| value sigmoid(x), derivative y * (T::one() - y), vector sigmoid_in_place;
     /// `relu(a) = max(a, 0)`; its derivative at 0 is 0, as in JAX.
     Relu = "relu", Cheap, tested on (-2.0, 2.0),
         |x, y| value x.max(T::zero()), derivative if x > T::zero() { T::one() } else { T::zero() };
     /// `sqrt(a)`.
     Sqrt = "sqrt", Cheap, tested on (0.5, 2.0),
-        |x, y| value x.sqrt(), derivative T::of(0.5) / y;
+        |x, y| value x.sqrt(), derivative T::of(0.5) / y, vector sqrt_in_place;
     /// `sin(a)`.
     Sin = "sin", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.sin(), derivative x.cos();
+        |x, y| value x.sin(), derivative x.cos(), vector sin_in_place;
     /// `cos(a)`.
     Cos = "cos", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.cos(), derivative -x.sin();
+        |x, y| value x.cos(), derivative -x.sin(), vector cos_in_place;
     /// `abs(a)`; its derivative at 0 is 0.
     Abs = "abs", Cheap, tested on (-2.0, 2.0),
         |x, y| value x.abs(), derivative if x == T::zero() { x } else { x.signum() };
     /// `softplus(a) = log(1 + exp(a))`, a smooth relu.
     Softplus = "softplus", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative sigmoid(x);
+        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative sigmoid(x), vector softplus_in_place;
 }
 
 impl fmt::Display for Unary {

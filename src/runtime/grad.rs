@@ -4,7 +4,7 @@
 //! op tables; linear structural ops reuse their forward kernel for the tangent.
 
 use crate::ir::{Binary, Op, Reduce, Scalar};
-use crate::runtime::kernels::{broadcast_to, forward, matmul, reshape, unbroadcast, Tensor};
+use crate::runtime::kernels::{broadcast_to, forward, matmul, reshape, unbroadcast, unbroadcast_view, Tensor};
 use egg::Language;
 use ndarray::{ArrayViewD, Axis, IxDyn, Zip};
 
@@ -44,8 +44,10 @@ fn matmul_vjp<T: Scalar>(a: &Tensor<T>, b: &Tensor<T>, g: &Tensor<T>) -> (Tensor
     )
 }
 
-/// `g * df/da` (`side` 0) or `g * df/db` (`side` 1) of a binary op, in the
-/// shape of the result (the operands and `g` broadcast to it).
+/// The cotangent (or tangent) of operand `side` of a binary op, summed down
+/// to that operand's shape: `g * df/da` (`side` 0) or `g * df/db` (`side` 1).
+/// `+` and `-` have constant partials (1 and +-1): their cotangent is `g`
+/// itself, summed down without a pass that multiplies by 1.
 fn binary_chain<T: Scalar>(
     op: Binary,
     a: &Tensor<T>,
@@ -54,13 +56,28 @@ fn binary_chain<T: Scalar>(
     g: &Tensor<T>,
     side: usize,
 ) -> Tensor<T> {
+    let target = if side == 0 { a.shape() } else { b.shape() };
+    if matches!(op, Binary::Add) || (matches!(op, Binary::Sub) && side == 0) {
+        return sum_to(g, out.shape(), target);
+    }
+    if matches!(op, Binary::Sub) {
+        return sum_to(g, out.shape(), target).mapv_into(|v| -v);
+    }
     let shape = out.raw_dim();
     let (a, b) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape.clone()).unwrap());
     let g = g.broadcast(shape).unwrap();
-    Zip::from(&a).and(&b).and(out).and(&g).map_collect(|&x, &y, &z, &g| {
-        let (da, db) = op.partials(x, y, z);
-        g * if side == 0 { da } else { db }
-    })
+    unbroadcast(op.chain(side, &a, &b, &out.view(), &g), target)
+}
+
+/// `g` (broadcast to `out_shape` if it is smaller) summed down to `target`.
+fn sum_to<T: Scalar>(g: &Tensor<T>, out_shape: &[usize], target: &[usize]) -> Tensor<T> {
+    if g.shape() == target {
+        return g.clone();
+    }
+    if g.shape() == out_shape {
+        return unbroadcast_view(g.view(), target);
+    }
+    unbroadcast(broadcast_to(g, out_shape), target)
 }
 
 /// The weight `dy/dx` of every element of `a` in the reduction `y = out`
@@ -121,7 +138,7 @@ pub fn vjp<T: Scalar>(
         }
         Op::Unary(u, _) => vec![Some(u.chain(a, out, g))],
         Op::Binary(b, _) => (0..2)
-            .map(|i| wanted(i).then(|| unbroadcast(binary_chain(*b, a, args[1], out, g, i), shape(i))))
+            .map(|i| wanted(i).then(|| binary_chain(*b, a, args[1], out, g, i)))
             .collect(),
         Op::Reduce(r, _) => vec![Some(reduce_weights(*r, a, out, None) * &spread(g, None, shape(0)))],
         Op::ReduceAxis(r, _) => {
@@ -188,8 +205,8 @@ pub fn jvp<T: Scalar>(
         }
         Op::Unary(u, _) => t[0].map(|ta| u.chain(a, out, ta)),
         Op::Binary(b, _) => sum_terms(
-            t[0].map(|ta| binary_chain(*b, a, args[1], out, ta, 0)),
-            t[1].map(|tb| binary_chain(*b, a, args[1], out, tb, 1)),
+            t[0].map(|ta| binary_tangent(*b, a, args[1], out, ta, 0)),
+            t[1].map(|tb| binary_tangent(*b, a, args[1], out, tb, 1)),
             out.shape(),
         ),
         Op::Reduce(r, _) => {
@@ -214,6 +231,22 @@ pub fn jvp<T: Scalar>(
             Some(forward(op, &operands, literal))
         }
     }
+}
+
+/// The tangent of a binary op's result from the tangent `t` of operand
+/// `side` (in that operand's shape): `t * df/d(side)`, in the result's shape.
+fn binary_tangent<T: Scalar>(
+    op: Binary,
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    out: &Tensor<T>,
+    t: &Tensor<T>,
+    side: usize,
+) -> Tensor<T> {
+    let shape = out.raw_dim();
+    let (a, b) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape.clone()).unwrap());
+    let t = t.broadcast(shape).unwrap();
+    op.chain(side, &a, &b, &out.view(), &t)
 }
 
 fn sum_terms<T: Scalar>(x: Option<Tensor<T>>, y: Option<Tensor<T>>, shape: &[usize]) -> Option<Tensor<T>> {

@@ -3,7 +3,7 @@
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
 use crate::ir::{broadcast, Binary, Op, Reduce, Scalar, Shape};
-use ndarray::{ArrayD, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix1, Ix2, IxDyn};
 
 /// A value: an n-dimensional array.
 pub type Tensor<T> = ArrayD<T>;
@@ -48,12 +48,11 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
                 .unwrap()
                 .dot(&b.view().into_dimensionality::<Ix1>().unwrap())
                 .into_dyn(),
-            _ => a
-                .view()
-                .into_dimensionality::<Ix2>()
-                .unwrap()
-                .dot(&b.view().into_dimensionality::<Ix2>().unwrap())
-                .into_dyn(),
+            _ => mat_mat(
+                a.view().into_dimensionality::<Ix2>().unwrap(),
+                b.view().into_dimensionality::<Ix2>().unwrap(),
+            )
+            .into_dyn(),
         };
     }
     if rb <= 2 {
@@ -67,7 +66,7 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
             b.view()
         };
         let b2 = b2.into_dimensionality::<Ix2>().unwrap();
-        let product = a2.dot(&b2);
+        let product = mat_mat(a2.view(), b2);
         let mut dims = a.shape()[..ra - 1].to_vec();
         if rb == 2 {
             dims.push(b.shape()[1]);
@@ -91,7 +90,8 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
         }
         return product;
     }
-    // Both operands have leading axes: one GEMM per broadcast batch element.
+    // Both operands have leading axes: one GEMM per broadcast batch element,
+    // each written straight into its slot of the result.
     let batch_a = &a.shape()[..ra - 2];
     let batch_b = &b.shape()[..rb - 2];
     let batch = broadcast(&batch_a.to_vec().into(), &batch_b.to_vec().into()).expect("checked shapes");
@@ -110,13 +110,91 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
         .to_shape((count, b.shape()[rb - 2], n))
         .expect("same number of elements");
     let mut out = ndarray::Array3::<T>::zeros((count, m, n));
-    for i in 0..count {
-        out.index_axis_mut(Axis(0), i)
-            .assign(&a3.index_axis(Axis(0), i).dot(&b3.index_axis(Axis(0), i)));
+    for (i, mut slot) in out.outer_iter_mut().enumerate() {
+        // Each product written in place: no temporary per batch element.
+        gemm_into(a3.index_axis(Axis(0), i), b3.index_axis(Axis(0), i), &mut slot);
     }
     let mut dims = batch.0;
     dims.extend([m, n]);
     reshape(out.into_dyn(), &dims)
+}
+
+/// `a @ b` for matrices. A product with one column or one row is a
+/// matrix-vector product (a GEMM would pack a whole operand to use it once).
+fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    let (m, n) = (a.nrows(), b.ncols());
+    if n == 1 && m > 1 {
+        if a.t().is_standard_layout() {
+            // a is a transposed row-major matrix: (b^T @ a^T)^T runs row by row below.
+            return mat_mat(b.reversed_axes(), a.reversed_axes()).reversed_axes();
+        }
+        return a.dot(&b.column(0)).insert_axis(Axis(1));
+    }
+    if let (1, true, Some(rows)) = (m, n > 1, b.as_slice()) {
+        // One row: the sum of b's rows weighted by a's elements, row by row.
+        let mut out = vec![T::zero(); n];
+        for (&w, row) in a.row(0).iter().zip(rows.chunks_exact(n)) {
+            for (o, &x) in out.iter_mut().zip(row) {
+                *o += w * x;
+            }
+        }
+        return Array1::from_vec(out).insert_axis(Axis(0));
+    }
+    let mut out = Array2::<T>::zeros((m, n));
+    gemm_into(a, b, &mut out.view_mut());
+    out
+}
+
+/// Products of at least this many multiply-adds (a 1024-row batch through a
+/// 64 x 64 layer) run on every core (rayon);
+/// smaller ones stay on the calling thread, where a thread hand-off costs
+/// more than it saves.
+pub const GEMM_THREADS_FROM: usize = 1 << 22;
+
+/// `out = a @ b` by the `gemm` crate, for operands and result of any strides.
+fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: &mut ArrayViewMut2<T>) {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    assert!(b.nrows() == k && out.dim() == (m, n), "matmul shapes checked before");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(T::zero());
+        return;
+    }
+    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= GEMM_THREADS_FROM {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    let (os, as_, bs) = (out.strides().to_vec(), a.strides(), b.strides());
+    // SAFETY: the pointers and strides describe live views of the stated
+    // shapes (views may have zero or negative strides, which `gemm` takes);
+    // `out` is borrowed mutably, so it aliases neither operand; T is f32 or
+    // f64, both of which `gemm` implements.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            os[1],
+            os[0],
+            false,
+            a.as_ptr(),
+            as_[1],
+            as_[0],
+            b.as_ptr(),
+            bs[1],
+            bs[0],
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
 }
 
 /// The reduction `r` along `axis`.
@@ -133,6 +211,18 @@ pub fn reduce_all<T: Scalar>(r: Reduce, a: &Tensor<T>) -> T {
 
 /// The binary op `op` with numpy broadcasting.
 pub fn binary<T: Scalar>(op: Binary, a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) {
+        // Row-major operands, one shape a trailing part of the other: one loop.
+        let suffix = |long: &[usize], short: &[usize]| long.len() >= short.len() && long.ends_with(short);
+        if suffix(a.shape(), b.shape()) {
+            let out = op.map_repeated(x, y, false);
+            return Tensor::from_shape_vec(a.raw_dim(), out).expect("one element per element of a");
+        }
+        if suffix(b.shape(), a.shape()) {
+            let out = op.map_repeated(y, x, true);
+            return Tensor::from_shape_vec(b.raw_dim(), out).expect("one element per element of b");
+        }
+    }
     if a.shape() == b.shape() {
         return op.map(&a.view(), &b.view());
     }
@@ -190,7 +280,73 @@ pub fn unbroadcast<T: Scalar>(g: Tensor<T>, shape: &[usize]) -> Tensor<T> {
     g
 }
 
+/// Sums the view `g` down to `shape` (`unbroadcast` without taking `g`); a
+/// copy when the shapes already match.
+pub fn unbroadcast_view<T: Scalar>(g: ArrayViewD<T>, shape: &[usize]) -> Tensor<T> {
+    if g.shape() == shape {
+        return g.to_owned();
+    }
+    let lead = g.ndim() - shape.len();
+    if lead > 0 && g.shape()[lead..] == *shape {
+        // Only leading axes to sum (a bias of a batch): one pass over the rows.
+        let cols = shape.iter().product::<usize>();
+        if let (Some(data), true) = (g.as_slice(), cols > 0) {
+            let mut total = vec![T::zero(); cols];
+            for row in data.chunks_exact(cols) {
+                for (t, &v) in total.iter_mut().zip(row) {
+                    *t += v;
+                }
+            }
+            return Tensor::from_shape_vec(IxDyn(shape), total).expect("cols elements");
+        }
+    }
+    unbroadcast(g.to_owned(), shape)
+}
+
 /// `g` broadcast up to `shape` (a copy).
 pub fn broadcast_to<T: Scalar>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
     g.broadcast(IxDyn(shape)).expect("broadcastable").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn naive(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+        Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {
+            (0..a.ncols()).map(|k| a[[i, k]] * b[[k, j]]).sum()
+        })
+    }
+
+    fn filled(m: usize, n: usize, seed: usize) -> Array2<f64> {
+        Array2::from_shape_fn((m, n), |(i, j)| ((i * 7 + j * 3 + seed) % 11) as f64 - 5.0)
+    }
+
+    /// The matrix-vector shortcuts (one row, one column, a transposed operand)
+    /// and the batched path give the plain product.
+    #[test]
+    fn every_matmul_path_gives_the_product() {
+        for (m, k, n) in [(1, 5, 4), (4, 5, 1), (1, 5, 1), (3, 1, 4), (3, 5, 4)] {
+            let (a, b) = (filled(m, k, 1), filled(k, n, 2));
+            let want = naive(&a, &b);
+            let at = filled(k, m, 3).reversed_axes(); // a transposed operand
+            let bt = filled(n, k, 4).reversed_axes();
+            assert_eq!(
+                matmul(&a.view().into_dyn(), &b.view().into_dyn()),
+                want.clone().into_dyn()
+            );
+            assert_eq!(
+                matmul(&at.view().into_dyn(), &b.view().into_dyn()),
+                naive(&at.to_owned(), &b).into_dyn()
+            );
+            assert_eq!(
+                matmul(&a.view().into_dyn(), &bt.view().into_dyn()),
+                naive(&a, &bt.to_owned()).into_dyn()
+            );
+            let stack = |x: &Array2<f64>| ndarray::stack(Axis(0), &[x.view(), x.view()]).unwrap().into_dyn();
+            let batched = matmul(&stack(&a).view(), &stack(&b).view());
+            assert_eq!(batched, stack(&want));
+        }
+    }
 }

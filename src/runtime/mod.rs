@@ -10,6 +10,7 @@ mod looprun;
 pub mod memory;
 pub mod random;
 pub mod values;
+pub mod vmath;
 
 pub use grad::{jvp, vjp};
 pub use interp::{Evaluation, Gradients, Interpreter, Tangents, Values};

@@ -1,5 +1,6 @@
 //! The `batchgraph` command line.
 
+mod bench;
 mod demo;
 
 use batchgraph::{
@@ -58,6 +59,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Time the interpreter on a program, as written or batched over each --size.
+    Bench(bench::BenchArgs),
     /// The walk-through on the seed graph: graphs, costs, gradient checks, timings, pictures.
     Demo {
         /// Folder for the pictures.
@@ -519,6 +522,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Show { file, svg, dot, json } => show(&file, svg.as_deref(), dot.as_deref(), json),
         Command::Eval(args) => eval_command(args),
+        Command::Bench(args) => bench::bench(args),
     }
 }
 

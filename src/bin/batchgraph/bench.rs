@@ -1,0 +1,179 @@
+//! `batchgraph bench`: times the interpreter on a program, as written or
+//! batched over each of several sizes, forward or forward + backward.
+//!
+//! For each size: batch (when sizes are given), build random inputs, warm up,
+//! then time single runs until the time budget is spent (at least
+//! [`MIN_RUNS`]) and report the median, the fastest and the slowest run, and
+//! the median per example. Progress goes to stderr, results to stdout.
+
+use crate::{profile, Dtype, StrategyArg};
+use batchgraph::{random_values, BatchReduce, Batcher, Error, Interpreter, Program, Scalar, Strategy, Values};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The fewest timed runs per size, however long a run takes.
+const MIN_RUNS: usize = 5;
+/// The most timed runs per size, however short a run is.
+const MAX_RUNS: usize = 200_000;
+
+/// Arguments of `batchgraph bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The .graph file (per example, when --size is given).
+    file: PathBuf,
+    /// Batch sizes, comma-separated; each is batched (mean over the batch) and timed.
+    #[arg(long, value_delimiter = ',')]
+    size: Option<Vec<usize>>,
+    /// Duplicate (unroll), fuse, or let the cost model choose (auto).
+    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+    strategy: StrategyArg,
+    /// Time the gradient (forward + backward) instead of the forward run.
+    #[arg(long)]
+    grad: bool,
+    /// Element type.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    dtype: Dtype,
+    /// Seconds of timed runs per size (after warming up).
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Cost profile for `auto`: cpu, gpu, or a JSON file from `batchgraph calibrate`.
+    #[arg(long, default_value = "cpu")]
+    profile: String,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one size measured, in microseconds per run.
+struct Timing {
+    runs: usize,
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+/// Runs `bench`.
+pub fn bench(args: BenchArgs) -> Result<(), Error> {
+    if !(args.seconds > 0.0 && args.seconds <= 86_400.0) {
+        return Err(Error::Unsupported(
+            "--seconds must be a positive number of seconds, at most a day".into(),
+        ));
+    }
+    let program = batchgraph::parse_file(&args.file)?;
+    let sizes: Vec<Option<usize>> = match &args.size {
+        Some(sizes) => sizes.iter().map(|&b| Some(b)).collect(),
+        None => vec![None],
+    };
+    for size in sizes {
+        let batched = match size {
+            Some(b) => {
+                eprintln!("bench: B = {b}: batching");
+                Some(batch(&program, b, &args)?)
+            }
+            None => None,
+        };
+        let target = batched.as_ref().unwrap_or(&program);
+        eprintln!("bench: {} nodes: timing", target.node_count());
+        let timing = match args.dtype {
+            Dtype::F32 => time::<f32>(target, &args)?,
+            Dtype::F64 => time::<f64>(target, &args)?,
+        };
+        report(&args, size, target.node_count(), &timing)?;
+    }
+    Ok(())
+}
+
+fn batch(program: &Program, size: usize, args: &BenchArgs) -> Result<Program, Error> {
+    let batched = Batcher::new(program)
+        .size(size)
+        .reduce(BatchReduce::Mean)
+        .strategy(match args.strategy {
+            StrategyArg::Auto => Strategy::Auto,
+            StrategyArg::Unroll => Strategy::Unroll,
+            StrategyArg::Fuse => Strategy::Fuse,
+        })
+        .profile(profile(&args.profile)?)
+        .run()?;
+    Ok(batched.program)
+}
+
+/// Warms up, then times single runs of `program` on random values.
+fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error> {
+    let values: Values<T> = random_values(program, 7)
+        .into_iter()
+        .map(|(name, t)| (name, t.mapv(|v| T::of(v))))
+        .collect();
+    let interpreter = Interpreter::new(program);
+    let run = || -> Result<(), Error> {
+        if args.grad {
+            std::hint::black_box(interpreter.gradient(&values)?);
+        } else {
+            std::hint::black_box(interpreter.evaluate(&values)?);
+        }
+        Ok(())
+    };
+    // Warm up: a tenth of the budget, at least two runs.
+    let budget = Duration::from_secs_f64(args.seconds);
+    let start = Instant::now();
+    let mut warm = 0;
+    while warm < 2 || start.elapsed() < budget / 10 {
+        run()?;
+        warm += 1;
+    }
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < MAX_RUNS && (samples.len() < MIN_RUNS || start.elapsed() < budget) {
+        let t = Instant::now();
+        run()?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    let median = if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    };
+    Ok(Timing {
+        runs: n,
+        median,
+        min: samples[0],
+        max: samples[n - 1],
+    })
+}
+
+fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Result<(), Error> {
+    let per_example = t.median / size.unwrap_or(1) as f64;
+    if args.json {
+        let line = json!({
+            "size": size,
+            "median_us": t.median,
+            "min_us": t.min,
+            "max_us": t.max,
+            "per_example_us": per_example,
+            "runs": t.runs,
+            "nodes": nodes,
+            "grad": args.grad,
+            "dtype": match args.dtype { Dtype::F32 => "f32", Dtype::F64 => "f64" },
+        });
+        print_line(&line.to_string())?;
+    } else {
+        let what = size.map_or("as written".to_string(), |b| format!("B = {b}"));
+        print_line(&format!(
+            "{what}: median {:.2} µs per run (min {:.2}, max {:.2}; {} runs, {nodes} nodes), {per_example:.3} µs per example",
+            t.median, t.min, t.max, t.runs
+        ))?;
+    }
+    Ok(())
+}
+
+/// Prints one line to stdout; a closed pipe is an error, not a panic.
+fn print_line(line: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|_| stdout.flush())
+        .map_err(|e| Error::Io(format!("stdout: {e}")))
+}
