@@ -184,6 +184,19 @@ fn graphs_and_costs(
         &to_svg(&fused.program).map_err(Error::Io)?,
         files,
     )?;
+    // The copies as the compiler keeps them: one loop, drawn as a box run once per row.
+    let looped = Batcher::new(seed).size(2).strategy(Strategy::Unroll).run()?.program;
+    writeln!(
+        out,
+        "\nThe compiler keeps the copies as one loop over the rows (printed as written, drawn as a box):\n"
+    )
+    .map_err(io)?;
+    indented(out, &looped.to_text())?;
+    write_file(
+        &options.out.join("seed_b2_loop.svg"),
+        &to_svg(&looped).map_err(Error::Io)?,
+        files,
+    )?;
 
     writeln!(
         out,
