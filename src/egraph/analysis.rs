@@ -68,23 +68,7 @@ impl Analysis<Op> for ShapeAnalysis {
             let mapped = matches!(enode, Op::Row(_) | Op::Rows(_)) || enode.children().iter().any(|&c| data(c).mapped);
             (shape.map_err(|e| e.to_string()), mapped)
         };
-        let per_row = match enode {
-            Op::Row(_) | Op::Rows(_) => true,
-            Op::Map(_) | Op::Chunks(_) | Op::Vmap(_) => false,
-            Op::Unary(..)
-            | Op::Binary(..)
-            | Op::Reduce(..)
-            | Op::ReduceAxis(..)
-            | Op::MatMul(_)
-            | Op::Transpose(_)
-            | Op::Permute(_)
-            | Op::Expand(_)
-            | Op::Index(_)
-            | Op::Stack(_)
-            | Op::Repeat(_)
-            | Op::Num(_)
-            | Op::Var(_) => enode.children().iter().any(|&c| data(c).per_row),
-        };
+        let per_row = enode.is_per_row(|c| data(c).per_row);
         let constant = enode.as_num();
         let shape = shape.unwrap_or_else(|message| {
             // Only a rewrite builds an ill-shaped node: the batcher turns this into an error.

@@ -89,7 +89,7 @@ impl Elaborator<'_> {
             }
             return Ok(false);
         }
-        Ok(op.children().iter().any(per_row))
+        Ok(op.is_per_row(|c| per_row(&c)))
     }
 
     fn check_new_name(&self, name: &str, at: Span) -> Result<(), ParseError> {

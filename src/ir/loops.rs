@@ -79,38 +79,21 @@ fn loop_error(reason: String) -> ShapeError {
 pub fn find_loops(expr: &[Op], shapes: &[Shape]) -> Result<Loops, ShapeError> {
     let mut per_row = vec![false; expr.len()];
     for (i, node) in expr.iter().enumerate() {
-        per_row[i] = match node {
-            Op::Row(y) | Op::Rows([y, _]) => {
-                if per_row[usize::from(*y)] {
-                    return Err(loop_error(format!(
-                        "{node}: loops do not nest (rows of a value computed per row)"
-                    )));
-                }
-                true
+        if let Op::Row(y) | Op::Rows([y, _]) = node {
+            if per_row[usize::from(*y)] {
+                return Err(loop_error(format!(
+                    "{node}: loops do not nest (rows of a value computed per row)"
+                )));
             }
-            Op::Map([body, _]) | Op::Chunks([body, _, _]) => {
-                if !per_row[usize::from(*body)] {
-                    return Err(loop_error(format!(
-                        "{node}: the body does not read row(...) or rows(...), so every row would be the same"
-                    )));
-                }
-                false
+        }
+        if let Some(body) = node.loop_body() {
+            if !per_row[usize::from(body)] {
+                return Err(loop_error(format!(
+                    "{node}: the body does not read row(...) or rows(...), so every row would be the same"
+                )));
             }
-            Op::Unary(..)
-            | Op::Binary(..)
-            | Op::Reduce(..)
-            | Op::ReduceAxis(..)
-            | Op::MatMul(_)
-            | Op::Transpose(_)
-            | Op::Permute(_)
-            | Op::Expand(_)
-            | Op::Index(_)
-            | Op::Stack(_)
-            | Op::Repeat(_)
-            | Op::Vmap(_)
-            | Op::Num(_)
-            | Op::Var(_) => node.children().iter().any(|&c| per_row[usize::from(c)]),
-        };
+        }
+        per_row[i] = node.is_per_row(|c| per_row[usize::from(c)]);
     }
     let mut bodies = vec![None; expr.len()];
     for (i, node) in expr.iter().enumerate() {

@@ -11,7 +11,7 @@
 use crate::ir::binary::{Assoc, Binary};
 use crate::ir::reduce::Reduce;
 use crate::ir::unary::Unary;
-use egg::{FromOp, Id, Symbol};
+use egg::{FromOp, Id, Language, Symbol};
 use std::fmt;
 use std::str::FromStr;
 
@@ -221,6 +221,29 @@ impl Op {
             | Op::Vmap(_)
             | Op::Num(_)
             | Op::Var(_) => None,
+        }
+    }
+
+    /// Whether this op runs once per row of a loop, given whether each child
+    /// does: `row` and `rows` always, a loop never (its value is the whole
+    /// batch), every other op when a child does.
+    pub fn is_per_row(&self, child_per_row: impl Fn(Id) -> bool) -> bool {
+        match self {
+            Op::Row(_) | Op::Rows(_) => true,
+            Op::Map(_) | Op::Chunks(_) | Op::Vmap(_) => false,
+            Op::Unary(..)
+            | Op::Binary(..)
+            | Op::Reduce(..)
+            | Op::ReduceAxis(..)
+            | Op::MatMul(_)
+            | Op::Transpose(_)
+            | Op::Permute(_)
+            | Op::Expand(_)
+            | Op::Index(_)
+            | Op::Stack(_)
+            | Op::Repeat(_)
+            | Op::Num(_)
+            | Op::Var(_) => self.children().iter().any(|&c| child_per_row(c)),
         }
     }
 
