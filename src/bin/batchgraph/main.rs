@@ -1,5 +1,6 @@
 //! The `batchgraph` command line.
 
+mod alloc;
 mod bench;
 mod demo;
 
@@ -527,6 +528,7 @@ fn run(cli: Cli) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    alloc::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
