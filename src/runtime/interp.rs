@@ -49,6 +49,8 @@ pub struct Tangents<T> {
 pub struct Interpreter<'p> {
     program: &'p Program,
     uses: Vec<usize>,
+    /// What the main sweep computes before each node (see [`main_children`]), found once.
+    children: Vec<Vec<usize>>,
     check_finite: bool,
 }
 
@@ -98,19 +100,18 @@ fn bytes<T>(t: &Tensor<T>) -> usize {
 impl<'p> Interpreter<'p> {
     /// An interpreter for `program`.
     pub fn new(program: &'p Program) -> Self {
-        let uses = (0..program.node_count()).fold(vec![0; program.node_count()], |mut uses, i| {
-            for c in main_children(program, i) {
-                uses[c] += 1;
-            }
-            uses
-        });
-        let mut uses = uses;
+        let children: Vec<Vec<usize>> = (0..program.node_count()).map(|i| main_children(program, i)).collect();
+        let mut uses = vec![0; program.node_count()];
+        for &c in children.iter().flatten() {
+            uses[c] += 1;
+        }
         for (_, id) in &program.outputs {
             uses[usize::from(*id)] += 1;
         }
         Interpreter {
             program,
             uses,
+            children,
             check_finite: false,
         }
     }
@@ -199,7 +200,7 @@ impl<'p> Interpreter<'p> {
             }
             s.peak_bytes = s.peak_bytes.max(live);
             if !retain {
-                for c in main_children(self.program, i) {
+                for &c in &self.children[i] {
                     remaining[c] -= 1;
                     if remaining[c] == 0 {
                         live -= s.values[c].take().map_or(0, |v| bytes(&v));
