@@ -1,7 +1,7 @@
 //! The cost model: a fixed overhead per op executed, plus work (flops) and
 //! memory traffic (bytes), with a profile per kind of machine.
 
-use crate::ir::{Op, Program, Shape};
+use crate::ir::{early_loop, main_uses, Op, Program, Shape};
 use crate::runtime::{Run, Tensor};
 use egg::Language;
 use serde::{Deserialize, Serialize};
@@ -180,6 +180,11 @@ fn backward_factor(op: &Op) -> f64 {
 pub fn program_cost_for(profile: &CostProfile, program: &Program, run: Run) -> f64 {
     let runs = program.loops().runs();
     let per_row = &program.loops().per_row;
+    // The loop that feeds only the mean of the loss runs each row forward and backward at once.
+    let early_body: Vec<usize> = early_loop(program, &main_uses(program))
+        .and_then(|(l, _, _)| program.loops().bodies[l].as_ref())
+        .map_or(vec![], |body| body.nodes.clone());
+    let recomputed = |i: usize| per_row[i] && early_body.binary_search(&i).is_err();
     program
         .expr
         .as_ref()
@@ -189,7 +194,7 @@ pub fn program_cost_for(profile: &CostProfile, program: &Program, run: Run) -> f
             let inputs: Vec<&Shape> = node.children().iter().map(|&c| program.shape(c)).collect();
             let passes = match run {
                 Run::Eval => 1.0,
-                Run::Grad => 1.0 + f64::from(u8::from(per_row[i])) + backward_factor(node),
+                Run::Grad => 1.0 + f64::from(u8::from(recomputed(i))) + backward_factor(node),
             };
             passes * runs[i] as f64 * profile.op_cost(node, &inputs, program.shape(egg::Id::from(i)))
         })

@@ -243,6 +243,38 @@ pub fn expand_loops(program: &Program, max_nodes: usize) -> Result<Program, Shap
     )
 }
 
+/// What the main sweep (outside loops) computes before node `i`: for a loop,
+/// the outer values its body reads; for a per-row node, nothing (it runs
+/// inside its loop); for any other node, its children.
+pub fn main_children(program: &Program, i: usize) -> Vec<usize> {
+    let loops = program.loops();
+    if loops.per_row[i] {
+        return vec![];
+    }
+    match &loops.bodies[i] {
+        Some(body) => body.outer.clone(),
+        None => program.expr[i.into()]
+            .children()
+            .iter()
+            .map(|&c| usize::from(c))
+            .collect(),
+    }
+}
+
+/// How many times the main sweep reads each node; an output counts once more.
+pub fn main_uses(program: &Program) -> Vec<usize> {
+    let mut uses = vec![0; program.node_count()];
+    for i in 0..program.node_count() {
+        for c in main_children(program, i) {
+            uses[c] += 1;
+        }
+    }
+    for (_, id) in &program.outputs {
+        uses[usize::from(*id)] += 1;
+    }
+    uses
+}
+
 /// A loop whose cotangent is known before it runs, so that a gradient can
 /// run its forward and backward sweeps together, row by row: the program's
 /// one output is the mean or sum over axis 0 of the loop's rows, and nothing

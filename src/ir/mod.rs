@@ -14,7 +14,7 @@ pub mod shape;
 pub mod unary;
 
 pub use binary::{Assoc, Binary};
-pub use loops::{early_loop, expand_loops, find_loops, LoopBody, Loops};
+pub use loops::{early_loop, expand_loops, find_loops, main_children, main_uses, LoopBody, Loops};
 pub use op::{Flops, Num, Op};
 pub use program::{infer_shapes, Decl, Program};
 pub use reduce::Reduce;

@@ -4,7 +4,7 @@
 //! backward sweep in reverse order that accumulates cotangents (reverse mode).
 
 use crate::error::{Error, Result};
-use crate::ir::{early_loop, Op, Program, Scalar, Shape};
+use crate::ir::{early_loop, main_children, main_uses, Op, Program, Scalar, Shape};
 use crate::runtime::grad::{jvp, vjp};
 use crate::runtime::kernels::{forward, scalar, Tensor};
 use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
@@ -67,24 +67,6 @@ struct Sweep<'v, T: Scalar> {
     peak_bytes: usize,
 }
 
-/// The children of node `i` that the main sweep computes before it: for a
-/// loop, the outer values its body reads; per-row nodes have none (they run
-/// inside their loop).
-fn main_children(program: &Program, i: usize) -> Vec<usize> {
-    let loops = program.loops();
-    if loops.per_row[i] {
-        return vec![];
-    }
-    match &loops.bodies[i] {
-        Some(body) => body.outer.clone(),
-        None => program.expr[i.into()]
-            .children()
-            .iter()
-            .map(|&c| usize::from(c))
-            .collect(),
-    }
-}
-
 /// The values of `node`'s children, computed before it.
 fn operands<'a, T: Scalar>(values: &'a [Option<Cow<Tensor<T>>>], node: &Op) -> Vec<&'a Tensor<T>> {
     node.children()
@@ -100,18 +82,10 @@ fn bytes<T>(t: &Tensor<T>) -> usize {
 impl<'p> Interpreter<'p> {
     /// An interpreter for `program`.
     pub fn new(program: &'p Program) -> Self {
-        let children: Vec<Vec<usize>> = (0..program.node_count()).map(|i| main_children(program, i)).collect();
-        let mut uses = vec![0; program.node_count()];
-        for &c in children.iter().flatten() {
-            uses[c] += 1;
-        }
-        for (_, id) in &program.outputs {
-            uses[usize::from(*id)] += 1;
-        }
         Interpreter {
             program,
-            uses,
-            children,
+            uses: main_uses(program),
+            children: (0..program.node_count()).map(|i| main_children(program, i)).collect(),
             check_finite: false,
         }
     }

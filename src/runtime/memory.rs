@@ -6,7 +6,7 @@
 //! come and go as the sweep walks back. A loop holds one row's (or chunk's)
 //! intermediates at a time, in both sweeps: that is what micro-batches buy.
 
-use crate::ir::{early_loop, LoopBody, Op, Program, Shape};
+use crate::ir::{early_loop, main_children, main_uses, LoopBody, Op, Program, Shape};
 use egg::Language;
 use serde::Serialize;
 
@@ -66,21 +66,7 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
     let expr = program.expr.as_ref();
     let loops = program.loops();
     let bytes = |i: usize| size(program.shape(i.into()), element);
-    let main_children = |i: usize| -> Vec<usize> {
-        match &loops.bodies[i] {
-            Some(body) => body.outer.clone(),
-            None => expr[i].children().iter().map(|&c| usize::from(c)).collect(),
-        }
-    };
-    let mut remaining = vec![0usize; expr.len()];
-    for i in (0..expr.len()).filter(|&i| !loops.per_row[i]) {
-        for c in main_children(i) {
-            remaining[c] += 1;
-        }
-    }
-    for (_, id) in &program.outputs {
-        remaining[usize::from(*id)] += 1;
-    }
+    let mut remaining = main_uses(program);
     let early = match run {
         Run::Grad => early_loop(program, &remaining),
         Run::Eval => None,
@@ -98,7 +84,7 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
         live += bytes(i);
         peak = peak.max(live);
         if run == Run::Eval {
-            for c in main_children(i) {
+            for c in main_children(program, i) {
                 remaining[c] -= 1;
                 if remaining[c] == 0 {
                     live -= bytes(c);
