@@ -7,7 +7,7 @@ use batchgraph::{
     check_rule, parse_rule_file, BatchReduce as Reduce, Batcher, Error, Interpreter, Program, Rule, RuleSet, Strategy,
     Tensor, Values,
 };
-use common::{depends_on, json_tensor, load_reference, random_expression, rel_diff, Rng};
+use common::{batchable_random_programs, json_tensor, load_reference, rel_diff, Rng};
 use ndarray::{Axis, IxDyn};
 
 fn example(name: &str) -> Program {
@@ -92,26 +92,6 @@ fn check_semantics(program: &Program, over: &[&str], b: usize, strategy: Strateg
     }
 }
 
-/// Random per-example programs over a: [3], c: [2, 3] (batched) and m: [2, 3],
-/// p: [3], s: [] (params), over every kind of op, each depending on a batched input.
-fn random_programs(count: usize, rng: &mut Rng) -> Vec<Program> {
-    let leaves = ["a", "c", "m", "p", "s", "2", "0.5"];
-    let mut out = vec![];
-    while out.len() < count {
-        let body = random_expression(rng, 4, &leaves);
-        let text = format!(
-            "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam s: []\nout loss = sum({body})"
-        );
-        if let Ok(p) = Program::parse("random", &text) {
-            // Batching a program that already loops is not supported (it is refused).
-            if depends_on(&p, &["a", "c"]) && !p.loops().any() {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn every_strategy_computes_the_batch_of_per_example_results() {
     let mut rng = Rng::new(0xba7c4);
@@ -124,7 +104,11 @@ fn every_strategy_computes_the_batch_of_per_example_results() {
         (example("broadcasting"), vec!["x"]),
         (example("vector_output"), vec!["x"]),
     ];
-    programs.extend(random_programs(30, &mut rng).into_iter().map(|p| (p, vec!["a", "c"])));
+    programs.extend(
+        batchable_random_programs(30, &mut rng)
+            .into_iter()
+            .map(|p| (p, vec!["a", "c"])),
+    );
     for (program, over) in &programs {
         for b in [1, 2, 3, 8] {
             for strategy in [Strategy::Auto, Strategy::Unroll, Strategy::Fuse] {

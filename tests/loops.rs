@@ -7,7 +7,7 @@ mod common;
 use batchgraph::{
     chunk_plan, parse_file, predict_peak_bytes, BatchReduce, Batcher, Interpreter, Program, Run, Strategy, Values,
 };
-use common::{depends_on, random_expression, rel_diff, Rng};
+use common::{batchable_random_programs, rel_diff, Rng};
 use std::collections::HashSet;
 
 fn example(name: &str) -> Program {
@@ -27,24 +27,6 @@ fn examples() -> Vec<(Program, Vec<&'static str>)> {
         (example("broadcasting"), vec!["x"]),
         (example("vector_output"), vec!["x"]),
     ]
-}
-
-/// Random per-example programs over every kind of op (as tests/batching.rs).
-fn random_programs(count: usize, rng: &mut Rng) -> Vec<(Program, Vec<&'static str>)> {
-    let leaves = ["a", "c", "m", "p", "s", "2", "0.5"];
-    let mut out = vec![];
-    while out.len() < count {
-        let body = random_expression(rng, 4, &leaves);
-        let text = format!(
-            "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam s: []\nout loss = sum({body})"
-        );
-        if let Ok(p) = Program::parse("random", &text) {
-            if !p.loops().any() && depends_on(&p, &["a", "c"]) {
-                out.push((p, vec!["a", "c"]));
-            }
-        }
-    }
-    out
 }
 
 fn values_for(program: &Program, rng: &mut Rng) -> Values<f64> {
@@ -82,7 +64,11 @@ fn assert_same(fused: &Program, other: &Program, values: &Values<f64>, what: &st
 fn loop_and_chunked_plans_compute_what_the_fused_plan_computes() {
     let mut rng = Rng::new(0x100b);
     let mut programs = examples();
-    programs.extend(random_programs(20, &mut rng));
+    programs.extend(
+        batchable_random_programs(20, &mut rng)
+            .into_iter()
+            .map(|p| (p, vec!["a", "c"])),
+    );
     for (program, over) in &programs {
         let batched: HashSet<&str> = over.iter().copied().collect();
         for b in [1, 2, 3, 8, 13] {

@@ -76,6 +76,11 @@ fn var(name: &str) -> Var {
 /// Adds `node` and merges it into `eclass`; returns it if that changed anything.
 fn union_with(egraph: &mut Graph, eclass: Id, node: Op) -> Vec<Id> {
     let id = egraph.add(node);
+    union_id(egraph, eclass, id)
+}
+
+/// Merges class `id` into `eclass`; returns it if that changed anything.
+fn union_id(egraph: &mut Graph, eclass: Id, id: Id) -> Vec<Id> {
     if egraph.union(eclass, id) {
         vec![id]
     } else {
@@ -166,10 +171,6 @@ impl Applier<Op, ShapeAnalysis> for ReduceAll {
             let axis = literal(egraph, axis);
             value = egraph.add(Op::ReduceAxis(self.0, [value, axis]));
         }
-        if egraph.union(eclass, value) {
-            vec![value]
-        } else {
-            vec![]
-        }
+        union_id(egraph, eclass, value)
     }
 }

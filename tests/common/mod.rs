@@ -96,3 +96,23 @@ pub fn depends_on(program: &Program, names: &[&str]) -> bool {
     }
     program.outputs.iter().any(|(_, id)| depends[usize::from(*id)])
 }
+
+/// Random per-example programs over a: [3], c: [2, 3] (the batched inputs) and
+/// m: [2, 3], p: [3], s: [] (params), drawn over every kind of op, each
+/// depending on a batched input and free of loops (batching a loop is refused).
+pub fn batchable_random_programs(count: usize, rng: &mut Rng) -> Vec<Program> {
+    let leaves = ["a", "c", "m", "p", "s", "2", "0.5"];
+    let mut out = vec![];
+    while out.len() < count {
+        let body = random_expression(rng, 4, &leaves);
+        let text = format!(
+            "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam s: []\nout loss = sum({body})"
+        );
+        if let Ok(p) = Program::parse("random", &text) {
+            if depends_on(&p, &["a", "c"]) && !p.loops().any() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
