@@ -396,6 +396,7 @@ fn every_op_batches_through_a_rule_of_its_class() {
             | batchgraph::Op::Index(_)
             | batchgraph::Op::Stack(_)
             | batchgraph::Op::Repeat(_)
+            | batchgraph::Op::Broadcast(_)
             | batchgraph::Op::Map(_)
             | batchgraph::Op::Row(_)
             | batchgraph::Op::Chunks(_)

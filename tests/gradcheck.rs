@@ -86,6 +86,20 @@ fn cases(op: &Op) -> Vec<Case> {
             wide,
         )],
         Op::Repeat(_) => vec![("repeat".into(), "input a: [2, 3]", "repeat(a, 4)".into(), wide)],
+        Op::Broadcast(_) => vec![
+            (
+                "broadcast".into(),
+                "input a: [3, 1]",
+                "broadcast(a, 2, 3, 4)".into(),
+                wide,
+            ),
+            (
+                "broadcast scalar".into(),
+                "input a: []",
+                "broadcast(a, 2, 3)".into(),
+                wide,
+            ),
+        ],
         Op::Map(_) => vec![(
             "map".into(),
             "input a: [3, 2]\nparam w: [2]",

@@ -124,6 +124,7 @@ pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> Work {
         | Op::Index(_)
         | Op::Stack(_)
         | Op::Repeat(_)
+        | Op::Broadcast(_)
         | Op::Row(_)
         | Op::Rows(_) => 0.0,
         // The loop's own work: one iteration's bookkeeping per row, and writing its rows into the result.
@@ -166,6 +167,7 @@ fn backward_factor(op: &Op) -> f64 {
         | Op::Index(_)
         | Op::Stack(_)
         | Op::Repeat(_)
+        | Op::Broadcast(_)
         | Op::Map(_)
         | Op::Row(_)
         | Op::Chunks(_)

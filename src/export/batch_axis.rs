@@ -153,6 +153,18 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
             d.extend(child(0));
             d
         }
+        Op::Broadcast(children) => {
+            let d = child(0);
+            let target: Vec<usize> = (1..children.len()).map(int).collect();
+            let lead = target.len() - d.len();
+            // A batch axis broadcasts to itself; a fixed target keeps a fixed size.
+            (0..target.len())
+                .map(|i| match i.checked_sub(lead).map(|j| d[j]) {
+                    Some(Dim::Batch) => Dim::Batch,
+                    _ => Dim::Fixed(target[i]),
+                })
+                .collect()
+        }
         Op::Vmap(_) => {
             return Err(Error::Unsupported(
                 "vmap is the batcher's spec node and cannot be exported".into(),

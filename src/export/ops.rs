@@ -11,7 +11,8 @@ use crate::ir::{Binary, Op, Program, Reduce, Unary};
 use egg::{Id, Language};
 use std::collections::{HashMap, HashSet};
 
-/// The ONNX op of an elementwise op of one operand (each exists in opset 18, in float and double).
+/// The ONNX op of an elementwise op of one operand (each exists in opset 18,
+/// in float and double); `step` is `Greater` then `Cast` (see `Emitter::step`).
 fn unary_op(u: Unary) -> &'static str {
     match u {
         Unary::Neg => "Neg",
@@ -25,6 +26,8 @@ fn unary_op(u: Unary) -> &'static str {
         Unary::Cos => "Cos",
         Unary::Abs => "Abs",
         Unary::Softplus => "Softplus",
+        Unary::Step => "Greater",
+        Unary::Sign => "Sign",
     }
 }
 
@@ -262,6 +265,11 @@ impl<'p> Emitter<'p> {
             Op::Var(v) => v.to_string(),
             Op::Num(n) if self.data_use[usize::from(id)] => self.literal(n.0),
             Op::Num(_) => String::new(),
+            Op::Unary(Unary::Step, a) => {
+                let zero = self.literal(0.0);
+                let positive = self.node(unary_op(Unary::Step), vec![self.value(*a), zero], vec![]);
+                self.node("Cast", vec![positive], vec![attr_int("to", self.dtype.onnx() as i64)])
+            }
             Op::Unary(u, a) => self.node(unary_op(*u), vec![self.value(*a)], vec![]),
             Op::Binary(b, [l, r]) => self.node(binary_op(*b), vec![self.value(*l), self.value(*r)], vec![]),
             Op::Reduce(r, a) => self.node(reduce_op(*r), vec![self.value(*a)], keepdims()),
@@ -308,6 +316,11 @@ impl<'p> Emitter<'p> {
                 let shape = self.ints(shape, false);
                 let front = self.unsqueeze_front(*a);
                 self.node("Expand", vec![front, shape], vec![])
+            }
+            Op::Broadcast(children) => {
+                let dims = children[1..].iter().map(|&c| self.integer(c)).collect();
+                let shape = self.ints(dims, false);
+                self.node("Expand", vec![self.value(children[0]), shape], vec![])
             }
             Op::Vmap(_) => {
                 return Err(Error::Unsupported(

@@ -98,7 +98,8 @@ mod language {
         /// the axes; `permute(e, a0, a1, ...)` is numpy's `transpose(e, axes)`;
         /// `expand(e, axis)` inserts an axis of size 1; `index(e, i)` is row `i`
         /// of the leading axis; `stack(a0, a1, ...)` stacks along a new leading
-        /// axis; `repeat(e, n)` broadcasts along a new leading axis of size `n`.
+        /// axis; `repeat(e, n)` broadcasts along a new leading axis of size `n`;
+        /// `broadcast(e, d0, d1, ...)` is numpy's `broadcast_to(e, (d0, d1, ...))`.
         /// Loops: `map(body, n)` runs `body` once per row of the batch (`n` rows)
         /// and stacks the results; inside the body, `row(y)` is the current row
         /// of the batched value `y` (JAX's `lax.map`). `chunks(body, n, k)` runs
@@ -119,6 +120,7 @@ mod language {
             "index" = Index([Id; 2]),
             "stack" = Stack(Box<[Id]>),
             "repeat" = Repeat([Id; 2]),
+            "broadcast" = Broadcast(Box<[Id]>),
             "map" = Map([Id; 2]),
             "row" = Row(Id),
             "chunks" = Chunks([Id; 3]),
@@ -132,13 +134,17 @@ mod language {
 pub use language::Op;
 
 /// The structural ops written as calls, with the arities they take (for error messages).
-const STRUCTURAL_CALLS: [(&str, &str); 10] = [
+const STRUCTURAL_CALLS: [(&str, &str); 11] = [
     ("transpose", "1 argument"),
     ("permute", "the array and one axis per dimension"),
     ("expand", "2 arguments (expand(e, axis))"),
     ("index", "2 arguments (index(e, row))"),
     ("stack", "at least 1 argument"),
     ("repeat", "2 arguments (repeat(e, count))"),
+    (
+        "broadcast",
+        "the array and the dimensions of the result (broadcast(e, d0, d1, ...))",
+    ),
     ("map", "2 arguments (map(body, rows))"),
     ("row", "1 argument (row(batched), inside map)"),
     ("chunks", "3 arguments (chunks(body, rows, chunk))"),
@@ -186,7 +192,7 @@ impl Op {
                 position == 1
             }
             Op::Chunks(_) => position >= 1,
-            Op::Permute(_) => position >= 1,
+            Op::Permute(_) | Op::Broadcast(_) => position >= 1,
             Op::Unary(..)
             | Op::Binary(..)
             | Op::Reduce(..)
@@ -214,6 +220,7 @@ impl Op {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Broadcast(_)
             | Op::Map(_)
             | Op::Row(_)
             | Op::Chunks(_)
@@ -242,6 +249,7 @@ impl Op {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Broadcast(_)
             | Op::Num(_)
             | Op::Var(_) => self.children().iter().any(|&c| child_per_row(c)),
         }
@@ -262,6 +270,7 @@ impl Op {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Broadcast(_)
             | Op::Row(_)
             | Op::Rows(_)
             | Op::Vmap(_)
@@ -304,6 +313,7 @@ impl Op {
             Op::Index([a, b]),
             Op::Stack(vec![a, b].into()),
             Op::Repeat([a, b]),
+            Op::Broadcast(vec![a, b].into()),
             Op::Map([a, b]),
             Op::Row(a),
             Op::Chunks([a, b, b]),
@@ -323,7 +333,7 @@ impl Op {
     }
 
     /// How many variants [`Op`] has.
-    pub const KINDS: usize = 18;
+    pub const KINDS: usize = 19;
 
     /// The position of this op's variant (for [`Op::every_kind`]'s completeness check).
     pub fn kind_index(&self) -> usize {
@@ -346,6 +356,7 @@ impl Op {
             Op::Var(_) => 15,
             Op::Chunks(_) => 16,
             Op::Rows(_) => 17,
+            Op::Broadcast(_) => 18,
         }
     }
 }

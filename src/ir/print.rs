@@ -96,6 +96,7 @@ impl Printer<'_> {
             | Op::Index(_)
             | Op::Stack(_)
             | Op::Repeat(_)
+            | Op::Broadcast(_)
             | Op::Map(_)
             | Op::Row(_)
             | Op::Chunks(_)

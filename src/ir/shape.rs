@@ -303,6 +303,20 @@ impl Op {
                 }
                 first().with_leading(n as usize)
             }
+            Op::Broadcast(_) => {
+                let dims = (1..children.len())
+                    .map(|p| integer_operand(self, children, p).map(|d| d as usize))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let target = Shape(dims);
+                if broadcast(children[0].shape, &target).as_ref() != Some(&target) {
+                    return Err(ShapeError::Broadcast {
+                        op: self.to_string(),
+                        left: first(),
+                        right: target,
+                    });
+                }
+                target
+            }
             Op::Map(_) => {
                 let n = integer_operand(self, children, 1)?;
                 if n == 0 {

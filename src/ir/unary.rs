@@ -155,6 +155,12 @@ unary_ops! {
     /// `softplus(a) = log(1 + exp(a))`, a smooth relu.
     Softplus = "softplus", Transcendental, tested on (-3.0, 3.0),
         |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative sigmoid(x), vector softplus_in_place;
+    /// `step(a)`: 1 where `a > 0`, else 0 (the derivative of `relu`); its derivative is 0.
+    Step = "step", Cheap, tested on (-2.0, 2.0),
+        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative T::zero();
+    /// `sign(a)`: -1, 0 or 1 (NaN stays NaN), as numpy's; its derivative is 0.
+    Sign = "sign", Cheap, tested on (-2.0, 2.0),
+        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative T::zero();
 }
 
 impl fmt::Display for Unary {

@@ -50,7 +50,7 @@ pub struct GraphNode {
 fn attribute_word(op: &Op) -> &'static str {
     match op {
         Op::ReduceAxis(..) | Op::Expand(_) => " axis",
-        Op::Index(_) | Op::Repeat(_) | Op::Permute(_) => "",
+        Op::Index(_) | Op::Repeat(_) | Op::Permute(_) | Op::Broadcast(_) => "",
         Op::Map(_) | Op::Chunks(_) => " ×",
         Op::Rows(_) => " chunk",
         Op::Row(_) => "",

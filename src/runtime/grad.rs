@@ -173,6 +173,11 @@ pub fn vjp<T: Scalar>(
             .map(|i| Some(g.index_axis(Axis(0), i).to_owned()))
             .collect(),
         Op::Repeat(_) => vec![Some(g.sum_axis(Axis(0))), None],
+        Op::Broadcast(children) => {
+            let mut cotangents = vec![Some(unbroadcast(g.clone(), shape(0)))];
+            cotangents.resize(children.len(), None);
+            cotangents
+        }
     }
 }
 
@@ -221,7 +226,7 @@ pub fn jvp<T: Scalar>(
             t[1].map(|tb| matmul(&a.view(), &tb.view())),
             out.shape(),
         ),
-        Op::Transpose(_) | Op::Permute(_) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) => linear(),
+        Op::Transpose(_) | Op::Permute(_) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) | Op::Broadcast(_) => linear(),
         Op::Stack(_) => {
             if t.iter().all(Option::is_none) {
                 return None;

@@ -260,6 +260,10 @@ pub fn forward<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) 
             let dims: Vec<usize> = std::iter::once(int(1)).chain(a().shape().iter().copied()).collect();
             a().broadcast(IxDyn(&dims)).expect("checked shapes").to_owned()
         }
+        Op::Broadcast(children) => {
+            let dims: Vec<usize> = (1..children.len()).map(int).collect();
+            a().broadcast(IxDyn(&dims)).expect("checked shapes").to_owned()
+        }
     }
 }
 

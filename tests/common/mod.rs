@@ -30,6 +30,8 @@ pub fn op_text(op: &Op, x: &str, y: &str, rng: &mut Rng) -> Option<String> {
         Op::Index(_) => format!("index({x}, {})", rng.below(2)),
         Op::Stack(_) => format!("stack({x}, {y})"),
         Op::Repeat(_) => format!("repeat({x}, 2)"),
+        // Any operand: its sum broadcasts to every shape.
+        Op::Broadcast(_) => format!("broadcast(sum({x}), 2, 3)"),
         // A loop over the rows of c: [2, 3] (the generators' batched leaf); `row` only inside it.
         Op::Map(_) => format!("map(row(c) * ({x}), 2)"),
         Op::Chunks(_) => format!("chunks(rows(c, 1) * ({x}), 2, 1)"),
