@@ -34,6 +34,7 @@ pub mod ir;
 #[cfg(feature = "pictures")]
 pub mod pictures;
 pub mod runtime;
+pub mod transform;
 
 pub use egraph::{
     calibrate, check_rule, chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost,
@@ -49,9 +50,10 @@ pub use ir::{
 };
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
+pub use transform::{grad, jvp};
 pub use runtime::{
-    forward, json_from_str, jvp, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
-    unbroadcast, values_from_json, vjp, Evaluation, Gradients, Interpreter, Rng, Run, Tangents, Tensor, Values,
+    forward, json_from_str, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
+    unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, Rng, Run, Tangents, Tensor, Values,
 };
 
 impl Program {

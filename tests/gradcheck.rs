@@ -7,7 +7,7 @@
 
 mod common;
 use batchgraph::{Interpreter, Op, Program, Unary, Values};
-use common::{random_values, Rng};
+use common::{grad_program_difference, jvp_program_difference, random_values, Rng};
 
 /// A case: (name, declarations, expression for r, range of input values).
 type Case = (String, &'static str, String, (f64, f64));
@@ -175,6 +175,31 @@ fn reverse_forward_and_finite_differences_agree_for_every_op() {
             (reverse - finite).abs() / scale < 1e-6,
             "{name}: reverse {reverse} vs finite differences {finite}"
         );
+    }
+}
+
+/// The gradient and JVP programs (`grad`, `jvp`: derivatives as graphs) of
+/// every case equal the interpreter's reverse and forward modes.
+#[test]
+fn symbolic_derivatives_equal_the_interpreters_for_every_op() {
+    let mut rng = Rng::new(0xd1ff);
+    for (name, decls, expr, (lo, hi)) in all_cases() {
+        let probe = Program::parse(&name, &format!("{decls}\nout r = {expr}")).unwrap();
+        let r_shape = probe.shape(probe.outputs[0].1).clone();
+        let text = format!("{decls}\nparam c: {r_shape}\nout loss = sum(c * ({expr}))");
+        let program = Program::parse(&name, &text).unwrap();
+        let values = random_values(&program, &mut rng, lo, hi);
+        let direction = random_values(&program, &mut rng, -1.0, 1.0);
+        let jvp = jvp_program_difference(&program, &values, &direction);
+        assert!(jvp < 1e-12, "{name}: jvp program differs by {jvp}");
+        if name == "chunks" {
+            // A chunk's contribution to w cannot be summed over chunks as a loop: refused, clearly.
+            let e = batchgraph::grad(&program, None).unwrap_err().to_string();
+            assert!(e.contains("`chunks` loop (micro-batches) that reads an outer value"), "{e}");
+            continue;
+        }
+        let grad = grad_program_difference(&program, &values);
+        assert!(grad < 1e-12, "{name}: grad program differs by {grad}");
     }
 }
 

@@ -28,7 +28,8 @@ macro_rules! binary_ops {
         $(#[$doc:meta])*
         $variant:ident = $symbol:literal, precedence $prec:literal $assoc:ident, $flops:ident,
             tested on ($lo:expr, $hi:expr),
-            |$a:ident, $b:ident, $y:ident| value $value:expr, d_a $da:expr, d_b $db:expr;
+            |$a:ident, $b:ident, $y:ident| value $value:expr, d_a $da:expr, d_b $db:expr,
+            graph ($graph_da:literal, $graph_db:literal);
     )*) => {
         /// An elementwise op of two operands, with numpy broadcasting.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,6 +81,12 @@ macro_rules! binary_ops {
             #[allow(unused_variables)]
             pub fn partials<T: Scalar>(self, a: T, b: T, y: T) -> (T, T) {
                 match self { $(Binary::$variant => { let ($a, $b, $y) = (a, b, y); ($da, $db) })* }
+            }
+
+            /// `df/da` (`side` 0) or `df/db` (`side` 1) as a graph, for the gradient
+            /// programs (`crate::transform`): a pattern over `?a`, `?b` and `?y`.
+            pub fn partial_graph(self, side: usize) -> &'static str {
+                match self { $(Binary::$variant => if side == 0 { $graph_da } else { $graph_db },)* }
             }
 
             /// `g * df/da` (`side` 0) or `g * df/db` (`side` 1) elementwise, given
@@ -137,22 +144,24 @@ macro_rules! binary_ops {
 binary_ops! {
     /// `a + b`.
     Add = "+", precedence 1 Left, Cheap, tested on (-2.0, 2.0),
-        |a, b, y| value a + b, d_a T::one(), d_b T::one();
+        |a, b, y| value a + b, d_a T::one(), d_b T::one(), graph ("1", "1");
     /// `a - b`.
     Sub = "-", precedence 1 Left, Cheap, tested on (-2.0, 2.0),
-        |a, b, y| value a - b, d_a T::one(), d_b -T::one();
+        |a, b, y| value a - b, d_a T::one(), d_b -T::one(), graph ("1", "(- 1)");
     /// `a * b`.
     Mul = "*", precedence 2 Left, Cheap, tested on (-2.0, 2.0),
-        |a, b, y| value a * b, d_a b, d_b a;
+        |a, b, y| value a * b, d_a b, d_b a, graph ("?b", "?a");
     /// `a / b`.
     Div = "/", precedence 2 Left, Cheap, tested on (0.5, 2.0),
-        |a, b, y| value a / b, d_a b.recip(), d_b -y / b;
+        |a, b, y| value a / b, d_a b.recip(), d_b -y / b, graph ("(/ 1 ?b)", "(- (/ ?y ?b))");
     /// `a ^ b`, numpy's `power`. As in JAX, `d/da` is 0 where `b` is 0 (also at
-    /// `a = 0`) and `d/db` is 0 where `a` is 0.
+    /// `a = 0`) and `d/db` is 0 where `a` is 0. The graph forms are the plain
+    /// formulas: they give NaN at those points of `a = 0` (the interpreter's 0).
     Pow = "^", precedence 4 Right, Transcendental, tested on (0.5, 2.0),
         |a, b, y| value power(a, b),
         d_a if b == T::zero() { T::zero() } else { b * power(a, b - T::one()) },
-        d_b if a == T::zero() { T::zero() } else { y * a.ln() };
+        d_b if a == T::zero() { T::zero() } else { y * a.ln() },
+        graph ("(* ?b (^ ?a (- ?b 1)))", "(* ?y (log ?a))");
 }
 
 /// `a ^ b`; an integer exponent by repeated multiplication (exact for negative `a`).

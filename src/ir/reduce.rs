@@ -20,7 +20,7 @@ macro_rules! reductions {
         $variant:ident = $name:literal, selects $selects:literal,
             start $start:expr, |$acc:ident, $v:ident| combine $combine:expr,
             |$total:ident, $n:ident| finish $finish:expr,
-            |$x:ident, $y:ident, $count:ident| weight $weight:expr;
+            |$x:ident, $y:ident, $count:ident| weight $weight:expr, graph $graph:literal;
     )*) => {
         /// A reduction.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,6 +58,13 @@ macro_rules! reductions {
                 match self { $(Reduce::$variant => { let ($total, $n) = (total, n); $finish })* }
             }
 
+            /// `dy/dx` as a graph, for the gradient programs (`crate::transform`):
+            /// a pattern over `?x`, `?y` (the result, broadcast to `x`) and `?n`.
+            /// A selecting reduction's weights are divided by their sum (the ties).
+            pub fn weight_graph(self) -> &'static str {
+                match self { $(Reduce::$variant => $graph,)* }
+            }
+
             /// `dy/dx` for an element `x` of the `n` reduced into `y` (before ties share).
             #[allow(unused_variables)]
             pub fn weight<T: Scalar>(self, x: T, y: T, n: usize) -> T {
@@ -70,16 +77,18 @@ macro_rules! reductions {
 reductions! {
     /// `sum(e)`, `sum(e, axis)`.
     Sum = "sum", selects false, start T::zero(), |acc, v| combine acc + v,
-        |total, n| finish total, |x, y, n| weight T::one();
+        |total, n| finish total, |x, y, n| weight T::one(), graph "1";
     /// `mean(e)`, `mean(e, axis)`.
     Mean = "mean", selects false, start T::zero(), |acc, v| combine acc + v,
-        |total, n| finish total / T::of(n as f64), |x, y, n| weight T::of(n as f64).recip();
+        |total, n| finish total / T::of(n as f64), |x, y, n| weight T::of(n as f64).recip(), graph "(/ 1 ?n)";
     /// `max(e)`, `max(e, axis)`; NaN wins, as in numpy.
     Max = "max", selects true, start T::neg_infinity(), |acc, v| combine if v.is_nan() || v > acc { v } else { acc },
-        |total, n| finish total, |x, y, n| weight if x == y { T::one() } else { T::zero() };
+        |total, n| finish total, |x, y, n| weight if x == y { T::one() } else { T::zero() },
+        graph "(- 1 (step (abs (- ?x ?y))))";
     /// `min(e)`, `min(e, axis)`; NaN wins, as in numpy.
     Min = "min", selects true, start T::infinity(), |acc, v| combine if v.is_nan() || v < acc { v } else { acc },
-        |total, n| finish total, |x, y, n| weight if x == y { T::one() } else { T::zero() };
+        |total, n| finish total, |x, y, n| weight if x == y { T::one() } else { T::zero() },
+        graph "(- 1 (step (abs (- ?x ?y))))";
 }
 
 impl fmt::Display for Reduce {

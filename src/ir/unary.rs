@@ -32,7 +32,8 @@ macro_rules! unary_ops {
     ($(
         $(#[$doc:meta])*
         $variant:ident = $name:literal, $flops:ident, tested on ($lo:expr, $hi:expr),
-            |$x:ident, $y:ident| value $value:expr, derivative $derivative:expr $(, vector $vector:ident)?;
+            |$x:ident, $y:ident| value $value:expr, derivative $derivative:expr, graph $graph:literal
+            $(, vector $vector:ident)?;
     )*) => {
         /// An elementwise op of one operand.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +75,12 @@ macro_rules! unary_ops {
             #[allow(unused_variables)]
             pub fn derivative<T: Scalar>(self, x: T, y: T) -> T {
                 match self { $(Unary::$variant => { let ($x, $y) = (x, y); $derivative })* }
+            }
+
+            /// `f'(x)` as a graph, for the gradient programs (`crate::transform`):
+            /// a pattern over `?x` and `?y` (`y = f(x)`); `0` for none.
+            pub fn derivative_graph(self) -> &'static str {
+                match self { $(Unary::$variant => $graph,)* }
             }
 
             /// Whether `map` has a vectorized kernel (`crate::runtime::vmath`) for this op.
@@ -124,43 +131,43 @@ macro_rules! unary_ops {
 unary_ops! {
     /// `-a`, written prefix.
     Neg = "-", Cheap, tested on (-2.0, 2.0),
-        |x, y| value -x, derivative -T::one();
+        |x, y| value -x, derivative -T::one(), graph "(- 1)";
     /// `exp(a)`.
     Exp = "exp", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.exp(), derivative y, vector exp_in_place;
+        |x, y| value x.exp(), derivative y, graph "?y", vector exp_in_place;
     /// `log(a)`, the natural logarithm.
     Log = "log", Transcendental, tested on (0.5, 2.0),
-        |x, y| value x.ln(), derivative x.recip(), vector log_in_place;
+        |x, y| value x.ln(), derivative x.recip(), graph "(/ 1 ?x)", vector log_in_place;
     /// `tanh(a)`.
     Tanh = "tanh", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.tanh(), derivative T::one() - y * y, vector tanh_in_place;
+        |x, y| value x.tanh(), derivative T::one() - y * y, graph "(- 1 (* ?y ?y))", vector tanh_in_place;
     /// `sigmoid(a) = 1 / (1 + exp(-a))`.
     Sigmoid = "sigmoid", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value sigmoid(x), derivative y * (T::one() - y), vector sigmoid_in_place;
+        |x, y| value sigmoid(x), derivative y * (T::one() - y), graph "(* ?y (- 1 ?y))", vector sigmoid_in_place;
     /// `relu(a) = max(a, 0)`; its derivative at 0 is 0, as in JAX.
     Relu = "relu", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.max(T::zero()), derivative if x > T::zero() { T::one() } else { T::zero() };
+        |x, y| value x.max(T::zero()), derivative if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)";
     /// `sqrt(a)`.
     Sqrt = "sqrt", Cheap, tested on (0.5, 2.0),
-        |x, y| value x.sqrt(), derivative T::of(0.5) / y, vector sqrt_in_place;
+        |x, y| value x.sqrt(), derivative T::of(0.5) / y, graph "(/ 0.5 ?y)", vector sqrt_in_place;
     /// `sin(a)`.
     Sin = "sin", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.sin(), derivative x.cos(), vector sin_in_place;
+        |x, y| value x.sin(), derivative x.cos(), graph "(cos ?x)", vector sin_in_place;
     /// `cos(a)`.
     Cos = "cos", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.cos(), derivative -x.sin(), vector cos_in_place;
+        |x, y| value x.cos(), derivative -x.sin(), graph "(- (sin ?x))", vector cos_in_place;
     /// `abs(a)`; its derivative at 0 is 0.
     Abs = "abs", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.abs(), derivative if x == T::zero() { x } else { x.signum() };
+        |x, y| value x.abs(), derivative if x == T::zero() { x } else { x.signum() }, graph "(sign ?x)";
     /// `softplus(a) = log(1 + exp(a))`, a smooth relu.
     Softplus = "softplus", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative sigmoid(x), vector softplus_in_place;
+        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative sigmoid(x), graph "(sigmoid ?x)", vector softplus_in_place;
     /// `step(a)`: 1 where `a > 0`, else 0 (the derivative of `relu`); its derivative is 0.
     Step = "step", Cheap, tested on (-2.0, 2.0),
-        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative T::zero();
+        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative T::zero(), graph "0";
     /// `sign(a)`: -1, 0 or 1 (NaN stays NaN), as numpy's; its derivative is 0.
     Sign = "sign", Cheap, tested on (-2.0, 2.0),
-        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative T::zero();
+        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative T::zero(), graph "0";
 }
 
 impl fmt::Display for Unary {

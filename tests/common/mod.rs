@@ -118,3 +118,41 @@ pub fn batchable_random_programs(count: usize, rng: &mut Rng) -> Vec<Program> {
     }
     out
 }
+
+/// The symbolic gradient program of `program` (`batchgraph::grad`) evaluated
+/// at `values`, against the interpreter's reverse mode: the largest relative
+/// difference over the output and every gradient.
+pub fn grad_program_difference(program: &Program, values: &Values<f64>) -> f64 {
+    let symbolic = batchgraph::grad(program, None).unwrap_or_else(|e| panic!("grad of\n{}: {e}", program.to_text()));
+    let evaluated = batchgraph::Interpreter::new(&symbolic).evaluate(values).unwrap().outputs;
+    let expected = batchgraph::Interpreter::new(program).gradient(values).unwrap();
+    assert_eq!(evaluated.len(), 1 + expected.grads.len());
+    let mut worst = rel_diff(&evaluated[0].1, &expected.outputs[0].1);
+    for ((name, actual), (wrt, g)) in evaluated[1..].iter().zip(&expected.grads) {
+        assert_eq!(name, &format!("grad_{wrt}"));
+        worst = worst.max(rel_diff(actual, g));
+    }
+    worst
+}
+
+/// The symbolic JVP program of `program` (`batchgraph::jvp`) evaluated at
+/// `values` with tangents `direction`, against the interpreter's forward
+/// mode: the largest relative difference over every output and tangent.
+pub fn jvp_program_difference(program: &Program, values: &Values<f64>, direction: &Values<f64>) -> f64 {
+    let symbolic = batchgraph::jvp(program, None).unwrap_or_else(|e| panic!("jvp of\n{}: {e}", program.to_text()));
+    let mut all = values.clone();
+    for (name, t) in direction.iter() {
+        all.insert(format!("tangent_{name}"), t.clone());
+    }
+    let evaluated = batchgraph::Interpreter::new(&symbolic).evaluate(&all).unwrap().outputs;
+    let expected = batchgraph::Interpreter::new(program).tangents(values, direction).unwrap();
+    let outputs = expected.outputs.len();
+    assert_eq!(evaluated.len(), 2 * outputs);
+    let mut worst: f64 = 0.0;
+    for (i, (name, value)) in expected.outputs.iter().chain(&expected.jvp).enumerate() {
+        let prefix = if i < outputs { "" } else { "jvp_" };
+        assert_eq!(evaluated[i].0, format!("{prefix}{name}"));
+        worst = worst.max(rel_diff(&evaluated[i].1, value));
+    }
+    worst
+}

@@ -1,0 +1,262 @@
+//! A graph under construction: the forward program's nodes, then the
+//! derivative nodes added to them. Equal nodes are added once (CSE as the
+//! graph grows), every node's shape is inferred as it is added, and a few
+//! local identities keep the derivative graphs small: literals fold, `x * 1`
+//! is `x`, `x * -1` is `-x`, broadcasting to a value's own shape is the value.
+
+use crate::error::{Error, Result};
+use crate::ir::{Binary, ChildInfo, Num, Op, Program, Reduce, Shape, Unary};
+use egg::{ENodeOrVar, Id, Language, Pattern, RecExpr};
+use std::collections::HashMap;
+
+/// The rows a per-row node runs over: `n` rows, one at a time (`map`) or in chunks of `k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LoopRows {
+    /// How many rows the loop covers.
+    pub rows: usize,
+    /// `Some(k)` inside `chunks(_, n, k)`.
+    pub chunk: Option<usize>,
+}
+
+/// A graph under construction.
+pub struct Builder {
+    expr: RecExpr<Op>,
+    memo: HashMap<Op, Id>,
+    shapes: Vec<Shape>,
+    constants: Vec<Option<f64>>,
+    loop_rows: Vec<Option<LoopRows>>,
+}
+
+impl Builder {
+    /// A builder holding `program`'s nodes, with their ids unchanged.
+    pub fn from_program(program: &Program) -> Builder {
+        let mut builder = Builder {
+            expr: RecExpr::default(),
+            memo: HashMap::new(),
+            shapes: vec![],
+            constants: vec![],
+            loop_rows: vec![],
+        };
+        for (i, node) in program.expr.as_ref().iter().enumerate() {
+            let id = builder.push(node.clone(), program.shape(Id::from(i)).clone());
+            debug_assert_eq!(usize::from(id), i);
+        }
+        builder
+    }
+
+    /// The nodes built so far.
+    pub fn into_expr(self) -> RecExpr<Op> {
+        self.expr
+    }
+
+    /// The shape of node `id`.
+    pub fn shape(&self, id: Id) -> &Shape {
+        &self.shapes[usize::from(id)]
+    }
+
+    /// The rank of node `id`.
+    pub fn rank(&self, id: Id) -> usize {
+        self.shape(id).rank()
+    }
+
+    /// The value of node `id` if it is a literal (or folds to one).
+    pub fn constant(&self, id: Id) -> Option<f64> {
+        self.constants[usize::from(id)]
+    }
+
+    /// The loop that node `id` runs in, if it runs per row.
+    pub fn loop_rows(&self, id: Id) -> Option<LoopRows> {
+        self.loop_rows[usize::from(id)]
+    }
+
+    /// The node `op` (children already built); its shape is checked.
+    pub fn add(&mut self, op: Op) -> Result<Id> {
+        if let Some(&id) = self.memo.get(&op) {
+            return Ok(id);
+        }
+        if let Some(folded) = self.fold(&op) {
+            return Ok(self.num(folded));
+        }
+        let shape = op.infer_shape_from(|c| ChildInfo {
+            shape: &self.shapes[usize::from(c)],
+            constant: self.expr[c].as_num(),
+        })?;
+        Ok(self.push(op, shape))
+    }
+
+    fn push(&mut self, op: Op, shape: Shape) -> Id {
+        let constant = op.as_num();
+        let loop_rows = if let Op::Row(y) = &op {
+            Some(LoopRows {
+                rows: self.shape(*y).dims()[0],
+                chunk: None,
+            })
+        } else if let Op::Rows([y, k]) = &op {
+            Some(LoopRows {
+                rows: self.shape(*y).dims()[0],
+                chunk: self.constant(*k).map(|k| k as usize),
+            })
+        } else if op.is_per_row(|c| self.loop_rows(c).is_some()) {
+            op.children().iter().find_map(|&c| self.loop_rows(c))
+        } else {
+            None
+        };
+        let id = self.expr.add(op.clone());
+        self.memo.insert(op, id);
+        self.shapes.push(shape);
+        self.constants.push(constant);
+        self.loop_rows.push(loop_rows);
+        id
+    }
+
+    /// The value of an elementwise op of literals.
+    fn fold(&self, op: &Op) -> Option<f64> {
+        match op {
+            Op::Unary(u, a) => Some(u.value(self.constant(*a)?)),
+            Op::Binary(b, [l, r]) => Some(b.value(self.constant(*l)?, self.constant(*r)?)),
+            _ => None,
+        }
+    }
+
+    /// A new variable `name` of `shape` (a tangent input).
+    pub fn var(&mut self, name: &str, shape: Shape) -> Id {
+        self.push(Op::Var(name.into()), shape)
+    }
+
+    /// The literal `value` (a scalar).
+    pub fn num(&mut self, value: f64) -> Id {
+        let op = Op::Num(Num(value));
+        match self.memo.get(&op) {
+            Some(&id) => id,
+            None => self.push(op, Shape::scalar()),
+        }
+    }
+
+    /// An integer literal (an axis, count or dimension).
+    pub fn int(&mut self, value: usize) -> Id {
+        self.num(value as f64)
+    }
+
+    /// `u(a)`.
+    pub fn unary(&mut self, u: Unary, a: Id) -> Result<Id> {
+        if u == Unary::Neg {
+            if let Op::Unary(Unary::Neg, inner) = self.expr[a] {
+                return Ok(inner);
+            }
+        }
+        self.add(Op::Unary(u, a))
+    }
+
+    /// `a op b`, with numpy broadcasting.
+    pub fn binary(&mut self, op: Binary, a: Id, b: Id) -> Result<Id> {
+        self.add(Op::Binary(op, [a, b]))
+    }
+
+    /// `a * b`; a literal factor of 1 or -1 is no multiplication (when the shape stays).
+    pub fn mul(&mut self, a: Id, b: Id) -> Result<Id> {
+        for (value, factor) in [(a, b), (b, a)] {
+            if self.rank(factor) == 0 {
+                match self.constant(factor) {
+                    Some(1.0) => return Ok(value),
+                    Some(-1.0) => return self.unary(Unary::Neg, value),
+                    _ => {}
+                }
+            }
+        }
+        self.binary(Binary::Mul, a, b)
+    }
+
+    /// `a + b`.
+    pub fn plus(&mut self, a: Id, b: Id) -> Result<Id> {
+        self.binary(Binary::Add, a, b)
+    }
+
+    /// `r(a, axis)`.
+    pub fn reduce_axis(&mut self, r: Reduce, a: Id, axis: usize) -> Result<Id> {
+        let axis = self.int(axis);
+        self.add(Op::ReduceAxis(r, [a, axis]))
+    }
+
+    /// `expand(a, axis)`.
+    pub fn expand(&mut self, a: Id, axis: usize) -> Result<Id> {
+        let axis = self.int(axis);
+        self.add(Op::Expand([a, axis]))
+    }
+
+    /// `a` broadcast to `shape` (`a` itself if it has that shape).
+    pub fn broadcast_to(&mut self, a: Id, shape: &Shape) -> Result<Id> {
+        if self.shape(a) == shape {
+            return Ok(a);
+        }
+        let mut children = vec![a];
+        children.extend(shape.dims().iter().map(|&d| self.int(d)));
+        self.add(Op::Broadcast(children.into()))
+    }
+
+    /// Zeros of `shape`.
+    pub fn zeros(&mut self, shape: &Shape) -> Result<Id> {
+        let zero = self.num(0.0);
+        self.broadcast_to(zero, shape)
+    }
+
+    /// `g` summed down to `target`: the transpose of numpy broadcasting.
+    pub fn sum_to(&mut self, g: Id, target: &Shape) -> Result<Id> {
+        let mut g = g;
+        while self.rank(g) > target.rank() {
+            g = self.reduce_axis(Reduce::Sum, g, 0)?;
+        }
+        for (axis, &d) in target.dims().iter().enumerate() {
+            if d == 1 && self.shape(g).dims()[axis] != 1 {
+                let summed = self.reduce_axis(Reduce::Sum, g, axis)?;
+                g = self.expand(summed, axis)?;
+            }
+        }
+        if self.shape(g) != target {
+            return Err(Error::Unsupported(format!(
+                "internal: cannot sum {} down to {target}",
+                self.shape(g)
+            )));
+        }
+        Ok(g)
+    }
+
+    /// `a` with its last two axes swapped (`transpose` for a matrix).
+    pub fn swap_last_two(&mut self, a: Id) -> Result<Id> {
+        let rank = self.rank(a);
+        if rank == 2 {
+            return self.add(Op::Transpose(a));
+        }
+        let mut children = vec![a];
+        let axes = (0..rank - 2).chain([rank - 1, rank - 2]);
+        children.extend(axes.map(|k| self.int(k)).collect::<Vec<_>>());
+        self.add(Op::Permute(children.into()))
+    }
+
+    /// The graph `pattern` (from an op table) with its variables bound to nodes.
+    pub fn instantiate(&mut self, pattern: &str, bind: &[(&str, Id)]) -> Result<Id> {
+        let pattern: Pattern<Op> = pattern
+            .parse()
+            .map_err(|e| Error::Unsupported(format!("internal: derivative pattern {pattern:?}: {e}")))?;
+        let mut built: Vec<Id> = Vec::with_capacity(pattern.ast.as_ref().len());
+        for node in pattern.ast.as_ref() {
+            let id = match node {
+                ENodeOrVar::Var(v) => {
+                    let name = v.to_string();
+                    bind.iter().find(|(n, _)| *n == name).map(|&(_, id)| id).ok_or_else(|| {
+                        Error::Unsupported(format!("internal: derivative pattern uses unbound {name}"))
+                    })?
+                }
+                ENodeOrVar::ENode(op) => {
+                    let op = op.clone().map_children(|c| built[usize::from(c)]);
+                    match op {
+                        Op::Binary(Binary::Mul, [a, b]) => self.mul(a, b)?,
+                        Op::Unary(u, a) => self.unary(u, a)?,
+                        op => self.add(op)?,
+                    }
+                }
+            };
+            built.push(id);
+        }
+        Ok(*built.last().expect("a pattern has a root"))
+    }
+}

@@ -1,0 +1,222 @@
+//! Transforms from program to program: [`grad`] (reverse mode) and [`jvp`]
+//! (forward mode), as JAX has them. The result is an ordinary [`Program`]:
+//! it prints, draws, batches, exports and differentiates again like any other
+//! (`grad` then `batch --reduce none` gives per-example gradients; `jvp` of a
+//! gradient program gives Hessian-vector products).
+//!
+//! The derivative graph is built on top of the forward program's nodes
+//! ([`builder`]), so the forward values the derivative needs are the forward
+//! pass's own (shared, computed once), and equal derivative subterms are
+//! shared too. Each op's JVP and transpose rule is in [`rules`]; the sweeps
+//! here walk the program in topological order (forward for `jvp`) or in
+//! reverse (for `grad`, as micrograd does) and accumulate.
+
+pub mod builder;
+pub mod rules;
+
+use crate::error::{Error, Result};
+use crate::ir::{Decl, Op, Program, Reduce};
+use builder::{Builder, LoopRows};
+use egg::{Id, Language};
+use std::collections::{BTreeMap, HashSet};
+
+/// The gradient program of `program`, whose one output must be a scalar: its
+/// outputs are that output, then `grad_<name>` for each name of `wrt` (every
+/// input and param when `None`), in the order given.
+pub fn grad(program: &Program, wrt: Option<&[String]>) -> Result<Program> {
+    let (out_name, out) = match program.outputs.as_slice() {
+        [one] => one.clone(),
+        outputs => {
+            return Err(Error::Unsupported(format!(
+                "grad needs one scalar output; the program has {} ({})",
+                outputs.len(),
+                outputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    if program.shape(out).rank() != 0 {
+        return Err(Error::Unsupported(format!(
+            "grad needs a scalar output; {out_name} has shape {} (reduce it first, e.g. sum({out_name}))",
+            program.shape(out)
+        )));
+    }
+    let names = differentiated_names(program, wrt, "grad")?;
+    let vars: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let depends = depends_on(program, &vars);
+    let mut b = Builder::from_program(program);
+    let mut sweep = ReverseSweep {
+        cotangent: vec![None; program.node_count()],
+        per_row: BTreeMap::new(),
+    };
+    sweep.cotangent[usize::from(out)] = Some(b.num(1.0));
+    for i in (0..program.node_count()).rev() {
+        sweep.finish_loops_reading(&mut b, i)?;
+        let (Some(g), true) = (sweep.cotangent[i], depends[i]) else {
+            continue;
+        };
+        let wanted = |c: Id| depends[usize::from(c)];
+        for (child, contribution) in rules::transpose(&mut b, Id::from(i), &program.expr[Id::from(i)], g, &wanted)? {
+            sweep.accumulate(&mut b, program, child, contribution)?;
+        }
+    }
+    let mut outputs = vec![(out_name, out)];
+    for name in &names {
+        let gradient = match program.var_id(name) {
+            Some(id) => sweep.cotangent[usize::from(id)],
+            None => None,
+        };
+        let gradient = match gradient {
+            Some(g) => g,
+            None => b.zeros(&declared_shape(program, name))?,
+        };
+        outputs.push((format!("grad_{name}"), gradient));
+    }
+    finish(program, b, program.inputs.clone(), outputs)
+}
+
+/// The cotangents gathered so far by the reverse sweep.
+struct ReverseSweep {
+    /// The cotangent of each node of the forward program.
+    cotangent: Vec<Option<Id>>,
+    /// Per-row contributions to nodes outside a loop, summed within the loop's
+    /// body, by node and loop: they become one sum over the rows.
+    per_row: BTreeMap<(usize, usize, Option<usize>), Option<Id>>,
+}
+
+impl ReverseSweep {
+    /// Adds `contribution` to the cotangent of `child`. A per-row contribution
+    /// to a node outside the loop is summed per row first (see `finish_loops_reading`).
+    fn accumulate(&mut self, b: &mut Builder, program: &Program, child: Id, contribution: Id) -> Result<()> {
+        let c = usize::from(child);
+        let slot = match b.loop_rows(contribution) {
+            Some(LoopRows { rows, chunk }) if !program.loops().per_row[c] => {
+                self.per_row.entry((c, rows, chunk)).or_insert(None)
+            }
+            _ => &mut self.cotangent[c],
+        };
+        *slot = Some(match *slot {
+            None => contribution,
+            Some(sum) => b.plus(sum, contribution)?,
+        });
+        Ok(())
+    }
+
+    /// Before node `i`'s cotangent is used: the per-row contributions that
+    /// loop bodies made to it, summed over the rows (`sum(map(p, n), 0)`).
+    fn finish_loops_reading(&mut self, b: &mut Builder, i: usize) -> Result<()> {
+        let keys: Vec<_> = self.per_row.range((i, 0, None)..=(i, usize::MAX, Some(usize::MAX))).map(|(k, _)| *k).collect();
+        for key in keys {
+            let Some(per_row) = self.per_row.remove(&key).flatten() else { continue };
+            let (_, rows, chunk) = key;
+            if chunk.is_some() {
+                return Err(Error::Unsupported(
+                    "grad through a `chunks` loop (micro-batches) that reads an outer value is not supported: \
+                     take the gradient of the unchunked program, then batch it with a memory budget"
+                        .into(),
+                ));
+            }
+            let n = b.int(rows);
+            let stacked = b.add(Op::Map([per_row, n]))?;
+            let total = b.reduce_axis(Reduce::Sum, stacked, 0)?;
+            self.cotangent[i] = Some(match self.cotangent[i] {
+                None => total,
+                Some(sum) => b.plus(sum, total)?,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The JVP program of `program`: a tangent input `tangent_<name>` for each
+/// of `names` (every input and param when `None`); its outputs are the
+/// program's outputs, then `jvp_<out>` for each of them.
+pub fn jvp(program: &Program, names: Option<&[String]>) -> Result<Program> {
+    let names = differentiated_names(program, names, "jvp")?;
+    let mut b = Builder::from_program(program);
+    let mut inputs = program.inputs.clone();
+    let mut seeds = vec![];
+    for name in &names {
+        let tangent_name = format!("tangent_{name}");
+        if program.is_input(&tangent_name) || program.params.iter().any(|d| d.name == tangent_name) {
+            return Err(Error::Unsupported(format!(
+                "jvp: the program already declares {tangent_name}, the name of the tangent of {name}"
+            )));
+        }
+        let shape = declared_shape(program, name);
+        seeds.push((program.var_id(name), b.var(&tangent_name, shape.clone())));
+        inputs.push(Decl {
+            name: tangent_name,
+            shape,
+        });
+    }
+    let mut tangent: Vec<Option<Id>> = vec![None; program.node_count()];
+    for (var, seed) in seeds {
+        if let Some(id) = var {
+            tangent[usize::from(id)] = Some(seed);
+        }
+    }
+    for (i, op) in program.expr.as_ref().iter().enumerate() {
+        if tangent[i].is_none() && !op.is_leaf() {
+            tangent[i] = rules::jvp(&mut b, Id::from(i), op, &|c| tangent[usize::from(c)])?;
+        }
+    }
+    let mut outputs = program.outputs.clone();
+    for (name, id) in &program.outputs {
+        let t = match tangent[usize::from(*id)] {
+            Some(t) => t,
+            None => b.zeros(&program.shape(*id).clone())?,
+        };
+        outputs.push((format!("jvp_{name}"), t));
+    }
+    finish(program, b, inputs, outputs)
+}
+
+/// The names to differentiate with respect to: `names`, checked, or every input and param.
+fn differentiated_names(program: &Program, names: Option<&[String]>, what: &str) -> Result<Vec<String>> {
+    let declared = program.inputs.iter().chain(&program.params);
+    let Some(names) = names else {
+        return Ok(declared.map(|d| d.name.clone()).collect());
+    };
+    let mut seen = HashSet::new();
+    for name in names {
+        if !program.inputs.iter().chain(&program.params).any(|d| &d.name == name) {
+            let known: Vec<&str> = declared.clone().map(|d| d.name.as_str()).collect();
+            return Err(Error::Unsupported(format!(
+                "{what}: `{name}` is not an input or param (the program declares {})",
+                known.join(", ")
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(Error::Unsupported(format!("{what}: `{name}` is named twice")));
+        }
+    }
+    Ok(names.to_vec())
+}
+
+fn declared_shape(program: &Program, name: &str) -> crate::ir::Shape {
+    program
+        .inputs
+        .iter()
+        .chain(&program.params)
+        .find(|d| d.name == name)
+        .map(|d| d.shape.clone())
+        .expect("a checked name")
+}
+
+/// Whether each node depends on one of `vars`.
+fn depends_on(program: &Program, vars: &HashSet<&str>) -> Vec<bool> {
+    let mut depends = vec![false; program.node_count()];
+    for (i, op) in program.expr.as_ref().iter().enumerate() {
+        depends[i] = op.as_var().is_some_and(|v| vars.contains(v.as_str()))
+            || op.children().iter().any(|&c| depends[usize::from(c)]);
+    }
+    depends
+}
+
+/// The built graph as a program (checked, with equal subterms shared).
+fn finish(program: &Program, b: Builder, inputs: Vec<Decl>, outputs: Vec<(String, Id)>) -> Result<Program> {
+    let names = (0..program.node_count())
+        .filter_map(|i| program.name_hint(Id::from(i)).map(|n| (Id::from(i), n.clone())))
+        .collect();
+    Ok(Program::new(inputs, program.params.clone(), b.into_expr(), outputs, names)?)
+}

@@ -1,0 +1,309 @@
+//! Each op's derivative as graph-building rules, as JAX's primitives have
+//! them: a JVP rule (the result's tangent from the operands' tangents) and a
+//! transpose rule (the operands' cotangents from the result's), one arm per
+//! op in each. Elementwise ops and reductions take their derivatives from the
+//! `graph` forms of their op-table entries; the structural ops are linear, so
+//! their JVP is the op itself applied to the tangent and their transpose is
+//! the adjoint structural op. A loop's rules are the loop again: the tangent
+//! of `map(body, n)` is `map(tangent of body, n)`, and the cotangent of
+//! `row(y)` is `map(cotangent, n)`, a stack of the per-row cotangents.
+
+use crate::error::{Error, Result};
+use crate::ir::{Binary, Op, Reduce};
+use crate::transform::builder::Builder;
+use egg::{Id, Language};
+
+/// The cotangent contributions of `op` (node `node`) to its children, given
+/// the cotangent `g` of its result: `(child, contribution)` pairs, each in
+/// the child's shape, only for children that `wanted` says need one.
+pub fn transpose(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn(Id) -> bool) -> Result<Vec<(Id, Id)>> {
+    let mut out = vec![];
+    let mut give = |child: Id, contribution: Result<Id>| -> Result<()> {
+        out.push((child, contribution?));
+        Ok(())
+    };
+    match op {
+        Op::Num(_) | Op::Var(_) => {}
+        Op::Vmap(_) => return Err(not_executable(op)),
+        Op::Unary(u, a) => {
+            if wanted(*a) {
+                let d = b.instantiate(u.derivative_graph(), &[("?x", *a), ("?y", node)])?;
+                if b.constant(d) != Some(0.0) {
+                    give(*a, b.mul(g, d))?;
+                }
+            }
+        }
+        Op::Binary(k, operands) => {
+            for (side, &child) in operands.iter().enumerate() {
+                if let Some(term) = binary_term(b, *k, node, *operands, side, g, wanted)? {
+                    let target = b.shape(child).clone();
+                    give(child, b.sum_to(term, &target))?;
+                }
+            }
+        }
+        Op::Reduce(r, a) => {
+            if wanted(*a) {
+                give(*a, reduce_transpose(b, *r, *a, node, g, None))?;
+            }
+        }
+        Op::ReduceAxis(r, [a, k]) => {
+            if wanted(*a) {
+                let axis = integer(b, *k);
+                give(*a, reduce_transpose(b, *r, *a, node, g, Some(axis)))?;
+            }
+        }
+        Op::MatMul([l, r]) => {
+            for (child, contribution) in matmul_transpose(b, *l, *r, g, wanted)? {
+                give(child, Ok(contribution))?;
+            }
+        }
+        Op::Transpose(a) => give(*a, b.add(Op::Transpose(g)))?,
+        Op::Permute(children) => {
+            let axes: Vec<usize> = children[1..].iter().map(|&c| integer(b, c)).collect();
+            let mut inverse = vec![0; axes.len()];
+            for (i, &p) in axes.iter().enumerate() {
+                inverse[p] = i;
+            }
+            let mut permuted = vec![g];
+            permuted.extend(inverse.into_iter().map(|k| b.int(k)).collect::<Vec<_>>());
+            give(children[0], b.add(Op::Permute(permuted.into())))?;
+        }
+        Op::Expand([a, k]) => {
+            let axis = integer(b, *k);
+            give(*a, b.reduce_axis(Reduce::Sum, g, axis))?;
+        }
+        Op::Index([a, i]) => {
+            let (row, rows) = (integer(b, *i), b.shape(*a).dims()[0]);
+            let row_shape = b.shape(g).clone();
+            let zeros = b.zeros(&row_shape)?;
+            let parts: Vec<Id> = (0..rows).map(|r| if r == row { g } else { zeros }).collect();
+            give(*a, b.add(Op::Stack(parts.into())))?;
+        }
+        Op::Stack(children) => {
+            for (i, &child) in children.iter().enumerate() {
+                if wanted(child) {
+                    let i = b.int(i);
+                    give(child, b.add(Op::Index([g, i])))?;
+                }
+            }
+        }
+        Op::Repeat([a, _]) => give(*a, b.reduce_axis(Reduce::Sum, g, 0))?,
+        Op::Broadcast(children) => {
+            let target = b.shape(children[0]).clone();
+            give(children[0], b.sum_to(g, &target))?;
+        }
+        Op::Map([body, _]) => give(*body, b.add(Op::Row(g)))?,
+        Op::Row(y) => {
+            let rows = b.int(b.shape(*y).dims()[0]);
+            give(*y, b.add(Op::Map([g, rows])))?;
+        }
+        Op::Chunks([body, _, k]) => give(*body, b.add(Op::Rows([g, *k])))?,
+        Op::Rows([y, k]) => {
+            let rows = b.int(b.shape(*y).dims()[0]);
+            give(*y, b.add(Op::Chunks([g, rows, *k])))?;
+        }
+    }
+    Ok(out)
+}
+
+/// The tangent of `op`'s result (node `node`) given its children's tangents
+/// (`None`: zero); `None` when it is zero.
+pub fn jvp(b: &mut Builder, node: Id, op: &Op, tangent: &dyn Fn(Id) -> Option<Id>) -> Result<Option<Id>> {
+    let linear = |b: &mut Builder| -> Result<Option<Id>> {
+        let Some(t) = tangent(op.children()[0]) else {
+            return Ok(None);
+        };
+        let mut op = op.clone();
+        op.children_mut()[0] = t;
+        b.add(op).map(Some)
+    };
+    Ok(match op {
+        Op::Num(_) | Op::Var(_) => None,
+        Op::Vmap(_) => return Err(not_executable(op)),
+        Op::Unary(u, a) => match tangent(*a) {
+            None => None,
+            Some(t) => {
+                let d = b.instantiate(u.derivative_graph(), &[("?x", *a), ("?y", node)])?;
+                match b.constant(d) {
+                    Some(0.0) => None,
+                    _ => Some(b.mul(t, d)?),
+                }
+            }
+        },
+        Op::Binary(k, operands) => {
+            let mut total = None;
+            for (side, &child) in operands.iter().enumerate() {
+                let Some(t) = tangent(child) else { continue };
+                if let Some(term) = binary_term(b, *k, node, *operands, side, t, &|_| true)? {
+                    total = Some(match total {
+                        None => term,
+                        Some(sum) => b.plus(sum, term)?,
+                    });
+                }
+            }
+            let shape = b.shape(node).clone();
+            total.map(|t| b.broadcast_to(t, &shape)).transpose()?
+        }
+        Op::Reduce(r, a) | Op::ReduceAxis(r, [a, _]) => match tangent(*a) {
+            None => None,
+            Some(t) if !r.selects() => linear_reduce(b, op, t)?,
+            Some(t) => {
+                let axis = op.children().get(1).map(|&k| integer(b, k));
+                let weights = reduce_weights(b, *r, *a, node, axis)?;
+                let weighted = b.mul(t, weights)?;
+                Some(match axis {
+                    Some(k) => b.reduce_axis(Reduce::Sum, weighted, k)?,
+                    None => b.add(Op::Reduce(Reduce::Sum, weighted))?,
+                })
+            }
+        },
+        Op::MatMul([l, r]) => {
+            let left = tangent(*l).map(|t| b.add(Op::MatMul([t, *r]))).transpose()?;
+            let right = tangent(*r).map(|t| b.add(Op::MatMul([*l, t]))).transpose()?;
+            match (left, right) {
+                (Some(x), Some(y)) => Some(b.plus(x, y)?),
+                (x, y) => x.or(y),
+            }
+        }
+        Op::Transpose(_)
+        | Op::Permute(_)
+        | Op::Expand(_)
+        | Op::Index(_)
+        | Op::Repeat(_)
+        | Op::Broadcast(_)
+        | Op::Map(_)
+        | Op::Row(_)
+        | Op::Chunks(_)
+        | Op::Rows(_) => linear(b)?,
+        Op::Stack(children) => {
+            if children.iter().all(|&c| tangent(c).is_none()) {
+                return Ok(None);
+            }
+            let mut parts = Vec::with_capacity(children.len());
+            for &c in children.iter() {
+                parts.push(match tangent(c) {
+                    Some(t) => t,
+                    None => {
+                        let shape = b.shape(c).clone();
+                        b.zeros(&shape)?
+                    }
+                });
+            }
+            Some(b.add(Op::Stack(parts.into()))?)
+        }
+    })
+}
+
+/// `t * df/d(side)` of the binary op `k` at node `node`, in the result's
+/// shape or smaller; `None` if that operand is not wanted or the partial is 0.
+fn binary_term(
+    b: &mut Builder,
+    k: Binary,
+    node: Id,
+    [l, r]: [Id; 2],
+    side: usize,
+    t: Id,
+    wanted: &dyn Fn(Id) -> bool,
+) -> Result<Option<Id>> {
+    if !wanted([l, r][side]) {
+        return Ok(None);
+    }
+    let d = b.instantiate(k.partial_graph(side), &[("?a", l), ("?b", r), ("?y", node)])?;
+    if b.constant(d) == Some(0.0) {
+        return Ok(None);
+    }
+    b.mul(t, d).map(Some)
+}
+
+/// A reduction that is linear (`sum`, `mean`) applied to the tangent.
+fn linear_reduce(b: &mut Builder, op: &Op, t: Id) -> Result<Option<Id>> {
+    let mut op = op.clone();
+    op.children_mut()[0] = t;
+    b.add(op).map(Some)
+}
+
+/// The weight `dy/dx` of every element `x` of `a` in the reduction `y`
+/// (node `node`, over `axis` or everything), from the table's graph form; a
+/// selecting reduction's ties share. In `a`'s shape, or a scalar literal.
+fn reduce_weights(b: &mut Builder, r: Reduce, a: Id, node: Id, axis: Option<usize>) -> Result<Id> {
+    let count = axis.map_or(b.shape(a).elements(), |k| b.shape(a).dims()[k]);
+    let y = match axis {
+        Some(k) => b.expand(node, k)?,
+        None => node,
+    };
+    let n = b.int(count);
+    let weights = b.instantiate(r.weight_graph(), &[("?x", a), ("?y", y), ("?n", n)])?;
+    if !r.selects() {
+        return Ok(weights);
+    }
+    let ties = match axis {
+        Some(k) => {
+            let summed = b.reduce_axis(Reduce::Sum, weights, k)?;
+            b.expand(summed, k)?
+        }
+        None => b.add(Op::Reduce(Reduce::Sum, weights))?,
+    };
+    b.binary(Binary::Div, weights, ties)
+}
+
+/// The cotangent of the operand `a` of the reduction `node = r(a[, axis])`
+/// given the result's cotangent `g`: `g` spread back over the reduced
+/// elements, times each element's weight.
+fn reduce_transpose(b: &mut Builder, r: Reduce, a: Id, node: Id, g: Id, axis: Option<usize>) -> Result<Id> {
+    let spread = match axis {
+        Some(k) => b.expand(g, k)?,
+        None => g,
+    };
+    let weights = reduce_weights(b, r, a, node, axis)?;
+    let scaled = b.mul(spread, weights)?;
+    let shape = b.shape(a).clone();
+    b.broadcast_to(scaled, &shape)
+}
+
+/// The cotangents of `l @ r` (numpy matmul, any ranks) given the result's
+/// `g`: vectors are promoted to matrices, `g @ r^T` and `l^T @ g` are summed
+/// down to the promoted shapes (numpy broadcasts leading axes), and the
+/// promoted axes are dropped again.
+fn matmul_transpose(b: &mut Builder, l: Id, r: Id, g: Id, wanted: &dyn Fn(Id) -> bool) -> Result<Vec<(Id, Id)>> {
+    let (l_vector, r_vector) = (b.rank(l) == 1, b.rank(r) == 1);
+    let l2 = if l_vector { b.expand(l, 0)? } else { l };
+    let r2 = if r_vector { b.expand(r, 1)? } else { r };
+    let mut g2 = g;
+    if r_vector {
+        g2 = b.expand(g2, b.rank(g2))?;
+    }
+    if l_vector {
+        g2 = b.expand(g2, b.rank(g2) - 1)?;
+    }
+    let mut out = vec![];
+    if wanted(l) {
+        let r2t = b.swap_last_two(r2)?;
+        let full = b.add(Op::MatMul([g2, r2t]))?;
+        let shape = b.shape(l2).clone();
+        let mut gl = b.sum_to(full, &shape)?;
+        if l_vector {
+            gl = b.reduce_axis(Reduce::Sum, gl, 0)?;
+        }
+        out.push((l, gl));
+    }
+    if wanted(r) {
+        let l2t = b.swap_last_two(l2)?;
+        let full = b.add(Op::MatMul([l2t, g2]))?;
+        let shape = b.shape(r2).clone();
+        let mut gr = b.sum_to(full, &shape)?;
+        if r_vector {
+            gr = b.reduce_axis(Reduce::Sum, gr, 1)?;
+        }
+        out.push((r, gr));
+    }
+    Ok(out)
+}
+
+/// The integer literal at node `id` (shape inference has checked it).
+fn integer(b: &Builder, id: Id) -> usize {
+    b.constant(id).map_or(0, |v| v as usize)
+}
+
+fn not_executable(op: &Op) -> Error {
+    Error::Unsupported(format!("{op}: the batcher's spec node cannot be differentiated"))
+}
