@@ -147,23 +147,34 @@ impl Builder {
         self.add(Op::Unary(u, a))
     }
 
-    /// `a op b`, with numpy broadcasting.
+    /// `a op b`, with numpy broadcasting; `a ^ 1` is `a`.
     pub fn binary(&mut self, op: Binary, a: Id, b: Id) -> Result<Id> {
+        if op == Binary::Pow && self.constant(b) == Some(1.0) {
+            return Ok(a);
+        }
         self.add(Op::Binary(op, [a, b]))
     }
 
-    /// `a * b`; a literal factor of 1 or -1 is no multiplication (when the shape stays).
+    /// `a * b`; a factor of ones or minus ones (a literal, or one broadcast)
+    /// is no multiplication when the other operand has the result's shape.
     pub fn mul(&mut self, a: Id, b: Id) -> Result<Id> {
         for (value, factor) in [(a, b), (b, a)] {
-            if self.rank(factor) == 0 {
-                match self.constant(factor) {
-                    Some(1.0) => return Ok(value),
-                    Some(-1.0) => return self.unary(Unary::Neg, value),
-                    _ => {}
-                }
+            let keeps_shape = crate::ir::broadcast(self.shape(value), self.shape(factor)).as_ref() == Some(self.shape(value));
+            match self.filled_with(factor) {
+                Some(1.0) if keeps_shape => return Ok(value),
+                Some(-1.0) if keeps_shape => return self.unary(Unary::Neg, value),
+                _ => {}
             }
         }
         self.binary(Binary::Mul, a, b)
+    }
+
+    /// The value of every element of node `id`, if it is a literal or a literal broadcast.
+    fn filled_with(&self, id: Id) -> Option<f64> {
+        match &self.expr[id] {
+            Op::Broadcast(children) => self.constant(children[0]),
+            _ => self.constant(id),
+        }
     }
 
     /// `a + b`.
@@ -250,6 +261,7 @@ impl Builder {
                     let op = op.clone().map_children(|c| built[usize::from(c)]);
                     match op {
                         Op::Binary(Binary::Mul, [a, b]) => self.mul(a, b)?,
+                        Op::Binary(k, [a, b]) => self.binary(k, a, b)?,
                         Op::Unary(u, a) => self.unary(u, a)?,
                         op => self.add(op)?,
                     }

@@ -265,6 +265,9 @@ fn reduce_transpose(b: &mut Builder, r: Reduce, a: Id, node: Id, g: Id, axis: Op
 /// down to the promoted shapes (numpy broadcasts leading axes), and the
 /// promoted axes are dropped again.
 fn matmul_transpose(b: &mut Builder, l: Id, r: Id, g: Id, wanted: &dyn Fn(Id) -> bool) -> Result<Vec<(Id, Id)>> {
+    if let Some(pairs) = matvec_transpose(b, l, r, g, wanted)? {
+        return Ok(pairs);
+    }
     let (l_vector, r_vector) = (b.rank(l) == 1, b.rank(r) == 1);
     let l2 = if l_vector { b.expand(l, 0)? } else { l };
     let r2 = if r_vector { b.expand(r, 1)? } else { r };
@@ -297,6 +300,46 @@ fn matmul_transpose(b: &mut Builder, l: Id, r: Id, g: Id, wanted: &dyn Fn(Id) ->
         out.push((r, gr));
     }
     Ok(out)
+}
+
+/// The cotangents of `l @ r` when the ranks are (2, 1), (1, 2) or (1, 1):
+/// outer products and matrix-vector products, without promoting vectors.
+fn matvec_transpose(
+    b: &mut Builder,
+    l: Id,
+    r: Id,
+    g: Id,
+    wanted: &dyn Fn(Id) -> bool,
+) -> Result<Option<Vec<(Id, Id)>>> {
+    let (gl, gr) = match (b.rank(l), b.rank(r)) {
+        // y = M @ v: dM = outer(g, v), dv = M^T @ g.
+        (2, 1) => (
+            wanted(l).then(|| outer(b, g, r)).transpose()?,
+            wanted(r).then(|| -> Result<Id> {
+                let lt = b.add(Op::Transpose(l))?;
+                b.add(Op::MatMul([lt, g]))
+            }).transpose()?,
+        ),
+        // y = v @ M: dv = M @ g, dM = outer(v, g).
+        (1, 2) => (
+            wanted(l).then(|| b.add(Op::MatMul([r, g]))).transpose()?,
+            wanted(r).then(|| outer(b, l, g)).transpose()?,
+        ),
+        // y = u . v: du = g v, dv = g u.
+        (1, 1) => (
+            wanted(l).then(|| b.mul(g, r)).transpose()?,
+            wanted(r).then(|| b.mul(g, l)).transpose()?,
+        ),
+        _ => return Ok(None),
+    };
+    Ok(Some([(l, gl), (r, gr)].into_iter().filter_map(|(c, g)| Some((c, g?))).collect()))
+}
+
+/// `u v^T` for vectors `u` and `v`.
+fn outer(b: &mut Builder, u: Id, v: Id) -> Result<Id> {
+    let column = b.expand(u, 1)?;
+    let row = b.expand(v, 0)?;
+    b.mul(column, row)
 }
 
 /// The integer literal at node `id` (shape inference has checked it).

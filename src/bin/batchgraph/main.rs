@@ -47,6 +47,28 @@ enum Command {
     Eval(EvalArgs),
     /// Batch a program over a mini-batch; prints the batched program in the language.
     Batch(BatchArgs),
+    /// Print the gradient program: the one scalar output, then `grad_<name>` for each name.
+    Grad {
+        /// The .graph file.
+        file: PathBuf,
+        /// Names to differentiate with respect to, comma-separated (default: every input and param).
+        #[arg(long, value_delimiter = ',')]
+        wrt: Option<Vec<String>>,
+        /// Write a picture of the gradient program as SVG.
+        #[arg(long, value_name = "OUT.svg")]
+        svg: Option<PathBuf>,
+    },
+    /// Print the JVP program: the outputs, then `jvp_<out>` for each; inputs `tangent_<name>` carry the tangents.
+    Jvp {
+        /// The .graph file.
+        file: PathBuf,
+        /// Names that get a tangent input, comma-separated (default: every input and param).
+        #[arg(long, value_delimiter = ',')]
+        tangents: Option<Vec<String>>,
+        /// Write a picture of the JVP program as SVG.
+        #[arg(long, value_name = "OUT.svg")]
+        svg: Option<PathBuf>,
+    },
     /// Write a program as an ONNX model (opset 18); with --batch, batch it first.
     Export(ExportArgs),
     /// Measure this machine's interpreter and print a cpu cost profile (JSON).
@@ -269,6 +291,27 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
 
 fn shapes_json<'a>(items: impl Iterator<Item = (&'a str, &'a batchgraph::Shape)>) -> Value {
     Value::Object(items.map(|(n, s)| (n.to_string(), json!(s.dims()))).collect())
+}
+
+/// Prints the program that `make` builds from the one in `file` (a gradient
+/// or JVP program), its output shapes, and its size next to the original's.
+fn transform(file: &Path, svg: Option<&Path>, make: impl Fn(&Program) -> Result<Program, Error>) -> Result<(), Error> {
+    let program = parse_file(file)?;
+    let derived = make(&program)?;
+    if let Some(path) = svg {
+        write(path, &to_svg(&derived).map_err(Error::Io)?)?;
+    }
+    say!("{}", derived.to_text());
+    for (name, id) in &derived.outputs {
+        say!("# output {name}: {}\n", derived.shape(*id));
+    }
+    say!(
+        "# nodes: {} (the program alone: {}, {:.2}x)\n",
+        derived.node_count(),
+        program.node_count(),
+        derived.node_count() as f64 / program.node_count() as f64
+    );
+    Ok(())
 }
 
 fn show(file: &Path, svg: Option<&Path>, dot: Option<&Path>, as_json: bool) -> Result<(), Error> {
@@ -515,6 +558,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Batch(args) => batch(args),
+        Command::Grad { file, wrt, svg } => transform(&file, svg.as_deref(), |p| batchgraph::grad(p, wrt.as_deref())),
+        Command::Jvp { file, tangents, svg } => {
+            transform(&file, svg.as_deref(), |p| batchgraph::jvp(p, tangents.as_deref()))
+        }
         Command::Export(args) => export(args),
         Command::Rules { rules: dir, check } => rules(dir.as_deref(), check),
         Command::Calibrate => {
