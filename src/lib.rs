@@ -50,11 +50,11 @@ pub use ir::{
 };
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
-pub use transform::{grad, jvp};
 pub use runtime::{
     forward, json_from_str, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
     unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, Rng, Run, Tangents, Tensor, Values,
 };
+pub use transform::{grad, jvp};
 
 impl Program {
     /// Parses program text; `file` names it in error messages.

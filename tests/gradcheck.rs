@@ -195,7 +195,10 @@ fn symbolic_derivatives_equal_the_interpreters_for_every_op() {
         if name == "chunks" {
             // A chunk's contribution to w cannot be summed over chunks as a loop: refused, clearly.
             let e = batchgraph::grad(&program, None).unwrap_err().to_string();
-            assert!(e.contains("`chunks` loop (micro-batches) that reads an outer value"), "{e}");
+            assert!(
+                e.contains("`chunks` loop (micro-batches) that reads an outer value"),
+                "{e}"
+            );
             continue;
         }
         let grad = grad_program_difference(&program, &values);

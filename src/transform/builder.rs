@@ -159,7 +159,8 @@ impl Builder {
     /// is no multiplication when the other operand has the result's shape.
     pub fn mul(&mut self, a: Id, b: Id) -> Result<Id> {
         for (value, factor) in [(a, b), (b, a)] {
-            let keeps_shape = crate::ir::broadcast(self.shape(value), self.shape(factor)).as_ref() == Some(self.shape(value));
+            let keeps_shape =
+                crate::ir::broadcast(self.shape(value), self.shape(factor)).as_ref() == Some(self.shape(value));
             match self.filled_with(factor) {
                 Some(1.0) if keeps_shape => return Ok(value),
                 Some(-1.0) if keeps_shape => return self.unary(Unary::Neg, value),
@@ -253,9 +254,12 @@ impl Builder {
             let id = match node {
                 ENodeOrVar::Var(v) => {
                     let name = v.to_string();
-                    bind.iter().find(|(n, _)| *n == name).map(|&(_, id)| id).ok_or_else(|| {
-                        Error::Unsupported(format!("internal: derivative pattern uses unbound {name}"))
-                    })?
+                    bind.iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|&(_, id)| id)
+                        .ok_or_else(|| {
+                            Error::Unsupported(format!("internal: derivative pattern uses unbound {name}"))
+                        })?
                 }
                 ENodeOrVar::ENode(op) => {
                     let op = op.clone().map_children(|c| built[usize::from(c)]);

@@ -104,9 +104,15 @@ impl ReverseSweep {
     /// Before node `i`'s cotangent is used: the per-row contributions that
     /// loop bodies made to it, summed over the rows (`sum(map(p, n), 0)`).
     fn finish_loops_reading(&mut self, b: &mut Builder, i: usize) -> Result<()> {
-        let keys: Vec<_> = self.per_row.range((i, 0, None)..=(i, usize::MAX, Some(usize::MAX))).map(|(k, _)| *k).collect();
+        let keys: Vec<_> = self
+            .per_row
+            .range((i, 0, None)..=(i, usize::MAX, Some(usize::MAX)))
+            .map(|(k, _)| *k)
+            .collect();
         for key in keys {
-            let Some(per_row) = self.per_row.remove(&key).flatten() else { continue };
+            let Some(per_row) = self.per_row.remove(&key).flatten() else {
+                continue;
+            };
             let (_, rows, chunk) = key;
             if chunk.is_some() {
                 return Err(Error::Unsupported(
@@ -218,5 +224,11 @@ fn finish(program: &Program, b: Builder, inputs: Vec<Decl>, outputs: Vec<(String
     let names = (0..program.node_count())
         .filter_map(|i| program.name_hint(Id::from(i)).map(|n| (Id::from(i), n.clone())))
         .collect();
-    Ok(Program::new(inputs, program.params.clone(), b.into_expr(), outputs, names)?)
+    Ok(Program::new(
+        inputs,
+        program.params.clone(),
+        b.into_expr(),
+        outputs,
+        names,
+    )?)
 }

@@ -315,10 +315,12 @@ fn matvec_transpose(
         // y = M @ v: dM = outer(g, v), dv = M^T @ g.
         (2, 1) => (
             wanted(l).then(|| outer(b, g, r)).transpose()?,
-            wanted(r).then(|| -> Result<Id> {
-                let lt = b.add(Op::Transpose(l))?;
-                b.add(Op::MatMul([lt, g]))
-            }).transpose()?,
+            wanted(r)
+                .then(|| -> Result<Id> {
+                    let lt = b.add(Op::Transpose(l))?;
+                    b.add(Op::MatMul([lt, g]))
+                })
+                .transpose()?,
         ),
         // y = v @ M: dv = M @ g, dM = outer(v, g).
         (1, 2) => (
@@ -332,7 +334,12 @@ fn matvec_transpose(
         ),
         _ => return Ok(None),
     };
-    Ok(Some([(l, gl), (r, gr)].into_iter().filter_map(|(c, g)| Some((c, g?))).collect()))
+    Ok(Some(
+        [(l, gl), (r, gr)]
+            .into_iter()
+            .filter_map(|(c, g)| Some((c, g?)))
+            .collect(),
+    ))
 }
 
 /// `u v^T` for vectors `u` and `v`.

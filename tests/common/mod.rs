@@ -124,7 +124,10 @@ pub fn batchable_random_programs(count: usize, rng: &mut Rng) -> Vec<Program> {
 /// difference over the output and every gradient.
 pub fn grad_program_difference(program: &Program, values: &Values<f64>) -> f64 {
     let symbolic = batchgraph::grad(program, None).unwrap_or_else(|e| panic!("grad of\n{}: {e}", program.to_text()));
-    let evaluated = batchgraph::Interpreter::new(&symbolic).evaluate(values).unwrap().outputs;
+    let evaluated = batchgraph::Interpreter::new(&symbolic)
+        .evaluate(values)
+        .unwrap()
+        .outputs;
     let expected = batchgraph::Interpreter::new(program).gradient(values).unwrap();
     assert_eq!(evaluated.len(), 1 + expected.grads.len());
     let mut worst = rel_diff(&evaluated[0].1, &expected.outputs[0].1);
@@ -145,7 +148,9 @@ pub fn jvp_program_difference(program: &Program, values: &Values<f64>, direction
         all.insert(format!("tangent_{name}"), t.clone());
     }
     let evaluated = batchgraph::Interpreter::new(&symbolic).evaluate(&all).unwrap().outputs;
-    let expected = batchgraph::Interpreter::new(program).tangents(values, direction).unwrap();
+    let expected = batchgraph::Interpreter::new(program)
+        .tangents(values, direction)
+        .unwrap();
     let outputs = expected.outputs.len();
     assert_eq!(evaluated.len(), 2 * outputs);
     let mut worst: f64 = 0.0;

@@ -1,0 +1,324 @@
+//! Derivatives as programs (`grad`, `jvp`): against the interpreter's own
+//! reverse and forward modes, against JAX (tests/reference), composed with
+//! batching (per-example gradients, the gradient of a batched program) and
+//! with each other (Hessian-vector products against finite differences).
+
+mod common;
+use batchgraph::{grad, jvp, values_from_json, BatchReduce, Batcher, Interpreter, Program, Strategy, Tensor, Values};
+use common::{
+    batchable_random_programs, grad_program_difference, json_tensor, jvp_program_difference, load_reference,
+    random_expression, random_values, rel_diff, Rng,
+};
+use ndarray::Axis;
+
+const REFERENCES: [&str; 5] = [
+    "elementwise_zoo",
+    "linear_mse",
+    "matmul_ranks",
+    "two_layer",
+    "vector_output",
+];
+
+fn example(name: &str) -> Program {
+    let path = format!("{}/examples/{name}.graph", env!("CARGO_MANIFEST_DIR"));
+    batchgraph::parse_file(std::path::Path::new(&path)).unwrap()
+}
+
+/// The example programs with one scalar output.
+fn scalar_examples() -> Vec<(&'static str, Program)> {
+    [
+        "seed",
+        "mlp",
+        "mlp3",
+        "sine_mlp",
+        "softmax_classifier",
+        "mixed",
+        "broadcasting",
+    ]
+    .into_iter()
+    .map(|name| (name, example(name)))
+    .collect()
+}
+
+fn evaluate(program: &Program, values: &Values<f64>) -> Vec<(String, Tensor<f64>)> {
+    Interpreter::new(program).evaluate(values).unwrap().outputs
+}
+
+fn output<'a>(outputs: &'a [(String, Tensor<f64>)], name: &str) -> &'a Tensor<f64> {
+    &outputs
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no output {name}"))
+        .1
+}
+
+#[test]
+fn gradient_and_jvp_programs_match_jax() {
+    for name in REFERENCES {
+        let reference = load_reference(name);
+        let program = Program::parse(name, reference["program"].as_str().unwrap()).unwrap();
+        let values = values_from_json::<f64>("inputs", &reference["inputs"]).unwrap();
+        if reference["scalar"].as_bool().unwrap() {
+            let outputs = evaluate(&grad(&program, None).unwrap(), &values);
+            for d in program.inputs.iter().chain(&program.params) {
+                let expected = json_tensor(&reference["grads"][&d.name]);
+                let diff = rel_diff(output(&outputs, &format!("grad_{}", d.name)), &expected);
+                assert!(diff < 1e-9, "{name}: grad_{} differs from JAX by {diff}", d.name);
+            }
+        }
+        let mut with_tangents = values.clone();
+        for (n, t) in values_from_json::<f64>("tangents", &reference["tangents"]).unwrap() {
+            with_tangents.insert(format!("tangent_{n}"), t);
+        }
+        let outputs = evaluate(&jvp(&program, None).unwrap(), &with_tangents);
+        let out_name = &program.outputs[0].0;
+        let diff = rel_diff(
+            output(&outputs, &format!("jvp_{out_name}")),
+            &json_tensor(&reference["jvp"]),
+        );
+        assert!(diff < 1e-9, "{name}: jvp differs from JAX by {diff}");
+    }
+}
+
+/// vmap(grad(f)): the gradient program batched with `--reduce none`, every strategy, against `jax.vmap(jax.grad(f))`.
+#[test]
+fn per_example_gradients_match_jax_vmap_of_grad() {
+    for name in REFERENCES {
+        let reference = load_reference(name);
+        if !reference["scalar"].as_bool().unwrap() {
+            continue;
+        }
+        let program = Program::parse(name, reference["program"].as_str().unwrap()).unwrap();
+        let batch = &reference["batch"];
+        let over: Vec<String> = batch["over"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().into())
+            .collect();
+        let size = batch["size"].as_u64().unwrap() as usize;
+        let values = values_from_json::<f64>("batch inputs", &batch["inputs"]).unwrap();
+        let gradient = grad(&program, None).unwrap();
+        for strategy in [Strategy::Auto, Strategy::Unroll, Strategy::Fuse] {
+            let batched = Batcher::new(&gradient)
+                .over(over.clone())
+                .size(size)
+                .strategy(strategy)
+                .reduce(BatchReduce::None)
+                .run()
+                .unwrap();
+            let outputs = evaluate(&batched.program, &values);
+            for d in program.inputs.iter().chain(&program.params) {
+                let expected = json_tensor(&batch["per_example_grads"][&d.name]);
+                let diff = rel_diff(output(&outputs, &format!("grad_{}", d.name)), &expected);
+                assert!(
+                    diff < 1e-9,
+                    "{name} {strategy:?}: per-example grad_{} differs from JAX by {diff}",
+                    d.name
+                );
+            }
+        }
+    }
+}
+
+/// Random values for `program` batched over its inputs with `size` rows.
+fn batch_values(program: &Program, size: usize, rng: &mut Rng) -> Values<f64> {
+    let mut values = random_values(program, rng, -1.0, 1.0);
+    for d in &program.inputs {
+        values.insert(d.name.clone(), rng.tensor(d.shape.with_leading(size).dims(), -1.0, 1.0));
+    }
+    values
+}
+
+/// Row `b` of every batched input (params as they are).
+fn example_values(program: &Program, values: &Values<f64>, b: usize) -> Values<f64> {
+    let mut row = values.clone();
+    for d in &program.inputs {
+        row.insert(d.name.clone(), values[&d.name].index_axis(Axis(0), b).to_owned());
+    }
+    row
+}
+
+/// Per-example gradients (batch of grad, `--reduce none`) equal grad of each
+/// example alone, and their mean equals the gradient of the batch mean (grad
+/// of batch): for every scalar example program and random programs over every
+/// op, B in {1, 3, 8}, every strategy.
+#[test]
+fn per_example_gradients_compose_with_batching() {
+    let mut rng = Rng::new(0x9e2d);
+    let mut programs = scalar_examples();
+    programs.extend(
+        batchable_random_programs(12, &mut rng)
+            .into_iter()
+            .map(|p| ("random", p)),
+    );
+    for (name, program) in programs {
+        let gradient = grad(&program, None).unwrap();
+        for size in [1, 3, 8] {
+            let values = batch_values(&program, size, &mut rng);
+            for strategy in [Strategy::Auto, Strategy::Unroll, Strategy::Fuse] {
+                let label = format!("{name} B={size} {strategy:?}\n{}", program.to_text());
+                let per_example = Batcher::new(&gradient)
+                    .size(size)
+                    .strategy(strategy)
+                    .reduce(BatchReduce::None)
+                    .run();
+                let per_example = evaluate(&per_example.unwrap().program, &values);
+                let batch_mean = Batcher::new(&program)
+                    .size(size)
+                    .strategy(strategy)
+                    .run()
+                    .unwrap()
+                    .program;
+                let of_batch = evaluate(&grad(&batch_mean, None).unwrap(), &values);
+                for b in 0..size {
+                    let alone = evaluate(&gradient, &example_values(&program, &values, b));
+                    for (n, g) in &alone {
+                        let diff = rel_diff(&output(&per_example, n).index_axis(Axis(0), b).to_owned(), g);
+                        assert!(diff < 1e-12, "{label}: {n} of example {b} differs by {diff}");
+                    }
+                }
+                for d in program.inputs.iter().chain(&program.params) {
+                    let n = format!("grad_{}", d.name);
+                    let per = output(&per_example, &n);
+                    let expected = if program.is_input(&d.name) {
+                        per / size as f64
+                    } else {
+                        per.mean_axis(Axis(0)).unwrap()
+                    };
+                    let diff = rel_diff(output(&of_batch, &n), &expected);
+                    assert!(
+                        diff < 1e-12,
+                        "{label}: {n} of the batch mean differs from the per-example mean by {diff}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn symbolic_derivatives_equal_the_interpreters_on_every_example() {
+    let mut rng = Rng::new(0xe4a);
+    for (name, program) in scalar_examples() {
+        let values = random_values(&program, &mut rng, -1.0, 1.0);
+        let direction = random_values(&program, &mut rng, -1.0, 1.0);
+        let d = grad_program_difference(&program, &values);
+        assert!(d < 1e-12, "{name}: grad program differs by {d}");
+        let d = jvp_program_difference(&program, &values, &direction);
+        assert!(d < 1e-12, "{name}: jvp program differs by {d}");
+    }
+    let vector = example("vector_output");
+    let values = random_values(&vector, &mut rng, -1.0, 1.0);
+    let direction = random_values(&vector, &mut rng, -1.0, 1.0);
+    assert!(jvp_program_difference(&vector, &values, &direction) < 1e-12);
+}
+
+/// Random programs over every kind of op, loops included.
+#[test]
+fn symbolic_derivatives_equal_the_interpreters_on_random_programs() {
+    let mut rng = Rng::new(0x7a11);
+    let leaves = ["a", "c", "m", "p", "s", "2", "0.5"];
+    let mut checked = 0;
+    while checked < 150 {
+        let body = random_expression(&mut rng, 4, &leaves);
+        let text = format!(
+            "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam s: []\nout loss = sum({body})"
+        );
+        let Ok(program) = Program::parse("random", &text) else {
+            continue;
+        };
+        let values = random_values(&program, &mut rng, -1.0, 1.0);
+        let direction = random_values(&program, &mut rng, -1.0, 1.0);
+        if Interpreter::new(&program).gradient(&values).is_err() {
+            continue;
+        }
+        match grad(&program, None) {
+            Err(e) if e.to_string().contains("`chunks` loop") => {}
+            Err(e) => panic!("grad of\n{text}: {e}"),
+            Ok(_) => {
+                let d = grad_program_difference(&program, &values);
+                assert!(d < 1e-10, "grad program of\n{text}\ndiffers by {d}");
+            }
+        }
+        let d = jvp_program_difference(&program, &values, &direction);
+        assert!(d < 1e-10, "jvp program of\n{text}\ndiffers by {d}");
+        checked += 1;
+    }
+}
+
+/// jvp(grad(f)): Hessian-vector products, against central differences of the gradient.
+#[test]
+fn hessian_vector_products_match_finite_differences_of_the_gradient() {
+    let mut rng = Rng::new(0x4e55);
+    for (name, program) in scalar_examples() {
+        let gradient = grad(&program, None).unwrap();
+        let hvp = jvp(&gradient, None).unwrap();
+        let values = random_values(&program, &mut rng, -1.0, 1.0);
+        let direction = random_values(&program, &mut rng, -1.0, 1.0);
+        let mut with_tangents = values.clone();
+        for (n, t) in &direction {
+            with_tangents.insert(format!("tangent_{n}"), t.clone());
+        }
+        let products = evaluate(&hvp, &with_tangents);
+        let h = 1e-5;
+        let shifted = |sign: f64| -> Vec<(String, Tensor<f64>)> {
+            let moved: Values<f64> = values
+                .iter()
+                .map(|(n, v)| (n.clone(), v + &(&direction[n] * (sign * h))))
+                .collect();
+            evaluate(&gradient, &moved)
+        };
+        let (plus, minus) = (shifted(1.0), shifted(-1.0));
+        for d in program.inputs.iter().chain(&program.params) {
+            let n = format!("grad_{}", d.name);
+            let finite = (output(&plus, &n) - output(&minus, &n)) / (2.0 * h);
+            let diff = rel_diff(output(&products, &format!("jvp_{n}")), &finite);
+            assert!(
+                diff < 1e-6,
+                "{name}: Hessian-vector product for {} differs from finite differences by {diff}",
+                d.name
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_requests_are_clear_errors() {
+    let vector = example("vector_output");
+    let e = grad(&vector, None).unwrap_err().to_string();
+    assert!(e.contains("scalar output") && e.contains("[2]"), "{e}");
+    let two = Program::parse("t", "input x: [2]\nout a = sum(x)\nout b = sum(x * x)").unwrap();
+    assert!(grad(&two, None)
+        .unwrap_err()
+        .to_string()
+        .contains("the program has 2 (a, b)"));
+    let seed = example("seed");
+    let e = grad(&seed, Some(&["v".to_string()])).unwrap_err().to_string();
+    assert!(e.contains("`v` is not an input or param") && e.contains("x, w"), "{e}");
+    let e = jvp(&seed, Some(&["x".to_string(), "x".to_string()]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("named twice"), "{e}");
+    let clash = Program::parse("t", "input x: [2]\ninput tangent_x: [2]\nout a = sum(x * tangent_x)").unwrap();
+    assert!(jvp(&clash, None)
+        .unwrap_err()
+        .to_string()
+        .contains("already declares tangent_x"));
+}
+
+/// The gradient program of the MLP shares the forward pass: at most 3x its nodes.
+#[test]
+fn gradient_programs_stay_small() {
+    for name in ["mlp", "mlp3", "sine_mlp"] {
+        let program = example(name);
+        let gradient = grad(&program, None).unwrap();
+        let ratio = gradient.node_count() as f64 / program.node_count() as f64;
+        assert!(
+            ratio <= 3.0,
+            "{name}: {} nodes for {} ({ratio:.2}x)",
+            gradient.node_count(),
+            program.node_count()
+        );
+    }
+}
