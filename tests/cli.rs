@@ -512,3 +512,42 @@ fn bench_rejects_bad_arguments_with_a_message() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
 }
+
+#[test]
+fn grad_and_jvp_print_programs_that_batch_and_eval_accept() {
+    let o = batchgraph(&["grad", "examples/seed.graph", "--wrt", "w"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("out s = ") && text.contains("out grad_w = "), "{text}");
+    assert!(!text.contains("grad_x"), "{text}");
+    assert!(text.contains("# output grad_w: [4, 3]"), "{text}");
+    // The printed program is a program: batch it per example, then evaluate it.
+    let path = temp_file("seed_grad.graph", &text);
+    let o = batchgraph(&["batch", &path, "--size", "3", "--reduce", "none", "--strategy", "fuse"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("out grad_w = "), "{}", stdout(&o));
+    let o = batchgraph(&["eval", &path, "--inputs", "examples/seed_inputs.json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"grad_w\""), "{}", stdout(&o));
+
+    let o = batchgraph(&["jvp", "examples/vector_output.graph", "--tangents", "W"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("input tangent_W: [2, 3]") && text.contains("out jvp_y = "),
+        "{text}"
+    );
+}
+
+#[test]
+fn grad_and_jvp_errors_name_the_problem() {
+    let o = batchgraph(&["grad", "examples/vector_output.graph"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("y has shape [2]"), "{}", stderr(&o));
+    let o = batchgraph(&["grad", "examples/seed.graph", "--wrt", "q"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("`q` is not an input or param"), "{}", stderr(&o));
+    let o = batchgraph(&["jvp", "examples/seed.graph", "--tangents", "x,x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("named twice"), "{}", stderr(&o));
+}

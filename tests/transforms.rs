@@ -322,3 +322,13 @@ fn gradient_programs_stay_small() {
         );
     }
 }
+
+#[test]
+fn derivative_programs_snapshot() {
+    insta::assert_snapshot!("grad_seed", grad(&example("seed"), None).unwrap().to_text());
+    insta::assert_snapshot!("grad_mlp", grad(&example("mlp"), None).unwrap().to_text());
+    insta::assert_snapshot!(
+        "jvp_seed",
+        jvp(&example("seed"), Some(&["w".to_string()])).unwrap().to_text()
+    );
+}

@@ -155,27 +155,26 @@ impl Builder {
         self.add(Op::Binary(op, [a, b]))
     }
 
-    /// `a * b`; a factor of ones or minus ones (a literal, or one broadcast)
-    /// is no multiplication when the other operand has the result's shape.
+    /// `a * b`. When one operand has the result's shape, the other need not
+    /// be broadcast first, and a factor of 1 or -1 is no multiplication.
     pub fn mul(&mut self, a: Id, b: Id) -> Result<Id> {
         for (value, factor) in [(a, b), (b, a)] {
             let keeps_shape =
                 crate::ir::broadcast(self.shape(value), self.shape(factor)).as_ref() == Some(self.shape(value));
-            match self.filled_with(factor) {
-                Some(1.0) if keeps_shape => return Ok(value),
-                Some(-1.0) if keeps_shape => return self.unary(Unary::Neg, value),
+            if !keeps_shape {
+                continue;
+            }
+            if let Op::Broadcast(children) = &self.expr[factor] {
+                let inner = children[0];
+                return self.mul(value, inner);
+            }
+            match self.constant(factor) {
+                Some(1.0) => return Ok(value),
+                Some(-1.0) => return self.unary(Unary::Neg, value),
                 _ => {}
             }
         }
         self.binary(Binary::Mul, a, b)
-    }
-
-    /// The value of every element of node `id`, if it is a literal or a literal broadcast.
-    fn filled_with(&self, id: Id) -> Option<f64> {
-        match &self.expr[id] {
-            Op::Broadcast(children) => self.constant(children[0]),
-            _ => self.constant(id),
-        }
     }
 
     /// `a + b`.
