@@ -74,6 +74,9 @@ impl Builder {
         if let Some(&id) = self.memo.get(&op) {
             return Ok(id);
         }
+        if let Some(id) = self.reshaped_broadcast(&op)? {
+            return Ok(id);
+        }
         if let Some(folded) = self.fold(&op) {
             return Ok(self.num(folded));
         }
@@ -107,6 +110,34 @@ impl Builder {
         self.constants.push(constant);
         self.loop_rows.push(loop_rows);
         id
+    }
+
+    /// A row of a value broadcast along its leading axis is the value
+    /// broadcast to the row's shape (`index(broadcast(e, n, d...), i) =
+    /// broadcast(e, d...)`, `row` alike), and a broadcast scalar with a new axis is the
+    /// scalar broadcast to the new shape, so that constant cotangents stay constants.
+    fn reshaped_broadcast(&mut self, op: &Op) -> Result<Option<Id>> {
+        let (value, dims) = match op {
+            Op::Index([value, _]) | Op::Row(value) => (*value, self.shape(*value).dims()[1..].to_vec()),
+            Op::Expand([value, k]) if self.rank(*value) > 0 => {
+                let mut dims = self.shape(*value).dims().to_vec();
+                dims.insert(self.constant(*k).map_or(0, |k| k as usize).min(dims.len()), 1);
+                (*value, dims)
+            }
+            _ => return Ok(None),
+        };
+        let Op::Broadcast(children) = &self.expr[value] else {
+            return Ok(None);
+        };
+        let inner = children[0];
+        let fits = match op {
+            Op::Index(_) | Op::Row(_) => self.rank(inner) < self.rank(value),
+            _ => self.rank(inner) == 0,
+        };
+        if !fits {
+            return Ok(None);
+        }
+        self.broadcast_to(inner, &Shape(dims)).map(Some)
     }
 
     /// The value of an elementwise op of literals.

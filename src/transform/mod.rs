@@ -56,7 +56,7 @@ pub fn grad(program: &Program, wrt: Option<&[String]>) -> Result<Program> {
         };
         let wanted = |c: Id| depends[usize::from(c)];
         for (child, contribution) in rules::transpose(&mut b, Id::from(i), &program.expr[Id::from(i)], g, &wanted)? {
-            sweep.accumulate(&mut b, program, child, contribution)?;
+            sweep.accumulate(&mut b, program, Id::from(i), child, contribution)?;
         }
     }
     let mut outputs = vec![(out_name, out)];
@@ -84,13 +84,31 @@ struct ReverseSweep {
 }
 
 impl ReverseSweep {
-    /// Adds `contribution` to the cotangent of `child`. A per-row contribution
-    /// to a node outside the loop is summed per row first (see `finish_loops_reading`).
-    fn accumulate(&mut self, b: &mut Builder, program: &Program, child: Id, contribution: Id) -> Result<()> {
+    /// Adds the contribution of `parent` to the cotangent of `child`. Inside
+    /// a loop, a contribution to a node outside it is made once per row: a
+    /// per-row one is summed over the rows (see `finish_loops_reading`), one
+    /// that is the same for every row is multiplied by their number.
+    fn accumulate(
+        &mut self,
+        b: &mut Builder,
+        program: &Program,
+        parent: Id,
+        child: Id,
+        contribution: Id,
+    ) -> Result<()> {
         let c = usize::from(child);
-        let slot = match b.loop_rows(contribution) {
-            Some(LoopRows { rows, chunk }) if !program.loops().per_row[c] => {
-                self.per_row.entry((c, rows, chunk)).or_insert(None)
+        let mut contribution = contribution;
+        let outer = !program.loops().per_row[c];
+        // `row(y)` and `rows(y, k)` give y the whole stack of their rows' cotangents at once.
+        let stacks_rows = matches!(program.expr[parent], Op::Row(_) | Op::Rows(_));
+        let parent_rows = b.loop_rows(parent).filter(|_| !stacks_rows);
+        let slot = match (parent_rows, b.loop_rows(contribution)) {
+            (Some(_), Some(LoopRows { rows, chunk })) if outer => self.per_row.entry((c, rows, chunk)).or_insert(None),
+            (Some(LoopRows { rows, chunk }), None) if outer => {
+                let iterations = chunk.map_or(rows, |k| rows.div_ceil(k));
+                let count = b.int(iterations);
+                contribution = b.mul(contribution, count)?;
+                &mut self.cotangent[c]
             }
             _ => &mut self.cotangent[c],
         };

@@ -94,11 +94,22 @@ pub fn transpose(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn(Id) 
         }
         Op::Map([body, _]) => give(*body, b.add(Op::Row(g)))?,
         Op::Row(y) => {
-            let rows = b.int(b.shape(*y).dims()[0]);
-            give(*y, b.add(Op::Map([g, rows])))?;
+            let shape = b.shape(*y).clone();
+            if b.loop_rows(g).is_none() {
+                // Every row's cotangent is the same: no loop needed to stack them.
+                give(*y, b.broadcast_to(g, &shape))?;
+            } else {
+                let rows = b.int(shape.dims()[0]);
+                give(*y, b.add(Op::Map([g, rows])))?;
+            }
         }
         Op::Chunks([body, _, k]) => give(*body, b.add(Op::Rows([g, *k])))?,
         Op::Rows([y, k]) => {
+            if b.loop_rows(g).is_none() {
+                return Err(Error::Unsupported(format!(
+                    "grad: the cotangent of `{op}` is the same for every chunk; that has no chunks(...) form here"
+                )));
+            }
             let rows = b.int(b.shape(*y).dims()[0]);
             give(*y, b.add(Op::Chunks([g, rows, *k])))?;
         }
@@ -227,10 +238,7 @@ fn linear_reduce(b: &mut Builder, op: &Op, t: Id) -> Result<Option<Id>> {
 /// selecting reduction's ties share. In `a`'s shape, or a scalar literal.
 fn reduce_weights(b: &mut Builder, r: Reduce, a: Id, node: Id, axis: Option<usize>) -> Result<Id> {
     let count = axis.map_or(b.shape(a).elements(), |k| b.shape(a).dims()[k]);
-    let y = match axis {
-        Some(k) => b.expand(node, k)?,
-        None => node,
-    };
+    let y = align_reduced(b, node, axis)?;
     let n = b.int(count);
     let weights = b.instantiate(r.weight_graph(), &[("?x", a), ("?y", y), ("?n", n)])?;
     if !r.selects() {
@@ -239,23 +247,35 @@ fn reduce_weights(b: &mut Builder, r: Reduce, a: Id, node: Id, axis: Option<usiz
     let ties = match axis {
         Some(k) => {
             let summed = b.reduce_axis(Reduce::Sum, weights, k)?;
-            b.expand(summed, k)?
+            align_reduced(b, summed, axis)?
         }
         None => b.add(Op::Reduce(Reduce::Sum, weights))?,
     };
     b.binary(Binary::Div, weights, ties)
 }
 
+/// A value of the reduced shape, made to broadcast against the operand:
+/// `expand(v, k)`, or `v` itself for the leading axis (numpy aligns from the right).
+fn align_reduced(b: &mut Builder, v: Id, axis: Option<usize>) -> Result<Id> {
+    match axis {
+        Some(k) if k > 0 => b.expand(v, k),
+        Some(_) | None => Ok(v),
+    }
+}
+
 /// The cotangent of the operand `a` of the reduction `node = r(a[, axis])`
 /// given the result's cotangent `g`: `g` spread back over the reduced
 /// elements, times each element's weight.
 fn reduce_transpose(b: &mut Builder, r: Reduce, a: Id, node: Id, g: Id, axis: Option<usize>) -> Result<Id> {
-    let spread = match axis {
-        Some(k) => b.expand(g, k)?,
-        None => g,
-    };
     let weights = reduce_weights(b, r, a, node, axis)?;
-    let scaled = b.mul(spread, weights)?;
+    // A scalar weight (sum, mean) scales g before it is spread, not after.
+    let scaled = if b.rank(weights) == 0 {
+        let scaled = b.mul(g, weights)?;
+        align_reduced(b, scaled, axis)?
+    } else {
+        let spread = align_reduced(b, g, axis)?;
+        b.mul(spread, weights)?
+    };
     let shape = b.shape(a).clone();
     b.broadcast_to(scaled, &shape)
 }

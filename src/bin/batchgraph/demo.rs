@@ -2,8 +2,8 @@
 //! answered by running the seed graph, with numbers and pictures.
 
 use batchgraph::{
-    expand_loops, line_chart_svg, random_values, to_svg, Batcher, Chart, Error, Interpreter, Program, Result, Series,
-    Strategy, Tensor, Values, MAX_NODES,
+    expand_loops, grad, line_chart_svg, random_values, to_svg, Batcher, Chart, Error, Interpreter, Program, Result,
+    Series, Strategy, Tensor, Values, MAX_NODES,
 };
 use ndarray::{Axis, IxDyn};
 use serde::Serialize;
@@ -111,6 +111,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
     graphs_and_costs(&seed, options, out, &mut files)?;
     let differences = gradient_is_the_mean(&seed, out)?;
     let timings = speed(&seed, options, out, &mut files)?;
+    gradient_programs(&seed, options, out, &mut files)?;
     let accumulation = accumulation(&seed, options, out)?;
     writeln!(out, "\nPictures written to {}:", options.out.display()).map_err(io)?;
     for f in &files {
@@ -370,12 +371,80 @@ fn speed(
     Ok(timings)
 }
 
-/// Section 4: one batch of 64 computed in 1, 4 and 16 passes: the same gradient, less memory.
+/// Section 4: the gradient programs of the duplicated and the fused plan, side by side, and their growth with B.
+fn gradient_programs(
+    seed: &Program,
+    options: &DemoOptions,
+    out: &mut dyn Write,
+    files: &mut Vec<PathBuf>,
+) -> Result<()> {
+    writeln!(out, "\n== 4. Why the gradient machinery cares which graph it is fed\n").map_err(io)?;
+    let w = ["w".to_string()];
+    let copies = expand_loops(
+        &Batcher::new(seed).size(2).strategy(Strategy::Unroll).run()?.program,
+        MAX_NODES,
+    )?;
+    let fused = Batcher::new(seed).size(2).strategy(Strategy::Fuse).run()?.program;
+    let (copies_grad, fused_grad) = (grad(&copies, Some(&w))?, grad(&fused, Some(&w))?);
+    writeln!(
+        out,
+        "`batchgraph grad` turns a program into its gradient program (reverse mode as a graph, built on the\n\
+         forward nodes, so the forward values it needs are shared). The gradient program of the duplicated\n\
+         B = 2 plan, with respect to w ({} nodes, {} for the plan):\n",
+        copies_grad.node_count(),
+        copies.node_count()
+    )
+    .map_err(io)?;
+    indented(out, &copies_grad.to_text())?;
+    writeln!(
+        out,
+        "\nThat of the fused plan ({} nodes, {} for the plan):\n",
+        fused_grad.node_count(),
+        fused.node_count()
+    )
+    .map_err(io)?;
+    indented(out, &fused_grad.to_text())?;
+    for (name, program) in [
+        ("seed_b2_unrolled_grad.svg", &copies_grad),
+        ("seed_b2_fused_grad.svg", &fused_grad),
+    ] {
+        write_file(&options.out.join(name), &to_svg(program).map_err(Error::Io)?, files)?;
+    }
+    writeln!(out, "\nNodes of the gradient program (with respect to w) as B grows:\n").map_err(io)?;
+    writeln!(
+        out,
+        "    {:>6} {:>22} {:>18} {:>19}",
+        "B", "copies written out", "as a loop", "fused"
+    )
+    .map_err(io)?;
+    for b in [2usize, 16, 256] {
+        let looped = Batcher::new(seed).size(b).strategy(Strategy::Unroll).run()?.program;
+        let copies = expand_loops(&looped, MAX_NODES)?;
+        let fused = Batcher::new(seed).size(b).strategy(Strategy::Fuse).run()?.program;
+        let mut counts = vec![];
+        for program in [&copies, &looped, &fused] {
+            counts.push(grad(program, Some(&w))?.node_count());
+        }
+        writeln!(out, "    {b:>6} {:>22} {:>18} {:>19}", counts[0], counts[1], counts[2]).map_err(io)?;
+    }
+    writeln!(
+        out,
+        "\nReverse mode differentiates whatever graph it is given: fed the copies, it makes a backward copy\n\
+         of every op of every example (its size grows with B, and so does its run time: one small backward\n\
+         op per example per op); fed the loop, it makes a loop of backward bodies; fed the fused graph, it\n\
+         makes one batched backward op per op, the same graph at every B, whose matmuls are matrix-matrix\n\
+         products. The gradient is the same (section 2); the program that computes it is not."
+    )
+    .map_err(io)?;
+    Ok(())
+}
+
+/// Section 5: one batch of 64 computed in 1, 4 and 16 passes: the same gradient, less memory.
 fn accumulation(seed: &Program, options: &DemoOptions, out: &mut dyn Write) -> Result<Vec<Accumulation>> {
     let budget = Duration::from_millis(if options.quick { 40 } else { 150 });
     writeln!(
         out,
-        "\n== 4. Gradient accumulation: the optimizer's batch is not the computed batch\n"
+        "\n== 5. Gradient accumulation: the optimizer's batch is not the computed batch\n"
     )
     .map_err(io)?;
     let total = 64;
