@@ -9,10 +9,12 @@
 //! pass's own (shared, computed once), and equal derivative subterms are
 //! shared too. Each op's JVP and transpose rule is in [`rules`]; the sweeps
 //! here walk the program in topological order (forward for `jvp`) or in
-//! reverse (for `grad`, as micrograd does) and accumulate.
+//! reverse (for `grad`, as micrograd does) and accumulate. The result then
+//! goes through the algebra rules in an e-graph ([`simplify`]).
 
 pub mod builder;
 pub mod rules;
+pub mod simplify;
 
 use crate::error::{Error, Result};
 use crate::ir::{Decl, Op, Program, Reduce};
@@ -242,11 +244,6 @@ fn finish(program: &Program, b: Builder, inputs: Vec<Decl>, outputs: Vec<(String
     let names = (0..program.node_count())
         .filter_map(|i| program.name_hint(Id::from(i)).map(|n| (Id::from(i), n.clone())))
         .collect();
-    Ok(Program::new(
-        inputs,
-        program.params.clone(),
-        b.into_expr(),
-        outputs,
-        names,
-    )?)
+    let derived = Program::new(inputs, program.params.clone(), b.into_expr(), outputs, names)?;
+    simplify::simplify(derived)
 }
