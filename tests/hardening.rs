@@ -351,3 +351,23 @@ fn a_batched_deep_mlp_parses_back() {
     let o = batchgraph(&["show", &again]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Derivative programs of deep, wide and huge programs: an answer or a clear error, never a hang.
+#[test]
+fn grad_and_jvp_of_deep_and_huge_programs() {
+    let mut text = String::from("input x: [3]\nparam w: [3]\nlet t0 = tanh(x * w)\n");
+    for i in 1..3000 {
+        text += &format!("let t{i} = tanh(t{}) * w + t{}\n", i - 1, i - 1);
+    }
+    text += "out s = sum(t2999)\n";
+    let deep = temp_file("deep_grad.graph", &text);
+    for command in ["grad", "jvp"] {
+        let o = within_a_minute(&[command, &deep]);
+        assert!(o.status.success(), "{command}: {}", stderr(&o));
+        assert!(stdout(&o).contains("# nodes:"), "{command}");
+    }
+    let huge = temp_file("huge_index.graph", "input x: [1000000]\nout s = index(x, 3)\n");
+    let o = within_a_minute(&["grad", &huge]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("a stack of 1000000 rows"), "{}", stderr(&o));
+}

@@ -13,6 +13,9 @@ use crate::ir::{Binary, Op, Reduce};
 use crate::transform::builder::Builder;
 use egg::{Id, Language};
 
+/// The most rows the cotangent of `index` is written out as (a `stack` with one operand per row).
+const MAX_STACKED_ROWS: usize = 65_536;
+
 /// The cotangent contributions of `op` (node `node`) to its children, given
 /// the cotangent `g` of its result: `(child, contribution)` pairs, each in
 /// the child's shape, only for children that `wanted` says need one.
@@ -74,6 +77,12 @@ pub fn transpose(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn(Id) 
         }
         Op::Index([a, i]) => {
             let (row, rows) = (integer(b, *i), b.shape(*a).dims()[0]);
+            if rows > MAX_STACKED_ROWS {
+                return Err(Error::Unsupported(format!(
+                    "grad: the cotangent of `index` into {rows} rows would be a stack of {rows} rows \
+                     (at most {MAX_STACKED_ROWS})"
+                )));
+            }
             let row_shape = b.shape(g).clone();
             let zeros = b.zeros(&row_shape)?;
             let parts: Vec<Id> = (0..rows).map(|r| if r == row { g } else { zeros }).collect();

@@ -1,16 +1,67 @@
 //! The algebra rules (`rules/algebra.rules`) applied to a derived program in
-//! an e-graph, and the cheapest equivalent program extracted, as the batcher
-//! does: the derivative graph gets the same rewriting as the forward program.
+//! an e-graph, and the smallest equivalent program extracted: the derivative
+//! graph gets the same rewriting as the forward program.
+//!
+//! Each algebra rule removes an op, so the extraction needs no cost model:
+//! each class takes the node with the fewest ops on its longest path (a cost
+//! that, unlike a tree's size, stays linear in the depth of a DAG), found in
+//! one depth-first pass (egg's `Extractor` iterates to a fixpoint, quadratic
+//! on a deep chain).
 
-use crate::egraph::{extract_dag, extract_dag_greedy, CostProfile, Graph, RuleSet, ShapeAnalysis};
+use crate::egraph::{extract_dag, Graph, RuleSet, ShapeAnalysis};
 use crate::error::{Error, Result};
-use crate::ir::Program;
+use crate::ir::{Op, Program};
 use egg::{Id, Language, Runner};
+use std::collections::HashMap;
 
 /// The rule file whose rules simplify derived programs.
 const ALGEBRA: &str = "rules/algebra.rules";
 
-/// `program` rewritten by the algebra rules and extracted at least cost (cpu profile).
+/// For every class reachable from `roots`: the ops on its longest path and
+/// the node that achieves it, among the nodes whose children are chosen
+/// first (a node that would close a cycle is never one of them).
+fn fewest_ops(egraph: &Graph, roots: &[Id]) -> Result<HashMap<Id, (usize, Op)>> {
+    let mut best: HashMap<Id, (usize, Op)> = HashMap::new();
+    let mut entered: std::collections::HashSet<Id> = Default::default();
+    let mut stack: Vec<(Id, bool)> = roots.iter().map(|&r| (egraph.find(r), false)).collect();
+    while let Some((class, children_done)) = stack.pop() {
+        if best.contains_key(&class) {
+            continue;
+        }
+        if !children_done {
+            if !entered.insert(class) {
+                continue;
+            }
+            stack.push((class, true));
+            for node in &egraph[class].nodes {
+                for &c in node.children() {
+                    let c = egraph.find(c);
+                    if !entered.contains(&c) {
+                        stack.push((c, false));
+                    }
+                }
+            }
+            continue;
+        }
+        let cost = |node: &Op| -> Option<usize> {
+            let own = usize::from(!node.is_leaf());
+            node.children().iter().try_fold(own, |longest, &c| {
+                best.get(&egraph.find(c)).map(|(cost, _)| longest.max(own + cost))
+            })
+        };
+        let chosen = egraph[class]
+            .nodes
+            .iter()
+            .filter_map(|n| cost(n).map(|c| (c, n)))
+            .min_by_key(|(c, _)| *c)
+            .map(|(c, n)| (c, n.clone()))
+            .ok_or_else(|| Error::Unsupported("internal: a class with no acyclic node after simplifying".into()))?;
+        best.insert(class, chosen);
+    }
+    Ok(best)
+}
+
+/// `program` rewritten by the algebra rules, the fewest ops extracted.
 pub fn simplify(program: Program) -> Result<Program> {
     let mut egraph = Graph::new(ShapeAnalysis::new(program.var_shapes()));
     let mut class_of: Vec<Id> = Vec::with_capacity(program.node_count());
@@ -39,13 +90,8 @@ pub fn simplify(program: Program) -> Result<Program> {
         .iter()
         .map(|(_, id)| egraph.find(class_of[usize::from(*id)]))
         .collect();
-    let extraction = extract_dag_greedy(&egraph, &roots, &CostProfile::cpu())
-        .ok_or_else(|| Error::Unsupported("internal: no program extracted after simplifying".into()))?;
-    let (expr, placed) = extract_dag(
-        &roots,
-        |c| egraph[c].nodes[extraction.choice[&c]].clone(),
-        |c| egraph.find(c),
-    );
+    let best = fewest_ops(&egraph, &roots)?;
+    let (expr, placed) = extract_dag(&roots, |c| best[&egraph.find(c)].1.clone(), |c| egraph.find(c));
     let outputs = program
         .outputs
         .iter()
