@@ -11,8 +11,9 @@
 //!   of each batched input; copies share every unmapped subterm (params).
 //!
 //! The bridge `t_i = index((vmap t), i)` lets a per-example copy read row `i`
-//! of a fused child, and a fused op read a stack of copies: mixed plans. An op
-//! with no fusing rule keeps only its duplicated implementation, so it still
+//! of a fused child, and a fused op read a stack of copies: mixed plans. Every
+//! op has a fusing rule at every rank; an op whose rule is left out
+//! (`RuleSet::without`) keeps only its duplicated implementation, so it still
 //! batches.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
@@ -36,7 +37,7 @@ pub enum Strategy {
     Auto,
     /// Duplicate the per-example graph B times.
     Unroll,
-    /// One batched op per op; an op with no fusing rule is duplicated.
+    /// One batched op per op; an op whose fusing rule is left out is duplicated.
     Fuse,
 }
 
@@ -371,7 +372,9 @@ impl<'p> Batcher<'p> {
         }
         if self.program.loops().any() {
             return Err(Error::Unsupported(
-                "the program already has a loop (map): batching a batched program is not supported yet".into(),
+                "the program has a loop (map or chunks): batching it again is not supported yet; \
+                 a fused plan (--strategy fuse) has no loop and batches again"
+                    .into(),
             ));
         }
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();

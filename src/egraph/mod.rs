@@ -12,6 +12,7 @@ pub mod cost;
 pub mod extract;
 pub mod rules;
 pub mod soundness;
+pub mod structural;
 
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
 pub use batch::{BatchReduce, BatchReport, Batched, Batcher, PlanSummary, Strategy};
