@@ -498,6 +498,83 @@ fn a_batched_program_batches_again() {
     );
 }
 
+/// Random per-example programs over the leaves of `batchable_random_programs`
+/// that hold a `map` loop (over the rows of c) and no `chunks`.
+fn random_programs_with_a_map(count: usize, rng: &mut Rng) -> Vec<Program> {
+    let mut out = vec![];
+    while out.len() < count {
+        let body = common::random_expression(rng, 4, &["a", "c", "m", "p", "s", "2"]);
+        let text = format!(
+            "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam s: []\nout loss = sum({body})"
+        );
+        if let Ok(p) = Program::parse("random", &text) {
+            let chunks = p.expr.as_ref().iter().any(|n| matches!(n, batchgraph::Op::Chunks(_)));
+            if p.loops().any() && !chunks && common::depends_on(&p, &["a", "c"]) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A batched program with loops (the duplicated plan, and a mixed plan)
+/// batches again: each loop's body is batched over its rows with the fused
+/// rules first, and the result is the per-example result of the first batching.
+#[test]
+fn a_batched_program_with_loops_batches_again() {
+    let mut rng = Rng::new(0x100b);
+    let mixed_rules = RuleSet::builtin().without("stack");
+    let (mlp, seed, mixed) = (example("mlp"), example("seed"), example("mixed"));
+    let looped = [
+        ("mlp", Batcher::new(&mlp).size(3).strategy(Strategy::Unroll)),
+        ("seed", Batcher::new(&seed).size(4).strategy(Strategy::Unroll)),
+        ("mixed", Batcher::new(&mixed).size(3).rules(mixed_rules)),
+    ];
+    for (name, batcher) in looped {
+        let once = batcher.run().unwrap().program;
+        assert!(once.loops().any(), "{name}: {}", once.to_text());
+        let over: Vec<&str> = once.inputs.iter().map(|d| d.name.as_str()).collect();
+        for strategy in [Strategy::Fuse, Strategy::Auto, Strategy::Unroll] {
+            for reduce in [Reduce::None, Reduce::Mean] {
+                let twice = check_semantics(&once, &over, 2, strategy, reduce, &mut rng);
+                if strategy == Strategy::Fuse {
+                    assert!(twice.unfused_ops.is_empty(), "{name}: {:?}", twice.unfused_ops);
+                }
+            }
+        }
+    }
+    // Random programs, batched once as a loop; and random programs that hold a `map` of their own.
+    let mut programs: Vec<Program> = batchable_random_programs(10, &mut rng)
+        .iter()
+        .map(|p| {
+            Batcher::new(p)
+                .over(["a", "c"])
+                .size(3)
+                .strategy(Strategy::Unroll)
+                .run()
+                .unwrap()
+                .program
+        })
+        .collect();
+    programs.extend(random_programs_with_a_map(10, &mut rng));
+    for program in &programs {
+        let over: Vec<&str> = program.inputs.iter().map(|d| d.name.as_str()).collect();
+        for b in [1, 3] {
+            let twice = check_semantics(program, &over, b, Strategy::Fuse, Reduce::Mean, &mut rng);
+            assert!(twice.unfused_ops.is_empty(), "{:?}", twice.unfused_ops);
+        }
+    }
+    let fused = Batcher::new(&seed)
+        .size(4)
+        .strategy(Strategy::Fuse)
+        .run()
+        .unwrap()
+        .program;
+    let chunked = batchgraph::chunk_plan(&fused, &["x"].into_iter().collect(), Reduce::Mean, 2).unwrap();
+    let refused = Batcher::new(&chunked).size(2).run().unwrap_err().to_string();
+    assert!(refused.contains("`chunks` loop is not supported"), "{refused}");
+}
+
 #[test]
 fn every_op_batches_through_a_rule_of_its_class() {
     // Every op a per-example program can hold has a batching rule that the soundness checker exercised.

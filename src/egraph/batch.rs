@@ -21,6 +21,7 @@ use crate::egraph::chunking::{chunk_plan, chunk_sizes};
 use crate::egraph::cost::{program_cost_for, CostProfile};
 use crate::egraph::extract::{extract_dag, extract_dag_greedy};
 use crate::egraph::rules::RuleSet;
+use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
 use crate::ir::{Binary, Decl, Num, Op, Program, Reduce};
 use crate::runtime::{predict_peak_bytes, Run};
@@ -251,6 +252,15 @@ impl<'p> Batcher<'p> {
 
     /// Batches the program.
     pub fn run(&self) -> Result<Batched> {
+        if self.program.loops().any() {
+            // A batched program with loops (the duplicated plan): its loops fused first.
+            let unlooped = fuse_loops(self.program, &self.rules)?;
+            return Batcher {
+                program: &unlooped,
+                ..self.clone()
+            }
+            .run();
+        }
         let start = Instant::now();
         let over = self.over_names()?;
         self.check_size(&over)?;
@@ -369,13 +379,6 @@ impl<'p> Batcher<'p> {
     fn check_size(&self, over: &[String]) -> Result<()> {
         if self.size == 0 {
             return Err(Error::Unsupported("the batch size must be at least 1".into()));
-        }
-        if self.program.loops().any() {
-            return Err(Error::Unsupported(
-                "the program has a loop (map or chunks): batching it again is not supported yet; \
-                 a fused plan (--strategy fuse) has no loop and batches again"
-                    .into(),
-            ));
         }
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let too_large = |what: String, shape: &crate::ir::Shape| {
