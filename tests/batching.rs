@@ -4,8 +4,8 @@
 
 mod common;
 use batchgraph::{
-    check_rule, parse_rule_file, BatchReduce as Reduce, Batcher, Error, Interpreter, Program, Rule, RuleSet, Strategy,
-    Tensor, Values,
+    check_rule, parse_rule_file, BatchReduce as Reduce, BatchReport, Batcher, Error, Interpreter, Program, Rule,
+    RuleSet, Strategy, Tensor, Values,
 };
 use common::{batchable_random_programs, json_tensor, load_reference, rel_diff, Rng};
 use ndarray::{Axis, IxDyn};
@@ -19,8 +19,15 @@ fn row(t: &Tensor<f64>, b: usize) -> Tensor<f64> {
     t.index_axis(Axis(0), b).to_owned()
 }
 
-/// Checks the batched program against running the per-example program on each row.
-fn check_semantics(program: &Program, over: &[&str], b: usize, strategy: Strategy, reduce: Reduce, rng: &mut Rng) {
+/// Checks the batched program against running the per-example program on each row; returns the report.
+fn check_semantics(
+    program: &Program,
+    over: &[&str],
+    b: usize,
+    strategy: Strategy,
+    reduce: Reduce,
+    rng: &mut Rng,
+) -> BatchReport {
     let batched = Batcher::new(program)
         .over(over.to_vec())
         .size(b)
@@ -90,6 +97,7 @@ fn check_semantics(program: &Program, over: &[&str], b: usize, strategy: Strateg
             assert!(d < 1e-9, "gradient w.r.t. {name} differs by {d}\n{context}");
         }
     }
+    batched.report
 }
 
 #[test]
@@ -369,8 +377,13 @@ fn batching_b_1024_finishes() {
 }
 
 #[test]
-fn the_mixed_example_duplicates_stack_and_fuses_the_rest() {
+fn the_mixed_example_fuses_stack_and_without_its_rule_loops_over_stack_alone() {
     let batched = Batcher::new(&example("mixed")).size(4).run().unwrap();
+    let text = batched.program.to_text();
+    assert!(batched.report.unfused_ops.is_empty(), "{:?}", batched.report);
+    assert!(text.contains("permute(stack(t1, -t1), 1, 0, 2)"), "{text}");
+    let rules = RuleSet::builtin().without("stack");
+    let batched = Batcher::new(&example("mixed")).size(4).rules(rules).run().unwrap();
     let text = batched.program.to_text();
     assert_eq!(batched.report.unfused_ops, vec!["stack".to_string()]);
     assert!(
@@ -379,9 +392,192 @@ fn the_mixed_example_duplicates_stack_and_fuses_the_rest() {
     );
 }
 
+/// Every example program, by file name.
+fn every_example() -> Vec<(String, Program)> {
+    let dir = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "graph"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| (p.display().to_string(), batchgraph::parse_file(&p).unwrap()))
+        .collect()
+}
+
+/// Structural ops at ranks 3 and 4, with mapped and unmapped operands (a: [3], c: [2, 3] batched).
+const STRUCTURAL_PROGRAMS: [&str; 14] = [
+    "sum(c @ u)",
+    "sum(t @ a)",
+    "sum(a @ u)",
+    "sum(repeat(c, 2) @ transpose(c))",
+    "sum(repeat(c, 2) @ repeat(transpose(c), 2))",
+    "sum(a @ repeat(transpose(c), 4)) + sum(c @ a) + sum(a @ a) + sum(transpose(c) @ c)",
+    "sum(permute(repeat(c, 4), 1, 2, 0) * u)",
+    "sum(transpose(repeat(c, 3)) * a)",
+    "sum(index(c, 1) * index(t, 0)) + sum(index(repeat(a, 2), 1))",
+    "sum(stack(a, p, a) @ transpose(m)) + sum(stack(c, m))",
+    "sum(broadcast(a, 4, 2, 3) * t) + sum(broadcast(c, 4, 2, 3)) + sum(broadcast(sum(a), 2))",
+    "sum(repeat(repeat(c, 2), 3) * a)",
+    "sum(step(c - 1) * sign(a - 1))",
+    "sum(expand(c, 2) @ expand(a, 0))",
+];
+
+/// `--strategy fuse` fuses every op: nothing is left to a loop, for the
+/// example programs, random programs over every kind of op, and the
+/// structural ops at higher ranks, at B in {1, 3, 8}; the values are the per-example ones.
+#[test]
+fn fuse_leaves_no_op_unfused() {
+    let mut rng = Rng::new(0xf05e);
+    let mut programs: Vec<(String, Program, Vec<String>)> = every_example()
+        .into_iter()
+        .map(|(name, p)| {
+            let over = p.inputs.iter().map(|d| d.name.clone()).collect();
+            (name, p, over)
+        })
+        .collect();
+    let declared =
+        "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam t: [4, 2, 3]\nparam u: [2, 3, 4]";
+    for body in STRUCTURAL_PROGRAMS {
+        let program = Program::parse(body, &format!("{declared}\nout loss = {body}")).unwrap();
+        programs.push((body.to_string(), program, vec!["a".into(), "c".into()]));
+    }
+    for program in batchable_random_programs(30, &mut rng) {
+        programs.push((program.to_text(), program, vec!["a".into(), "c".into()]));
+    }
+    for (name, program, over) in &programs {
+        let over: Vec<&str> = over.iter().map(String::as_str).collect();
+        for b in [1, 3, 8] {
+            for reduce in [Reduce::Mean, Reduce::None] {
+                let report = check_semantics(program, &over, b, Strategy::Fuse, reduce, &mut rng);
+                assert!(
+                    report.unfused_ops.is_empty(),
+                    "{name}, B = {b}: {:?}",
+                    report.unfused_ops
+                );
+            }
+        }
+    }
+}
+
+/// A fused batched program batches again: the MLP batched over B = 3 (its
+/// loss the mean over the 3), then over B = 2, is the per-example result of
+/// the first batching for each of the 2.
+#[test]
+fn a_batched_program_batches_again() {
+    let mut rng = Rng::new(0x2b);
+    let once = Batcher::new(&example("mlp"))
+        .size(3)
+        .strategy(Strategy::Fuse)
+        .run()
+        .unwrap();
+    assert!(once.report.unfused_ops.is_empty());
+    for strategy in [Strategy::Fuse, Strategy::Auto, Strategy::Unroll] {
+        for reduce in [Reduce::None, Reduce::Mean] {
+            let twice = check_semantics(&once.program, &["x", "y"], 2, strategy, reduce, &mut rng);
+            if strategy == Strategy::Fuse {
+                assert!(twice.unfused_ops.is_empty(), "{:?}", twice.unfused_ops);
+            }
+        }
+    }
+    let per_example = Batcher::new(&example("mlp"))
+        .size(3)
+        .reduce(Reduce::None)
+        .strategy(Strategy::Fuse)
+        .run()
+        .unwrap();
+    check_semantics(
+        &per_example.program,
+        &["x", "y"],
+        2,
+        Strategy::Fuse,
+        Reduce::None,
+        &mut rng,
+    );
+}
+
+/// Random per-example programs over the leaves of `batchable_random_programs`
+/// that hold a `map` loop (over the rows of c) and no `chunks`.
+fn random_programs_with_a_map(count: usize, rng: &mut Rng) -> Vec<Program> {
+    let mut out = vec![];
+    while out.len() < count {
+        let body = common::random_expression(rng, 4, &["a", "c", "m", "p", "s", "2"]);
+        let text = format!(
+            "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam s: []\nout loss = sum({body})"
+        );
+        if let Ok(p) = Program::parse("random", &text) {
+            let chunks = p.expr.as_ref().iter().any(|n| matches!(n, batchgraph::Op::Chunks(_)));
+            if p.loops().any() && !chunks && common::depends_on(&p, &["a", "c"]) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A batched program with loops (the duplicated plan, and a mixed plan)
+/// batches again: each loop's body is batched over its rows with the fused
+/// rules first, and the result is the per-example result of the first batching.
+#[test]
+fn a_batched_program_with_loops_batches_again() {
+    let mut rng = Rng::new(0x100b);
+    let mixed_rules = RuleSet::builtin().without("stack");
+    let (mlp, seed, mixed) = (example("mlp"), example("seed"), example("mixed"));
+    let looped = [
+        ("mlp", Batcher::new(&mlp).size(3).strategy(Strategy::Unroll)),
+        ("seed", Batcher::new(&seed).size(4).strategy(Strategy::Unroll)),
+        ("mixed", Batcher::new(&mixed).size(3).rules(mixed_rules)),
+    ];
+    for (name, batcher) in looped {
+        let once = batcher.run().unwrap().program;
+        assert!(once.loops().any(), "{name}: {}", once.to_text());
+        let over: Vec<&str> = once.inputs.iter().map(|d| d.name.as_str()).collect();
+        for strategy in [Strategy::Fuse, Strategy::Auto, Strategy::Unroll] {
+            for reduce in [Reduce::None, Reduce::Mean] {
+                let twice = check_semantics(&once, &over, 2, strategy, reduce, &mut rng);
+                if strategy == Strategy::Fuse {
+                    assert!(twice.unfused_ops.is_empty(), "{name}: {:?}", twice.unfused_ops);
+                }
+            }
+        }
+    }
+    // Random programs, batched once as a loop; and random programs that hold a `map` of their own.
+    let mut programs: Vec<Program> = batchable_random_programs(10, &mut rng)
+        .iter()
+        .map(|p| {
+            Batcher::new(p)
+                .over(["a", "c"])
+                .size(3)
+                .strategy(Strategy::Unroll)
+                .run()
+                .unwrap()
+                .program
+        })
+        .collect();
+    programs.extend(random_programs_with_a_map(10, &mut rng));
+    for program in &programs {
+        let over: Vec<&str> = program.inputs.iter().map(|d| d.name.as_str()).collect();
+        for b in [1, 3] {
+            let twice = check_semantics(program, &over, b, Strategy::Fuse, Reduce::Mean, &mut rng);
+            assert!(twice.unfused_ops.is_empty(), "{:?}", twice.unfused_ops);
+        }
+    }
+    let fused = Batcher::new(&seed)
+        .size(4)
+        .strategy(Strategy::Fuse)
+        .run()
+        .unwrap()
+        .program;
+    let chunked = batchgraph::chunk_plan(&fused, &["x"].into_iter().collect(), Reduce::Mean, 2).unwrap();
+    let refused = Batcher::new(&chunked).size(2).run().unwrap_err().to_string();
+    assert!(refused.contains("`chunks` loop is not supported"), "{refused}");
+}
+
 #[test]
 fn every_op_batches_through_a_rule_of_its_class() {
-    // Every elementwise op and reduction has a batching rule that the soundness checker exercised.
+    // Every op a per-example program can hold has a batching rule that the soundness checker exercised.
     let rules = RuleSet::builtin();
     for op in batchgraph::Op::every_kind() {
         let family = match &op {
@@ -389,15 +585,15 @@ fn every_op_batches_through_a_rule_of_its_class() {
             batchgraph::Op::Binary(b, _) => format!("vmap-{}-both", b.ident().to_lowercase()),
             batchgraph::Op::Reduce(r, _) => format!("reduce-all/{}", r.name()),
             batchgraph::Op::ReduceAxis(r, _) => format!("axis-shift/{}", r.name()),
-            batchgraph::Op::MatMul(_)
-            | batchgraph::Op::Transpose(_)
-            | batchgraph::Op::Permute(_)
-            | batchgraph::Op::Expand(_)
-            | batchgraph::Op::Index(_)
-            | batchgraph::Op::Stack(_)
-            | batchgraph::Op::Repeat(_)
-            | batchgraph::Op::Broadcast(_)
-            | batchgraph::Op::Map(_)
+            batchgraph::Op::MatMul(_) => "matmul/batched-gemm".into(),
+            batchgraph::Op::Transpose(_) => "move-axes/transpose".into(),
+            batchgraph::Op::Permute(_) => "move-axes/permute".into(),
+            batchgraph::Op::Expand(_) => "axis-shift/expand".into(),
+            batchgraph::Op::Index(_) => "index/second-axis".into(),
+            batchgraph::Op::Stack(_) => "stack/second-axis".into(),
+            batchgraph::Op::Repeat(_) => "repeat/second-axis".into(),
+            batchgraph::Op::Broadcast(_) => "broadcast/times-ones".into(),
+            batchgraph::Op::Map(_)
             | batchgraph::Op::Row(_)
             | batchgraph::Op::Chunks(_)
             | batchgraph::Op::Rows(_)

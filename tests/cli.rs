@@ -308,8 +308,16 @@ fn export_errors_exit_1_and_name_the_problem() {
         ),
         (&[&chunks], "is part of a `chunks` loop"),
         (
-            &["examples/mixed.graph", "--batch", "4", "--expand", "--dynamic-batch"],
-            "`index(_, 0)` takes one row of the batch axis for `stack`",
+            &[
+                "examples/mixed.graph",
+                "--batch",
+                "4",
+                "--strategy",
+                "unroll",
+                "--expand",
+                "--dynamic-batch",
+            ],
+            "`index(_, 0)` takes one row of the batch axis for `@`",
         ),
         (
             &[&unbatched, "--batch", "4", "--reduce", "sum", "--dynamic-batch"],

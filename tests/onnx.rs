@@ -513,10 +513,8 @@ fn fused_batched_programs_with_a_symbolic_batch_axis_match_at_b_1_4_7() {
     }
     let (accepted, loops) = tally;
     eprintln!("symbolic B: {accepted} exports accepted; {loops} have a map loop, whose written-out copies are refused");
-    assert!(
-        loops >= 20,
-        "mixed.graph and the ops with no fusing rule batch with a loop"
-    );
+    // Every op has a fusing rule: no fused plan loops (the refusal of written-out copies is tested in tests/cli.rs).
+    assert_eq!(loops, 0, "a fused plan has a map loop");
     run_jobs(&jobs);
 }
 

@@ -12,10 +12,11 @@
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::rules::Rule;
+use crate::egraph::structural;
 use crate::ir::{Binary, Num, Op, Reduce};
 use egg::{Applier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var};
 
-const ORIGIN: &str = "a Rust applier (src/egraph/appliers.rs)";
+pub(crate) const ORIGIN: &str = "a Rust applier (src/egraph/appliers.rs)";
 
 /// Every applier, once per op it covers.
 pub fn rules() -> Vec<Rule> {
@@ -50,10 +51,11 @@ pub fn rules() -> Vec<Rule> {
         "(vmap (expand ?a ?k))",
         AxisShift(None),
     ));
+    rules.extend(structural::rules());
     rules
 }
 
-fn rule(
+pub(crate) fn rule(
     name: String,
     comment: String,
     lhs: &str,
@@ -69,18 +71,18 @@ fn rule(
     }
 }
 
-fn var(name: &str) -> Var {
+pub(crate) fn var(name: &str) -> Var {
     name.parse().expect("a pattern variable")
 }
 
 /// Adds `node` and merges it into `eclass`; returns it if that changed anything.
-fn union_with(egraph: &mut Graph, eclass: Id, node: Op) -> Vec<Id> {
+pub(crate) fn union_with(egraph: &mut Graph, eclass: Id, node: Op) -> Vec<Id> {
     let id = egraph.add(node);
     union_id(egraph, eclass, id)
 }
 
 /// Merges class `id` into `eclass`; returns it if that changed anything.
-fn union_id(egraph: &mut Graph, eclass: Id, id: Id) -> Vec<Id> {
+pub(crate) fn union_id(egraph: &mut Graph, eclass: Id, id: Id) -> Vec<Id> {
     if egraph.union(eclass, id) {
         vec![id]
     } else {
@@ -88,7 +90,7 @@ fn union_id(egraph: &mut Graph, eclass: Id, id: Id) -> Vec<Id> {
     }
 }
 
-fn literal(egraph: &mut Graph, value: usize) -> Id {
+pub(crate) fn literal(egraph: &mut Graph, value: usize) -> Id {
     egraph.add(Op::Num(Num(value as f64)))
 }
 

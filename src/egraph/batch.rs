@@ -11,8 +11,9 @@
 //!   of each batched input; copies share every unmapped subterm (params).
 //!
 //! The bridge `t_i = index((vmap t), i)` lets a per-example copy read row `i`
-//! of a fused child, and a fused op read a stack of copies: mixed plans. An op
-//! with no fusing rule keeps only its duplicated implementation, so it still
+//! of a fused child, and a fused op read a stack of copies: mixed plans. Every
+//! op has a fusing rule at every rank; an op whose rule is left out
+//! (`RuleSet::without`) keeps only its duplicated implementation, so it still
 //! batches.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
@@ -20,6 +21,7 @@ use crate::egraph::chunking::{chunk_plan, chunk_sizes};
 use crate::egraph::cost::{program_cost_for, CostProfile};
 use crate::egraph::extract::{extract_dag, extract_dag_greedy};
 use crate::egraph::rules::RuleSet;
+use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
 use crate::ir::{Binary, Decl, Num, Op, Program, Reduce};
 use crate::runtime::{predict_peak_bytes, Run};
@@ -36,7 +38,7 @@ pub enum Strategy {
     Auto,
     /// Duplicate the per-example graph B times.
     Unroll,
-    /// One batched op per op; an op with no fusing rule is duplicated.
+    /// One batched op per op; an op whose fusing rule is left out is duplicated.
     Fuse,
 }
 
@@ -250,6 +252,15 @@ impl<'p> Batcher<'p> {
 
     /// Batches the program.
     pub fn run(&self) -> Result<Batched> {
+        if self.program.loops().any() {
+            // A batched program with loops (the duplicated plan): its loops fused first.
+            let unlooped = fuse_loops(self.program, &self.rules)?;
+            return Batcher {
+                program: &unlooped,
+                ..self.clone()
+            }
+            .run();
+        }
         let start = Instant::now();
         let over = self.over_names()?;
         self.check_size(&over)?;
@@ -368,11 +379,6 @@ impl<'p> Batcher<'p> {
     fn check_size(&self, over: &[String]) -> Result<()> {
         if self.size == 0 {
             return Err(Error::Unsupported("the batch size must be at least 1".into()));
-        }
-        if self.program.loops().any() {
-            return Err(Error::Unsupported(
-                "the program already has a loop (map): batching a batched program is not supported yet".into(),
-            ));
         }
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let too_large = |what: String, shape: &crate::ir::Shape| {

@@ -12,6 +12,8 @@ pub mod cost;
 pub mod extract;
 pub mod rules;
 pub mod soundness;
+pub mod structural;
+pub mod unloop;
 
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
 pub use batch::{BatchReduce, BatchReport, Batched, Batcher, PlanSummary, Strategy};
@@ -20,3 +22,4 @@ pub use cost::{calibrate, program_cost, program_cost_for, work, CostProfile, Wor
 pub use extract::{extract_dag, extract_dag_greedy, Extraction};
 pub use rules::{parse_rule_file, Conditions, Rule, RuleSet, TextRule, BUILTIN_RULE_FILES};
 pub use soundness::check_rule;
+pub use unloop::fuse_loops;

@@ -5,7 +5,9 @@
 //! generated rule classes and Rust appliers are checked alike; then every new
 //! implementation of the left side's class is evaluated, with `vmap` expanded
 //! by its definition (the stack of the term on each row), and must agree with
-//! the left side.
+//! the left side. An op of any arity (`permute`, `stack`, `broadcast`) whose
+//! operands after the first are variables is tried at every arity the
+//! checker can instantiate.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::rules::Rule;
@@ -16,6 +18,8 @@ use std::collections::HashMap;
 
 const BATCH: usize = 3;
 const MAX_RANK: usize = 4;
+/// The most operands of a `stack` the checker tries.
+const MAX_STACKED: usize = 3;
 
 /// How one pattern variable is instantiated.
 #[derive(Clone, Copy, Debug)]
@@ -25,7 +29,7 @@ enum Binding {
 }
 
 /// Variables that stand where the language needs an integer literal.
-fn literal_vars(pattern: &RecExpr<ENodeOrVar<Op>>) -> Vec<Var> {
+fn literal_vars(pattern: &LeftSide) -> Vec<Var> {
     let mut out = vec![];
     for node in pattern.as_ref() {
         if let ENodeOrVar::ENode(op) = node {
@@ -208,8 +212,8 @@ fn agree(l: &Tensor<f64>, r: &Tensor<f64>) -> bool {
 }
 
 /// Checks one instance: `Ok(true)` if the rule applied and every alternative agrees.
-fn check_instance(rule: &Rule, inst: Instance, dim: usize) -> Result<bool, String> {
-    let lhs = instantiate(&rule.lhs.ast, &inst.bindings);
+fn check_instance(rule: &Rule, pattern: &LeftSide, inst: Instance, dim: usize) -> Result<bool, String> {
+    let lhs = instantiate(pattern, &inst.bindings);
     // An instance whose left side is ill-shaped is not a match.
     let Ok(left) = side(&lhs, &inst.decls) else {
         return Ok(false);
@@ -240,12 +244,134 @@ fn check_instance(rule: &Rule, inst: Instance, dim: usize) -> Result<bool, Strin
     Ok(!terms.is_empty())
 }
 
+/// A left side, as the checker instantiates it.
+type LeftSide = RecExpr<ENodeOrVar<Op>>;
+
+/// Builds an op of any arity from its children.
+type Build = fn(Box<[Id]>) -> Op;
+
+/// For an op of any arity (`permute`, `stack`, `broadcast`): what builds it
+/// from its children, and how many operands after the first the checker tries.
+fn variadic(op: &Op) -> Option<(Build, std::ops::RangeInclusive<usize>)> {
+    match op {
+        Op::Stack(_) => Some((Op::Stack, 0..=MAX_STACKED - 1)),
+        Op::Permute(_) => Some((Op::Permute, 0..=MAX_RANK)),
+        Op::Broadcast(_) => Some((Op::Broadcast, 0..=MAX_RANK)),
+        Op::Unary(..)
+        | Op::Binary(..)
+        | Op::Reduce(..)
+        | Op::ReduceAxis(..)
+        | Op::MatMul(_)
+        | Op::Transpose(_)
+        | Op::Expand(_)
+        | Op::Index(_)
+        | Op::Repeat(_)
+        | Op::Map(_)
+        | Op::Row(_)
+        | Op::Chunks(_)
+        | Op::Rows(_)
+        | Op::Vmap(_)
+        | Op::Num(_)
+        | Op::Var(_) => None,
+    }
+}
+
+/// The left side at every arity the checker tries: an op of any arity whose
+/// operands after the first are all variables stands for that op at every
+/// arity (a Rust applier covers them all; a text rule matches only its own,
+/// and the other arities are simply not instances of it).
+fn arities(pattern: &LeftSide) -> Vec<LeftSide> {
+    let nodes = pattern.as_ref();
+    let found = nodes.iter().enumerate().find_map(|(i, node)| {
+        let ENodeOrVar::ENode(op) = node else { return None };
+        let (build, range) = variadic(op)?;
+        let tail_are_vars = op.children()[1..]
+            .iter()
+            .all(|&c| matches!(pattern[c], ENodeOrVar::Var(_)));
+        tail_are_vars.then_some((i, build, range))
+    });
+    let Some((at, build, range)) = found else {
+        return vec![pattern.clone()];
+    };
+    let variant = Variadic { at, build };
+    range
+        .map(|tail| {
+            let mut out = vec![];
+            variant.copy(pattern, Id::from(nodes.len() - 1), tail, &mut out);
+            RecExpr::from(out)
+        })
+        .collect()
+}
+
+/// The node of a left side that stands for an op of any arity.
+struct Variadic {
+    at: usize,
+    build: Build,
+}
+
+impl Variadic {
+    /// Copies the subterm at `id` into `out`, the variadic node with `tail`
+    /// fresh variables after its first operand (the variables it had are dropped).
+    fn copy(&self, pattern: &LeftSide, id: Id, tail: usize, out: &mut Vec<ENodeOrVar<Op>>) -> Id {
+        let node = match &pattern[id] {
+            ENodeOrVar::ENode(op) if usize::from(id) == self.at => {
+                let mut children = vec![self.copy(pattern, op.children()[0], tail, out)];
+                for j in 0..tail {
+                    out.push(ENodeOrVar::Var(format!("?arity{j}").parse().expect("a variable")));
+                    children.push(Id::from(out.len() - 1));
+                }
+                ENodeOrVar::ENode((self.build)(children.into()))
+            }
+            ENodeOrVar::ENode(op) => {
+                let children: Vec<Id> = op
+                    .children()
+                    .iter()
+                    .map(|&c| self.copy(pattern, c, tail, out))
+                    .collect();
+                let mut k = 0;
+                ENodeOrVar::ENode(op.clone().map_children(|_| {
+                    k += 1;
+                    children[k - 1]
+                }))
+            }
+            ENodeOrVar::Var(v) => ENodeOrVar::Var(*v),
+        };
+        out.push(node);
+        Id::from(out.len() - 1)
+    }
+}
+
+/// The variables of a left side, each once.
+fn pattern_vars(pattern: &LeftSide) -> Vec<Var> {
+    let mut vars = vec![];
+    for node in pattern.as_ref() {
+        if let ENodeOrVar::Var(v) = node {
+            if !vars.contains(v) {
+                vars.push(*v);
+            }
+        }
+    }
+    vars
+}
+
 /// Checks `rule` on every instantiation of its left side. Returns how many
 /// instances it applied to (0 means it was never exercised: unchecked), or a
 /// message naming the rule and the failing instance.
 pub fn check_rule(rule: &Rule) -> Result<usize, String> {
-    let literals = literal_vars(&rule.lhs.ast);
-    let tensors: Vec<Var> = rule.lhs.vars().into_iter().filter(|v| !literals.contains(v)).collect();
+    let mut checked = 0;
+    for pattern in arities(&rule.lhs.ast) {
+        checked += check_pattern(rule, &pattern)?;
+    }
+    Ok(checked)
+}
+
+/// [`check_rule`] for one left side.
+fn check_pattern(rule: &Rule, pattern: &LeftSide) -> Result<usize, String> {
+    let literals = literal_vars(pattern);
+    let tensors: Vec<Var> = pattern_vars(pattern)
+        .into_iter()
+        .filter(|v| !literals.contains(v))
+        .collect();
     let tensor_choices: Vec<(bool, usize)> = [false, true]
         .into_iter()
         .flat_map(|m| (0..=MAX_RANK).map(move |r| (m, r)))
@@ -266,7 +392,7 @@ pub fn check_rule(rule: &Rule) -> Result<usize, String> {
                 bindings.insert(v, Binding::Literal(k % (MAX_RANK + 1)));
                 k /= MAX_RANK + 1;
             }
-            if check_instance(rule, instance(bindings, dim, &mut rng), dim)? {
+            if check_instance(rule, pattern, instance(bindings, dim, &mut rng), dim)? {
                 checked += 1;
             }
         }
