@@ -332,3 +332,46 @@ fn derivative_programs_snapshot() {
         jvp(&example("seed"), Some(&["w".to_string()])).unwrap().to_text()
     );
 }
+
+/// `--strategy fuse` fuses every op of every gradient and JVP program (nothing is duplicated), and the
+/// fused per-example program equals the program on each example.
+#[test]
+fn derivative_programs_fuse_completely() {
+    let mut rng = Rng::new(0xf05e);
+    let mut programs: Vec<(String, Program)> = vec![];
+    for (name, program) in scalar_examples() {
+        programs.push((format!("grad {name}"), grad(&program, None).unwrap()));
+        programs.push((format!("jvp {name}"), jvp(&program, None).unwrap()));
+    }
+    programs.push((
+        "jvp vector_output".into(),
+        jvp(&example("vector_output"), None).unwrap(),
+    ));
+    programs.push((
+        "hvp mlp".into(),
+        jvp(&grad(&example("mlp"), None).unwrap(), None).unwrap(),
+    ));
+    for (name, program) in programs {
+        let size = 3;
+        let batched = Batcher::new(&program)
+            .size(size)
+            .strategy(Strategy::Fuse)
+            .reduce(BatchReduce::None)
+            .run()
+            .unwrap();
+        assert!(
+            batched.report.unfused_ops.is_empty(),
+            "{name}: unfused {:?}",
+            batched.report.unfused_ops
+        );
+        assert!(!batched.program.loops().any(), "{name}: the fused plan loops");
+        let values = batch_values(&program, size, &mut rng);
+        let stacked = evaluate(&batched.program, &values);
+        for b in 0..size {
+            for (n, v) in evaluate(&program, &example_values(&program, &values, b)) {
+                let diff = rel_diff(&output(&stacked, &n).index_axis(Axis(0), b).to_owned(), &v);
+                assert!(diff < 1e-12, "{name}: {n} of example {b} differs by {diff}");
+            }
+        }
+    }
+}

@@ -182,7 +182,7 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
 }
 
 /// Adds to the refusal of an `index` at node `i` the op that reads that row:
-/// the op the batcher copied once per example (it has no fusing rule).
+/// the op the batcher copied once per example (the plan chose a loop for it).
 fn name_the_copied_op(program: &Program, i: usize, error: Error) -> Error {
     let nodes = program.expr.as_ref();
     let reader = nodes.iter().find(|n| n.children().contains(&Id::from(i)));
@@ -190,7 +190,7 @@ fn name_the_copied_op(program: &Program, i: usize, error: Error) -> Error {
         (Op::Index(_), Some(reader), Error::Unsupported(message)) => {
             let (before, after) = message.split_once("; ").unwrap_or((&message, ""));
             Error::Unsupported(format!(
-                "{before} for `{reader}`, which the batcher copied once per example as it has no fusing rule; {after}"
+                "{before} for `{reader}`, which the batcher copied once per example (a loop in the plan); {after}"
             ))
         }
         (_, _, error) => error,
