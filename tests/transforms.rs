@@ -300,11 +300,120 @@ fn bad_requests_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("named twice"), "{e}");
-    let clash = Program::parse("t", "input x: [2]\ninput tangent_x: [2]\nout a = sum(x * tangent_x)").unwrap();
-    assert!(jvp(&clash, None)
-        .unwrap_err()
-        .to_string()
-        .contains("already declares tangent_x"));
+    let e = grad(
+        &Program::parse(
+            "t",
+            "param M: [2048, 1024]\ninput U: [2048, 1024, 1]\nout s = sum(M @ U)",
+        )
+        .unwrap(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("grad: the derivative of `@` (shape [2048, 2048, 1])"),
+        "{e}"
+    );
+}
+
+/// A derived name the program already has gets a suffix, so every derived program parses back,
+/// and jvp of a jvp program (second-order forward mode) works.
+#[test]
+fn derived_names_never_clash() {
+    let clash = Program::parse(
+        "t",
+        "input x: [2]\ninput tangent_x: [2]\nout grad_x = sum(x * tangent_x)",
+    )
+    .unwrap();
+    for derived in [grad(&clash, None).unwrap(), jvp(&clash, None).unwrap()] {
+        let text = derived.to_text();
+        Program::parse("derived", &text).unwrap_or_else(|e| panic!("{text}\n{e}"));
+    }
+    let outputs: Vec<String> = grad(&clash, None)
+        .unwrap()
+        .outputs
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(outputs, ["grad_x", "grad_x_2", "grad_tangent_x"]);
+    let seed = example("seed");
+    let twice = jvp(&jvp(&seed, None).unwrap(), None).unwrap();
+    let inputs: Vec<&str> = twice.inputs.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(
+        inputs,
+        [
+            "x",
+            "tangent_x",
+            "tangent_w",
+            "tangent_x_2",
+            "tangent_tangent_x",
+            "tangent_tangent_w",
+            "tangent_w_2"
+        ]
+    );
+    // Second-order forward mode: the jvp program of the first jvp program against the interpreter.
+    let mut rng = Rng::new(0x22);
+    let once = jvp(&seed, None).unwrap();
+    let values = random_values(&once, &mut rng, -1.0, 1.0);
+    let direction = random_values(&once, &mut rng, -1.0, 1.0);
+    let d = jvp_program_difference(&once, &values, &direction);
+    assert!(d < 1e-12, "jvp of jvp differs by {d}");
+}
+
+/// Constants that fold to infinity or NaN stay ops (the language has no literal for them).
+#[test]
+fn non_finite_constants_are_not_folded() {
+    for text in [
+        "input y: [3]\nout s = sum((-2) ^ y)",
+        "input y: [3]\nout s = sum(0 ^ y)",
+    ] {
+        let program = Program::parse("t", text).unwrap();
+        for derived in [grad(&program, None).unwrap(), jvp(&program, None).unwrap()] {
+            let printed = derived.to_text();
+            assert!(!printed.contains("inf") && !printed.contains("NaN"), "{printed}");
+            Program::parse("derived", &printed).unwrap_or_else(|e| panic!("{printed}\n{e}"));
+        }
+    }
+}
+
+/// A loop whose body's tangent is the same for every row (it reads only params) still has a tangent.
+#[test]
+fn loops_whose_tangent_ignores_the_rows() {
+    let mut rng = Rng::new(0x100b);
+    for text in [
+        "input x: [4, 3]\nparam w: [3]\nout s = sum(map(sum(w) * sum(w) + sum(row(x)), 4))",
+        "input x: [8, 3]\nparam w: [3]\nout s = sum(chunks(rows(x, 4) + w, 8, 4))",
+        "input x: [7, 3]\nparam v: [3, 3]\nout s = sum(chunks(rows(x, 3) * sum(v, 1), 7, 3) * chunks(rows(x, 3) + sum(v, 0), 7, 3))",
+    ] {
+        let program = Program::parse("t", text).unwrap();
+        let values = random_values(&program, &mut rng, -1.0, 1.0);
+        let param = program.params[0].name.clone();
+        let symbolic = jvp(&program, Some(std::slice::from_ref(&param))).unwrap();
+        let tangent = rng.tensor(program.params[0].shape.dims(), -1.0, 1.0);
+        let mut with_tangent = values.clone();
+        with_tangent.insert(format!("tangent_{param}"), tangent.clone());
+        let outputs = evaluate(&symbolic, &with_tangent);
+        // The interpreter's forward mode, with a zero tangent for the input.
+        let mut direction: Values<f64> = [(param, tangent)].into();
+        for d in &program.inputs {
+            direction.insert(d.name.clone(), Tensor::zeros(d.shape.dims()));
+        }
+        let expected = Interpreter::new(&program).tangents(&values, &direction).unwrap().jvp;
+        let d = rel_diff(output(&outputs, "jvp_s"), &expected[0].1);
+        assert!(d < 1e-12, "{text}: jvp differs by {d}");
+    }
+}
+
+/// The derived program goes through the algebra rules: `transpose(transpose(a))` is `a`.
+#[test]
+fn derived_programs_are_simplified_by_the_algebra_rules() {
+    let program = Program::parse(
+        "t",
+        "input x: [3, 3]\nout s = sum(transpose(transpose(sin(x))) + sin(x))",
+    )
+    .unwrap();
+    let text = grad(&program, None).unwrap().to_text();
+    assert!(!text.contains("transpose"), "{text}");
 }
 
 /// The gradient program of the MLP shares the forward pass: at most 3x its nodes.

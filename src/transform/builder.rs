@@ -5,6 +5,7 @@
 //! is `x`, `x * -1` is `-x`, broadcasting to a value's own shape is the value.
 
 use crate::error::{Error, Result};
+use crate::front::MAX_NODES;
 use crate::ir::{Binary, ChildInfo, Num, Op, Program, Reduce, Shape, Unary};
 use egg::{ENodeOrVar, Id, Language, Pattern, RecExpr};
 use std::collections::HashMap;
@@ -74,6 +75,11 @@ impl Builder {
         if let Some(&id) = self.memo.get(&op) {
             return Ok(id);
         }
+        if self.expr.len() >= MAX_NODES {
+            return Err(Error::Unsupported(format!(
+                "program too large: the derived program would have more than {MAX_NODES} nodes"
+            )));
+        }
         if let Some(id) = self.reshaped_broadcast(&op)? {
             return Ok(id);
         }
@@ -141,12 +147,14 @@ impl Builder {
     }
 
     /// The value of an elementwise op of literals.
+    /// Only finite values fold: `log(0)` stays an op, as the language has no literal for it.
     fn fold(&self, op: &Op) -> Option<f64> {
-        match op {
-            Op::Unary(u, a) => Some(u.value(self.constant(*a)?)),
-            Op::Binary(b, [l, r]) => Some(b.value(self.constant(*l)?, self.constant(*r)?)),
-            _ => None,
-        }
+        let value = match op {
+            Op::Unary(u, a) => u.value(self.constant(*a)?),
+            Op::Binary(b, [l, r]) => b.value(self.constant(*l)?, self.constant(*r)?),
+            _ => return None,
+        };
+        value.is_finite().then_some(value)
     }
 
     /// A new variable `name` of `shape` (a tangent input).

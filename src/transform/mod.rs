@@ -24,7 +24,8 @@ use std::collections::{BTreeMap, HashSet};
 
 /// The gradient program of `program`, whose one output must be a scalar: its
 /// outputs are that output, then `grad_<name>` for each name of `wrt` (every
-/// input and param when `None`), in the order given.
+/// input and param when `None`), in the order given; a derived name the
+/// program already has gets a suffix (`grad_x_2`).
 pub fn grad(program: &Program, wrt: Option<&[String]>) -> Result<Program> {
     let (out_name, out) = match program.outputs.as_slice() {
         [one] => one.clone(),
@@ -57,10 +58,14 @@ pub fn grad(program: &Program, wrt: Option<&[String]>) -> Result<Program> {
             continue;
         };
         let wanted = |c: Id| depends[usize::from(c)];
-        for (child, contribution) in rules::transpose(&mut b, Id::from(i), &program.expr[Id::from(i)], g, &wanted)? {
+        let op = &program.expr[Id::from(i)];
+        let contributions =
+            rules::transpose(&mut b, Id::from(i), op, g, &wanted).map_err(|e| in_derivative("grad", program, i, e))?;
+        for (child, contribution) in contributions {
             sweep.accumulate(&mut b, program, Id::from(i), child, contribution)?;
         }
     }
+    let mut taken = names_in_use(program);
     let mut outputs = vec![(out_name, out)];
     for name in &names {
         let gradient = match program.var_id(name) {
@@ -71,7 +76,7 @@ pub fn grad(program: &Program, wrt: Option<&[String]>) -> Result<Program> {
             Some(g) => g,
             None => b.zeros(&declared_shape(program, name))?,
         };
-        outputs.push((format!("grad_{name}"), gradient));
+        outputs.push((fresh(format!("grad_{name}"), &mut taken), gradient));
     }
     finish(program, b, program.inputs.clone(), outputs)
 }
@@ -155,19 +160,16 @@ impl ReverseSweep {
 
 /// The JVP program of `program`: a tangent input `tangent_<name>` for each
 /// of `names` (every input and param when `None`); its outputs are the
-/// program's outputs, then `jvp_<out>` for each of them.
+/// program's outputs, then `jvp_<out>` for each of them. A derived name the
+/// program already has gets a suffix (`tangent_x_2`).
 pub fn jvp(program: &Program, names: Option<&[String]>) -> Result<Program> {
     let names = differentiated_names(program, names, "jvp")?;
+    let mut taken = names_in_use(program);
     let mut b = Builder::from_program(program);
     let mut inputs = program.inputs.clone();
     let mut seeds = vec![];
     for name in &names {
-        let tangent_name = format!("tangent_{name}");
-        if program.is_input(&tangent_name) || program.params.iter().any(|d| d.name == tangent_name) {
-            return Err(Error::Unsupported(format!(
-                "jvp: the program already declares {tangent_name}, the name of the tangent of {name}"
-            )));
-        }
+        let tangent_name = fresh(format!("tangent_{name}"), &mut taken);
         let shape = declared_shape(program, name);
         seeds.push((program.var_id(name), b.var(&tangent_name, shape.clone())));
         inputs.push(Decl {
@@ -183,7 +185,8 @@ pub fn jvp(program: &Program, names: Option<&[String]>) -> Result<Program> {
     }
     for (i, op) in program.expr.as_ref().iter().enumerate() {
         if tangent[i].is_none() && !op.is_leaf() {
-            tangent[i] = rules::jvp(&mut b, Id::from(i), op, &|c| tangent[usize::from(c)])?;
+            tangent[i] = rules::jvp(&mut b, Id::from(i), op, &|c| tangent[usize::from(c)])
+                .map_err(|e| in_derivative("jvp", program, i, e))?;
         }
     }
     let mut outputs = program.outputs.clone();
@@ -192,9 +195,39 @@ pub fn jvp(program: &Program, names: Option<&[String]>) -> Result<Program> {
             Some(t) => t,
             None => b.zeros(&program.shape(*id).clone())?,
         };
-        outputs.push((format!("jvp_{name}"), t));
+        outputs.push((fresh(format!("jvp_{name}"), &mut taken), t));
     }
     finish(program, b, inputs, outputs)
+}
+
+/// A shape error met while building the derivative of node `i`, said as such
+/// (the shapes it names are the derivative's, not the program's).
+fn in_derivative(what: &str, program: &Program, i: usize, error: Error) -> Error {
+    match error {
+        Error::Shape(e) => Error::Unsupported(format!(
+            "{what}: the derivative of `{}` (shape {}) needs a value that cannot be built: {e}",
+            program.expr[Id::from(i)],
+            program.shape(Id::from(i))
+        )),
+        other => other,
+    }
+}
+
+/// Every name the program declares or outputs.
+fn names_in_use(program: &Program) -> HashSet<String> {
+    let declared = program.inputs.iter().chain(&program.params).map(|d| d.name.clone());
+    declared.chain(program.outputs.iter().map(|(n, _)| n.clone())).collect()
+}
+
+/// `base`, or if the program has that name already, the first of `base_2`,
+/// `base_3`, ... that it has not (so `jvp` of a `jvp` program works); it is then taken.
+fn fresh(base: String, taken: &mut HashSet<String>) -> String {
+    let name = (1..)
+        .map(|k| if k == 1 { base.clone() } else { format!("{base}_{k}") })
+        .find(|n| !taken.contains(n))
+        .expect("some suffix is free");
+    taken.insert(name.clone());
+    name
 }
 
 /// The names to differentiate with respect to: `names`, checked, or every input and param.
@@ -207,9 +240,12 @@ fn differentiated_names(program: &Program, names: Option<&[String]>, what: &str)
     for name in names {
         if !program.inputs.iter().chain(&program.params).any(|d| &d.name == name) {
             let known: Vec<&str> = declared.clone().map(|d| d.name.as_str()).collect();
+            let known = match known.is_empty() {
+                true => "no inputs or params".to_string(),
+                false => known.join(", "),
+            };
             return Err(Error::Unsupported(format!(
-                "{what}: `{name}` is not an input or param (the program declares {})",
-                known.join(", ")
+                "{what}: `{name}` is not an input or param (the program declares {known})"
             )));
         }
         if !seen.insert(name) {

@@ -191,10 +191,12 @@ pub fn jvp(b: &mut Builder, node: Id, op: &Op, tangent: &dyn Fn(Id) -> Option<Id
         | Op::Index(_)
         | Op::Repeat(_)
         | Op::Broadcast(_)
-        | Op::Map(_)
         | Op::Row(_)
-        | Op::Chunks(_)
         | Op::Rows(_) => linear(b)?,
+        Op::Map([body, _]) | Op::Chunks([body, ..]) => match tangent(*body) {
+            Some(t) if b.loop_rows(t).is_none() => Some(same_every_iteration(b, op, node, t)?),
+            _ => linear(b)?,
+        },
         Op::Stack(children) => {
             if children.iter().all(|&c| tangent(c).is_none()) {
                 return Ok(None);
@@ -212,6 +214,28 @@ pub fn jvp(b: &mut Builder, node: Id, op: &Op, tangent: &dyn Fn(Id) -> Option<Id
             Some(b.add(Op::Stack(parts.into()))?)
         }
     })
+}
+
+/// The tangent of a loop whose body's tangent `t` does not read the loop's
+/// rows (it is the same at every iteration): `t` for every row (`map`), or
+/// `t`'s rows repeated chunk after chunk (`chunks`).
+fn same_every_iteration(b: &mut Builder, op: &Op, node: Id, t: Id) -> Result<Id> {
+    let shape = b.shape(node).clone();
+    let Op::Chunks([_, _, k]) = op else {
+        return b.broadcast_to(t, &shape);
+    };
+    let (rows, chunk) = (shape.dims()[0], integer(b, *k));
+    if rows > MAX_STACKED_ROWS {
+        return Err(Error::Unsupported(format!(
+            "jvp: the tangent of `{op}` would be a stack of {rows} rows (at most {MAX_STACKED_ROWS})"
+        )));
+    }
+    let mut parts = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let i = b.int(r % chunk);
+        parts.push(b.add(Op::Index([t, i]))?);
+    }
+    b.add(Op::Stack(parts.into()))
 }
 
 /// `t * df/d(side)` of the binary op `k` at node `node`, in the result's

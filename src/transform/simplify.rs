@@ -54,9 +54,22 @@ fn fewest_ops(egraph: &Graph, roots: &[Id]) -> Result<HashMap<Id, (usize, Op)>> 
             .iter()
             .filter_map(|n| cost(n).map(|c| (c, n)))
             .min_by_key(|(c, _)| *c)
-            .map(|(c, n)| (c, n.clone()))
-            .ok_or_else(|| Error::Unsupported("internal: a class with no acyclic node after simplifying".into()))?;
-        best.insert(class, chosen);
+            .map(|(c, n)| (c, n.clone()));
+        match chosen {
+            Some(chosen) => {
+                best.insert(class, chosen);
+            }
+            // Every node of it reads a class still on the path (`transpose(a)` while `a`,
+            // merged with `transpose(transpose(a))`, is being chosen): another path may reach it later.
+            None => {
+                entered.remove(&class);
+            }
+        }
+    }
+    if let Some(root) = roots.iter().find(|&&r| !best.contains_key(&egraph.find(r))) {
+        return Err(Error::Unsupported(format!(
+            "internal: no acyclic program for output class {root} after simplifying"
+        )));
     }
     Ok(best)
 }
@@ -73,7 +86,7 @@ pub fn simplify(program: Program) -> Result<Program> {
         rules: RuleSet::builtin()
             .rules
             .into_iter()
-            .filter(|r| r.origin == ALGEBRA)
+            .filter(|r| r.origin.strip_prefix(ALGEBRA).is_some_and(|line| line.starts_with(':')))
             .collect(),
     };
     let runner = Runner::default()
