@@ -292,3 +292,37 @@ fn loop_mistakes_are_errors_that_point_at_them() {
         );
     }
 }
+
+/// A chunk body is checked at the last chunk's size too: one that only works at k rows is an error
+/// when the program is read, not a failure when it runs.
+#[test]
+fn a_chunk_body_must_fit_the_last_smaller_chunk() {
+    for (text, expected) in [
+        (
+            "input x: [7, 3]\nparam v: [3, 3]\nout s = sum(chunks(rows(x, 3) + v, 7, 3))",
+            "the body's result has shape [3, 3] for the last chunk, of 1 rows",
+        ),
+        (
+            "input x: [7, 3]\nout s = sum(chunks(transpose(rows(x, 3)), 7, 3))",
+            "the body's result has shape [3, 1] for the last chunk, of 1 rows",
+        ),
+        (
+            "input x: [7, 3]\nparam v: [3, 3]\nout s = sum(chunks(sum(rows(x, 3) @ v + v, 1), 7, 3))",
+            "the body's result has shape [3] for the last chunk",
+        ),
+    ] {
+        let e = Program::parse("chunks", text).unwrap_err().to_string();
+        assert!(e.contains(expected), "{text}: {e}");
+    }
+    // Evenly divided rows have no smaller chunk, and a body that broadcasts a row-sized value is fine.
+    Program::parse(
+        "even",
+        "input x: [6, 3]\nparam v: [3, 3]\nout s = sum(chunks(rows(x, 3) + v, 6, 3))",
+    )
+    .unwrap();
+    Program::parse(
+        "fine",
+        "input x: [7, 3]\nparam v: [3]\nout s = sum(chunks(rows(x, 3) * v, 7, 3))",
+    )
+    .unwrap();
+}

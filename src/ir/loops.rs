@@ -10,7 +10,7 @@
 use crate::ir::op::{Num, Op};
 use crate::ir::program::Program;
 use crate::ir::reduce::Reduce;
-use crate::ir::shape::{Shape, ShapeError};
+use crate::ir::shape::{ChildInfo, Shape, ShapeError};
 use egg::{Id, Language, RecExpr};
 
 /// One `map` node: its body and what the body reads from outside.
@@ -102,7 +102,9 @@ pub fn find_loops(expr: &[Op], shapes: &[Shape]) -> Result<Loops, ShapeError> {
         };
         let chunk = matches!(node, Op::Chunks(_)).then(|| shapes[body].dims()[0]);
         let rows = shapes[i].dims()[0];
-        bodies[i] = Some(loop_body(expr, shapes, &per_row, body, rows, chunk)?);
+        let found = loop_body(expr, shapes, &per_row, body, rows, chunk)?;
+        check_last_chunk(expr, shapes, &found, &expr[i])?;
+        bodies[i] = Some(found);
     }
     check_rows_inside_maps(expr, &per_row)?;
     Ok(Loops { per_row, bodies })
@@ -161,6 +163,43 @@ fn loop_body(
         rows,
         chunk,
     })
+}
+
+/// A chunk body is checked at `k` rows; the last chunk may be smaller, so
+/// its shapes are inferred again at that size: a body that only works at `k`
+/// rows (an outer value of `k` rows broadcast against the chunk, the chunk
+/// axis moved) is an error here, not a failure at run time.
+fn check_last_chunk(expr: &[Op], shapes: &[Shape], body: &LoopBody, node: &Op) -> Result<(), ShapeError> {
+    let Some(k) = body.chunk else { return Ok(()) };
+    let last = body.rows - k * (body.iterations() - 1);
+    if last == k {
+        return Ok(());
+    }
+    let mut last_shapes: std::collections::HashMap<usize, Shape> = Default::default();
+    for &n in &body.nodes {
+        let shape = if let Op::Rows([y, _]) = &expr[n] {
+            Ok(Shape(shapes[usize::from(*y)].dims()[1..].to_vec()).with_leading(last))
+        } else {
+            expr[n].infer_shape_from(|c| ChildInfo {
+                shape: last_shapes.get(&usize::from(c)).unwrap_or(&shapes[usize::from(c)]),
+                constant: expr[usize::from(c)].as_num(),
+            })
+        };
+        let shape = shape.map_err(|e| {
+            loop_error(format!(
+                "{node}: the body does not fit the last chunk, of {last} rows: {e}"
+            ))
+        })?;
+        last_shapes.insert(n, shape);
+    }
+    let root = body.nodes.last().expect("a body has its root");
+    if last_shapes[root].dims().first() != Some(&last) {
+        return Err(loop_error(format!(
+            "{node}: the body's result has shape {} for the last chunk, of {last} rows: its leading axis must be the chunk's rows",
+            last_shapes[root]
+        )));
+    }
+    Ok(())
 }
 
 /// No value outside a loop may read a per-row value, except through `map`.
