@@ -2,13 +2,19 @@
 //! node computed once, intermediates dropped after their last use, peak bytes
 //! measured), with tangents carried alongside (forward mode), and one
 //! backward sweep in reverse order that accumulates cotangents (reverse mode).
+//! Chains of elementwise ops run fused, one pass each way (see
+//! [`crate::runtime::fusion`]); a value's buffer is reused for a fused chain
+//! at its last use, and the backward sweep frees each value once it is done
+//! with it.
 
 use crate::error::{Error, Result};
-use crate::ir::{early_loop, main_children, main_uses, Op, Program, Scalar, Shape};
-use crate::runtime::grad::{jvp, vjp};
+use crate::ir::{early_loop, main_uses, Op, Program, Scalar, Shape};
+use crate::runtime::fusion::{backward_group, forward_group, Group, Schedule};
+use crate::runtime::grad::{jvp, vjp_of};
 use crate::runtime::kernels::{forward, scalar, Tensor};
 use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
 use egg::Language;
+use ndarray::CowArray;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -49,9 +55,14 @@ pub struct Tangents<T> {
 pub struct Interpreter<'p> {
     program: &'p Program,
     uses: Vec<usize>,
-    /// What the main sweep computes before each node (see [`main_children`]), found once.
-    children: Vec<Vec<usize>>,
+    /// Which nodes run fused (chains of elementwise ops), found once.
+    fused: Schedule,
+    /// Every node on its own: for forward mode, `check_finite`, or without fusion.
+    unfused: Schedule,
+    fuse: bool,
     check_finite: bool,
+    /// The inputs and params `gradient` differentiates with respect to (None: all).
+    with_respect_to: Option<Vec<String>>,
 }
 
 /// A loop run forward and backward at once, with its cotangent `g`, adding into `grads`.
@@ -85,8 +96,63 @@ impl<'p> Interpreter<'p> {
         Interpreter {
             program,
             uses: main_uses(program),
-            children: (0..program.node_count()).map(|i| main_children(program, i)).collect(),
+            fused: Schedule::new(program, true),
+            unfused: Schedule::new(program, false),
+            fuse: true,
             check_finite: false,
+            with_respect_to: None,
+        }
+    }
+
+    /// `gradient` differentiates with respect to these inputs and params only
+    /// (in declaration order), skipping the work only the others need (JAX's
+    /// `argnums`); by default, every input and param.
+    pub fn with_respect_to<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.with_respect_to = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether `gradient` wants the gradient of the input or param `name`.
+    fn differentiates(&self, name: &str) -> bool {
+        self.with_respect_to
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
+
+    /// Whether each node depends on an input or param `gradient` differentiates with respect to.
+    fn on_gradient_path(&self) -> Vec<bool> {
+        let expr = self.program.expr.as_ref();
+        let mut on_path = vec![false; expr.len()];
+        for (i, node) in expr.iter().enumerate() {
+            on_path[i] = match node.as_var() {
+                Some(v) => self.differentiates(v.as_str()),
+                None => node.children().iter().any(|&c| on_path[usize::from(c)]),
+            };
+        }
+        on_path
+    }
+
+    /// Run chains of elementwise ops fused (the default) or every op on its own.
+    pub fn fuse(mut self, fuse: bool) -> Self {
+        self.fuse = fuse;
+        self
+    }
+
+    /// The fused groups the interpreter runs: each chain's nodes, first to
+    /// last (the last one's value is the chain's result). Forward mode
+    /// (tangents) and `check_finite` runs run every op on its own.
+    pub fn fused_groups(&self) -> Vec<Vec<usize>> {
+        match self.fuse {
+            true => self.fused.groups().map(|g| g.nodes().to_vec()).collect(),
+            false => vec![],
+        }
+    }
+
+    /// The schedule of a run: fused unless tangents or finiteness checks are wanted.
+    fn schedule(&self, tangents: bool) -> &Schedule {
+        match self.fuse && !tangents && !self.check_finite {
+            true => &self.fused,
+            false => &self.unfused,
         }
     }
 
@@ -150,8 +216,9 @@ impl<'p> Interpreter<'p> {
         let mut remaining = self.uses.clone();
         let mut live = 0usize;
         let loops = self.program.loops();
+        let schedule = self.schedule(tangents.is_some());
         for (i, node) in expr.iter().enumerate() {
-            if loops.per_row[i] {
+            if loops.per_row[i] || schedule.is_interior(i) {
                 continue;
             }
             if let Some(body) = &loops.bodies[i] {
@@ -169,12 +236,17 @@ impl<'p> Interpreter<'p> {
                     s.tangents[i] = run.tangent;
                 }
                 s.values[i] = Some(Cow::Owned(run.value));
+            } else if let Some(group) = schedule.group(i) {
+                let reused = self.run_group(i, group, !retain && remaining[group.input()] == 1, &mut s);
+                live += bytes(s.values[i].as_deref().expect("just computed"));
+                s.peak_bytes = s.peak_bytes.max(live);
+                live -= reused;
             } else {
                 live += self.step(i, node, values, tangents, &mut s)?;
             }
             s.peak_bytes = s.peak_bytes.max(live);
             if !retain {
-                for &c in &self.children[i] {
+                for &c in schedule.children(i) {
                     remaining[c] -= 1;
                     if remaining[c] == 0 {
                         live -= s.values[c].take().map_or(0, |v| bytes(&v));
@@ -186,6 +258,28 @@ impl<'p> Interpreter<'p> {
             }
         }
         Ok(s)
+    }
+
+    /// Runs the fused `group` ending at node `i` into `s`; at the input's last
+    /// use (`last_use`, when the input is not read again by the group) its
+    /// buffer becomes the result's. Returns the bytes of a buffer so reused.
+    fn run_group<T: Scalar>(&self, i: usize, group: &Group, last_use: bool, s: &mut Sweep<'_, T>) -> usize {
+        let input = group.input();
+        let reads_input_again = self.fused.children(i).iter().filter(|&&c| c == input).count() > 1;
+        let reuse = match &s.values[input] {
+            Some(Cow::Owned(_)) if last_use && !reads_input_again => s.values[input].take().map(Cow::into_owned),
+            _ => None,
+        };
+        let reused = reuse.as_ref().map_or(0, bytes);
+        let values = &s.values;
+        let view = |n: usize| values[n].as_deref().expect("computed before use").view();
+        let input = match reuse {
+            Some(owned) => CowArray::from(owned),
+            None => CowArray::from(view(input)),
+        };
+        let value = forward_group(group, input, &view);
+        s.values[i] = Some(Cow::Owned(value));
+        reused
     }
 
     /// Computes node `i` (not a loop) and its tangent into `s`; returns the bytes added.
@@ -223,6 +317,44 @@ impl<'p> Interpreter<'p> {
         }
         s.values[i] = Some(value);
         Ok(added)
+    }
+
+    /// The cotangents node `i` (not a loop) sends its operands, given its
+    /// own cotangent `g`: by one fused pass if it ends a group, else by its
+    /// VJP; each paired with the operand's node, checked finite.
+    fn cotangents<T: Scalar>(
+        &self,
+        i: usize,
+        schedule: &Schedule,
+        values: &[Option<Cow<Tensor<T>>>],
+        g: Tensor<T>,
+        on_path: &[bool],
+    ) -> Vec<(usize, Result<Tensor<T>>)> {
+        let node = &self.program.expr[i.into()];
+        let out = values[i].as_deref().expect("kept for the backward sweep");
+        let Some(group) = schedule.group(i) else {
+            let literal = self.literal(node);
+            let wanted = |position: usize| on_path[usize::from(node.children()[position])];
+            let cotangents = vjp_of(node, &operands(values, node), out, &g, &literal, &wanted);
+            return cotangents
+                .into_iter()
+                .zip(node.children())
+                .enumerate()
+                .filter_map(|(position, (cotangent, &child))| Some((position, usize::from(child), cotangent?)))
+                .map(|(position, child, cotangent)| {
+                    let checked = self.finite(&cotangent, || {
+                        format!("the gradient through {node} (operand {})", position + 1)
+                    });
+                    (child, checked.map(|_| cotangent))
+                })
+                .collect();
+        };
+        let view = |n: usize| values[n].as_deref().expect("kept for the backward sweep").view();
+        let wanted = |n: usize| on_path[n];
+        let (input, others) = backward_group(group, view(group.input()), out, g, &view, &wanted);
+        std::iter::once((group.input(), Ok(input)))
+            .chain(group.others_with(others).map(|(n, t)| (n, Ok(t))))
+            .collect()
     }
 
     /// The loop (see [`early_loop`]) whose forward and backward sweeps run together, with its cotangent.
@@ -289,7 +421,7 @@ impl<'p> Interpreter<'p> {
         let mut grads: Vec<Option<Tensor<T>>> = vec![None; expr.len()];
         let early = self.early_loop::<T>();
         let early_nodes = early.as_ref().map(|(l, r, _)| (*l, *r));
-        let s = self.sweep(
+        let mut s = self.sweep(
             values,
             None,
             true,
@@ -303,9 +435,12 @@ impl<'p> Interpreter<'p> {
         let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum();
         let mut peak = live;
         let loops = self.program.loops();
+        let schedule = self.schedule(false);
+        let output = s.values[usize::from(root)].as_deref().unwrap().clone();
+        let on_path = self.on_gradient_path();
         for i in (0..expr.len()).rev() {
             let node = &expr[i];
-            if node.as_var().is_some() || loops.per_row[i] {
+            if node.as_var().is_some() || loops.per_row[i] || schedule.is_interior(i) {
                 continue;
             }
             let Some(g) = grads[i].take() else { continue };
@@ -331,28 +466,21 @@ impl<'p> Interpreter<'p> {
                 live -= bytes(&g);
                 continue;
             }
-            let literal = self.literal(node);
-            let out = s.values[i].as_deref().unwrap();
-            for (position, cotangent) in vjp(node, &operands(&s.values, node), out, &g, &literal)
-                .into_iter()
-                .enumerate()
-            {
-                let (Some(cotangent), child) = (cotangent, usize::from(node.children()[position])) else {
-                    continue;
-                };
-                if expr[child].as_num().is_some() {
+            let g_bytes = bytes(&g);
+            for (child, cotangent) in self.cotangents(i, schedule, &s.values, g, &on_path) {
+                if expr[child].as_num().is_some() || !on_path[child] {
                     continue;
                 }
-                self.finite(&cotangent, || {
-                    format!("the gradient through {node} (operand {})", position + 1)
-                })?;
+                let cotangent = cotangent?;
                 if grads[child].is_none() {
                     live += bytes(&cotangent);
                 }
                 accumulate(&mut grads[child], cotangent);
             }
             peak = peak.max(live);
-            live -= bytes(&g);
+            live -= g_bytes;
+            // Every reader of this value has been swept back: it is not needed any more.
+            live -= s.values[i].take().map_or(0, |v| bytes(&v));
         }
         let mut var_grad = |name: &str, shape: &[usize]| {
             let id = self.program.var_id(name);
@@ -364,6 +492,7 @@ impl<'p> Interpreter<'p> {
             .inputs
             .iter()
             .chain(&self.program.params)
+            .filter(|d| self.differentiates(&d.name))
             .map(|d| (d.name.clone(), var_grad(&d.name, d.shape.dims())))
             .collect::<Vec<_>>();
         for (name, g) in &grads {
@@ -371,7 +500,7 @@ impl<'p> Interpreter<'p> {
             self.finite(g, || format!("the gradient of `{name}`"))?;
         }
         Ok(Gradients {
-            outputs: vec![(name.clone(), s.values[usize::from(root)].as_deref().unwrap().clone())],
+            outputs: vec![(name.clone(), output)],
             grads,
             peak_bytes: peak.max(s.peak_bytes),
         })
