@@ -108,13 +108,20 @@ fn fused_chains_equal_the_ops_one_by_one_for_every_unary_and_binary_op() {
 
 #[test]
 fn a_long_chain_over_many_blocks_and_threads_equals_the_ops_one_by_one() {
-    // 300 x 256 elements: over vmath::PARALLEL_FROM, so the forward pass runs in parallel blocks.
+    // 300 x 256 elements: over vmath::PARALLEL_FROM, so the forward pass runs in parallel blocks
+    // (and the backward pass, where every other operand repeats along the chain).
     const { assert!(300 * 256 >= vmath::PARALLEL_FROM) };
     let text = "input x: [300, 256]\nparam w: [256, 256]\nparam b: [256]\nparam c: [300, 256]\n\
                 out s = sum(sigmoid(tanh(x @ w + b) * c - b) / 3)\n";
     let program = Program::parse("long", text).unwrap();
-    let values = values::<f64>(&program, Unary::Tanh, Binary::Mul, 5);
-    check(text, &values, 6, 1e-12);
+    let given = values::<f64>(&program, Unary::Tanh, Binary::Mul, 5);
+    check(text, &given, 6, 1e-12);
+    // Only repeated operands: the backward pass runs in parallel blocks too.
+    let text = "input x: [300, 256]\nparam w: [256, 256]\nparam b: [256]\n\
+                out s = sum(sigmoid(tanh(x @ w + b) * b - 1) / 3)\n";
+    let program = Program::parse("long", text).unwrap();
+    let given = values::<f64>(&program, Unary::Tanh, Binary::Mul, 6);
+    check(text, &given, 6, 1e-12);
 }
 
 #[test]

@@ -366,34 +366,34 @@ pub fn backward_group<'a, T: Scalar>(
             _ => None,
         })
         .collect();
-    let mut inside: Vec<Vec<T>> = vec![Vec::with_capacity(len); steps];
-    let input = input.as_slice().expect("row-major");
-    let output = output.as_slice().expect("row-major");
+    let sweep = BlockSweep {
+        group,
+        others: &others,
+        input: input.as_slice().expect("row-major"),
+        output: output.as_slice().expect("row-major"),
+        n,
+    };
     let gs = g.as_slice_mut().expect("row-major");
-    for (b, block) in gs.chunks_mut(len).enumerate() {
-        let offset = b * len;
-        let end = offset + block.len();
-        // inside[j]: the value entering link j, recomputed for this block.
-        inside[0].clear();
-        inside[0].extend_from_slice(&input[offset..end]);
-        for j in 1..steps {
-            let (done, rest) = inside.split_at_mut(j);
-            rest[0].clear();
-            rest[0].extend_from_slice(&done[j - 1]);
-            apply(group.steps[j - 1], others[j - 1].as_ref(), &mut rest[0], offset, n);
-        }
-        for j in (0..steps).rev() {
-            let result = if j + 1 == steps {
-                &output[offset..end]
-            } else {
-                &inside[j + 1][..]
-            };
-            let link = Link {
-                step: group.steps[j],
-                other: others[j].as_ref(),
-                sum: sums[j].as_deref_mut(),
-            };
-            link.backward(&inside[j], result, block, offset, n);
+    // Blocks on rayon's threads when long, unless a same-sized operand's cotangent is
+    // written block by block (a repeat's is summed per thread, then added up).
+    let repeats_only = sums.iter().flatten().all(|s| s.len() < n);
+    if n >= PARALLEL_FROM && repeats_only {
+        use rayon::prelude::*;
+        let zeros = sums.clone();
+        let fresh = || (vec![Vec::with_capacity(len); steps - 1], zeros.clone());
+        sums = gs
+            .par_chunks_mut(len)
+            .enumerate()
+            .fold(fresh, |(mut inside, mut sums), (b, block)| {
+                sweep.run(b * len, block, &mut inside, &mut sums);
+                (inside, sums)
+            })
+            .map(|(_, sums)| sums)
+            .reduce(|| zeros.clone(), add_sums);
+    } else {
+        let mut inside = vec![Vec::with_capacity(len); steps - 1];
+        for (b, block) in gs.chunks_mut(len).enumerate() {
+            sweep.run(b * len, block, &mut inside, &mut sums);
         }
     }
     let shaped = |sum: Option<Vec<T>>, node: Option<usize>| {
@@ -407,6 +407,58 @@ pub fn backward_group<'a, T: Scalar>(
         .map(|(s, o)| shaped(s, o))
         .collect();
     (g, others)
+}
+
+/// `a + b`, operand by operand.
+fn add_sums<T: Scalar>(mut a: Vec<Option<Vec<T>>>, b: Vec<Option<Vec<T>>>) -> Vec<Option<Vec<T>>> {
+    for (a, b) in a.iter_mut().zip(b) {
+        if let (Some(a), Some(b)) = (a, b) {
+            a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+        }
+    }
+    a
+}
+
+/// What a group's backward pass reads, for sweeping it back one block at a time.
+struct BlockSweep<'s, T> {
+    group: &'s Group,
+    others: &'s [Option<Other<'s, T>>],
+    input: &'s [T],
+    output: &'s [T],
+    /// Elements of the chain value.
+    n: usize,
+}
+
+impl<T: Scalar> BlockSweep<'_, T> {
+    /// Turns `block` (the result's cotangent at `offset`) into the input's,
+    /// adding the other operands' shares into `sums`; `inside[j]` holds the
+    /// value entering link j + 1, recomputed for this block.
+    fn run(&self, offset: usize, block: &mut [T], inside: &mut [Vec<T>], sums: &mut [Option<Vec<T>>]) {
+        let (steps, others, n) = (&self.group.steps, self.others, self.n);
+        let end = offset + block.len();
+        let input = &self.input[offset..end];
+        for j in 1..steps.len() {
+            let (done, rest) = inside.split_at_mut(j - 1);
+            let entering = if j == 1 { input } else { &done[j - 2][..] };
+            rest[0].clear();
+            rest[0].extend_from_slice(entering);
+            apply(steps[j - 1], others[j - 1].as_ref(), &mut rest[0], offset, n);
+        }
+        for j in (0..steps.len()).rev() {
+            let entering = if j == 0 { input } else { &inside[j - 1][..] };
+            let result = if j + 1 == steps.len() {
+                &self.output[offset..end]
+            } else {
+                &inside[j][..]
+            };
+            let link = Link {
+                step: steps[j],
+                other: others[j].as_ref(),
+                sum: sums[j].as_deref_mut(),
+            };
+            link.backward(entering, result, block, offset, n);
+        }
+    }
 }
 
 /// One link swept backwards over a block.
