@@ -4,7 +4,7 @@
 //! `Binary::ALL`), with the chain on either side of a binary op, against a
 //! repeated operand (a bias), a same-shaped one and a literal; on arrays long
 //! enough to run in parallel blocks; and the buffer of a value at its last use
-//! reused.
+//! reused. A transpose a matmul reads is a view, with the same results.
 
 use batchgraph::runtime::vmath;
 use batchgraph::{Binary, Interpreter, Program, Rng, Scalar, Tensor, Unary, Values};
@@ -168,5 +168,29 @@ fn every_op_with_a_vector_kernel_has_it_by_name() {
             "{}",
             u.name()
         );
+    }
+}
+
+#[test]
+fn a_transpose_read_by_a_matmul_is_a_view_with_the_same_values_and_gradients() {
+    let cases = [
+        "input x: [5, 3]\nparam w: [4, 3]\nout s = sum(tanh(x @ transpose(w)))\n",
+        "input x: [5, 3]\nparam w: [5, 4]\nout s = sum(transpose(w) @ x)\n",
+        "input x: [2, 5, 3]\nparam w: [2, 4, 3]\nout s = sum(x @ permute(w, 0, 2, 1))\n",
+        "input x: [3]\nparam w: [3, 4]\nout s = sum(transpose(w) @ x)\n",
+        "input x: [4, 3]\nparam w: [3, 4]\nout s = sum(transpose(w) @ transpose(x))\n",
+        // read twice: copied, not viewed
+        "input x: [4, 4]\nlet t = transpose(x)\nout s = sum(t @ t)\n",
+    ];
+    for text in cases {
+        let program = Program::parse("views", text).unwrap();
+        let given = values::<f64>(&program, Unary::Tanh, Binary::Add, 9);
+        let viewed = Interpreter::new(&program);
+        let copied = Interpreter::new(&program).fuse(false);
+        let (v, c) = (viewed.gradient(&given).unwrap(), copied.gradient(&given).unwrap());
+        assert_close(&v.outputs[0].1, &c.outputs[0].1, 1e-12, text);
+        for ((name, vg), (_, cg)) in v.grads.iter().zip(&c.grads) {
+            assert_close(vg, cg, 1e-12, &format!("d/d{name} of\n{text}"));
+        }
     }
 }

@@ -89,8 +89,11 @@ impl Group {
 pub struct Schedule {
     /// The group each node ends, by its last node.
     groups: Vec<Option<Group>>,
-    /// Whether a node is computed inside a group, never on its own.
+    /// Whether a node is computed inside its reader, never on its own: inside
+    /// a group, or a transpose that a matmul reads as a view.
     interior: Vec<bool>,
+    /// For a transpose read as a view, the node it transposes.
+    views: Vec<Option<usize>>,
     /// What the main sweep computes before each node: [`main_children`], and
     /// for a group's last node the values the whole group reads.
     children: Vec<Vec<usize>>,
@@ -104,12 +107,46 @@ impl Schedule {
         let mut schedule = Schedule {
             groups: vec![None; count],
             interior: vec![false; count],
+            views: vec![None; count],
             children: (0..count).map(|i| main_children(program, i)).collect(),
         };
         if fuse {
             schedule.fuse(program);
+            schedule.view_transposes(program);
         }
         schedule
+    }
+
+    /// A transpose read once, by a matmul, is not copied: the matmul reads
+    /// the transposed node through a view (the GEMM takes any strides), and
+    /// its cotangent goes straight to that node.
+    fn view_transposes(&mut self, program: &Program) {
+        let uses = main_uses(program);
+        let per_row = &program.loops().per_row;
+        for i in (0..program.node_count()).filter(|&i| !per_row[i]) {
+            let Op::MatMul(operands) = &program.expr[i.into()] else {
+                continue;
+            };
+            for c in operands.iter().map(|&c| usize::from(c)) {
+                let Op::Transpose(inner) = &program.expr[c.into()] else {
+                    continue;
+                };
+                if uses[c] == 1 && !per_row[c] && !self.interior[c] {
+                    let inner = usize::from(*inner);
+                    self.views[c] = Some(inner);
+                    self.interior[c] = true;
+                    self.children[i]
+                        .iter_mut()
+                        .filter(|k| **k == c)
+                        .for_each(|k| *k = inner);
+                }
+            }
+        }
+    }
+
+    /// For a transpose a matmul reads as a view, the node it transposes.
+    pub fn view_of(&self, i: usize) -> Option<usize> {
+        self.views[i]
     }
 
     fn fuse(&mut self, program: &Program) {
@@ -156,7 +193,8 @@ impl Schedule {
         self.groups[i].as_ref()
     }
 
-    /// Whether node `i` is computed inside a group (its value never exists on its own).
+    /// Whether node `i` is computed inside its reader (a group, or a matmul
+    /// reading a transpose as a view): its value never exists on its own.
     pub fn is_interior(&self, i: usize) -> bool {
         self.interior[i]
     }

@@ -16,9 +16,9 @@ fn swap_last_two<'a, T>(mut v: ArrayViewD<'a, T>) -> ArrayViewD<'a, T> {
 
 /// Cotangents of `a @ b` for numpy matmul of any ranks the language allows;
 /// each only if `wanted` (a product each).
-fn matmul_vjp<T: Scalar>(
-    a: &Tensor<T>,
-    b: &Tensor<T>,
+pub fn matmul_vjp<T: Scalar>(
+    a: ArrayViewD<T>,
+    b: ArrayViewD<T>,
     g: &Tensor<T>,
     wanted: [bool; 2],
 ) -> (Option<Tensor<T>>, Option<Tensor<T>>) {
@@ -172,7 +172,7 @@ pub fn vjp_of<T: Scalar>(
             ]
         }
         Op::MatMul(_) => {
-            let (ga, gb) = matmul_vjp(a, args[1], g, [wanted(0), wanted(1)]);
+            let (ga, gb) = matmul_vjp(a.view(), args[1].view(), g, [wanted(0), wanted(1)]);
             vec![ga, gb]
         }
         Op::Transpose(_) => vec![Some(g.view().reversed_axes().to_owned())],

@@ -10,11 +10,11 @@
 use crate::error::{Error, Result};
 use crate::ir::{early_loop, main_uses, Op, Program, Scalar, Shape};
 use crate::runtime::fusion::{backward_group, forward_group, Group, Schedule};
-use crate::runtime::grad::{jvp, vjp_of};
-use crate::runtime::kernels::{forward, scalar, Tensor};
+use crate::runtime::grad::{jvp, matmul_vjp, vjp_of};
+use crate::runtime::kernels::{forward, matmul, scalar, Tensor};
 use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
 use egg::Language;
-use ndarray::CowArray;
+use ndarray::{ArrayViewD, CowArray};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -84,6 +84,22 @@ fn operands<'a, T: Scalar>(values: &'a [Option<Cow<Tensor<T>>>], node: &Op) -> V
         .iter()
         .map(|&c| values[usize::from(c)].as_deref().expect("computed before use"))
         .collect()
+}
+
+/// A matmul's two operands, if it reads one of them as a view of a transpose.
+fn viewed_operands(node: &Op, schedule: &Schedule) -> Option<[usize; 2]> {
+    let Op::MatMul([a, b]) = node else { return None };
+    let (a, b) = (usize::from(*a), usize::from(*b));
+    (schedule.view_of(a).is_some() || schedule.view_of(b).is_some()).then_some([a, b])
+}
+
+/// The value of operand `c`: a view of the transposed node if `c` is a transpose read as a view.
+fn operand<'a, T: Scalar>(values: &'a [Option<Cow<Tensor<T>>>], schedule: &Schedule, c: usize) -> ArrayViewD<'a, T> {
+    let value = |n: usize| values[n].as_deref().expect("computed before use").view();
+    match schedule.view_of(c) {
+        Some(inner) => value(inner).reversed_axes(),
+        None => value(c),
+    }
 }
 
 fn bytes<T>(t: &Tensor<T>) -> usize {
@@ -242,7 +258,7 @@ impl<'p> Interpreter<'p> {
                 s.peak_bytes = s.peak_bytes.max(live);
                 live -= reused;
             } else {
-                live += self.step(i, node, values, tangents, &mut s)?;
+                live += self.step(i, node, values, tangents, schedule, &mut s)?;
             }
             s.peak_bytes = s.peak_bytes.max(live);
             if !retain {
@@ -289,12 +305,17 @@ impl<'p> Interpreter<'p> {
         node: &Op,
         values: &'v Values<T>,
         tangents: Option<&Values<T>>,
+        schedule: &Schedule,
         s: &mut Sweep<'v, T>,
     ) -> Result<usize> {
         let literal = self.literal(node);
-        let value: Cow<Tensor<T>> = match node.as_var() {
-            Some(v) => Cow::Borrowed(&values[v.as_str()]),
-            None => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
+        let value: Cow<Tensor<T>> = match (node.as_var(), viewed_operands(node, schedule)) {
+            (Some(v), _) => Cow::Borrowed(&values[v.as_str()]),
+            (None, Some([a, b])) => Cow::Owned(matmul(
+                &operand(&s.values, schedule, a),
+                &operand(&s.values, schedule, b),
+            )),
+            (None, None) => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
         };
         self.finite(&value, || node.to_string())?;
         let mut added = bytes(&value);
@@ -332,6 +353,21 @@ impl<'p> Interpreter<'p> {
     ) -> Vec<(usize, Result<Tensor<T>>)> {
         let node = &self.program.expr[i.into()];
         let out = values[i].as_deref().expect("kept for the backward sweep");
+        if let Some(children) = viewed_operands(node, schedule) {
+            // A matmul reading a transpose as a view: the cotangent goes to the transposed node.
+            let [a, b] = children.map(|c| operand(values, schedule, c));
+            let target = children.map(|c| schedule.view_of(c).unwrap_or(c));
+            let (ga, gb) = matmul_vjp(a, b, &g, target.map(|c| on_path[c]));
+            let sent = |c: usize, t: Tensor<T>| match schedule.view_of(c) {
+                Some(_) => t.reversed_axes(),
+                None => t,
+            };
+            return [(children[0], ga), (children[1], gb)]
+                .into_iter()
+                .zip(target)
+                .filter_map(|((c, t), to)| Some((to, Ok(sent(c, t?)))))
+                .collect();
+        }
         let Some(group) = schedule.group(i) else {
             let literal = self.literal(node);
             let wanted = |position: usize| on_path[usize::from(node.children()[position])];
