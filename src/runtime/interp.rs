@@ -13,6 +13,7 @@ use crate::runtime::fusion::{backward_group, forward_group, Group, Schedule};
 use crate::runtime::grad::{jvp, matmul_vjp, vjp_of};
 use crate::runtime::kernels::{forward, matmul, scalar, Tensor};
 use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
+use crate::runtime::vmath;
 use egg::Language;
 use ndarray::{ArrayViewD, CowArray};
 use std::borrow::Cow;
@@ -63,6 +64,8 @@ pub struct Interpreter<'p> {
     check_finite: bool,
     /// The inputs and params `gradient` differentiates with respect to (None: all).
     with_respect_to: Option<Vec<String>>,
+    /// Whether a value is large enough for passes over it to be split over threads.
+    splits_passes: bool,
 }
 
 /// A loop run forward and backward at once, with its cotangent `g`, adding into `grads`.
@@ -117,6 +120,7 @@ impl<'p> Interpreter<'p> {
             fuse: true,
             check_finite: false,
             with_respect_to: None,
+            splits_passes: program.shapes().iter().any(|s| s.elements() >= vmath::PARALLEL_FROM),
         }
     }
 
@@ -426,6 +430,10 @@ impl<'p> Interpreter<'p> {
 
     /// Evaluates every output.
     pub fn evaluate<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
+        self.on_threads(|| self.evaluate_here(values))
+    }
+
+    fn evaluate_here<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
         self.check_values(values, "values", true)?;
         let s = self.sweep(values, None, false, None)?;
         Ok(Evaluation {
@@ -437,6 +445,22 @@ impl<'p> Interpreter<'p> {
     /// Reverse mode: the gradient of the one scalar output with respect to
     /// every input and param, by one backward sweep.
     pub fn gradient<T: Scalar>(&self, values: &Values<T>) -> Result<Gradients<T>> {
+        self.on_threads(|| self.gradient_here(values))
+    }
+
+    /// Runs `run` on one of rayon's threads when the program has a value
+    /// large enough for a pass split over the threads: each split is then
+    /// handed to a thread of the pool from inside it, instead of the caller
+    /// waking the pool and sleeping until it is done (a futex round trip per
+    /// pass). Small programs run on the calling thread.
+    fn on_threads<R: Send>(&self, run: impl FnOnce() -> R + Send) -> R {
+        match self.splits_passes {
+            true => rayon::scope(|_| run()),
+            false => run(),
+        }
+    }
+
+    fn gradient_here<T: Scalar>(&self, values: &Values<T>) -> Result<Gradients<T>> {
         self.check_values(values, "values", true)?;
         let (name, root) = match self.program.outputs.as_slice() {
             [(name, root)] if self.program.shape(*root).rank() == 0 => (name, *root),
