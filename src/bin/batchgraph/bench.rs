@@ -31,7 +31,8 @@ pub struct BenchArgs {
     /// Duplicate (unroll), fuse, or let the cost model choose (auto).
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     strategy: StrategyArg,
-    /// Time the gradient with respect to the params (forward + backward) instead of the forward run.
+    /// Time the gradient (forward + backward) with respect to the params (the inputs if there are
+    /// none) instead of the forward run.
     #[arg(long)]
     grad: bool,
     /// Element type.
@@ -113,9 +114,15 @@ fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error>
         .into_iter()
         .map(|(name, t)| (name, t.mapv(|v| T::of(v))))
         .collect();
-    // The gradient with respect to the params, as a train step (and JAX's `grad`) computes it.
-    let params = program.params.iter().map(|d| d.name.clone());
-    let interpreter = Interpreter::new(program).fuse(!args.no_fuse).with_respect_to(params);
+    // The gradient with respect to the params, as a train step (and JAX's `grad`) computes it;
+    // a program without params, with respect to its inputs.
+    let wrt = match program.params.is_empty() {
+        true => &program.inputs,
+        false => &program.params,
+    };
+    let interpreter = Interpreter::new(program)
+        .fuse(!args.no_fuse)
+        .with_respect_to(wrt.iter().map(|d| d.name.clone()));
     let groups = interpreter.fused_groups();
     let run = || -> Result<(), Error> {
         if args.grad {
