@@ -89,6 +89,47 @@ fn operands<'a, T: Scalar>(values: &'a [Option<Cow<Tensor<T>>>], node: &Op) -> V
         .collect()
 }
 
+/// The cotangents a node sends back: one per operand (its VJP), or routed to
+/// other nodes (a fused group's input and other operands; a transposed node
+/// read through a view).
+enum Sent<T> {
+    ByOperand(Vec<Option<Tensor<T>>>),
+    Routed(Vec<(usize, Tensor<T>)>),
+}
+
+impl<T> Sent<T> {
+    /// Each cotangent with its operand's position (0 when routed) and the node it goes to.
+    fn by_operand(self, node: &Op) -> SentEach<'_, T> {
+        match self {
+            Sent::ByOperand(cotangents) => SentEach::ByOperand(cotangents.into_iter().zip(node.children()).enumerate()),
+            Sent::Routed(routed) => SentEach::Routed(routed.into_iter()),
+        }
+    }
+}
+
+/// Each operand's cotangent (if any) with the operand, by position.
+type EachOperand<'n, T> =
+    std::iter::Enumerate<std::iter::Zip<std::vec::IntoIter<Option<Tensor<T>>>, std::slice::Iter<'n, egg::Id>>>;
+
+/// The iterator of [`Sent::by_operand`].
+enum SentEach<'n, T> {
+    ByOperand(EachOperand<'n, T>),
+    Routed(std::vec::IntoIter<(usize, Tensor<T>)>),
+}
+
+impl<T> Iterator for SentEach<'_, T> {
+    type Item = (usize, usize, Tensor<T>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            SentEach::ByOperand(each) => {
+                each.find_map(|(position, (t, &child))| Some((position, usize::from(child), t?)))
+            }
+            SentEach::Routed(each) => each.next().map(|(child, t)| (0, child, t)),
+        }
+    }
+}
+
 /// A matmul's two operands, if it reads one of them as a view of a transpose.
 fn viewed_operands(node: &Op, schedule: &Schedule) -> Option<[usize; 2]> {
     let Op::MatMul([a, b]) = node else { return None };
@@ -346,7 +387,7 @@ impl<'p> Interpreter<'p> {
 
     /// The cotangents node `i` (not a loop) sends its operands, given its
     /// own cotangent `g`: by one fused pass if it ends a group, else by its
-    /// VJP; each paired with the operand's node, checked finite.
+    /// VJP; each with its operand's position (0 in a group) and node.
     fn cotangents<T: Scalar>(
         &self,
         i: usize,
@@ -354,7 +395,7 @@ impl<'p> Interpreter<'p> {
         values: &[Option<Cow<Tensor<T>>>],
         g: Tensor<T>,
         on_path: &[bool],
-    ) -> Vec<(usize, Result<Tensor<T>>)> {
+    ) -> Sent<T> {
         let node = &self.program.expr[i.into()];
         let out = values[i].as_deref().expect("kept for the backward sweep");
         if let Some(children) = viewed_operands(node, schedule) {
@@ -366,35 +407,22 @@ impl<'p> Interpreter<'p> {
                 Some(_) => t.reversed_axes(),
                 None => t,
             };
-            return [(children[0], ga), (children[1], gb)]
-                .into_iter()
-                .zip(target)
-                .filter_map(|((c, t), to)| Some((to, Ok(sent(c, t?)))))
-                .collect();
+            let routed = [(children[0], ga), (children[1], gb)].into_iter().zip(target);
+            return Sent::Routed(routed.filter_map(|((c, t), to)| Some((to, sent(c, t?)))).collect());
         }
         let Some(group) = schedule.group(i) else {
             let literal = self.literal(node);
             let wanted = |position: usize| on_path[usize::from(node.children()[position])];
-            let cotangents = vjp_of(node, &operands(values, node), out, &g, &literal, &wanted);
-            return cotangents
-                .into_iter()
-                .zip(node.children())
-                .enumerate()
-                .filter_map(|(position, (cotangent, &child))| Some((position, usize::from(child), cotangent?)))
-                .map(|(position, child, cotangent)| {
-                    let checked = self.finite(&cotangent, || {
-                        format!("the gradient through {node} (operand {})", position + 1)
-                    });
-                    (child, checked.map(|_| cotangent))
-                })
-                .collect();
+            return Sent::ByOperand(vjp_of(node, &operands(values, node), out, &g, &literal, &wanted));
         };
         let view = |n: usize| values[n].as_deref().expect("kept for the backward sweep").view();
         let wanted = |n: usize| on_path[n];
         let (input, others) = backward_group(group, view(group.input()), out, g, &view, &wanted);
-        std::iter::once((group.input(), Ok(input)))
-            .chain(group.others_with(others).map(|(n, t)| (n, Ok(t))))
-            .collect()
+        Sent::Routed(
+            std::iter::once((group.input(), input))
+                .chain(group.others_with(others))
+                .collect(),
+        )
     }
 
     /// The loop (see [`early_loop`]) whose forward and backward sweeps run together, with its cotangent.
@@ -527,11 +555,14 @@ impl<'p> Interpreter<'p> {
                 continue;
             }
             let g_bytes = bytes(&g);
-            for (child, cotangent) in self.cotangents(i, schedule, &s.values, g, &on_path) {
+            let sent = self.cotangents(i, schedule, &s.values, g, &on_path);
+            for (position, child, cotangent) in sent.by_operand(node) {
                 if expr[child].as_num().is_some() || !on_path[child] {
                     continue;
                 }
-                let cotangent = cotangent?;
+                self.finite(&cotangent, || {
+                    format!("the gradient through {node} (operand {})", position + 1)
+                })?;
                 if grads[child].is_none() {
                     live += bytes(&cotangent);
                 }
