@@ -330,11 +330,13 @@ pub fn forward_group<'a, T: Scalar>(
     let others = operands.others();
     let n = input.len();
     let len = block_len(n, others.iter().flatten().map(|o| o.data.len()), group.steps.len());
-    let run_block = |offset: usize, block: &mut [T]| {
-        for (step, other) in group.steps.iter().zip(&others) {
+    // Links from `first` on, in place over a block.
+    let run_block_from = |first: usize, offset: usize, block: &mut [T]| {
+        for (step, other) in group.steps.iter().zip(&others).skip(first) {
             apply(*step, other.as_ref(), block, offset, n);
         }
     };
+    let run_block = |offset: usize, block: &mut [T]| run_block_from(0, offset, block);
     if input.is_owned() && input.is_standard_layout() {
         let mut out = input.into_owned();
         let data = out.as_slice_mut().expect("row-major");
@@ -346,12 +348,26 @@ pub fn forward_group<'a, T: Scalar>(
     let mut out = ndarray::ArrayD::<T>::uninit(input.raw_dim());
     let data = out.as_slice_mut().expect("a fresh array is row-major");
     for_blocks(data, len, |offset, block: &mut [MaybeUninit<T>]| {
-        for (slot, &v) in block.iter_mut().zip(&source[offset..]) {
-            slot.write(v);
-        }
+        let source = &source[offset..offset + block.len()];
+        // The first link reads the input and writes the block (a binary one), or the block
+        // starts as a copy of the input.
+        let done = match (group.steps[0], others[0].as_ref()) {
+            (Step::Binary { op, chain_is_a, .. }, Some(other)) => {
+                let (width, start) = other.rows(offset, block.len(), n);
+                let row = &other.data[start..start + width];
+                by_op!(op, binary_values_into, source, block, row, chain_is_a);
+                1
+            }
+            _ => {
+                block.iter_mut().zip(source).for_each(|(slot, &v)| {
+                    slot.write(v);
+                });
+                0
+            }
+        };
         // SAFETY: every element of the block was just written.
         let block = unsafe { &mut *(block as *mut [MaybeUninit<T>] as *mut [T]) };
-        run_block(offset, block);
+        run_block_from(done, offset, block);
     });
     // SAFETY: `for_blocks` visited every block, and each was written whole.
     unsafe { out.assume_init() }
@@ -568,6 +584,28 @@ fn binary_values<T: Scalar, const K: usize>(block: &mut [T], row: &[T], chain_is
         match chain_is_a {
             true => chunk.iter_mut().zip(row).for_each(|(v, &s)| *v = op.value(*v, s)),
             false => chunk.iter_mut().zip(row).for_each(|(v, &s)| *v = op.value(s, *v)),
+        }
+    }
+}
+
+/// `out[i] = f(source[i], row[i % width])` (or the operands swapped) for binary op `K`.
+fn binary_values_into<T: Scalar, const K: usize>(
+    source: &[T],
+    out: &mut [MaybeUninit<T>],
+    row: &[T],
+    chain_is_a: bool,
+) {
+    let op = binary::<K>();
+    let pairs = out.chunks_exact_mut(row.len()).zip(source.chunks_exact(row.len()));
+    for (out, source) in pairs {
+        let each = out.iter_mut().zip(source).zip(row);
+        match chain_is_a {
+            true => each.for_each(|((o, &x), &s)| {
+                o.write(op.value(x, s));
+            }),
+            false => each.for_each(|((o, &x), &s)| {
+                o.write(op.value(s, x));
+            }),
         }
     }
 }
