@@ -8,7 +8,8 @@ is faster).
    jax.jit(jax.grad(mean(vmap(loss)))), for each B in --sizes.
 2. A 1024 x 1024 x 1024 matrix product (bench/matmul.graph), in GFLOP/s.
 3. Per node on a chain of scalar tanh ops, forward and forward + backward
-   (batchgraph only: JAX compiles the chain into one kernel).
+   (batchgraph only: JAX compiles the chain into one kernel): fused into one
+   chain, as the interpreter runs it, and one op at a time (--no-fuse).
 
 JAX runs with its default threads, and (unless --no-one-thread) again in a
 subprocess limited to one thread. Needs a Python with JAX
@@ -167,13 +168,16 @@ def main():
     with tempfile.NamedTemporaryFile("w", suffix=".graph", delete=False) as f:
         f.write(chain_graph(n))
     try:
-        fwd = batchgraph([f.name, *common], a.exe)[0]
-        both = batchgraph([f.name, "--grad", *common], a.exe)[0]
+        per_node = {}
+        for how in ([], ["--no-fuse"]):
+            fwd = batchgraph([f.name, *how, *common], a.exe)[0]
+            both = batchgraph([f.name, "--grad", *how, *common], a.exe)[0]
+            per_node[bool(how)] = (fwd["median_us"] * 1e3 / fwd["nodes"], both["median_us"] * 1e3 / fwd["nodes"])
     finally:
         os.unlink(f.name)
-    nodes = fwd["nodes"]
-    print(f"\nchain of {n} scalar tanh ({nodes} nodes), per node: "
-          f"{fwd['median_us'] * 1e3 / nodes:.0f} ns forward, {both['median_us'] * 1e3 / nodes:.0f} ns forward + backward")
+    print(f"\nchain of {n} scalar tanh ({fwd['nodes']} nodes), per node: "
+          f"{per_node[False][0]:.0f} ns forward, {per_node[False][1]:.0f} ns forward + backward (fused into one chain); "
+          f"one op at a time (--no-fuse): {per_node[True][0]:.0f} ns, {per_node[True][1]:.0f} ns")
 
 
 if __name__ == "__main__":

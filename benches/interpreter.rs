@@ -1,6 +1,7 @@
 //! Interpreter speed: forward+backward of a two-layer MLP loss, example by
 //! example versus one batched program (B = 1, 16, 256), and the cost of one
-//! node (dispatch and allocation) on a chain of tiny ops.
+//! node (dispatch and allocation) on a chain of tiny ops, run one op at a
+//! time and fused into one chain.
 //!
 //! Run: `cargo bench --bench interpreter`.
 
@@ -81,15 +82,18 @@ fn per_node(c: &mut Criterion) {
     let program = Program::parse("chain", &text).unwrap();
     let nodes = program.node_count() as u64;
     let values = values(&program);
-    let interpreter = Interpreter::new(&program);
+    // Fused, the chain is one pass; one op at a time, each node pays the bookkeeping.
     let mut group = c.benchmark_group("per_node");
     group.throughput(Throughput::Elements(nodes));
-    group.bench_function("forward_scalar_chain", |b| {
-        b.iter(|| black_box(interpreter.evaluate(&values).unwrap()))
-    });
-    group.bench_function("forward_backward_scalar_chain", |b| {
-        b.iter(|| black_box(interpreter.gradient(&values).unwrap()))
-    });
+    for (name, fuse) in [("scalar_chain", false), ("scalar_chain_fused", true)] {
+        let interpreter = Interpreter::new(&program).fuse(fuse);
+        group.bench_function(format!("forward_{name}"), |b| {
+            b.iter(|| black_box(interpreter.evaluate(&values).unwrap()))
+        });
+        group.bench_function(format!("forward_backward_{name}"), |b| {
+            b.iter(|| black_box(interpreter.gradient(&values).unwrap()))
+        });
+    }
     group.finish();
 }
 

@@ -14,8 +14,14 @@ fn swap_last_two<'a, T>(mut v: ArrayViewD<'a, T>) -> ArrayViewD<'a, T> {
     v
 }
 
-/// Cotangents of `a @ b` for numpy matmul of any ranks the language allows.
-fn matmul_vjp<T: Scalar>(a: &Tensor<T>, b: &Tensor<T>, g: &Tensor<T>) -> (Tensor<T>, Tensor<T>) {
+/// Cotangents of `a @ b` for numpy matmul of any ranks the language allows;
+/// each only if `wanted` (a product each).
+pub fn matmul_vjp<T: Scalar>(
+    a: ArrayViewD<T>,
+    b: ArrayViewD<T>,
+    g: &Tensor<T>,
+    wanted: [bool; 2],
+) -> (Option<Tensor<T>>, Option<Tensor<T>>) {
     let (ra, rb) = (a.ndim(), b.ndim());
     let a2 = if ra == 1 {
         a.view().insert_axis(Axis(0))
@@ -36,12 +42,15 @@ fn matmul_vjp<T: Scalar>(a: &Tensor<T>, b: &Tensor<T>, g: &Tensor<T>) -> (Tensor
         let n = g2.ndim();
         g2 = g2.insert_axis(Axis(n - 1));
     }
-    let ga = matmul(&g2, &swap_last_two(b2.clone()));
-    let gb = matmul(&swap_last_two(a2.clone()), &g2);
-    (
-        reshape(unbroadcast(ga, a2.shape()), a.shape()),
-        reshape(unbroadcast(gb, b2.shape()), b.shape()),
-    )
+    let ga = wanted[0].then(|| {
+        let ga = matmul(&g2, &swap_last_two(b2.clone()));
+        reshape(unbroadcast(ga, a2.shape()), a.shape())
+    });
+    let gb = wanted[1].then(|| {
+        let gb = matmul(&swap_last_two(a2.clone()), &g2);
+        reshape(unbroadcast(gb, b2.shape()), b.shape())
+    });
+    (ga, gb)
 }
 
 /// The cotangent (or tangent) of operand `side` of a binary op, summed down
@@ -62,6 +71,11 @@ fn binary_chain<T: Scalar>(
     }
     if matches!(op, Binary::Sub) {
         return sum_to(g, out.shape(), target).mapv_into(|v| -v);
+    }
+    if let (Some(&x), Some(&y), Some(&v), Some(&t), 1) = (a.first(), b.first(), out.first(), g.first(), out.len()) {
+        // One element (scalars): no broadcasting, no iterators over four arrays.
+        let (da, db) = op.partials(x, y, v);
+        return Tensor::from_elem(IxDyn(target), t * if side == 0 { da } else { db });
     }
     let shape = out.raw_dim();
     let (a, b) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape.clone()).unwrap());
@@ -123,6 +137,20 @@ pub fn vjp<T: Scalar>(
     g: &Tensor<T>,
     literal: &dyn Fn(usize) -> f64,
 ) -> Vec<Option<Tensor<T>>> {
+    vjp_of(op, args, out, g, literal, &|i| literal(i).is_nan())
+}
+
+/// [`vjp`], computing the cotangent of child `i` only where `wanted(i)` (a
+/// product skipped: the gradient of an input nobody asked for); an op may
+/// still return one that is not wanted where it costs nothing extra.
+pub fn vjp_of<T: Scalar>(
+    op: &Op,
+    args: &[&Tensor<T>],
+    out: &Tensor<T>,
+    g: &Tensor<T>,
+    literal: &dyn Fn(usize) -> f64,
+    wanted: &dyn Fn(usize) -> bool,
+) -> Vec<Option<Tensor<T>>> {
     if op.is_leaf() {
         return vec![];
     }
@@ -130,7 +158,7 @@ pub fn vjp<T: Scalar>(
     let shape = |i: usize| args[i].shape();
     let int = |i: usize| literal(i) as usize;
     // A literal operand (NaN means "not a literal") gets no cotangent: skip computing it.
-    let wanted = |i: usize| literal(i).is_nan();
+    let wanted = |i: usize| literal(i).is_nan() && wanted(i);
     match op {
         Op::Num(_) | Op::Var(_) | Op::Vmap(_) => vec![],
         Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => {
@@ -149,8 +177,8 @@ pub fn vjp<T: Scalar>(
             ]
         }
         Op::MatMul(_) => {
-            let (ga, gb) = matmul_vjp(a, args[1], g);
-            vec![Some(ga), Some(gb)]
+            let (ga, gb) = matmul_vjp(a.view(), args[1].view(), g, [wanted(0), wanted(1)]);
+            vec![ga, gb]
         }
         Op::Transpose(_) => vec![Some(g.view().reversed_axes().to_owned())],
         Op::Permute(children) => {

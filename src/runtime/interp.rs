@@ -2,13 +2,20 @@
 //! node computed once, intermediates dropped after their last use, peak bytes
 //! measured), with tangents carried alongside (forward mode), and one
 //! backward sweep in reverse order that accumulates cotangents (reverse mode).
+//! Chains of elementwise ops run fused, one pass each way (see
+//! [`crate::runtime::fusion`]); a value's buffer is reused for a fused chain
+//! at its last use, and the backward sweep frees each value once it is done
+//! with it.
 
 use crate::error::{Error, Result};
-use crate::ir::{early_loop, main_children, main_uses, Op, Program, Scalar, Shape};
-use crate::runtime::grad::{jvp, vjp};
-use crate::runtime::kernels::{forward, scalar, Tensor};
+use crate::ir::{early_loop, main_uses, Op, Program, Scalar, Shape};
+use crate::runtime::fusion::{backward_group, forward_group, Group, Schedule};
+use crate::runtime::grad::{jvp, matmul_vjp, vjp_of};
+use crate::runtime::kernels::{forward, matmul, scalar, Tensor};
 use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
+use crate::runtime::vmath;
 use egg::Language;
+use ndarray::{ArrayViewD, CowArray};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -49,9 +56,16 @@ pub struct Tangents<T> {
 pub struct Interpreter<'p> {
     program: &'p Program,
     uses: Vec<usize>,
-    /// What the main sweep computes before each node (see [`main_children`]), found once.
-    children: Vec<Vec<usize>>,
+    /// Which nodes run fused (chains of elementwise ops), found once.
+    fused: Schedule,
+    /// Every node on its own: for forward mode, `check_finite`, or without fusion.
+    unfused: Schedule,
+    fuse: bool,
     check_finite: bool,
+    /// The inputs and params `gradient` differentiates with respect to (None: all).
+    with_respect_to: Option<Vec<String>>,
+    /// Whether a value is large enough for passes over it to be split over threads.
+    splits_passes: bool,
 }
 
 /// A loop run forward and backward at once, with its cotangent `g`, adding into `grads`.
@@ -75,6 +89,63 @@ fn operands<'a, T: Scalar>(values: &'a [Option<Cow<Tensor<T>>>], node: &Op) -> V
         .collect()
 }
 
+/// The cotangents a node sends back: one per operand (its VJP), or routed to
+/// other nodes (a fused group's input and other operands; a transposed node
+/// read through a view).
+enum Sent<T> {
+    ByOperand(Vec<Option<Tensor<T>>>),
+    Routed(Vec<(usize, Tensor<T>)>),
+}
+
+impl<T> Sent<T> {
+    /// Each cotangent with its operand's position (0 when routed) and the node it goes to.
+    fn by_operand(self, node: &Op) -> SentEach<'_, T> {
+        match self {
+            Sent::ByOperand(cotangents) => SentEach::ByOperand(cotangents.into_iter().zip(node.children()).enumerate()),
+            Sent::Routed(routed) => SentEach::Routed(routed.into_iter()),
+        }
+    }
+}
+
+/// Each operand's cotangent (if any) with the operand, by position.
+type EachOperand<'n, T> =
+    std::iter::Enumerate<std::iter::Zip<std::vec::IntoIter<Option<Tensor<T>>>, std::slice::Iter<'n, egg::Id>>>;
+
+/// The iterator of [`Sent::by_operand`].
+enum SentEach<'n, T> {
+    ByOperand(EachOperand<'n, T>),
+    Routed(std::vec::IntoIter<(usize, Tensor<T>)>),
+}
+
+impl<T> Iterator for SentEach<'_, T> {
+    type Item = (usize, usize, Tensor<T>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            SentEach::ByOperand(each) => {
+                each.find_map(|(position, (t, &child))| Some((position, usize::from(child), t?)))
+            }
+            SentEach::Routed(each) => each.next().map(|(child, t)| (0, child, t)),
+        }
+    }
+}
+
+/// A matmul's two operands, if it reads one of them as a view of a transpose.
+fn viewed_operands(node: &Op, schedule: &Schedule) -> Option<[usize; 2]> {
+    let Op::MatMul([a, b]) = node else { return None };
+    let (a, b) = (usize::from(*a), usize::from(*b));
+    (schedule.view_of(a).is_some() || schedule.view_of(b).is_some()).then_some([a, b])
+}
+
+/// The value of operand `c`: a view of the transposed node if `c` is a transpose read as a view.
+fn operand<'a, T: Scalar>(values: &'a [Option<Cow<Tensor<T>>>], schedule: &Schedule, c: usize) -> ArrayViewD<'a, T> {
+    let value = |n: usize| values[n].as_deref().expect("computed before use").view();
+    match schedule.view_of(c) {
+        Some(inner) => value(inner).reversed_axes(),
+        None => value(c),
+    }
+}
+
 fn bytes<T>(t: &Tensor<T>) -> usize {
     t.len() * std::mem::size_of::<T>()
 }
@@ -85,8 +156,64 @@ impl<'p> Interpreter<'p> {
         Interpreter {
             program,
             uses: main_uses(program),
-            children: (0..program.node_count()).map(|i| main_children(program, i)).collect(),
+            fused: Schedule::new(program, true),
+            unfused: Schedule::new(program, false),
+            fuse: true,
             check_finite: false,
+            with_respect_to: None,
+            splits_passes: program.shapes().iter().any(|s| s.elements() >= vmath::PARALLEL_FROM),
+        }
+    }
+
+    /// `gradient` differentiates with respect to these inputs and params only
+    /// (in declaration order), skipping the work only the others need (JAX's
+    /// `argnums`); by default, every input and param.
+    pub fn with_respect_to<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.with_respect_to = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether `gradient` wants the gradient of the input or param `name`.
+    fn differentiates(&self, name: &str) -> bool {
+        self.with_respect_to
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
+
+    /// Whether each node depends on an input or param `gradient` differentiates with respect to.
+    fn on_gradient_path(&self) -> Vec<bool> {
+        let expr = self.program.expr.as_ref();
+        let mut on_path = vec![false; expr.len()];
+        for (i, node) in expr.iter().enumerate() {
+            on_path[i] = match node.as_var() {
+                Some(v) => self.differentiates(v.as_str()),
+                None => node.children().iter().any(|&c| on_path[usize::from(c)]),
+            };
+        }
+        on_path
+    }
+
+    /// Run chains of elementwise ops fused (the default) or every op on its own.
+    pub fn fuse(mut self, fuse: bool) -> Self {
+        self.fuse = fuse;
+        self
+    }
+
+    /// The fused groups the interpreter runs: each chain's nodes, first to
+    /// last (the last one's value is the chain's result). Forward mode
+    /// (tangents) and `check_finite` runs run every op on its own.
+    pub fn fused_groups(&self) -> Vec<Vec<usize>> {
+        match self.fuse {
+            true => self.fused.groups().map(|g| g.nodes().to_vec()).collect(),
+            false => vec![],
+        }
+    }
+
+    /// The schedule of a run: fused unless tangents or finiteness checks are wanted.
+    fn schedule(&self, tangents: bool) -> &Schedule {
+        match self.fuse && !tangents && !self.check_finite {
+            true => &self.fused,
+            false => &self.unfused,
         }
     }
 
@@ -150,8 +277,9 @@ impl<'p> Interpreter<'p> {
         let mut remaining = self.uses.clone();
         let mut live = 0usize;
         let loops = self.program.loops();
+        let schedule = self.schedule(tangents.is_some());
         for (i, node) in expr.iter().enumerate() {
-            if loops.per_row[i] {
+            if loops.per_row[i] || schedule.is_interior(i) {
                 continue;
             }
             if let Some(body) = &loops.bodies[i] {
@@ -169,12 +297,17 @@ impl<'p> Interpreter<'p> {
                     s.tangents[i] = run.tangent;
                 }
                 s.values[i] = Some(Cow::Owned(run.value));
+            } else if let Some(group) = schedule.group(i) {
+                let reused = self.run_group(i, group, !retain && remaining[group.input()] == 1, &mut s);
+                live += bytes(s.values[i].as_deref().expect("just computed"));
+                s.peak_bytes = s.peak_bytes.max(live);
+                live -= reused;
             } else {
-                live += self.step(i, node, values, tangents, &mut s)?;
+                live += self.step(i, node, values, tangents, schedule, &mut s)?;
             }
             s.peak_bytes = s.peak_bytes.max(live);
             if !retain {
-                for &c in &self.children[i] {
+                for &c in schedule.children(i) {
                     remaining[c] -= 1;
                     if remaining[c] == 0 {
                         live -= s.values[c].take().map_or(0, |v| bytes(&v));
@@ -188,6 +321,28 @@ impl<'p> Interpreter<'p> {
         Ok(s)
     }
 
+    /// Runs the fused `group` ending at node `i` into `s`; at the input's last
+    /// use (`last_use`, when the input is not read again by the group) its
+    /// buffer becomes the result's. Returns the bytes of a buffer so reused.
+    fn run_group<T: Scalar>(&self, i: usize, group: &Group, last_use: bool, s: &mut Sweep<'_, T>) -> usize {
+        let input = group.input();
+        let reads_input_again = self.fused.children(i).iter().filter(|&&c| c == input).count() > 1;
+        let reuse = match &s.values[input] {
+            Some(Cow::Owned(_)) if last_use && !reads_input_again => s.values[input].take().map(Cow::into_owned),
+            _ => None,
+        };
+        let reused = reuse.as_ref().map_or(0, bytes);
+        let values = &s.values;
+        let view = |n: usize| values[n].as_deref().expect("computed before use").view();
+        let input = match reuse {
+            Some(owned) => CowArray::from(owned),
+            None => CowArray::from(view(input)),
+        };
+        let value = forward_group(group, input, &view);
+        s.values[i] = Some(Cow::Owned(value));
+        reused
+    }
+
     /// Computes node `i` (not a loop) and its tangent into `s`; returns the bytes added.
     fn step<'v, T: Scalar>(
         &self,
@@ -195,12 +350,17 @@ impl<'p> Interpreter<'p> {
         node: &Op,
         values: &'v Values<T>,
         tangents: Option<&Values<T>>,
+        schedule: &Schedule,
         s: &mut Sweep<'v, T>,
     ) -> Result<usize> {
         let literal = self.literal(node);
-        let value: Cow<Tensor<T>> = match node.as_var() {
-            Some(v) => Cow::Borrowed(&values[v.as_str()]),
-            None => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
+        let value: Cow<Tensor<T>> = match (node.as_var(), viewed_operands(node, schedule)) {
+            (Some(v), _) => Cow::Borrowed(&values[v.as_str()]),
+            (None, Some([a, b])) => Cow::Owned(matmul(
+                &operand(&s.values, schedule, a),
+                &operand(&s.values, schedule, b),
+            )),
+            (None, None) => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
         };
         self.finite(&value, || node.to_string())?;
         let mut added = bytes(&value);
@@ -223,6 +383,46 @@ impl<'p> Interpreter<'p> {
         }
         s.values[i] = Some(value);
         Ok(added)
+    }
+
+    /// The cotangents node `i` (not a loop) sends its operands, given its
+    /// own cotangent `g`: by one fused pass if it ends a group, else by its
+    /// VJP; each with its operand's position (0 in a group) and node.
+    fn cotangents<T: Scalar>(
+        &self,
+        i: usize,
+        schedule: &Schedule,
+        values: &[Option<Cow<Tensor<T>>>],
+        g: Tensor<T>,
+        on_path: &[bool],
+    ) -> Sent<T> {
+        let node = &self.program.expr[i.into()];
+        let out = values[i].as_deref().expect("kept for the backward sweep");
+        if let Some(children) = viewed_operands(node, schedule) {
+            // A matmul reading a transpose as a view: the cotangent goes to the transposed node.
+            let [a, b] = children.map(|c| operand(values, schedule, c));
+            let target = children.map(|c| schedule.view_of(c).unwrap_or(c));
+            let (ga, gb) = matmul_vjp(a, b, &g, target.map(|c| on_path[c]));
+            let sent = |c: usize, t: Tensor<T>| match schedule.view_of(c) {
+                Some(_) => t.reversed_axes(),
+                None => t,
+            };
+            let routed = [(children[0], ga), (children[1], gb)].into_iter().zip(target);
+            return Sent::Routed(routed.filter_map(|((c, t), to)| Some((to, sent(c, t?)))).collect());
+        }
+        let Some(group) = schedule.group(i) else {
+            let literal = self.literal(node);
+            let wanted = |position: usize| on_path[usize::from(node.children()[position])];
+            return Sent::ByOperand(vjp_of(node, &operands(values, node), out, &g, &literal, &wanted));
+        };
+        let view = |n: usize| values[n].as_deref().expect("kept for the backward sweep").view();
+        let wanted = |n: usize| on_path[n];
+        let (input, others) = backward_group(group, view(group.input()), out, g, &view, &wanted);
+        Sent::Routed(
+            std::iter::once((group.input(), input))
+                .chain(group.others_with(others))
+                .collect(),
+        )
     }
 
     /// The loop (see [`early_loop`]) whose forward and backward sweeps run together, with its cotangent.
@@ -258,6 +458,10 @@ impl<'p> Interpreter<'p> {
 
     /// Evaluates every output.
     pub fn evaluate<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
+        self.on_threads(|| self.evaluate_here(values))
+    }
+
+    fn evaluate_here<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
         self.check_values(values, "values", true)?;
         let s = self.sweep(values, None, false, None)?;
         Ok(Evaluation {
@@ -269,6 +473,22 @@ impl<'p> Interpreter<'p> {
     /// Reverse mode: the gradient of the one scalar output with respect to
     /// every input and param, by one backward sweep.
     pub fn gradient<T: Scalar>(&self, values: &Values<T>) -> Result<Gradients<T>> {
+        self.on_threads(|| self.gradient_here(values))
+    }
+
+    /// Runs `run` on one of rayon's threads when the program has a value
+    /// large enough for a pass split over the threads: each split is then
+    /// handed to a thread of the pool from inside it, instead of the caller
+    /// waking the pool and sleeping until it is done (a futex round trip per
+    /// pass). Small programs run on the calling thread.
+    fn on_threads<R: Send>(&self, run: impl FnOnce() -> R + Send) -> R {
+        match self.splits_passes {
+            true => rayon::scope(|_| run()),
+            false => run(),
+        }
+    }
+
+    fn gradient_here<T: Scalar>(&self, values: &Values<T>) -> Result<Gradients<T>> {
         self.check_values(values, "values", true)?;
         let (name, root) = match self.program.outputs.as_slice() {
             [(name, root)] if self.program.shape(*root).rank() == 0 => (name, *root),
@@ -289,7 +509,7 @@ impl<'p> Interpreter<'p> {
         let mut grads: Vec<Option<Tensor<T>>> = vec![None; expr.len()];
         let early = self.early_loop::<T>();
         let early_nodes = early.as_ref().map(|(l, r, _)| (*l, *r));
-        let s = self.sweep(
+        let mut s = self.sweep(
             values,
             None,
             true,
@@ -303,9 +523,12 @@ impl<'p> Interpreter<'p> {
         let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum();
         let mut peak = live;
         let loops = self.program.loops();
+        let schedule = self.schedule(false);
+        let output = s.values[usize::from(root)].as_deref().unwrap().clone();
+        let on_path = self.on_gradient_path();
         for i in (0..expr.len()).rev() {
             let node = &expr[i];
-            if node.as_var().is_some() || loops.per_row[i] {
+            if node.as_var().is_some() || loops.per_row[i] || schedule.is_interior(i) {
                 continue;
             }
             let Some(g) = grads[i].take() else { continue };
@@ -331,16 +554,10 @@ impl<'p> Interpreter<'p> {
                 live -= bytes(&g);
                 continue;
             }
-            let literal = self.literal(node);
-            let out = s.values[i].as_deref().unwrap();
-            for (position, cotangent) in vjp(node, &operands(&s.values, node), out, &g, &literal)
-                .into_iter()
-                .enumerate()
-            {
-                let (Some(cotangent), child) = (cotangent, usize::from(node.children()[position])) else {
-                    continue;
-                };
-                if expr[child].as_num().is_some() {
+            let g_bytes = bytes(&g);
+            let sent = self.cotangents(i, schedule, &s.values, g, &on_path);
+            for (position, child, cotangent) in sent.by_operand(node) {
+                if expr[child].as_num().is_some() || !on_path[child] {
                     continue;
                 }
                 self.finite(&cotangent, || {
@@ -352,7 +569,9 @@ impl<'p> Interpreter<'p> {
                 accumulate(&mut grads[child], cotangent);
             }
             peak = peak.max(live);
-            live -= bytes(&g);
+            live -= g_bytes;
+            // Every reader of this value has been swept back: it is not needed any more.
+            live -= s.values[i].take().map_or(0, |v| bytes(&v));
         }
         let mut var_grad = |name: &str, shape: &[usize]| {
             let id = self.program.var_id(name);
@@ -364,6 +583,7 @@ impl<'p> Interpreter<'p> {
             .inputs
             .iter()
             .chain(&self.program.params)
+            .filter(|d| self.differentiates(&d.name))
             .map(|d| (d.name.clone(), var_grad(&d.name, d.shape.dims())))
             .collect::<Vec<_>>();
         for (name, g) in &grads {
@@ -371,7 +591,7 @@ impl<'p> Interpreter<'p> {
             self.finite(g, || format!("the gradient of `{name}`"))?;
         }
         Ok(Gradients {
-            outputs: vec![(name.clone(), s.values[usize::from(root)].as_deref().unwrap().clone())],
+            outputs: vec![(name.clone(), output)],
             grads,
             peak_bytes: peak.max(s.peak_bytes),
         })

@@ -3,7 +3,7 @@
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
 use crate::ir::{broadcast, Binary, Op, Reduce, Scalar, Shape};
-use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
 
 /// A value: an n-dimensional array.
 pub type Tensor<T> = ArrayD<T>;
@@ -109,11 +109,14 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
     let b3 = b_full
         .to_shape((count, b.shape()[rb - 2], n))
         .expect("same number of elements");
-    let mut out = ndarray::Array3::<T>::zeros((count, m, n));
-    for (i, mut slot) in out.outer_iter_mut().enumerate() {
-        // Each product written in place: no temporary per batch element.
-        gemm_into(a3.index_axis(Axis(0), i), b3.index_axis(Axis(0), i), &mut slot);
-    }
+    let mut out = ndarray::Array3::<T>::uninit((count, m, n));
+    batched_gemm(
+        &a3.view(),
+        &b3.view(),
+        out.as_slice_mut().expect("a fresh array is row-major"),
+    );
+    // SAFETY: `batched_gemm` wrote every element of every slot.
+    let out = unsafe { out.assume_init() };
     let mut dims = batch.0;
     dims.extend([m, n]);
     reshape(out.into_dyn(), &dims)
@@ -140,9 +143,45 @@ fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
         }
         return Array1::from_vec(out).insert_axis(Axis(0));
     }
-    let mut out = Array2::<T>::zeros((m, n));
-    gemm_into(a, b, &mut out.view_mut());
-    out
+    let mut out = Array2::<T>::uninit((m, n));
+    // SAFETY: `gemm_into` writes every element of `out` (it never reads it).
+    unsafe {
+        gemm_into(a, b, out.as_mut_ptr().cast::<T>(), out.strides());
+        out.assume_init()
+    }
+}
+
+/// `out[i] = a[i] @ b[i]` for every batch element `i` (`out` row-major, `count x m x n`,
+/// uninitialized): one single-threaded GEMM per element, the elements split over
+/// rayon's threads when the whole product is large (one GEMM each is too small to
+/// thread inside).
+fn batched_gemm<T: Scalar>(
+    a: &ndarray::ArrayView3<T>,
+    b: &ndarray::ArrayView3<T>,
+    out: &mut [std::mem::MaybeUninit<T>],
+) {
+    use rayon::prelude::*;
+    let (count, m, k) = a.dim();
+    let n = b.dim().2;
+    if count == 0 || m * n == 0 {
+        return;
+    }
+    let slot = |(i, chunk): (usize, &mut [std::mem::MaybeUninit<T>])| {
+        // SAFETY: `chunk` is the row-major m x n slot of element i, written whole.
+        unsafe {
+            gemm_into(
+                a.index_axis(Axis(0), i),
+                b.index_axis(Axis(0), i),
+                chunk.as_mut_ptr().cast::<T>(),
+                &[n as isize, 1],
+            )
+        }
+    };
+    if count > 1 && count.saturating_mul(m * n).saturating_mul(k) >= GEMM_THREADS_FROM {
+        out.par_chunks_mut(m * n).enumerate().for_each(slot);
+    } else {
+        out.chunks_mut(m * n).enumerate().for_each(slot);
+    }
 }
 
 /// Products of at least this many multiply-adds (a 1024-row batch through a
@@ -151,15 +190,26 @@ fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
 /// more than it saves.
 pub const GEMM_THREADS_FROM: usize = 1 << 22;
 
-/// `out = a @ b` by the `gemm` crate, for operands and result of any strides.
-fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: &mut ArrayViewMut2<T>) {
+/// `out = a @ b` by the `gemm` crate, for operands of any strides; `out` points
+/// at an `m x n` result with `out_strides` (row, column), which is written, never read.
+///
+/// # Safety
+/// `out` must be valid for writes at every element the strides reach, and
+/// alias neither operand.
+unsafe fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: *mut T, out_strides: &[isize]) {
     let ((m, k), n) = (a.dim(), b.ncols());
-    assert!(b.nrows() == k && out.dim() == (m, n), "matmul shapes checked before");
+    assert!(b.nrows() == k, "matmul shapes checked before");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        out.fill(T::zero());
+        for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
+            // SAFETY: (i, j) is inside the m x n result the caller vouches for.
+            unsafe {
+                out.offset(i as isize * out_strides[0] + j as isize * out_strides[1])
+                    .write(T::zero())
+            };
+        }
         return;
     }
     let parallelism = if m.saturating_mul(n).saturating_mul(k) >= GEMM_THREADS_FROM {
@@ -167,19 +217,19 @@ fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: &mut ArrayViewM
     } else {
         gemm::Parallelism::None
     };
-    let (os, as_, bs) = (out.strides().to_vec(), a.strides(), b.strides());
+    let (as_, bs) = (a.strides(), b.strides());
     // SAFETY: the pointers and strides describe live views of the stated
     // shapes (views may have zero or negative strides, which `gemm` takes);
-    // `out` is borrowed mutably, so it aliases neither operand; T is f32 or
-    // f64, both of which `gemm` implements.
+    // the caller vouches for `out`; T is f32 or f64, both of which `gemm`
+    // implements.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
-            os[1],
-            os[0],
+            out,
+            out_strides[1],
+            out_strides[0],
             false,
             a.as_ptr(),
             as_[1],
@@ -351,6 +401,24 @@ mod tests {
             let stack = |x: &Array2<f64>| ndarray::stack(Axis(0), &[x.view(), x.view()]).unwrap().into_dyn();
             let batched = matmul(&stack(&a).view(), &stack(&b).view());
             assert_eq!(batched, stack(&want));
+        }
+    }
+
+    /// Both operands batched, large enough for the batch to be split over
+    /// threads: each slot is the product of its two matrices.
+    #[test]
+    fn a_threaded_batched_product_gives_each_product() {
+        let (count, m, k, n) = (40, 33, 50, 70);
+        assert!(count * m * k * n >= GEMM_THREADS_FROM);
+        let a = ndarray::Array3::from_shape_fn((count, m, k), |(b, i, j)| ((b * 5 + i * 7 + j * 3) % 11) as f64 - 5.0);
+        let b = ndarray::Array3::from_shape_fn((count, k, n), |(b, i, j)| ((b * 3 + i * 2 + j * 5) % 13) as f64 - 6.0);
+        let product = matmul(&a.view().into_dyn(), &b.view().into_dyn());
+        for slot in 0..count {
+            let want = naive(
+                &a.index_axis(Axis(0), slot).to_owned(),
+                &b.index_axis(Axis(0), slot).to_owned(),
+            );
+            assert_eq!(product.index_axis(Axis(0), slot), want.into_dyn());
         }
     }
 }

@@ -5,8 +5,12 @@
 //! every value outside loops is kept for the backward sweep, and cotangents
 //! come and go as the sweep walks back. A loop holds one row's (or chunk's)
 //! intermediates at a time, in both sweeps: that is what micro-batches buy.
+//! The values inside a fused chain of elementwise ops are never held
+//! ([`Schedule`]), and the backward sweep frees each value once every reader
+//! of it has been swept back.
 
-use crate::ir::{early_loop, main_children, main_uses, LoopBody, Op, Program, Shape};
+use crate::ir::{early_loop, main_uses, LoopBody, Op, Program, Shape};
+use crate::runtime::fusion::Schedule;
 use egg::Language;
 use serde::Serialize;
 
@@ -67,12 +71,13 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
     let loops = program.loops();
     let bytes = |i: usize| size(program.shape(i.into()), element);
     let mut remaining = main_uses(program);
+    let schedule = Schedule::new(program, true);
     let early = match run {
         Run::Grad => early_loop(program, &remaining),
         Run::Eval => None,
     };
     let (mut live, mut peak) = (0usize, 0usize);
-    for i in (0..expr.len()).filter(|&i| !loops.per_row[i]) {
+    for i in (0..expr.len()).filter(|&i| !loops.per_row[i] && !schedule.is_interior(i)) {
         if let Some(body) = &loops.bodies[i] {
             let row = if early.is_some_and(|(l, _, _)| l == i) {
                 body_backward_bytes(program, body, element)
@@ -84,7 +89,7 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
         live += bytes(i);
         peak = peak.max(live);
         if run == Run::Eval {
-            for c in main_children(program, i) {
+            for &c in schedule.children(i) {
                 remaining[c] -= 1;
                 if remaining[c] == 0 {
                     live -= bytes(c);
@@ -95,23 +100,24 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
     if run == Run::Eval {
         return peak;
     }
-    backward_peak(program, element, early.map(|(_, root, _)| root)).max(peak)
+    backward_peak(program, &schedule, element, early.map(|(_, root, _)| root)).max(peak)
 }
 
 /// The backward sweep's peak, replaying `Interpreter::gradient`.
-fn backward_peak(program: &Program, element: usize, early_root: Option<usize>) -> usize {
+fn backward_peak(program: &Program, schedule: &Schedule, element: usize, early_root: Option<usize>) -> usize {
     let expr = program.expr.as_ref();
     let loops = program.loops();
     let bytes = |i: usize| size(program.shape(i.into()), element);
     let Some((_, root)) = program.outputs.first() else {
         return 0;
     };
-    let mut live: usize = (0..expr.len()).filter(|&i| !loops.per_row[i]).map(bytes).sum();
+    let held = |i: usize| !loops.per_row[i] && !schedule.is_interior(i);
+    let mut live: usize = (0..expr.len()).filter(|&i| held(i)).map(bytes).sum();
     let mut peak = live;
     let mut has_grad = vec![false; expr.len()];
     has_grad[usize::from(*root)] = true;
     for i in (0..expr.len()).rev() {
-        if expr[i].as_var().is_some() || loops.per_row[i] || !has_grad[i] {
+        if expr[i].as_var().is_some() || !held(i) || !has_grad[i] {
             continue;
         }
         if early_root == Some(i) {
@@ -128,13 +134,15 @@ fn backward_peak(program: &Program, element: usize, early_root: Option<usize>) -
                 }
             }
         } else {
-            for &c in expr[i].children() {
-                let c = usize::from(c);
+            for &c in schedule.children(i) {
                 if expr[c].as_num().is_none() && !has_grad[c] {
                     has_grad[c] = true;
                     live += bytes(c);
                 }
             }
+            // The value itself is freed once its cotangent has been swept back.
+            peak = peak.max(live);
+            live = live.saturating_sub(bytes(i));
         }
         peak = peak.max(live);
         live = live.saturating_sub(bytes(i));

@@ -4,7 +4,9 @@
 //! For each size: batch (when sizes are given), build random inputs, warm up,
 //! then time single runs until the time budget is spent (at least
 //! [`MIN_RUNS`]) and report the median, the fastest and the slowest run, and
-//! the median per example. Progress goes to stderr, results to stdout.
+//! the median per example, and how many chains of elementwise ops the
+//! interpreter runs fused (`--no-fuse`: every op on its own). Progress goes to
+//! stderr, results to stdout.
 
 use crate::{profile, Dtype, StrategyArg};
 use batchgraph::{random_values, BatchReduce, Batcher, Error, Interpreter, Program, Scalar, Strategy, Values};
@@ -29,7 +31,8 @@ pub struct BenchArgs {
     /// Duplicate (unroll), fuse, or let the cost model choose (auto).
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     strategy: StrategyArg,
-    /// Time the gradient (forward + backward) instead of the forward run.
+    /// Time the gradient (forward + backward) with respect to the params (the inputs if there are
+    /// none) instead of the forward run.
     #[arg(long)]
     grad: bool,
     /// Element type.
@@ -44,10 +47,16 @@ pub struct BenchArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
+    /// Run every op on its own instead of fusing chains of elementwise ops.
+    #[arg(long)]
+    no_fuse: bool,
 }
 
 /// What one size measured, in microseconds per run.
 struct Timing {
+    /// Chains the interpreter ran fused, and the nodes in them.
+    fused_groups: usize,
+    fused_nodes: usize,
     runs: usize,
     median: f64,
     min: f64,
@@ -105,7 +114,16 @@ fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error>
         .into_iter()
         .map(|(name, t)| (name, t.mapv(|v| T::of(v))))
         .collect();
-    let interpreter = Interpreter::new(program);
+    // The gradient with respect to the params, as a train step (and JAX's `grad`) computes it;
+    // a program without params, with respect to its inputs.
+    let wrt = match program.params.is_empty() {
+        true => &program.inputs,
+        false => &program.params,
+    };
+    let interpreter = Interpreter::new(program)
+        .fuse(!args.no_fuse)
+        .with_respect_to(wrt.iter().map(|d| d.name.clone()));
+    let groups = interpreter.fused_groups();
     let run = || -> Result<(), Error> {
         if args.grad {
             std::hint::black_box(interpreter.gradient(&values)?);
@@ -137,6 +155,8 @@ fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error>
         (samples[n / 2 - 1] + samples[n / 2]) / 2.0
     };
     Ok(Timing {
+        fused_groups: groups.len(),
+        fused_nodes: groups.iter().map(Vec::len).sum(),
         runs: n,
         median,
         min: samples[0],
@@ -155,6 +175,8 @@ fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Re
             "per_example_us": per_example,
             "runs": t.runs,
             "nodes": nodes,
+            "fused_groups": t.fused_groups,
+            "fused_nodes": t.fused_nodes,
             "grad": args.grad,
             "dtype": match args.dtype { Dtype::F32 => "f32", Dtype::F64 => "f64" },
         });
@@ -162,8 +184,8 @@ fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Re
     } else {
         let what = size.map_or("as written".to_string(), |b| format!("B = {b}"));
         print_line(&format!(
-            "{what}: median {:.2} µs per run (min {:.2}, max {:.2}; {} runs, {nodes} nodes), {per_example:.3} µs per example",
-            t.median, t.min, t.max, t.runs
+            "{what}: median {:.2} µs per run (min {:.2}, max {:.2}; {} runs, {nodes} nodes, {} fused in {} chains), {per_example:.3} µs per example",
+            t.median, t.min, t.max, t.runs, t.fused_nodes, t.fused_groups
         ))?;
     }
     Ok(())

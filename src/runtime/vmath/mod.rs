@@ -245,3 +245,41 @@ pub fn tanh_grad<T: VMath>(y: &[T], g: &[T], out: &mut [T]) {
 pub fn sigmoid_grad<T: VMath>(y: &[T], g: &[T], out: &mut [T]) {
     T::sigmoid_grad(y, g, out)
 }
+
+/// One of this module's in-place kernels, chosen once (by [`kernel_named`]) and
+/// run many times (by [`run_in_place`]) without looking its name up again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernel(Op);
+
+/// The in-place kernel of the unary op named `name` (`"tanh"` runs
+/// [`tanh_in_place`]), if this module has one. The names are those of the op
+/// table (`src/ir/unary.rs`), whose `vector k` entries name `<name>_in_place`;
+/// a test holds the two to each other for every op.
+pub fn kernel_named(name: &str) -> Option<Kernel> {
+    let op = match name {
+        "exp" => Op::Exp,
+        "log" => Op::Ln,
+        "tanh" => Op::Tanh,
+        "sigmoid" => Op::Sigmoid,
+        "sin" => Op::Sin,
+        "cos" => Op::Cos,
+        "sqrt" => Op::Sqrt,
+        "softplus" => Op::Softplus,
+        _ => return None,
+    };
+    Some(Kernel(op))
+}
+
+/// Runs `kernel` over `data` in place, on the calling thread.
+pub fn run_in_place<T: VMath>(kernel: Kernel, data: &mut [T]) {
+    match kernel.0 {
+        Op::Exp => T::exp_in_place(data),
+        Op::Ln => T::log_in_place(data),
+        Op::Tanh => T::tanh_in_place(data),
+        Op::Sigmoid => T::sigmoid_in_place(data),
+        Op::Sin => T::sin_in_place(data),
+        Op::Cos => T::cos_in_place(data),
+        Op::Sqrt => T::sqrt_in_place(data),
+        Op::Softplus => T::softplus_in_place(data),
+    }
+}
