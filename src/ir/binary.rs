@@ -132,6 +132,20 @@ macro_rules! binary_ops {
                 out
             }
 
+            /// `f` over one lane of the result (a run along its last axis), each
+            /// operand's lane a slice or one value repeated, appended to `out`:
+            /// the inner loop of a broadcast (an outer product's rows) over slices.
+            pub fn map_lane<T: Scalar>(self, a: Lane<T>, b: Lane<T>, out: &mut Vec<T>) {
+                match self {
+                    $(Binary::$variant => match (a, b) {
+                        (Lane::Slice(x), Lane::Slice(y)) => out.extend(x.iter().zip(y).map(|(&$a, &$b)| $value)),
+                        (Lane::Slice(x), Lane::Repeat($b, _)) => out.extend(x.iter().map(|&$a| $value)),
+                        (Lane::Repeat($a, _), Lane::Slice(y)) => out.extend(y.iter().map(|&$b| $value)),
+                        (Lane::Repeat($a, n), Lane::Repeat($b, _)) => out.extend(std::iter::repeat_n($value, n)),
+                    },)*
+                }
+            }
+
             /// `f` of every pair of elements of `a` and `b`, already broadcast to one shape
             /// (one loop per op, not a dispatch per element).
             pub fn map<T: Scalar>(self, a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> ArrayD<T> {
@@ -162,6 +176,15 @@ binary_ops! {
         d_a if b == T::zero() { T::zero() } else { b * power(a, b - T::one()) },
         d_b if a == T::zero() { T::zero() } else { y * a.ln() },
         graph ("(* ?b (^ ?a (- ?b 1)))", "(* ?y (log ?a))");
+}
+
+/// One operand's run along the last axis of a broadcast result.
+#[derive(Clone, Copy, Debug)]
+pub enum Lane<'a, T> {
+    /// Contiguous elements.
+    Slice(&'a [T]),
+    /// One element, repeated this many times (a broadcast axis).
+    Repeat(T, usize),
 }
 
 /// `a ^ b`; an integer exponent by repeated multiplication (exact for negative `a`).

@@ -13,7 +13,7 @@ pub mod scalar;
 pub mod shape;
 pub mod unary;
 
-pub use binary::{Assoc, Binary};
+pub use binary::{Assoc, Binary, Lane};
 pub use loops::{early_loop, expand_loops, find_loops, main_children, main_uses, LoopBody, Loops};
 pub use op::{Flops, Num, Op};
 pub use program::{infer_shapes, Decl, Program};

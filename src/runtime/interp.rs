@@ -448,11 +448,22 @@ impl<'p> Interpreter<'p> {
         }
     }
 
-    fn outputs<T: Scalar>(&self, values: &[Option<Cow<Tensor<T>>>]) -> Vec<(String, Tensor<T>)> {
-        self.program
-            .outputs
+    /// The outputs, moved out of the sweep's values (copied only for a node
+    /// that is output again later, or an input passed through).
+    fn outputs<T: Scalar>(&self, mut values: Vec<Option<Cow<Tensor<T>>>>) -> Vec<(String, Tensor<T>)> {
+        let outputs = &self.program.outputs;
+        outputs
             .iter()
-            .map(|(name, id)| (name.clone(), values[usize::from(*id)].as_deref().unwrap().clone()))
+            .enumerate()
+            .map(|(k, (name, id))| {
+                let i = usize::from(*id);
+                let value = if outputs[k + 1..].iter().any(|(_, later)| later == id) {
+                    values[i].as_deref().unwrap().clone()
+                } else {
+                    values[i].take().unwrap().into_owned()
+                };
+                (name.clone(), value)
+            })
             .collect()
     }
 
@@ -465,8 +476,8 @@ impl<'p> Interpreter<'p> {
         self.check_values(values, "values", true)?;
         let s = self.sweep(values, None, false, None)?;
         Ok(Evaluation {
-            outputs: self.outputs(&s.values),
             peak_bytes: s.peak_bytes,
+            outputs: self.outputs(s.values),
         })
     }
 
@@ -614,7 +625,7 @@ impl<'p> Interpreter<'p> {
             })
             .collect();
         Ok(Tangents {
-            outputs: self.outputs(&s.values),
+            outputs: self.outputs(s.values),
             jvp,
         })
     }

@@ -2,7 +2,7 @@
 //! with leading (batch) axes on its left operand is one matrix-matrix product
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
-use crate::ir::{broadcast, Binary, Op, Reduce, Scalar, Shape};
+use crate::ir::{broadcast, Binary, Lane, Op, Reduce, Scalar, Shape};
 use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
 
 /// A value: an n-dimensional array.
@@ -278,7 +278,26 @@ pub fn binary<T: Scalar>(op: Binary, a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> 
     }
     let shape = broadcast(&Shape(a.shape().to_vec()), &Shape(b.shape().to_vec())).expect("checked shapes");
     let (a, b) = (a.broadcast(IxDyn(shape.dims())), b.broadcast(IxDyn(shape.dims())));
-    op.map(&a.expect("broadcastable"), &b.expect("broadcastable"))
+    let (a, b) = (a.expect("broadcastable"), b.expect("broadcastable"));
+    let lanes_work = |v: &ArrayViewD<T>| matches!(v.strides().last(), Some(0 | 1));
+    if !lanes_work(&a) || !lanes_work(&b) {
+        return op.map(&a, &b);
+    }
+    // Lane by lane along the last axis, each operand's lane a slice or one repeated value
+    // (an outer product `expand(u, 1) * expand(v, 0)` is rows of `u[i] * v`).
+    let mut out = Vec::with_capacity(shape.elements());
+    for (x, y) in a.rows().into_iter().zip(b.rows()) {
+        op.map_lane(lane(&x), lane(&y), &mut out);
+    }
+    Tensor::from_shape_vec(IxDyn(shape.dims()), out).expect("one element per element of the result")
+}
+
+/// One lane of a broadcast operand whose last axis has stride 1 or 0: contiguous, or one value repeated.
+fn lane<'a, T: Scalar>(row: &ndarray::ArrayView1<'a, T>) -> Lane<'a, T> {
+    match row.to_slice() {
+        Some(slice) => Lane::Slice(slice),
+        None => Lane::Repeat(row[0], row.len()),
+    }
 }
 
 /// Evaluates one op. `args` are the children's values; `literal(i)` is the
