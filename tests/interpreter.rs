@@ -1,6 +1,7 @@
 //! Interpreter options that change what a run computes, not its results:
 //! a gradient with respect to some of the inputs and params equals those
-//! entries of the full gradient.
+//! entries of the full gradient; and kernel paths chosen by layout (broadcast
+//! lanes, column-major operands) equal the ops' definitions.
 
 use batchgraph::{random_values, Interpreter, Program};
 
@@ -19,5 +20,47 @@ fn a_gradient_with_respect_to_some_names_equals_those_of_the_full_gradient() {
         let want: Vec<_> = full.grads.iter().filter(|(n, _)| names.contains(&n.as_str())).collect();
         assert_eq!(some.grads.iter().collect::<Vec<_>>(), want, "{names:?}");
         assert_eq!(some.outputs, full.outputs);
+    }
+}
+
+/// Every binary op over operands broadcast both ways (an outer product), a trailing
+/// part, a scalar, and a transposed (column-major) operand: the kernel equals the
+/// op's scalar value at every element.
+#[test]
+fn broadcast_binary_ops_equal_their_elementwise_definition() {
+    use batchgraph::{forward, Binary, Op, Tensor};
+    use egg::Id;
+    let mut rng = batchgraph::Rng::new(0xb0b);
+    let pairs: [(&[usize], &[usize]); 4] = [
+        (&[2, 4, 1], &[1, 3]),
+        (&[3, 1], &[1, 5]),
+        (&[2, 3], &[]),
+        (&[4, 3], &[3]),
+    ];
+    for &op in Binary::ALL {
+        let (lo, hi) = op.tested_on();
+        for (sa, sb) in pairs {
+            for transposed in [false, true] {
+                let a: Tensor<f64> = rng.tensor(sa, lo, hi);
+                // The same values in column-major memory (a non-standard layout).
+                let a = if transposed {
+                    a.t().as_standard_layout().t().to_owned()
+                } else {
+                    a
+                };
+                let b: Tensor<f64> = rng.tensor(sb, lo, hi);
+                let node = Op::Binary(op, [Id::from(0usize), Id::from(1usize)]);
+                let out = forward(&node, &[&a, &b], &|_| f64::NAN);
+                let shape = out.raw_dim();
+                let (ab, bb) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape).unwrap());
+                ndarray::Zip::from(&out).and(&ab).and(&bb).for_each(|&o, &x, &y| {
+                    let expected = op.value(x, y);
+                    assert!(
+                        (o - expected).abs() <= 1e-15 * expected.abs().max(1.0),
+                        "{op:?} {sa:?} {sb:?}: {o} vs {expected}"
+                    );
+                });
+            }
+        }
     }
 }
