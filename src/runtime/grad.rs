@@ -42,15 +42,46 @@ pub fn matmul_vjp<T: Scalar>(
         let n = g2.ndim();
         g2 = g2.insert_axis(Axis(n - 1));
     }
+    // A matrix operand that the other's batch axes broadcast over: its cotangent sums over
+    // them, as one product over the flattened batch (never a value of every batch's product).
+    let shared = |matrix: &ArrayViewD<T>, other: &ArrayViewD<T>| {
+        matrix.ndim() == 2 && g2.ndim() > 2 && other.shape()[..other.ndim() - 2] == g2.shape()[..g2.ndim() - 2]
+    };
     let ga = wanted[0].then(|| {
-        let ga = matmul(&g2, &swap_last_two(b2.clone()));
-        reshape(unbroadcast(ga, a2.shape()), a.shape())
+        let ga = if shared(&a2, &b2) {
+            contract_batch(g2.clone(), b2.clone())
+        } else {
+            unbroadcast(matmul(&g2, &swap_last_two(b2.clone())), a2.shape())
+        };
+        reshape(ga, a.shape())
     });
     let gb = wanted[1].then(|| {
-        let gb = matmul(&swap_last_two(a2.clone()), &g2);
-        reshape(unbroadcast(gb, b2.shape()), b.shape())
+        let gb = if shared(&b2, &a2) {
+            contract_batch(swap_last_two(a2.clone()), swap_last_two(g2.clone()))
+        } else {
+            unbroadcast(matmul(&swap_last_two(a2.clone()), &g2), b2.shape())
+        };
+        reshape(gb, b.shape())
     });
     (ga, gb)
+}
+
+/// The sum over the leading (batch) axes of `x @ y^T`, for `x: [..., p, q]` and
+/// `y: [..., r, q]` of the same batch axes: `[p, r]`, as one GEMM of `x` and `y`
+/// flattened to `[p, N q]` and `[r, N q]`.
+fn contract_batch<T: Scalar>(x: ArrayViewD<T>, y: ArrayViewD<T>) -> Tensor<T> {
+    let flatten = |v: ArrayViewD<T>| {
+        let n = v.ndim();
+        let rows = v.shape()[n - 2];
+        let order: Vec<usize> = std::iter::once(n - 2).chain(0..n - 2).chain([n - 1]).collect();
+        let moved = v.permuted_axes(IxDyn(&order)).as_standard_layout().into_owned();
+        let columns = moved.len() / rows.max(1);
+        moved
+            .into_shape_with_order(IxDyn(&[rows, columns]))
+            .expect("a standard-layout copy reshapes")
+    };
+    let (x, y) = (flatten(x), flatten(y));
+    matmul(&x.view(), &y.view().reversed_axes())
 }
 
 /// The cotangent (or tangent) of operand `side` of a binary op, summed down
