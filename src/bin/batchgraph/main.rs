@@ -298,9 +298,7 @@ fn shapes_json<'a>(items: impl Iterator<Item = (&'a str, &'a batchgraph::Shape)>
 fn transform(file: &Path, svg: Option<&Path>, make: impl Fn(&Program) -> Result<Program, Error>) -> Result<(), Error> {
     let program = parse_file(file)?;
     let derived = make(&program)?;
-    if let Some(path) = svg {
-        write(path, &to_svg(&derived).map_err(Error::Io)?)?;
-    }
+    // The program first: a picture that cannot be drawn (too large) does not lose it.
     say!("{}", derived.to_text());
     for (name, id) in &derived.outputs {
         say!("# output {name}: {}\n", derived.shape(*id));
@@ -311,6 +309,9 @@ fn transform(file: &Path, svg: Option<&Path>, make: impl Fn(&Program) -> Result<
         program.node_count(),
         derived.node_count() as f64 / program.node_count() as f64
     );
+    if let Some(path) = svg {
+        write(path, &to_svg(&derived).map_err(Error::Io)?)?;
+    }
     Ok(())
 }
 
@@ -326,7 +327,11 @@ fn show(file: &Path, svg: Option<&Path>, dot: Option<&Path>, as_json: bool) -> R
     if as_json {
         let report = json!({
             "nodes": program.node_count(),
-            "nodes_before_cse": program.nodes_before_cse() as f64,
+            // An integer while JSON readers hold it exactly (2^53), else a float.
+            "nodes_before_cse": match u64::try_from(program.nodes_before_cse()) {
+                Ok(n) if n < 1 << 53 => json!(n),
+                _ => json!(program.nodes_before_cse() as f64),
+            },
             "inputs": shapes_json(program.inputs.iter().map(|d| (d.name.as_str(), &d.shape))),
             "params": shapes_json(program.params.iter().map(|d| (d.name.as_str(), &d.shape))),
             "outputs": shapes_json(outputs),
