@@ -356,10 +356,10 @@ fn a_batched_deep_mlp_parses_back() {
 #[test]
 fn grad_and_jvp_of_deep_and_huge_programs() {
     let mut text = String::from("input x: [3]\nparam w: [3]\nlet t0 = tanh(x * w)\n");
-    for i in 1..3000 {
+    for i in 1..1000 {
         text += &format!("let t{i} = tanh(t{}) * w + t{}\n", i - 1, i - 1);
     }
-    text += "out s = sum(t2999)\n";
+    text += "out s = sum(t999)\n";
     let deep = temp_file("deep_grad.graph", &text);
     for command in ["grad", "jvp"] {
         let o = within_a_minute(&[command, &deep]);
