@@ -3,12 +3,14 @@
 //! A program in the `.graph` language is parsed into one DAG of [`Op`]s, in
 //! which equal subterms are shared (CSE, done by adding it to an egg
 //! e-graph). It can be printed back, drawn (DOT, SVG), evaluated, and
-//! differentiated in reverse and forward mode by the interpreter; the
-//! [`Batcher`] batches it over a mini-batch by rewriting.
+//! differentiated in reverse and forward mode by the interpreter; [`grad`]
+//! and [`jvp`] write its derivatives as programs; the [`Batcher`] batches any
+//! of them over a mini-batch by rewriting.
 //!
 //! The crate is organised by stage, one folder each: [`front`] (the
 //! language), [`ir`] (ops, shapes, programs), [`egraph`] (rules, cost,
-//! extraction, batching), [`runtime`] (the interpreter), [`export`] (ONNX)
+//! extraction, batching), [`transform`] (derivatives as programs),
+//! [`runtime`] (the interpreter), [`export`] (ONNX)
 //! and, with the `pictures` feature, [`pictures`]. Everything is re-exported here.
 //!
 //! ```
