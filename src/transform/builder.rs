@@ -136,9 +136,10 @@ impl Builder {
             return Ok(None);
         };
         let inner = children[0];
-        let fits = match op {
-            Op::Index(_) | Op::Row(_) => self.rank(inner) < self.rank(value),
-            _ => self.rank(inner) == 0,
+        let fits = if matches!(op, Op::Expand(_)) {
+            self.rank(inner) == 0
+        } else {
+            self.rank(inner) < self.rank(value)
         };
         if !fits {
             return Ok(None);
@@ -146,7 +147,7 @@ impl Builder {
         self.broadcast_to(inner, &Shape(dims)).map(Some)
     }
 
-    /// The value of an elementwise op of literals.
+    /// The value of an elementwise op of literals (a recogniser of two ops, not a dispatch over all).
     /// Only finite values fold: `log(0)` stays an op, as the language has no literal for it.
     fn fold(&self, op: &Op) -> Option<f64> {
         let value = match op {
