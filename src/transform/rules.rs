@@ -166,7 +166,8 @@ pub fn jvp(b: &mut Builder, node: Id, op: &Op, tangent: &dyn Fn(Id) -> Option<Id
         }
         Op::Reduce(r, a) | Op::ReduceAxis(r, [a, _]) => match tangent(*a) {
             None => None,
-            Some(t) if !r.selects() => linear_reduce(b, op, t)?,
+            // sum and mean are linear: the same reduction of the tangent.
+            Some(_) if !r.selects() => linear(b)?,
             Some(t) => {
                 let axis = op.children().get(1).map(|&k| integer(b, k));
                 let weights = reduce_weights(b, *r, *a, node, axis)?;
@@ -257,13 +258,6 @@ fn binary_term(
         return Ok(None);
     }
     b.mul(t, d).map(Some)
-}
-
-/// A reduction that is linear (`sum`, `mean`) applied to the tangent.
-fn linear_reduce(b: &mut Builder, op: &Op, t: Id) -> Result<Option<Id>> {
-    let mut op = op.clone();
-    op.children_mut()[0] = t;
-    b.add(op).map(Some)
 }
 
 /// The weight `dy/dx` of every element `x` of `a` in the reduction `y`
