@@ -3,7 +3,7 @@
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
 use crate::ir::{broadcast, Binary, Lane, Op, Reduce, Scalar, Shape};
-use ndarray::{Array1, Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
 
 /// A value: an n-dimensional array.
 pub type Tensor<T> = ArrayD<T>;
@@ -126,23 +126,6 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
 /// matrix-vector product (a GEMM would pack a whole operand to use it once).
 fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     let (m, n) = (a.nrows(), b.ncols());
-    if n == 1 && m > 1 {
-        if a.t().is_standard_layout() {
-            // a is a transposed row-major matrix: (b^T @ a^T)^T runs row by row below.
-            return mat_mat(b.reversed_axes(), a.reversed_axes()).reversed_axes();
-        }
-        return a.dot(&b.column(0)).insert_axis(Axis(1));
-    }
-    if let (1, true, Some(rows)) = (m, n > 1, b.as_slice()) {
-        // One row: the sum of b's rows weighted by a's elements, row by row.
-        let mut out = vec![T::zero(); n];
-        for (&w, row) in a.row(0).iter().zip(rows.chunks_exact(n)) {
-            for (o, &x) in out.iter_mut().zip(row) {
-                *o += w * x;
-            }
-        }
-        return Array1::from_vec(out).insert_axis(Axis(0));
-    }
     let mut out = Array2::<T>::uninit((m, n));
     // SAFETY: `gemm_into` writes every element of `out` (it never reads it).
     unsafe {
@@ -250,9 +233,23 @@ unsafe fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: *mut T, 
 /// The reduction `r` along `axis`.
 pub fn reduce_axis<T: Scalar>(r: Reduce, a: &ArrayViewD<T>, axis: usize) -> Tensor<T> {
     let n = a.shape()[axis];
-    a.fold_axis(Axis(axis), r.start(), |&acc, &v| r.combine(acc, v))
-        .mapv_into(|total| r.finish(total, n))
+    let results = a.len().checked_div(n).unwrap_or(0);
+    // Folding whole sub-arrays into the result, one per index along `axis`, runs
+    // contiguous rows but costs a pass per index: with few results (the mean of
+    // a batch vector), or long contiguous lanes, one lane per result is the
+    // short loop.
+    let lanes = results < LANES_BELOW || (axis + 1 == a.ndim() && n >= LANES_BELOW);
+    let totals = if lanes {
+        a.map_axis(Axis(axis), |lane| lane.fold(r.start(), |acc, &v| r.combine(acc, v)))
+    } else {
+        a.fold_axis(Axis(axis), r.start(), |&acc, &v| r.combine(acc, v))
+    };
+    totals.mapv_into(|total| r.finish(total, n))
 }
+
+/// Reductions with fewer results than this, or along a last axis at least this
+/// long, fold one lane per result.
+const LANES_BELOW: usize = 16;
 
 /// The reduction `r` over every element.
 pub fn reduce_all<T: Scalar>(r: Reduce, a: &Tensor<T>) -> T {

@@ -368,8 +368,11 @@ fn log_f64() {
 #[test]
 fn tanh_f32() {
     let mut v = sym32(1e-30, 20.0, -10.0, 10.0);
-    v.extend(lin(0.6, 0.65, NL / 10).map(|x| x as f32));
-    check32("tanh", Op::Tanh, &v, f64::tanh, 1.5);
+    // Where the f32 form switches: x itself below 0.0004, +-1 from 9.
+    for (lo, hi) in [(3.5e-4, 4.5e-4), (8.9, 9.1), (7.8, 8.0)] {
+        v.extend(lin(lo, hi, NL / 10).flat_map(|x| [x as f32, -x as f32]));
+    }
+    check32("tanh", Op::Tanh, &v, f64::tanh, 7.0);
 }
 
 #[test]

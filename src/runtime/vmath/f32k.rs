@@ -99,24 +99,43 @@ pub(crate) fn ln<const F: bool>(x: f32) -> f32 {
     }
 }
 
-/// Hyperbolic tangent. Cephes `tanhf`: odd polynomial for |x| < 0.625 (so
-/// tiny inputs keep full relative accuracy), 1 - 2/(e^{2|x|} + 1) above;
-/// e^{2|x|} overflowing to +inf gives exactly 1. Sign restored by copysign,
-/// which also makes tanh(-0) = -0.
+/// Hyperbolic tangent. The rational form XLA's CPU backend and Eigen use
+/// (`generic_fast_tanh_float`): x p(x^2) / q(x^2), degree 13 over 6, on x
+/// clamped to +-7.905311 (where it reaches 1), and x itself below 0.0004
+/// (where x^3/3 is under half an ulp, and x p(x^2) could lose subnormal
+/// bits). About 2.5x cheaper than 1 - 2/(e^{2x} + 1) with its exponential,
+/// for 4.6 ulp at worst with FMA, 6.6 without, against 1.3 (measured by
+/// `cargo test --release --lib vmath::accuracy -- --nocapture`).
+/// From 9 on the result is exactly +-1, as the rounded tanh is.
+/// The clamp compares, so NaN passes through; tanh(-0) = -0.
 #[inline(always)]
 pub(crate) fn tanh<const F: bool>(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    let c = if x > CLAMP { CLAMP } else { x };
+    let c = if c < -CLAMP { -CLAMP } else { c };
+    let z = c * c;
+    let mut p = -2.760_768_477_423_55e-16;
+    p = mla::<F>(p, z, 2.000_187_904_824_77e-13);
+    p = mla::<F>(p, z, -8.604_671_522_137_35e-11);
+    p = mla::<F>(p, z, 5.122_297_090_371_14e-8);
+    p = mla::<F>(p, z, 1.485_722_357_179_79e-5);
+    p = mla::<F>(p, z, 6.372_619_288_754_36e-4);
+    p = mla::<F>(p, z, 4.893_524_558_917_86e-3);
+    let mut q = 1.198_258_394_667_02e-6;
+    q = mla::<F>(q, z, 1.185_347_056_866_54e-4);
+    q = mla::<F>(q, z, 2.268_434_632_439_00e-3);
+    q = mla::<F>(q, z, 4.893_525_185_543_85e-3);
+    let r = c * p / q;
     let a = x.abs();
-    let z = a * a;
-    let mut p = -5.704_988_727_45e-3;
-    p = mla::<F>(p, z, 2.063_908_879_54e-2);
-    p = mla::<F>(p, z, -5.373_971_555_31e-2);
-    p = mla::<F>(p, z, 1.333_144_220_36e-1);
-    p = mla::<F>(p, z, -3.333_328_194_22e-1);
-    let small = mla::<F>(p * z, a, a);
-    let e = exp::<F>(a + a);
-    let large = 1.0 - 2.0 / (e + 1.0);
-    let y = if a < 0.625 { small } else { large };
-    y.copysign(x)
+    // From 9 on, tanh rounds to exactly +-1 (the clamped rational is an ulp short).
+    let r = if a >= 9.0 { 1.0f32.copysign(x) } else { r };
+    // `c`, not `x`: selecting the input itself lets LLVM turn an in-place loop
+    // into a masked store, which is microcoded (slow) on AMD's Zen.
+    if a < 0.0004 {
+        c
+    } else {
+        r
+    }
 }
 
 /// Logistic sigmoid 1/(1+e^{-x}), evaluated as num/(1+e^{-|x|}) with
@@ -158,9 +177,9 @@ pub(crate) fn sin<const F: bool>(x: f32) -> f32 {
     let (s, c) = sincos_short::<F>(r);
     let y = if q & 1 == 1 { c } else { s };
     let y = f64::from_bits(y.to_bits() ^ ((q & 2) << 62)) as f32;
-    // The reduction loses the sign of -0.
+    // The reduction loses the sign of -0. (Not `x` itself: see `tanh`.)
     if x == 0.0 {
-        x
+        0.0f32.copysign(x)
     } else {
         y
     }

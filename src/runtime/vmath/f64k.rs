@@ -213,9 +213,10 @@ pub(crate) fn sin<const F: bool>(x: f64) -> f64 {
     let (s, c) = sincos_poly::<F>(r);
     let y = if q & 1 == 1 { c } else { s };
     let y = f64::from_bits(y.to_bits() ^ ((q & 2) << 62));
-    // The polynomial loses the sign of -0.
+    // The polynomial loses the sign of -0. (Not `x` itself: selecting the input
+    // lets LLVM turn an in-place loop into a masked store, slow on AMD's Zen.)
     if x == 0.0 {
-        x
+        0.0f64.copysign(x)
     } else {
         y
     }
