@@ -188,7 +188,14 @@ pub enum Lane<'a, T> {
 }
 
 /// `a ^ b`; an integer exponent by repeated multiplication (exact for negative `a`).
+/// A square (squared errors) and a first power skip the general integer loop.
 fn power<T: Scalar>(a: T, b: T) -> T {
+    if b == T::of(2.0) {
+        return a * a;
+    }
+    if b == T::one() {
+        return a;
+    }
     if b == b.trunc() && b.abs() < T::of(64.0) {
         a.powi(b.to_i32().expect("a small integer"))
     } else {

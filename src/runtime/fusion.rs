@@ -48,6 +48,39 @@ enum Step {
     Binary { op: usize, other: usize, chain_is_a: bool },
 }
 
+impl Step {
+    /// Whether sweeping this link back reads the value entering it (`reads(true)`)
+    /// or its result (`reads(false)`); `other_wanted`: the other operand's
+    /// cotangent is gathered too. Read off the table's derivative graphs: tanh's
+    /// `1 - y^2` reads only the result, `+` reads neither.
+    fn reads(self, entering: bool, other_wanted: bool) -> bool {
+        match self {
+            Step::Unary { op, .. } => {
+                let graph = Unary::ALL[op].derivative_graph();
+                graph.contains(if entering { "?x" } else { "?y" })
+            }
+            Step::Binary { op, chain_is_a, .. } => {
+                let (chain, other) = if chain_is_a { (0, 1) } else { (1, 0) };
+                let var = match (entering, chain_is_a) {
+                    (false, _) => "?y",
+                    (true, true) => "?a",
+                    (true, false) => "?b",
+                };
+                let op = Binary::ALL[op];
+                op.partial_graph(chain).contains(var) || (other_wanted && op.partial_graph(other).contains(var))
+            }
+        }
+    }
+}
+
+/// How many links' entering values a backward sweep recomputes: up to the last
+/// link past the first whose derivative reads its entering value, or whose
+/// predecessor's reads its result (the same value).
+fn links_to_recompute(steps: &[Step], other_wanted: &[bool]) -> usize {
+    let read = |j: usize| steps[j].reads(true, other_wanted[j]) || steps[j - 1].reads(false, other_wanted[j - 1]);
+    (1..steps.len()).rev().find(|&j| read(j)).unwrap_or(0)
+}
+
 /// A chain of elementwise ops run as one pass.
 #[derive(Clone, Debug)]
 pub struct Group {
@@ -420,8 +453,10 @@ pub fn backward_group<'a, T: Scalar>(
             _ => None,
         })
         .collect();
+    let wanted_sums: Vec<bool> = sums.iter().map(Option::is_some).collect();
     let sweep = BlockSweep {
         group,
+        recompute: links_to_recompute(&group.steps, &wanted_sums),
         others: &others,
         input: input.as_slice().expect("row-major"),
         output: output.as_slice().expect("row-major"),
@@ -476,6 +511,9 @@ fn add_sums<T: Scalar>(mut a: Vec<Option<Vec<T>>>, b: Vec<Option<Vec<T>>>) -> Ve
 /// What a group's backward pass reads, for sweeping it back one block at a time.
 struct BlockSweep<'s, T> {
     group: &'s Group,
+    /// Links (from the second) whose entering values are recomputed: the others' are
+    /// not read, and the input stands in for them.
+    recompute: usize,
     others: &'s [Option<Other<'s, T>>],
     input: &'s [T],
     output: &'s [T],
@@ -491,20 +529,25 @@ impl<T: Scalar> BlockSweep<'_, T> {
         let (steps, others, n) = (&self.group.steps, self.others, self.n);
         let end = offset + block.len();
         let input = &self.input[offset..end];
-        for j in 1..steps.len() {
+        for j in 1..=self.recompute {
             let (done, rest) = inside.split_at_mut(j - 1);
             let entering = if j == 1 { input } else { &done[j - 2][..] };
             rest[0].clear();
             rest[0].extend_from_slice(entering);
             apply(steps[j - 1], others[j - 1].as_ref(), &mut rest[0], offset, n);
         }
+        // The value entering link j: the input, recomputed, or (never read) the input.
+        let entering = |j: usize| match j {
+            0 => input,
+            j if j <= self.recompute => &inside[j - 1][..],
+            _ => input,
+        };
         for j in (0..steps.len()).rev() {
-            let entering = if j == 0 { input } else { &inside[j - 1][..] };
-            let result = if j + 1 == steps.len() {
-                &self.output[offset..end]
-            } else {
-                &inside[j][..]
+            let result = match j + 1 == steps.len() {
+                true => &self.output[offset..end],
+                false => entering(j + 1),
             };
+            let entering = entering(j);
             let link = Link {
                 step: steps[j],
                 other: others[j].as_ref(),
@@ -621,12 +664,28 @@ fn unary_backward<T: Scalar, const K: usize>(x: &[T], y: &[T], g: &mut [T]) {
 /// `g[i] *= df/dchain`, and `sum[i % width] += g[i] * df/dother` when wanted, for binary op `K`.
 fn binary_backward<T: Scalar, const K: usize>(sides: Sides<T>, x: &[T], y: &[T], g: &mut [T]) {
     let op = binary::<K>();
-    let Sides { row, sum, chain_is_a } = sides;
+    let Sides {
+        row,
+        mut sum,
+        chain_is_a,
+    } = sides;
     let width = row.len();
     let partials = |x: T, s: T, y: T| match chain_is_a {
         true => op.partials(x, s, y),
         false => swap(op.partials(s, x, y)),
     };
+    if let ([s], Some([total])) = (row, sum.as_deref_mut()) {
+        // One element repeated (a scalar operand): its share gathers in a register,
+        // not through memory once per element.
+        let mut share = T::zero();
+        for ((g, &x), &y) in g.iter_mut().zip(x).zip(y) {
+            let (dx, ds) = partials(x, *s, y);
+            share += *g * ds;
+            *g = *g * dx;
+        }
+        *total += share;
+        return;
+    }
     let rows = g
         .chunks_exact_mut(width)
         .zip(x.chunks_exact(width))

@@ -4,7 +4,9 @@
 //! op tables; linear structural ops reuse their forward kernel for the tangent.
 
 use crate::ir::{Binary, Op, Reduce, Scalar};
-use crate::runtime::kernels::{broadcast_to, forward, matmul, reshape, unbroadcast, unbroadcast_view, Tensor};
+use crate::runtime::kernels::{
+    broadcast_to, forward, matmul, on_one_thread, reshape, threads_for, unbroadcast, unbroadcast_view, Tensor,
+};
 use egg::Language;
 use ndarray::{ArrayViewD, Axis, IxDyn, Zip};
 
@@ -47,23 +49,33 @@ pub fn matmul_vjp<T: Scalar>(
     let shared = |matrix: &ArrayViewD<T>, other: &ArrayViewD<T>| {
         matrix.ndim() == 2 && g2.ndim() > 2 && other.shape()[..other.ndim() - 2] == g2.shape()[..g2.ndim() - 2]
     };
-    let ga = wanted[0].then(|| {
-        let ga = if shared(&a2, &b2) {
-            contract_batch(g2.clone(), b2.clone())
-        } else {
-            unbroadcast(matmul(&g2, &swap_last_two(b2.clone())), a2.shape())
-        };
-        reshape(ga, a.shape())
-    });
-    let gb = wanted[1].then(|| {
-        let gb = if shared(&b2, &a2) {
-            contract_batch(swap_last_two(a2.clone()), swap_last_two(g2.clone()))
-        } else {
-            unbroadcast(matmul(&swap_last_two(a2.clone()), &g2), b2.shape())
-        };
-        reshape(gb, b.shape())
-    });
-    (ga, gb)
+    let ga = || {
+        wanted[0].then(|| {
+            let ga = if shared(&a2, &b2) {
+                contract_batch(g2.clone(), b2.clone())
+            } else {
+                unbroadcast(matmul(&g2, &swap_last_two(b2.clone())), a2.shape())
+            };
+            reshape(ga, a.shape())
+        })
+    };
+    let gb = || {
+        wanted[1].then(|| {
+            let gb = if shared(&b2, &a2) {
+                contract_batch(swap_last_two(a2.clone()), swap_last_two(g2.clone()))
+            } else {
+                unbroadcast(matmul(&swap_last_two(a2.clone()), &g2), b2.shape())
+            };
+            reshape(gb, b.shape())
+        })
+    };
+    // Two independent products of about the same size: one per thread beats
+    // each split between threads (small GEMMs split poorly).
+    let each = g2.len().saturating_mul(a2.shape()[a2.ndim() - 1]);
+    if wanted == [true, true] && threads_for(each) > 1 {
+        return rayon::join(|| on_one_thread(ga), || on_one_thread(gb));
+    }
+    (ga(), gb())
 }
 
 /// The sum over the leading (batch) axes of `x @ y^T`, for `x: [..., p, q]` and

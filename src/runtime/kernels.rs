@@ -126,6 +126,10 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
 /// matrix-vector product (a GEMM would pack a whole operand to use it once).
 fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     let (m, n) = (a.nrows(), b.ncols());
+    let k = a.ncols();
+    if m * n <= SPLIT_K_RESULTS && k >= 2 * SPLIT_K_MIN_DEPTH && threads_for(m * n * k) > 1 {
+        return split_k(a, b);
+    }
     let mut out = Array2::<T>::uninit((m, n));
     // SAFETY: `gemm_into` writes every element of `out` (it never reads it).
     unsafe {
@@ -167,6 +171,54 @@ fn batched_gemm<T: Scalar>(
     }
 }
 
+/// A small result over a long sum (a weight gradient `[64, B] @ [B, 16]`): a GEMM
+/// library splits the result between threads, and there is little to split. Each
+/// thread takes a slice of the sum instead, and the partial results are added.
+fn split_k<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    use ndarray::s;
+    use rayon::prelude::*;
+    let k = a.ncols();
+    let parts = rayon::current_num_threads().min(k / SPLIT_K_MIN_DEPTH).max(1);
+    let step = k.div_ceil(parts);
+    (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let range = p * step..((p + 1) * step).min(k);
+            on_one_thread(|| mat_mat(a.slice(s![.., range.clone()]), b.slice(s![range, ..])))
+        })
+        .reduce_with(|x, y| x + y)
+        .expect("at least one part")
+}
+
+/// Results of at most this many elements split a long sum between threads.
+const SPLIT_K_RESULTS: usize = 64 * 64;
+
+/// The shortest slice of a sum that a thread takes.
+const SPLIT_K_MIN_DEPTH: usize = 256;
+
+thread_local! {
+    /// Set while a task that rayon already split runs: its products stay on its thread.
+    static ONE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every matrix product in it on the calling thread: for a task
+/// that already runs beside others (one of two independent products).
+pub fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
+    let before = ONE_THREAD.replace(true);
+    let result = f();
+    ONE_THREAD.set(before);
+    result
+}
+
+/// How many threads a product of `macs` multiply-adds may use: all of rayon's
+/// when it is large and not inside [`on_one_thread`], else one.
+pub fn threads_for(macs: usize) -> usize {
+    match macs >= GEMM_THREADS_FROM && !ONE_THREAD.get() {
+        true => rayon::current_num_threads(),
+        false => 1,
+    }
+}
+
 /// Products of at least this many multiply-adds (a 1024-row batch through a
 /// 64 x 64 layer) run on every core (rayon);
 /// smaller ones stay on the calling thread, where a thread hand-off costs
@@ -195,10 +247,9 @@ unsafe fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: *mut T, 
         }
         return;
     }
-    let parallelism = if m.saturating_mul(n).saturating_mul(k) >= GEMM_THREADS_FROM {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
+    let parallelism = match threads_for(m.saturating_mul(n).saturating_mul(k)) {
+        1 => gemm::Parallelism::None,
+        _ => gemm::Parallelism::Rayon(0),
     };
     let (as_, bs) = (a.strides(), b.strides());
     // SAFETY: the pointers and strides describe live views of the stated
