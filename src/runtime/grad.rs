@@ -338,3 +338,31 @@ fn sum_terms<T: Scalar>(x: Option<Tensor<T>>, y: Option<Tensor<T>>, shape: &[usi
         broadcast_to(&total, shape)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::kernels::GEMM_THREADS_FROM;
+    use ndarray::Array2;
+
+    fn filled(m: usize, n: usize, seed: usize) -> Tensor<f64> {
+        Array2::from_shape_fn((m, n), |(i, j)| ((i * 7 + j * 3 + seed) % 11) as f64 - 5.0).into_dyn()
+    }
+
+    /// Both cotangents of a large product, computed side by side on two threads,
+    /// equal each computed alone (and on one thread).
+    #[test]
+    fn both_cotangents_side_by_side_equal_each_alone() {
+        let (m, k, n) = (1024, 64, 96);
+        assert!(m * n * k >= GEMM_THREADS_FROM);
+        let (a, b, g) = (filled(m, k, 1), filled(k, n, 2), filled(m, n, 3));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let (ga, gb) = pool.install(|| matmul_vjp(a.view(), b.view(), &g, [true, true]));
+        let alone_a = matmul_vjp(a.view(), b.view(), &g, [true, false]).0;
+        let alone_b = on_one_thread(|| matmul_vjp(a.view(), b.view(), &g, [false, true]).1);
+        assert_eq!(ga, alone_a);
+        assert_eq!(gb, alone_b);
+        assert_eq!(ga.unwrap(), matmul(&g.view(), &b.t()));
+        assert_eq!(gb.unwrap(), matmul(&a.t(), &g.view()));
+    }
+}

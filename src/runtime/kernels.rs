@@ -471,6 +471,22 @@ mod tests {
         }
     }
 
+    /// A small result over a long sum, large enough to split the sum between
+    /// threads (when there are several): the product, whether split or not.
+    #[test]
+    fn a_product_split_along_its_sum_gives_the_product() {
+        let (m, k, n) = (64, 4096 + 37, 16);
+        assert!(m * n <= SPLIT_K_RESULTS && m * k * n >= GEMM_THREADS_FROM);
+        let (a, b) = (filled(m, k, 1), filled(k, n, 2));
+        let want = naive(&a, &b).into_dyn();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let split = pool.install(|| matmul(&a.view().into_dyn(), &b.view().into_dyn()));
+        assert_eq!(split, want);
+        assert_eq!(split_k(a.view(), b.view()).into_dyn(), want);
+        let alone = on_one_thread(|| matmul(&a.view().into_dyn(), &b.view().into_dyn()));
+        assert_eq!(alone, want);
+    }
+
     /// Both operands batched, large enough for the batch to be split over
     /// threads: each slot is the product of its two matrices.
     #[test]
