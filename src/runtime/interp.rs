@@ -66,6 +66,34 @@ pub struct Interpreter<'p> {
     with_respect_to: Option<Vec<String>>,
     /// Whether a value is large enough for passes over it to be split over threads.
     splits_passes: bool,
+    /// The number literals, built once rather than on every run.
+    literals: Literals,
+}
+
+/// Every number literal of a program as a 0-d array of each element type (by node).
+#[derive(Clone, Debug)]
+struct Literals {
+    f32: Vec<Option<Tensor<f32>>>,
+    f64: Vec<Option<Tensor<f64>>>,
+}
+
+impl Literals {
+    fn new(program: &Program) -> Self {
+        let nums: Vec<Option<f64>> = program.expr.as_ref().iter().map(Op::as_num).collect();
+        Literals {
+            f32: nums.iter().map(|v| v.map(|v| scalar(v as f32))).collect(),
+            f64: nums.iter().map(|v| v.map(scalar)).collect(),
+        }
+    }
+
+    /// The literals as `T` (f32 or f64, the only `Scalar`s).
+    fn of<T: Scalar>(&self) -> &[Option<Tensor<T>>] {
+        use std::any::Any;
+        let (f32, f64): (&dyn Any, &dyn Any) = (&self.f32, &self.f64);
+        f32.downcast_ref::<Vec<Option<Tensor<T>>>>()
+            .or_else(|| f64.downcast_ref())
+            .expect("Scalar is f32 or f64")
+    }
 }
 
 /// A loop run forward and backward at once, with its cotangent `g`, adding into `grads`.
@@ -162,6 +190,7 @@ impl<'p> Interpreter<'p> {
             check_finite: false,
             with_respect_to: None,
             splits_passes: program.shapes().iter().any(|s| s.elements() >= vmath::PARALLEL_FROM),
+            literals: Literals::new(program),
         }
     }
 
@@ -262,7 +291,7 @@ impl<'p> Interpreter<'p> {
     /// The forward sweep; with `retain` every value is kept (for a backward
     /// sweep), else each is dropped after its last use.
     fn sweep<'v, T: Scalar>(
-        &self,
+        &'v self,
         values: &'v Values<T>,
         tangents: Option<&Values<T>>,
         retain: bool,
@@ -345,7 +374,7 @@ impl<'p> Interpreter<'p> {
 
     /// Computes node `i` (not a loop) and its tangent into `s`; returns the bytes added.
     fn step<'v, T: Scalar>(
-        &self,
+        &'v self,
         i: usize,
         node: &Op,
         values: &'v Values<T>,
@@ -354,13 +383,18 @@ impl<'p> Interpreter<'p> {
         s: &mut Sweep<'v, T>,
     ) -> Result<usize> {
         let literal = self.literal(node);
-        let value: Cow<Tensor<T>> = match (node.as_var(), viewed_operands(node, schedule)) {
-            (Some(v), _) => Cow::Borrowed(&values[v.as_str()]),
-            (None, Some([a, b])) => Cow::Owned(matmul(
+        let value: Cow<Tensor<T>> = match (
+            &self.literals.of::<T>()[i],
+            node.as_var(),
+            viewed_operands(node, schedule),
+        ) {
+            (Some(number), _, _) => Cow::Borrowed(number),
+            (None, Some(v), _) => Cow::Borrowed(&values[v.as_str()]),
+            (None, None, Some([a, b])) => Cow::Owned(matmul(
                 &operand(&s.values, schedule, a),
                 &operand(&s.values, schedule, b),
             )),
-            (None, None) => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
+            (None, None, None) => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
         };
         self.finite(&value, || node.to_string())?;
         let mut added = bytes(&value);
