@@ -54,7 +54,7 @@ pub use ir::{
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{
     forward, json_from_str, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
-    unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, Rng, Run, Tangents, Tensor, Values,
+    unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, NodeTimes, Rng, Run, Tangents, Tensor, Values,
 };
 pub use transform::{grad, jvp};
 

@@ -495,6 +495,49 @@ fn bench_json_is_one_object_per_size() {
     assert!(line["size"].is_null(), "{line}");
 }
 
+/// `--ops` lists every node that ran, a fused chain under its last node, with
+/// forward and backward times that add up to a positive total; text lists the
+/// largest first.
+#[test]
+fn bench_ops_says_where_the_time_goes() {
+    let args = [
+        "bench",
+        "examples/mlp.graph",
+        "--size",
+        "64",
+        "--strategy",
+        "fuse",
+        "--grad",
+        "--ops",
+    ];
+    let o = batchgraph(&[&args[..], &["--json", "--seconds", "0.01"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let ops = line["ops"].as_array().expect("an ops list");
+    let time = |o: &serde_json::Value| o["forward_us"].as_f64().unwrap() + o["backward_us"].as_f64().unwrap();
+    assert!(ops.iter().all(|o| time(o) >= 0.0) && ops.iter().map(time).sum::<f64>() > 0.0);
+    let labels: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+    assert!(labels.iter().any(|l| l.starts_with("@ [64, ")), "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.starts_with("fused + -> tanh [64, ")),
+        "{labels:?}"
+    );
+    let o = batchgraph(&[&args[..], &["--seconds", "0.01"]].concat());
+    let text = stdout(&o);
+    assert!(text.contains("forward µs") && text.contains("share"), "{text}");
+    let shares: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_suffix('%')?.parse().ok()))
+        .collect();
+    assert!(
+        shares.len() >= 3 && shares.windows(2).take(OPS_SORTED).all(|w| w[0] >= w[1]),
+        "{text}"
+    );
+}
+
+/// The nodes `--ops` lists largest first (the last line is the rest, in any order).
+const OPS_SORTED: usize = 5;
+
 #[test]
 fn bench_rejects_bad_arguments_with_a_message() {
     let o = batchgraph(&["bench", "examples/seed.graph", "--seconds", "0"]);

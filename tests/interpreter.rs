@@ -1,7 +1,8 @@
 //! Interpreter options that change what a run computes, not its results:
 //! a gradient with respect to some of the inputs and params equals those
 //! entries of the full gradient; and kernel paths chosen by layout (broadcast
-//! lanes, column-major operands) equal the ops' definitions.
+//! lanes, column-major operands) equal the ops' definitions; a timed run
+//! gives the same results with a time for every node that ran.
 
 use batchgraph::{random_values, Interpreter, Program};
 
@@ -63,4 +64,33 @@ fn broadcast_binary_ops_equal_their_elementwise_definition() {
             }
         }
     }
+}
+
+/// A timed interpreter gives the same results, with a time for each node that
+/// ran: every matmul forward and backward, nothing for variables' backward;
+/// an untimed one gives none.
+#[test]
+fn a_timed_run_times_each_node_and_changes_nothing_else() {
+    let text = "input x: [5, 3]\nparam w: [4, 3]\nparam b: [4]\n\
+                out s = mean(sum(tanh(x @ transpose(w) + b) ^ 2, 1), 0)\n";
+    let program = Program::parse("timed", text).unwrap();
+    let values = random_values(&program, 3);
+    let plain = Interpreter::new(&program).gradient(&values).unwrap();
+    let timed = Interpreter::new(&program).timed(true).gradient(&values).unwrap();
+    assert_eq!((&plain.outputs, &plain.grads), (&timed.outputs, &timed.grads));
+    assert!(plain.times.is_none());
+    let times = timed.times.expect("timed");
+    let n = program.node_count();
+    assert_eq!((times.forward.len(), times.backward.len()), (n, n));
+    for (i, node) in program.expr.as_ref().iter().enumerate() {
+        if matches!(node, batchgraph::Op::MatMul(_)) {
+            assert!(!times.forward[i].is_zero() && !times.backward[i].is_zero(), "node {i}");
+        }
+        if node.as_var().is_some() {
+            assert!(times.backward[i].is_zero(), "node {i}");
+        }
+    }
+    let evaluation = Interpreter::new(&program).timed(true).evaluate(&values).unwrap();
+    let times = evaluation.times.expect("timed");
+    assert!(times.forward.iter().any(|t| !t.is_zero()) && times.backward.iter().all(|t| t.is_zero()));
 }

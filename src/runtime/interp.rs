@@ -18,6 +18,7 @@ use egg::Language;
 use ndarray::{ArrayViewD, CowArray};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// Values by name: one for every input and param.
 pub type Values<T> = HashMap<String, Tensor<T>>;
@@ -29,6 +30,40 @@ pub struct Evaluation<T> {
     pub outputs: Vec<(String, Tensor<T>)>,
     /// The most bytes of values held at once (inputs included).
     pub peak_bytes: usize,
+    /// Time spent on each node, when the interpreter is [`Interpreter::timed`].
+    pub times: Option<NodeTimes>,
+}
+
+/// Wall time spent on each node of a run, by node index: a fused chain's time is
+/// its last node's, a loop's its own node's; nodes that did not run are zero.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeTimes {
+    /// Computing each node's value (and tangent).
+    pub forward: Vec<Duration>,
+    /// Sending each node's cotangent to its operands.
+    pub backward: Vec<Duration>,
+}
+
+/// Adds the time from its start to its drop into a node's slot (when timing).
+struct Clock<'t> {
+    running: Option<(&'t mut Duration, Instant)>,
+}
+
+impl<'t> Clock<'t> {
+    /// Times into `slot`, if there is one (untimed runs have none).
+    fn start(slot: Option<&'t mut Duration>) -> Self {
+        Clock {
+            running: slot.map(|slot| (slot, Instant::now())),
+        }
+    }
+}
+
+impl Drop for Clock<'_> {
+    fn drop(&mut self) {
+        if let Some((slot, started)) = self.running.take() {
+            *slot += started.elapsed();
+        }
+    }
 }
 
 /// The gradient of a program's one scalar output.
@@ -40,6 +75,8 @@ pub struct Gradients<T> {
     pub grads: Vec<(String, Tensor<T>)>,
     /// The most bytes of values and cotangents held at once.
     pub peak_bytes: usize,
+    /// Time spent on each node, when the interpreter is [`Interpreter::timed`].
+    pub times: Option<NodeTimes>,
 }
 
 /// Outputs and their tangents from a forward-mode run.
@@ -68,6 +105,8 @@ pub struct Interpreter<'p> {
     splits_passes: bool,
     /// The number literals, built once rather than on every run.
     literals: Literals,
+    /// Whether runs time each node.
+    timed: bool,
 }
 
 /// Every number literal of a program as a 0-d array of each element type (by node).
@@ -107,6 +146,8 @@ struct Sweep<'v, T: Scalar> {
     values: Vec<Option<Cow<'v, Tensor<T>>>>,
     tangents: Vec<Option<Tensor<T>>>,
     peak_bytes: usize,
+    /// Time per node (empty unless timed).
+    times: Vec<Duration>,
 }
 
 /// The values of `node`'s children, computed before it.
@@ -191,6 +232,7 @@ impl<'p> Interpreter<'p> {
             with_respect_to: None,
             splits_passes: program.shapes().iter().any(|s| s.elements() >= vmath::PARALLEL_FROM),
             literals: Literals::new(program),
+            timed: false,
         }
     }
 
@@ -252,6 +294,13 @@ impl<'p> Interpreter<'p> {
         self
     }
 
+    /// Runs time each node ([`Evaluation::times`], [`Gradients::times`]), at
+    /// a cost of two clock reads per node.
+    pub fn timed(mut self, timed: bool) -> Self {
+        self.timed = timed;
+        self
+    }
+
     /// The value of `node`'s child at `position` if it is a number literal, else NaN.
     fn literal<'a>(&'a self, node: &'a Op) -> impl Fn(usize) -> f64 + 'a {
         move |position| self.program.literal(node.children()[position]).unwrap_or(f64::NAN)
@@ -302,7 +351,9 @@ impl<'p> Interpreter<'p> {
             values: (0..expr.len()).map(|_| None).collect(),
             tangents: vec![None; if tangents.is_some() { expr.len() } else { 0 }],
             peak_bytes: 0,
+            times: vec![Duration::ZERO; if self.timed { expr.len() } else { 0 }],
         };
+        let mut times = std::mem::take(&mut s.times);
         let mut remaining = self.uses.clone();
         let mut live = 0usize;
         let loops = self.program.loops();
@@ -311,6 +362,7 @@ impl<'p> Interpreter<'p> {
             if loops.per_row[i] || schedule.is_interior(i) {
                 continue;
             }
+            let _clock = Clock::start(times.get_mut(i));
             if let Some(body) = &loops.bodies[i] {
                 let outer = Outer {
                     values: &s.values,
@@ -347,6 +399,7 @@ impl<'p> Interpreter<'p> {
                 }
             }
         }
+        s.times = times;
         Ok(s)
     }
 
@@ -508,10 +561,15 @@ impl<'p> Interpreter<'p> {
 
     fn evaluate_here<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
         self.check_values(values, "values", true)?;
-        let s = self.sweep(values, None, false, None)?;
+        let mut s = self.sweep(values, None, false, None)?;
+        let times = self.timed.then(|| NodeTimes {
+            forward: std::mem::take(&mut s.times),
+            backward: vec![Duration::ZERO; s.values.len()],
+        });
         Ok(Evaluation {
             peak_bytes: s.peak_bytes,
             outputs: self.outputs(s.values),
+            times,
         })
     }
 
@@ -571,12 +629,14 @@ impl<'p> Interpreter<'p> {
         let schedule = self.schedule(false);
         let output = s.values[usize::from(root)].as_deref().unwrap().clone();
         let on_path = self.on_gradient_path();
+        let mut back_times = vec![Duration::ZERO; if self.timed { expr.len() } else { 0 }];
         for i in (0..expr.len()).rev() {
             let node = &expr[i];
             if node.as_var().is_some() || loops.per_row[i] || schedule.is_interior(i) {
                 continue;
             }
             let Some(g) = grads[i].take() else { continue };
+            let _clock = Clock::start(back_times.get_mut(i));
             if early_nodes.is_some_and(|(_, reduction)| reduction == i) {
                 // The loop under it already swept itself backwards, row by row.
                 live -= bytes(&g);
@@ -639,6 +699,10 @@ impl<'p> Interpreter<'p> {
             outputs: vec![(name.clone(), output)],
             grads,
             peak_bytes: peak.max(s.peak_bytes),
+            times: self.timed.then(|| NodeTimes {
+                forward: s.times,
+                backward: back_times,
+            }),
         })
     }
 

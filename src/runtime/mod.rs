@@ -14,7 +14,7 @@ pub mod values;
 pub mod vmath;
 
 pub use grad::{jvp, vjp};
-pub use interp::{Evaluation, Gradients, Interpreter, Tangents, Values};
+pub use interp::{Evaluation, Gradients, Interpreter, NodeTimes, Tangents, Values};
 pub use kernels::{forward, matmul, unbroadcast, Tensor};
 pub use memory::{predict_peak_bytes, Run};
 pub use random::{random_values, Rng};

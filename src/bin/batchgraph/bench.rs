@@ -5,7 +5,8 @@
 //! then time single runs until the time budget is spent (at least
 //! [`MIN_RUNS`]) and report the median, the fastest and the slowest run, and
 //! the median per example, and how many chains of elementwise ops the
-//! interpreter runs fused (`--no-fuse`: every op on its own). Progress goes to
+//! interpreter runs fused (`--no-fuse`: every op on its own). With `--ops`,
+//! further runs time every node and list where the time goes. Progress goes to
 //! stderr, results to stdout.
 
 use crate::{profile, Dtype, StrategyArg};
@@ -50,6 +51,21 @@ pub struct BenchArgs {
     /// Run every op on its own instead of fusing chains of elementwise ops.
     #[arg(long)]
     no_fuse: bool,
+    /// Then time every node (in further runs) and list the ones taking the most time.
+    #[arg(long)]
+    ops: bool,
+}
+
+/// Nodes listed by `--ops` in text (JSON lists every node that ran).
+const OPS_LISTED: usize = 8;
+
+/// One node's (or fused chain's) share of a run, in microseconds per run.
+struct OpTime {
+    node: usize,
+    /// The op, or a fused chain's ops in order, and the result's shape.
+    label: String,
+    forward: f64,
+    backward: f64,
 }
 
 /// What one size measured, in microseconds per run.
@@ -61,6 +77,8 @@ struct Timing {
     median: f64,
     min: f64,
     max: f64,
+    /// Per node, most time first (with `--ops`).
+    ops: Vec<OpTime>,
 }
 
 /// Runs `bench`.
@@ -114,15 +132,7 @@ fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error>
         .into_iter()
         .map(|(name, t)| (name, t.mapv(|v| T::of(v))))
         .collect();
-    // The gradient with respect to the params, as a train step (and JAX's `grad`) computes it;
-    // a program without params, with respect to its inputs.
-    let wrt = match program.params.is_empty() {
-        true => &program.inputs,
-        false => &program.params,
-    };
-    let interpreter = Interpreter::new(program)
-        .fuse(!args.no_fuse)
-        .with_respect_to(wrt.iter().map(|d| d.name.clone()));
+    let interpreter = interpreter(program, args);
     let groups = interpreter.fused_groups();
     let run = || -> Result<(), Error> {
         if args.grad {
@@ -161,7 +171,73 @@ fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error>
         median,
         min: samples[0],
         max: samples[n - 1],
+        ops: match args.ops {
+            true => time_ops(program, &values, args, &groups, n.min(1000))?,
+            false => vec![],
+        },
     })
+}
+
+/// Times every node over `runs` further runs (a timed interpreter reads the clock
+/// twice per node, so these runs are not the ones reported above).
+fn time_ops<T: Scalar>(
+    program: &Program,
+    values: &Values<T>,
+    args: &BenchArgs,
+    groups: &[Vec<usize>],
+    runs: usize,
+) -> Result<Vec<OpTime>, Error> {
+    let interpreter = interpreter(program, args).timed(true);
+    let mut forward = vec![Duration::ZERO; program.node_count()];
+    let mut backward = forward.clone();
+    for _ in 0..runs {
+        let times = match args.grad {
+            true => interpreter.gradient(values)?.times,
+            false => interpreter.evaluate(values)?.times,
+        };
+        let times = times.expect("a timed interpreter times");
+        for (total, t) in forward
+            .iter_mut()
+            .zip(times.forward)
+            .chain(backward.iter_mut().zip(times.backward))
+        {
+            *total += t;
+        }
+    }
+    let per_run = |d: Duration| d.as_secs_f64() * 1e6 / runs as f64;
+    let label = |i: usize| {
+        let ops = match groups.iter().find(|g| g.last() == Some(&i)) {
+            Some(group) => {
+                let ops: Vec<String> = group.iter().map(|&n| program.expr[n.into()].to_string()).collect();
+                format!("fused {}", ops.join(" -> "))
+            }
+            None => program.expr[i.into()].to_string(),
+        };
+        format!("{ops} {}", program.shapes()[i])
+    };
+    let mut ops: Vec<OpTime> = (0..program.node_count())
+        .filter(|&i| !(forward[i].is_zero() && backward[i].is_zero()))
+        .map(|i| OpTime {
+            node: i,
+            label: label(i),
+            forward: per_run(forward[i]),
+            backward: per_run(backward[i]),
+        })
+        .collect();
+    ops.sort_by(|a, b| (b.forward + b.backward).total_cmp(&(a.forward + a.backward)));
+    Ok(ops)
+}
+
+/// The interpreter `bench` times: fused unless `--no-fuse`, differentiating with
+/// respect to the params (the inputs if there are none), as a train step does.
+fn interpreter<'p>(program: &'p Program, args: &BenchArgs) -> Interpreter<'p> {
+    let wrt = match program.params.is_empty() {
+        true => &program.inputs,
+        false => &program.params,
+    };
+    Interpreter::new(program)
+        .fuse(!args.no_fuse)
+        .with_respect_to(wrt.iter().map(|d| d.name.clone()))
 }
 
 fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Result<(), Error> {
@@ -180,12 +256,51 @@ fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Re
             "grad": args.grad,
             "dtype": match args.dtype { Dtype::F32 => "f32", Dtype::F64 => "f64" },
         });
+        let mut line = line;
+        if args.ops {
+            line["ops"] = t
+                .ops
+                .iter()
+                .map(|o| json!({"node": o.node, "op": o.label, "forward_us": o.forward, "backward_us": o.backward}))
+                .collect();
+        }
         print_line(&line.to_string())?;
     } else {
         let what = size.map_or("as written".to_string(), |b| format!("B = {b}"));
         print_line(&format!(
             "{what}: median {:.2} µs per run (min {:.2}, max {:.2}; {} runs, {nodes} nodes, {} fused in {} chains), {per_example:.3} µs per example",
             t.median, t.min, t.max, t.runs, t.fused_nodes, t.fused_groups
+        ))?;
+        print_ops(&t.ops)?;
+    }
+    Ok(())
+}
+
+/// The nodes taking the most time, as a table (nothing without `--ops`).
+fn print_ops(ops: &[OpTime]) -> Result<(), Error> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let total: f64 = ops.iter().map(|o| o.forward + o.backward).sum();
+    print_line(&format!(
+        "  {:>5}  {:>10}  {:>10}  {:>6}  op (timed runs: {total:.1} µs per run)",
+        "node", "forward µs", "backward µs", "share"
+    ))?;
+    for o in ops.iter().take(OPS_LISTED) {
+        let share = 100.0 * (o.forward + o.backward) / total;
+        print_line(&format!(
+            "  {:>5}  {:>10.1}  {:>11.1}  {share:>5.1}%  {}",
+            o.node, o.forward, o.backward, o.label
+        ))?;
+    }
+    if ops.len() > OPS_LISTED {
+        let rest: f64 = ops[OPS_LISTED..].iter().map(|o| o.forward + o.backward).sum();
+        print_line(&format!(
+            "  {:>5}  {:>23.1}  {:>5.1}%  {} other nodes",
+            "",
+            rest,
+            100.0 * rest / total,
+            ops.len() - OPS_LISTED
         ))?;
     }
     Ok(())
