@@ -699,7 +699,7 @@ impl<'p> Interpreter<'p> {
             outputs: vec![(name.clone(), output)],
             grads,
             peak_bytes: peak.max(s.peak_bytes),
-            times: self.timed.then(|| NodeTimes {
+            times: self.timed.then_some(NodeTimes {
                 forward: s.times,
                 backward: back_times,
             }),
