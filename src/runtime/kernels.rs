@@ -122,8 +122,9 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
     reshape(out.into_dyn(), &dims)
 }
 
-/// `a @ b` for matrices. A product with one column or one row is a
-/// matrix-vector product (a GEMM would pack a whole operand to use it once).
+/// `a @ b` for matrices, by the `gemm` crate, which sends a product with one
+/// column or row to its vectorized matrix-vector path and one through an inner
+/// dimension of 1 or 2 to its outer-product path (no packing for those).
 fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     let (m, n) = (a.nrows(), b.ncols());
     let k = a.ncols();
