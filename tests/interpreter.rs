@@ -1,7 +1,7 @@
 //! Interpreter options that change what a run computes, not its results:
 //! a gradient with respect to some of the inputs and params equals those
 //! entries of the full gradient; and kernel paths chosen by layout (broadcast
-//! lanes, column-major operands) equal the ops' definitions; a timed run
+//! lanes, one value per row, column-major operands) equal the ops' definitions; a timed run
 //! gives the same results with a time for every node that ran.
 
 use batchgraph::{random_values, Interpreter, Program};
@@ -32,11 +32,15 @@ fn broadcast_binary_ops_equal_their_elementwise_definition() {
     use batchgraph::{forward, Binary, Op, Tensor};
     use egg::Id;
     let mut rng = batchgraph::Rng::new(0xb0b);
-    let pairs: [(&[usize], &[usize]); 4] = [
+    let pairs: [(&[usize], &[usize]); 7] = [
         (&[2, 4, 1], &[1, 3]),
         (&[3, 1], &[1, 5]),
         (&[2, 3], &[]),
         (&[4, 3], &[3]),
+        // one value per row, either side (`t - expand(max(t, 1), 1)`)
+        (&[4, 3], &[4, 1]),
+        (&[2, 3, 1], &[2, 3, 5]),
+        (&[1, 1], &[1, 4]),
     ];
     for &op in Binary::ALL {
         let (lo, hi) = op.tested_on();

@@ -137,6 +137,42 @@ fn sum_to<T: Scalar>(g: &Tensor<T>, out_shape: &[usize], target: &[usize]) -> Te
     unbroadcast(broadcast_to(g, out_shape), target)
 }
 
+/// The cotangent of `a` in `out = r(a)` along `axis`, given `out`'s cotangent `g`:
+/// lane by lane along the axis, each element's weight times its lane's `g` (a
+/// selecting reduction's ties sharing it). One pass, without materializing the
+/// weights and a broadcast `g` as [`reduce_weights`] and [`spread`] would.
+fn reduce_axis_vjp<T: Scalar>(r: Reduce, a: &Tensor<T>, out: &Tensor<T>, g: &Tensor<T>, axis: usize) -> Tensor<T> {
+    use ndarray::{ArrayView1, ArrayViewMut1};
+    let n = a.shape()[axis];
+    let weigh = |mut lane: ArrayViewMut1<T>, xs: ArrayView1<T>, y: T, g: T| {
+        let mut ties = T::zero();
+        for (c, &x) in lane.iter_mut().zip(xs) {
+            *c = r.weight(x, y, n);
+            ties += *c;
+        }
+        match r.selects() {
+            true => lane.map_inplace(|c| *c = *c / ties * g),
+            false => lane.map_inplace(|c| *c = *c * g),
+        }
+    };
+    let mut cotangent = Tensor::<T>::zeros(a.raw_dim());
+    let last = axis + 1 == a.ndim() && n > 0;
+    if let (true, Some(xs), Some(ys), Some(gs)) = (last, a.as_slice(), out.as_slice(), g.as_slice()) {
+        // Rows of a row-major array: slices, not a multi-dimensional iterator per lane.
+        let cs = cotangent.as_slice_mut().expect("a fresh array is row-major");
+        for (((c, x), &y), &g) in cs.chunks_exact_mut(n).zip(xs.chunks_exact(n)).zip(ys).zip(gs) {
+            weigh(ArrayViewMut1::from(c), ArrayView1::from(x), y, g);
+        }
+        return cotangent;
+    }
+    Zip::from(cotangent.lanes_mut(Axis(axis)))
+        .and(a.lanes(Axis(axis)))
+        .and(out)
+        .and(g)
+        .for_each(|lane, xs, &y, &g| weigh(lane, xs, y, g));
+    cotangent
+}
+
 /// The weight `dy/dx` of every element of `a` in the reduction `y = out`
 /// (along `axis`, or over everything); a selecting reduction's ties share.
 fn reduce_weights<T: Scalar>(r: Reduce, a: &Tensor<T>, out: &Tensor<T>, axis: Option<usize>) -> Tensor<T> {
@@ -212,13 +248,7 @@ pub fn vjp_of<T: Scalar>(
             .map(|i| wanted(i).then(|| binary_chain(*b, a, args[1], out, g, i)))
             .collect(),
         Op::Reduce(r, _) => vec![Some(reduce_weights(*r, a, out, None) * &spread(g, None, shape(0)))],
-        Op::ReduceAxis(r, _) => {
-            let axis = Some(int(1));
-            vec![
-                Some(reduce_weights(*r, a, out, axis) * &spread(g, axis, shape(0))),
-                None,
-            ]
-        }
+        Op::ReduceAxis(r, _) => vec![Some(reduce_axis_vjp(*r, a, out, g, int(1))), None],
         Op::MatMul(_) => {
             let (ga, gb) = matmul_vjp(a.view(), args[1].view(), g, [wanted(0), wanted(1)]);
             vec![ga, gb]
@@ -347,6 +377,32 @@ mod tests {
 
     fn filled(m: usize, n: usize, seed: usize) -> Tensor<f64> {
         Array2::from_shape_fn((m, n), |(i, j)| ((i * 7 + j * 3 + seed) % 11) as f64 - 5.0).into_dyn()
+    }
+
+    /// A reduction's cotangent along each axis, lane by lane (slices along a last
+    /// axis, lanes otherwise, and on a transposed operand), equals the weights
+    /// times the spread cotangent; ties included (small integers repeat).
+    #[test]
+    fn a_reduction_cotangent_lane_by_lane_equals_weights_times_the_spread_cotangent() {
+        use crate::runtime::kernels::reduce_axis;
+        use ndarray::ShapeBuilder;
+        let value = |(i, j, k): (usize, usize, usize)| ((i * 7 + j * 3 + k) % 4) as f64;
+        let a = ndarray::Array3::from_shape_fn((3, 4, 5), value).into_dyn();
+        let transposed = ndarray::Array3::from_shape_fn((3, 4, 5).f(), value).into_dyn(); // column-major
+        assert!(!transposed.is_standard_layout() && transposed == a);
+        for &r in Reduce::ALL {
+            for axis in 0..3 {
+                let out = reduce_axis(r, &a.view(), axis);
+                let g = out.mapv(|v| v * 0.5 + 1.0);
+                let want = reduce_weights(r, &a, &out, Some(axis)) * &spread(&g, Some(axis), a.shape());
+                assert_eq!(reduce_axis_vjp(r, &a, &out, &g, axis), want, "{r:?} along {axis}");
+                assert_eq!(
+                    reduce_axis_vjp(r, &transposed, &out, &g, axis),
+                    want,
+                    "{r:?} along {axis}, transposed"
+                );
+            }
+        }
     }
 
     /// Both cotangents of a large product, computed side by side on two threads,

@@ -325,6 +325,9 @@ pub fn binary<T: Scalar>(op: Binary, a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> 
     if a.shape() == b.shape() {
         return op.map(&a.view(), &b.view());
     }
+    if let Some(out) = one_per_row(op, a, b) {
+        return out;
+    }
     let shape = broadcast(&Shape(a.shape().to_vec()), &Shape(b.shape().to_vec())).expect("checked shapes");
     let (a, b) = (a.broadcast(IxDyn(shape.dims())), b.broadcast(IxDyn(shape.dims())));
     let (a, b) = (a.expect("broadcastable"), b.expect("broadcastable"));
@@ -339,6 +342,32 @@ pub fn binary<T: Scalar>(op: Binary, a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> 
         op.map_lane(lane(&x), lane(&y), &mut out);
     }
     Tensor::from_shape_vec(IxDyn(shape.dims()), out).expect("one element per element of the result")
+}
+
+/// `a op b` when one operand has one value per row of the other (`t - expand(max(t, 1), 1)`:
+/// shapes equal but for a last axis of 1), both row-major: one loop over the rows'
+/// slices, without a multi-dimensional iterator per row. None for other shapes.
+fn one_per_row<T: Scalar>(op: Binary, a: &Tensor<T>, b: &Tensor<T>) -> Option<Tensor<T>> {
+    let (x, y) = (a.as_slice()?, b.as_slice()?);
+    let (sa, sb) = (a.shape(), b.shape());
+    let (rows_a, rows_b) = (sa.split_last()?.1, sb.split_last()?.1);
+    if rows_a != rows_b {
+        return None;
+    }
+    let (wide, n, wide_is_a) = match (sa.last(), sb.last()) {
+        (Some(&n), Some(1)) if n > 0 => (a, n, true),
+        (Some(1), Some(&n)) if n > 0 => (b, n, false),
+        _ => return None,
+    };
+    let (long, short) = if wide_is_a { (x, y) } else { (y, x) };
+    let mut out = Vec::with_capacity(long.len());
+    for (row, &v) in long.chunks_exact(n).zip(short) {
+        match wide_is_a {
+            true => op.map_lane(Lane::Slice(row), Lane::Repeat(v, n), &mut out),
+            false => op.map_lane(Lane::Repeat(v, n), Lane::Slice(row), &mut out),
+        }
+    }
+    Some(Tensor::from_shape_vec(wide.raw_dim(), out).expect("one element per element of the wider operand"))
 }
 
 /// One lane of a broadcast operand whose last axis has stride 1 or 0: contiguous, or one value repeated.
