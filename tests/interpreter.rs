@@ -6,11 +6,13 @@
 
 use batchgraph::{random_values, Interpreter, Program};
 
+/// A tanh layer's mean squared activation.
+const LAYER: &str = "input x: [5, 3]\nparam w: [4, 3]\nparam b: [4]\n\
+                     out s = mean(sum(tanh(x @ transpose(w) + b) ^ 2, 1), 0)\n";
+
 #[test]
 fn a_gradient_with_respect_to_some_names_equals_those_of_the_full_gradient() {
-    let text = "input x: [5, 3]\nparam w: [4, 3]\nparam b: [4]\n\
-                out s = mean(sum(tanh(x @ transpose(w) + b) ^ 2, 1), 0)\n";
-    let program = Program::parse("wrt", text).unwrap();
+    let program = Program::parse("wrt", LAYER).unwrap();
     let values = random_values(&program, 11);
     let full = Interpreter::new(&program).gradient(&values).unwrap();
     for names in [vec!["w"], vec!["b", "w"], vec!["x"], vec![]] {
@@ -75,9 +77,7 @@ fn broadcast_binary_ops_equal_their_elementwise_definition() {
 /// an untimed one gives none.
 #[test]
 fn a_timed_run_times_each_node_and_changes_nothing_else() {
-    let text = "input x: [5, 3]\nparam w: [4, 3]\nparam b: [4]\n\
-                out s = mean(sum(tanh(x @ transpose(w) + b) ^ 2, 1), 0)\n";
-    let program = Program::parse("timed", text).unwrap();
+    let program = Program::parse("timed", LAYER).unwrap();
     let values = random_values(&program, 3);
     let plain = Interpreter::new(&program).gradient(&values).unwrap();
     let timed = Interpreter::new(&program).timed(true).gradient(&values).unwrap();
