@@ -123,7 +123,29 @@ fn binary_chain<T: Scalar>(
     let shape = out.raw_dim();
     let (a, b) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape.clone()).unwrap());
     let g = g.broadcast(shape).unwrap();
-    unbroadcast(op.chain(side, &a, &b, &out.view(), &g), target)
+    unbroadcast(chain_at_rank(op, side, [a, b, out.view(), g]), target)
+}
+
+/// [`Binary::chain`] over `[a, b, y, g]` (one shape), at a fixed rank when it is
+/// 1 to 4 (ndarray walks strided operands of a fixed rank several times faster).
+fn chain_at_rank<T: Scalar>(op: Binary, side: usize, views: [ArrayViewD<T>; 4]) -> Tensor<T> {
+    use ndarray::{Ix1, Ix2, Ix3, Ix4};
+    macro_rules! at {
+        ($d:ty) => {{
+            let [a, b, y, g] = views.map(|v| v.into_dimensionality::<$d>().expect("the rank matched"));
+            op.chain(side, &a, &b, &y, &g).into_dyn()
+        }};
+    }
+    match views[0].ndim() {
+        1 => at!(Ix1),
+        2 => at!(Ix2),
+        3 => at!(Ix3),
+        4 => at!(Ix4),
+        _ => {
+            let [a, b, y, g] = views;
+            op.chain(side, &a, &b, &y, &g)
+        }
+    }
 }
 
 /// `g` (broadcast to `out_shape` if it is smaller) summed down to `target`.
@@ -352,7 +374,7 @@ fn binary_tangent<T: Scalar>(
     let shape = out.raw_dim();
     let (a, b) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape.clone()).unwrap());
     let t = t.broadcast(shape).unwrap();
-    op.chain(side, &a, &b, &out.view(), &t)
+    chain_at_rank(op, side, [a, b, out.view(), t])
 }
 
 fn sum_terms<T: Scalar>(x: Option<Tensor<T>>, y: Option<Tensor<T>>, shape: &[usize]) -> Option<Tensor<T>> {

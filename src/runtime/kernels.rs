@@ -3,7 +3,7 @@
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
 use crate::ir::{broadcast, Binary, Lane, Op, Reduce, Scalar, Shape};
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix3, Ix4, IxDyn};
 
 /// A value: an n-dimensional array.
 pub type Tensor<T> = ArrayD<T>;
@@ -338,10 +338,32 @@ pub fn binary<T: Scalar>(op: Binary, a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> 
     // Lane by lane along the last axis, each operand's lane a slice or one repeated value
     // (an outer product `expand(u, 1) * expand(v, 0)` is rows of `u[i] * v`).
     let mut out = Vec::with_capacity(shape.elements());
-    for (x, y) in a.rows().into_iter().zip(b.rows()) {
-        op.map_lane(lane(&x), lane(&y), &mut out);
+    match a.ndim() {
+        2 => map_lanes(op, fixed::<T, Ix2>(a), fixed(b), &mut out),
+        3 => map_lanes(op, fixed::<T, Ix3>(a), fixed(b), &mut out),
+        4 => map_lanes(op, fixed::<T, Ix4>(a), fixed(b), &mut out),
+        _ => map_lanes(op, a, b, &mut out),
     }
     Tensor::from_shape_vec(IxDyn(shape.dims()), out).expect("one element per element of the result")
+}
+
+/// `op` over two same-shaped (broadcast) views, lane by lane along the last axis.
+/// Generic over the dimension type: a fixed rank walks its lanes several times
+/// faster than a dynamic one, which matters when lanes are short.
+fn map_lanes<T: Scalar, D: ndarray::Dimension>(
+    op: Binary,
+    a: ndarray::ArrayView<T, D>,
+    b: ndarray::ArrayView<T, D>,
+    out: &mut Vec<T>,
+) {
+    for (x, y) in a.rows().into_iter().zip(b.rows()) {
+        op.map_lane(lane(&x), lane(&y), out);
+    }
+}
+
+/// `v` with its rank fixed in the type (the caller checked the rank).
+fn fixed<T, D: ndarray::Dimension>(v: ArrayViewD<'_, T>) -> ndarray::ArrayView<'_, T, D> {
+    v.into_dimensionality::<D>().expect("the rank matched")
 }
 
 /// `a op b` when one operand has one value per row of the other (`t - expand(max(t, 1), 1)`:
@@ -419,16 +441,57 @@ pub fn unbroadcast<T: Scalar>(g: Tensor<T>, shape: &[usize]) -> Tensor<T> {
     if g.shape() == shape {
         return g;
     }
-    let mut g = g;
-    while g.ndim() > shape.len() {
-        g = g.sum_axis(Axis(0));
+    unbroadcast_view(g.view(), shape)
+}
+
+/// Sums the row-major `g` (of `dims`) down to `full` (the target shape with
+/// leading 1s to the same rank): one pass, lane by lane along the last axes. Trailing
+/// axes that are all kept (or all summed) form one lane, so that a `[B, 2, 3]`
+/// cotangent summed to `[2, 3]` is B lanes of 6, not an array operation per index.
+fn sum_down<T: Scalar>(g: &[T], dims: &[usize], full: &[usize]) -> Vec<T> {
+    let mut out = vec![T::zero(); full.iter().product()];
+    if g.is_empty() {
+        return out;
     }
-    for (axis, &d) in shape.iter().enumerate() {
-        if d == 1 && g.shape()[axis] != 1 {
-            g = g.sum_axis(Axis(axis)).insert_axis(Axis(axis));
+    let summed = |k: usize| full[k] == 1 && dims[k] != 1;
+    // The lane: the trailing axes of the same kind as the last one.
+    let n = dims.len();
+    let lane_summed = summed(n - 1);
+    let lane_axes = (0..n)
+        .rev()
+        .take_while(|&k| summed(k) == lane_summed || dims[k] == 1)
+        .count();
+    let outer = n - lane_axes;
+    let lane: usize = dims[outer..].iter().product();
+    // Where each outer index moves in `out` (0 along a summed axis).
+    let mut steps = vec![0; outer];
+    let mut stride = full[outer..].iter().product::<usize>();
+    for k in (0..outer).rev() {
+        steps[k] = if summed(k) { 0 } else { stride };
+        stride *= full[k];
+    }
+    let mut index = vec![0; outer];
+    let mut base = 0;
+    for values in g.chunks_exact(lane) {
+        if lane_summed {
+            out[base] += values.iter().fold(T::zero(), |acc, &v| acc + v);
+        } else {
+            out[base..base + lane]
+                .iter_mut()
+                .zip(values)
+                .for_each(|(o, &v)| *o += v);
+        }
+        for k in (0..outer).rev() {
+            index[k] += 1;
+            base += steps[k];
+            if index[k] < dims[k] {
+                break;
+            }
+            base -= steps[k] * dims[k];
+            index[k] = 0;
         }
     }
-    g
+    out
 }
 
 /// Sums the view `g` down to `shape` (`unbroadcast` without taking `g`); a
@@ -437,21 +500,11 @@ pub fn unbroadcast_view<T: Scalar>(g: ArrayViewD<T>, shape: &[usize]) -> Tensor<
     if g.shape() == shape {
         return g.to_owned();
     }
-    let lead = g.ndim() - shape.len();
-    if lead > 0 && g.shape()[lead..] == *shape {
-        // Only leading axes to sum (a bias of a batch): one pass over the rows.
-        let cols = shape.iter().product::<usize>();
-        if let (Some(data), true) = (g.as_slice(), cols > 0) {
-            let mut total = vec![T::zero(); cols];
-            for row in data.chunks_exact(cols) {
-                for (t, &v) in total.iter_mut().zip(row) {
-                    *t += v;
-                }
-            }
-            return Tensor::from_shape_vec(IxDyn(shape), total).expect("cols elements");
-        }
-    }
-    unbroadcast(g.to_owned(), shape)
+    let mut full = vec![1; g.ndim() - shape.len()];
+    full.extend_from_slice(shape);
+    let g = g.as_standard_layout();
+    let total = sum_down(g.as_slice().expect("row-major"), g.shape(), &full);
+    Tensor::from_shape_vec(IxDyn(shape), total).expect("one element per element of the shape")
 }
 
 /// `g` broadcast up to `shape` (a copy).
@@ -515,6 +568,37 @@ mod tests {
         assert_eq!(split_k(a.view(), b.view()).into_dyn(), want);
         let alone = on_one_thread(|| matmul(&a.view().into_dyn(), &b.view().into_dyn()));
         assert_eq!(alone, want);
+    }
+
+    /// Summing a cotangent down to every shape it can have been broadcast from
+    /// (each axis kept or 1, leading axes dropped) equals summing axis by axis.
+    #[test]
+    fn summing_down_to_every_broadcast_source_equals_summing_axis_by_axis() {
+        let dims = [3, 1, 4, 2];
+        let g = ndarray::Array::from_shape_fn(IxDyn(&dims), |i| (i[0] * 13 + i[2] * 5 + i[3] * 3) as f64 % 7.0);
+        for mask in 0..16u32 {
+            let full: Vec<usize> = (0..4).map(|k| if mask >> k & 1 == 1 { 1 } else { dims[k] }).collect();
+            let mut want = g.clone();
+            for (k, &d) in full.iter().enumerate() {
+                if d == 1 {
+                    want = want.sum_axis(Axis(k)).insert_axis(Axis(k));
+                }
+            }
+            for lead in 0..=4 {
+                if full[..lead].iter().any(|&d| d != 1) {
+                    continue;
+                }
+                let shape = &full[lead..];
+                let want = want.clone().into_shape_with_order(IxDyn(shape)).unwrap();
+                assert_eq!(unbroadcast(g.clone(), shape), want, "{shape:?}");
+                let transposed = g.t().as_standard_layout().t().to_owned(); // column-major
+                assert_eq!(
+                    unbroadcast_view(transposed.view(), shape),
+                    want,
+                    "{shape:?}, column-major"
+                );
+            }
+        }
     }
 
     /// Both operands batched, large enough for the batch to be split over
