@@ -5,7 +5,8 @@
 
 use crate::ir::{Binary, Op, Reduce, Scalar};
 use crate::runtime::kernels::{
-    broadcast_to, forward, matmul, on_one_thread, reshape, threads_for, unbroadcast, unbroadcast_view, Tensor,
+    broadcast_to, forward, matmul, on_one_thread, reshape, row_major_copy, threads_for, unbroadcast, unbroadcast_view,
+    Tensor,
 };
 use egg::Language;
 use ndarray::{ArrayViewD, Axis, IxDyn, Zip};
@@ -275,25 +276,25 @@ pub fn vjp_of<T: Scalar>(
             let (ga, gb) = matmul_vjp(a.view(), args[1].view(), g, [wanted(0), wanted(1)]);
             vec![ga, gb]
         }
-        Op::Transpose(_) => vec![Some(g.view().reversed_axes().to_owned())],
+        Op::Transpose(_) => vec![Some(row_major_copy(g.view().reversed_axes()))],
         Op::Permute(children) => {
             let axes: Vec<usize> = (1..children.len()).map(int).collect();
             let mut inverse = vec![0; axes.len()];
             for (i, &p) in axes.iter().enumerate() {
                 inverse[p] = i;
             }
-            let mut cotangents = vec![Some(g.view().permuted_axes(IxDyn(&inverse)).to_owned())];
+            let mut cotangents = vec![Some(row_major_copy(g.view().permuted_axes(IxDyn(&inverse))))];
             cotangents.resize(children.len(), None);
             cotangents
         }
-        Op::Expand(_) => vec![Some(g.index_axis(Axis(int(1)), 0).to_owned()), None],
+        Op::Expand(_) => vec![Some(row_major_copy(g.index_axis(Axis(int(1)), 0))), None],
         Op::Index(_) => {
             let mut full = Tensor::<T>::zeros(IxDyn(shape(0)));
             full.index_axis_mut(Axis(0), int(1)).assign(g);
             vec![Some(full), None]
         }
         Op::Stack(children) => (0..children.len())
-            .map(|i| Some(g.index_axis(Axis(0), i).to_owned()))
+            .map(|i| Some(row_major_copy(g.index_axis(Axis(0), i))))
             .collect(),
         Op::Repeat(_) => vec![Some(g.sum_axis(Axis(0))), None],
         Op::Broadcast(children) => {

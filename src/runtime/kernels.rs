@@ -24,6 +24,32 @@ pub fn reshape<T: Scalar>(t: Tensor<T>, dims: &[usize]) -> Tensor<T> {
     t.into_shape_with_order(IxDyn(dims)).expect("same number of elements")
 }
 
+/// A row-major copy of `v`, walked at a fixed rank when it has 1 to 4 axes:
+/// ndarray walks a strided view of dynamic rank element by element, several
+/// times slower, and row-major results keep the kernels after them on their
+/// slice paths.
+pub fn row_major_copy<T: Scalar>(v: ArrayViewD<'_, T>) -> Tensor<T> {
+    if let Some(slice) = v.as_slice() {
+        return Tensor::from_shape_vec(v.raw_dim(), slice.to_vec()).expect("one element per element");
+    }
+    macro_rules! at {
+        ($d:ty) => {
+            v.into_dimensionality::<$d>()
+                .expect("the rank matched")
+                .as_standard_layout()
+                .into_owned()
+                .into_dyn()
+        };
+    }
+    match v.ndim() {
+        1 => at!(Ix1),
+        2 => at!(Ix2),
+        3 => at!(Ix3),
+        4 => at!(Ix4),
+        _ => v.as_standard_layout().into_owned(),
+    }
+}
+
 /// numpy's `matmul`: 1-D operands are promoted and the promoted axis removed;
 /// leading axes broadcast.
 pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
@@ -414,24 +440,24 @@ pub fn forward<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) 
         Op::Reduce(r, _) => scalar(reduce_all(*r, a())),
         Op::ReduceAxis(r, _) => reduce_axis(*r, &a().view(), int(1)),
         Op::MatMul(_) => matmul(&args[0].view(), &args[1].view()),
-        Op::Transpose(_) => a().view().reversed_axes().to_owned(),
+        Op::Transpose(_) => row_major_copy(a().view().reversed_axes()),
         Op::Permute(children) => {
             let axes: Vec<usize> = (1..children.len()).map(int).collect();
-            a().view().permuted_axes(IxDyn(&axes)).to_owned()
+            row_major_copy(a().view().permuted_axes(IxDyn(&axes)))
         }
-        Op::Expand(_) => a().view().insert_axis(Axis(int(1))).to_owned(),
-        Op::Index(_) => a().index_axis(Axis(0), int(1)).to_owned(),
+        Op::Expand(_) => row_major_copy(a().view().insert_axis(Axis(int(1)))),
+        Op::Index(_) => row_major_copy(a().index_axis(Axis(0), int(1))),
         Op::Stack(_) => {
             let views: Vec<ArrayViewD<T>> = args.iter().map(|t| t.view()).collect();
             ndarray::stack(Axis(0), &views).expect("checked shapes")
         }
         Op::Repeat(_) => {
             let dims: Vec<usize> = std::iter::once(int(1)).chain(a().shape().iter().copied()).collect();
-            a().broadcast(IxDyn(&dims)).expect("checked shapes").to_owned()
+            row_major_copy(a().broadcast(IxDyn(&dims)).expect("checked shapes"))
         }
         Op::Broadcast(children) => {
             let dims: Vec<usize> = (1..children.len()).map(int).collect();
-            a().broadcast(IxDyn(&dims)).expect("checked shapes").to_owned()
+            row_major_copy(a().broadcast(IxDyn(&dims)).expect("checked shapes"))
         }
     }
 }
@@ -509,7 +535,7 @@ pub fn unbroadcast_view<T: Scalar>(g: ArrayViewD<T>, shape: &[usize]) -> Tensor<
 
 /// `g` broadcast up to `shape` (a copy).
 pub fn broadcast_to<T: Scalar>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
-    g.broadcast(IxDyn(shape)).expect("broadcastable").to_owned()
+    row_major_copy(g.broadcast(IxDyn(shape)).expect("broadcastable"))
 }
 
 #[cfg(test)]
@@ -568,6 +594,28 @@ mod tests {
         assert_eq!(split_k(a.view(), b.view()).into_dyn(), want);
         let alone = on_one_thread(|| matmul(&a.view().into_dyn(), &b.view().into_dyn()));
         assert_eq!(alone, want);
+    }
+
+    /// A row-major copy of a permuted, broadcast or sliced view, at every rank
+    /// from 1 to 5 (fixed-rank paths and the dynamic one): the same elements, row-major.
+    #[test]
+    fn a_row_major_copy_has_the_views_elements_in_row_major_order() {
+        use ndarray::Dimension;
+        for rank in 1..=5usize {
+            let dims: Vec<usize> = (0..rank).map(|k| k + 2).collect();
+            let a = ndarray::Array::from_shape_fn(IxDyn(&dims), |i| {
+                i.slice().iter().fold(0.0, |acc, &v| acc * 7.0 + v as f64)
+            });
+            let reversed = a.view().reversed_axes();
+            let mut wide = dims.clone();
+            wide.insert(0, 3);
+            let broadcast = a.broadcast(IxDyn(&wide)).unwrap();
+            for view in [reversed, broadcast, a.index_axis(Axis(0), 1), a.view()] {
+                let copy = row_major_copy(view.clone());
+                assert!(copy.is_standard_layout(), "rank {rank}");
+                assert_eq!(copy, view, "rank {rank}");
+            }
+        }
     }
 
     /// Summing a cotangent down to every shape it can have been broadcast from
