@@ -48,7 +48,7 @@ pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};
 pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
 pub use ir::{
     broadcast, expand_loops, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, LoopBody, Loops, Num, Op,
-    Program, Reduce, Scalar, Shape, ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
+    Program, Reduce, Scalar, Shape, ShapeError, Structural, Unary, MAX_ELEMENTS, MAX_RANK,
 };
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};

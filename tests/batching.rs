@@ -408,7 +408,7 @@ fn every_example() -> Vec<(String, Program)> {
 }
 
 /// Structural ops at ranks 3 and 4, with mapped and unmapped operands (a: [3], c: [2, 3] batched).
-const STRUCTURAL_PROGRAMS: [&str; 14] = [
+const STRUCTURAL_PROGRAMS: [&str; 17] = [
     "sum(c @ u)",
     "sum(t @ a)",
     "sum(a @ u)",
@@ -423,6 +423,9 @@ const STRUCTURAL_PROGRAMS: [&str; 14] = [
     "sum(repeat(repeat(c, 2), 3) * a)",
     "sum(step(c - 1) * sign(a - 1))",
     "sum(expand(c, 2) @ expand(a, 0))",
+    "sum(slice(c, 1, 0, 2) * slice(m, 1, 1, 3)) + sum(slice(t, 0, 1, 3) * slice(a, 0, 0, 3))",
+    "sum(concat(c, m, c, 0) @ a) + sum(concat(a, p, 0) * concat(p, a, 0)) + sum(concat(m, c, 1))",
+    "sum(pad(c, 1, 1, 2) * pad(m, 1, 2, 1)) + sum(pad(a, 0, 0, 3) * concat(a, p, 0))",
 ];
 
 /// `--strategy fuse` fuses every op: nothing is left to a loop, for the
@@ -586,13 +589,7 @@ fn every_op_batches_through_a_rule_of_its_class() {
             batchgraph::Op::Reduce(r, _) => format!("reduce-all/{}", r.name()),
             batchgraph::Op::ReduceAxis(r, _) => format!("axis-shift/{}", r.name()),
             batchgraph::Op::MatMul(_) => "matmul/batched-gemm".into(),
-            batchgraph::Op::Transpose(_) => "move-axes/transpose".into(),
-            batchgraph::Op::Permute(_) => "move-axes/permute".into(),
-            batchgraph::Op::Expand(_) => "axis-shift/expand".into(),
-            batchgraph::Op::Index(_) => "index/second-axis".into(),
-            batchgraph::Op::Stack(_) => "stack/second-axis".into(),
-            batchgraph::Op::Repeat(_) => "repeat/second-axis".into(),
-            batchgraph::Op::Broadcast(_) => "broadcast/times-ones".into(),
+            batchgraph::Op::Structural(s, _) => s.batch_rule().name.into(),
             batchgraph::Op::Map(_)
             | batchgraph::Op::Row(_)
             | batchgraph::Op::Chunks(_)

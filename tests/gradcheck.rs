@@ -70,36 +70,12 @@ fn cases(op: &Op) -> Vec<Case> {
         .into_iter()
         .map(|(how, decls)| (format!("matmul {how}"), decls, "a @ b".to_string(), (-1.0, 1.0)))
         .collect(),
-        Op::Transpose(_) => vec![("transpose".into(), "input a: [2, 3, 4]", "transpose(a)".into(), wide)],
-        Op::Permute(_) => vec![(
-            "permute".into(),
-            "input a: [2, 3, 4]",
-            "permute(a, 1, 2, 0)".into(),
-            wide,
-        )],
-        Op::Expand(_) => vec![("expand".into(), "input a: [2, 3]", "expand(a, 1)".into(), wide)],
-        Op::Index(_) => vec![("index".into(), "input a: [4, 3]", "index(a, 2)".into(), wide)],
-        Op::Stack(_) => vec![(
-            "stack".into(),
-            "input a: [3]\ninput b: [3]",
-            "stack(a, b, a)".into(),
-            wide,
-        )],
-        Op::Repeat(_) => vec![("repeat".into(), "input a: [2, 3]", "repeat(a, 4)".into(), wide)],
-        Op::Broadcast(_) => vec![
-            (
-                "broadcast".into(),
-                "input a: [3, 1]",
-                "broadcast(a, 2, 3, 4)".into(),
-                wide,
-            ),
-            (
-                "broadcast scalar".into(),
-                "input a: []",
-                "broadcast(a, 2, 3)".into(),
-                wide,
-            ),
-        ],
+        // Every example of the op's file.
+        Op::Structural(s, _) => s
+            .examples()
+            .iter()
+            .map(|(decls, expression)| (format!("{s} {expression}"), *decls, expression.to_string(), wide))
+            .collect(),
         Op::Map(_) => vec![(
             "map".into(),
             "input a: [3, 2]\nparam w: [2]",

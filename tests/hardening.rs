@@ -366,8 +366,9 @@ fn grad_and_jvp_of_deep_and_huge_programs() {
         assert!(o.status.success(), "{command}: {}", stderr(&o));
         assert!(stdout(&o).contains("# nodes:"), "{command}");
     }
+    // The cotangent of a row of a million is that row padded with zeros: a few nodes, not a million.
     let huge = temp_file("huge_index.graph", "input x: [1000000]\nout s = index(x, 3)\n");
     let o = within_a_minute(&["grad", &huge]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("a stack of 1000000 rows"), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("pad("), "{}", stdout(&o));
 }

@@ -316,6 +316,19 @@ fn op_cases() -> Vec<Case> {
     let mut rng = Rng::new(5);
     let mut cases = Vec::new();
     for (k, op) in Op::every_kind().iter().enumerate() {
+        if let Op::Structural(s, _) = op {
+            // Every example of the op's file, on its own declarations.
+            for (j, (decls, expression)) in s.examples().iter().enumerate() {
+                let program = Program::parse("op", &format!("{decls}\nout r = {expression}\n")).unwrap();
+                let values = random_values(&program, &mut rng);
+                cases.push(Case {
+                    name: format!("op{k}.{j} {expression}"),
+                    program,
+                    values,
+                });
+            }
+            continue;
+        }
         // A loop's body works on rows of c: [2, 3], so its operand is the vector v.
         let operand = if op.loop_body().is_some() { "v" } else { "x" };
         let Some(text) = op_text(op, operand, "y", &mut rng) else {

@@ -5,15 +5,15 @@
 //! - `broadcast-align`: `vmap` of a binary op whose mapped operand has a lower
 //!   rank than the result: its batched value gets size-1 axes after the batch
 //!   axis, so that numpy broadcasting lines its axes up as before.
-//! - `axis-shift`: `vmap` of `r(e, k)` for a reduction `r`, and of
-//!   `expand(e, k)`: the same op on axis `k + 1` (the batch axis comes first).
+//! - `axis-shift`: `vmap` of `r(e, k)` for a reduction `r`: the same op on
+//!   axis `k + 1` (the batch axis comes first).
 //! - `reduce-all`: `vmap` of `r(e)` over all elements, at any rank: `r` over
 //!   every axis but the batch axis, last axis first.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::rules::Rule;
 use crate::egraph::structural;
-use crate::ir::{Binary, Num, Op, Reduce};
+use crate::ir::{Binary, Num, Op, Reduce, Structural};
 use egg::{Applier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var};
 
 pub(crate) const ORIGIN: &str = "a Rust applier (src/egraph/appliers.rs)";
@@ -36,7 +36,7 @@ pub fn rules() -> Vec<Rule> {
             format!("axis-shift/{name}"),
             format!("{name}(A[b], k) = {name}(A, k + 1)[b]"),
             &format!("(vmap ({name} ?a ?k))"),
-            AxisShift(Some(op)),
+            AxisShift(op),
         ));
         rules.push(rule(
             format!("reduce-all/{name}"),
@@ -45,12 +45,6 @@ pub fn rules() -> Vec<Rule> {
             ReduceAll(op),
         ));
     }
-    rules.push(rule(
-        "axis-shift/expand".into(),
-        "expand(A[b], k) = expand(A, k + 1)[b]".into(),
-        "(vmap (expand ?a ?k))",
-        AxisShift(None),
-    ));
     rules.extend(structural::rules());
     rules
 }
@@ -119,7 +113,7 @@ impl Applier<Op, ShapeAnalysis> for BroadcastAlign {
                 let mut v = egraph.add(Op::Vmap(c));
                 for _ in egraph[c].data.shape.rank()..rank {
                     let one = literal(egraph, 1);
-                    v = egraph.add(Op::Expand([v, one]));
+                    v = egraph.add(Op::structural(Structural::Expand, &[v, one]));
                 }
                 *slot = v;
             }
@@ -128,8 +122,8 @@ impl Applier<Op, ShapeAnalysis> for BroadcastAlign {
     }
 }
 
-/// `Some(r)`: the reduction `r` over an axis; `None`: `expand`.
-struct AxisShift(Option<Reduce>);
+/// The reduction over an axis.
+struct AxisShift(Reduce);
 
 impl Applier<Op, ShapeAnalysis> for AxisShift {
     fn apply_one(
@@ -146,12 +140,7 @@ impl Applier<Op, ShapeAnalysis> for AxisShift {
         };
         let batched = egraph.add(Op::Vmap(a));
         let shifted = egraph.add(Op::Num(Num(axis + 1.0)));
-        let children = [batched, shifted];
-        let node = match self.0 {
-            Some(r) => Op::ReduceAxis(r, children),
-            None => Op::Expand(children),
-        };
-        union_with(egraph, eclass, node)
+        union_with(egraph, eclass, Op::ReduceAxis(self.0, [batched, shifted]))
     }
 }
 

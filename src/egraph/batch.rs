@@ -1,7 +1,7 @@
 //! Batching by rewriting: the two ways to batch a program live side by side
 //! in one e-graph, and a cost model with DAG-aware extraction chooses.
 //!
-//! Following `shared/design/batching-in-an-egraph.md`: for every per-example
+//! Following `docs/design/batching-in-an-egraph.md`: for every per-example
 //! subterm `t` that depends on a batched input there is a spec node
 //! `(vmap t)` ("the stack over the batch of t on each example"), which cannot
 //! be executed. Two families of implementations join its e-class:
@@ -23,7 +23,7 @@ use crate::egraph::extract::{extract_dag, extract_dag_greedy};
 use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
-use crate::ir::{Binary, Decl, Num, Op, Program, Reduce};
+use crate::ir::{Binary, Decl, Num, Op, Program, Reduce, Structural};
 use crate::runtime::{predict_peak_bytes, Run};
 use egg::{Id, Language, Runner, Symbol};
 use serde::Serialize;
@@ -509,7 +509,7 @@ impl<'p> Batcher<'p> {
                     (Some(s), BatchReduce::None) => s,
                     (None, BatchReduce::Mean) => example[i],
                     (None, BatchReduce::Sum) => egraph.add(Op::Binary(Binary::Mul, [example[i], count])),
-                    (None, BatchReduce::None) => egraph.add(Op::Repeat([example[i], count])),
+                    (None, BatchReduce::None) => egraph.add(Op::structural(Structural::Repeat, &[example[i], count])),
                 }
             })
             .collect();

@@ -107,7 +107,7 @@ pub enum Work {
 /// The work of one op with operands of `inputs` shapes giving `output`.
 pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> Work {
     let out = output.elements() as f64;
-    let read: f64 = inputs.iter().map(|s| s.elements() as f64).sum();
+    let mut read: f64 = inputs.iter().map(|s| s.elements() as f64).sum();
     let flops = match op {
         Op::Var(_) | Op::Num(_) => return Work::Free,
         Op::Vmap(_) => return Work::NotExecutable,
@@ -118,15 +118,14 @@ pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> Work {
             let inner = *inputs[0].dims().last().unwrap_or(&1) as f64;
             2.0 * out * inner
         }
-        Op::Transpose(_)
-        | Op::Permute(_)
-        | Op::Expand(_)
-        | Op::Index(_)
-        | Op::Stack(_)
-        | Op::Repeat(_)
-        | Op::Broadcast(_)
-        | Op::Row(_)
-        | Op::Rows(_) => 0.0,
+        Op::Structural(s, children) => {
+            let arrays = s.arrays_of(children.len()).unwrap_or(children.len());
+            let arrays = arrays.min(inputs.len());
+            // Integer operands are literals, read as one element each.
+            read = s.elements_read(&inputs[..arrays], output) + (inputs.len() - arrays) as f64;
+            0.0
+        }
+        Op::Row(_) | Op::Rows(_) => 0.0,
         // The loop's own work: one iteration's bookkeeping per row, and writing its rows into the result.
         Op::Map(_) => return loop_work(output.dims()[0], out),
         Op::Chunks(_) => return loop_work(output.dims()[0].div_ceil(inputs[0].dims()[0]), out),
@@ -161,13 +160,7 @@ fn backward_factor(op: &Op) -> f64 {
         | Op::Binary(..)
         | Op::Reduce(..)
         | Op::ReduceAxis(..)
-        | Op::Transpose(_)
-        | Op::Permute(_)
-        | Op::Expand(_)
-        | Op::Index(_)
-        | Op::Stack(_)
-        | Op::Repeat(_)
-        | Op::Broadcast(_)
+        | Op::Structural(..)
         | Op::Map(_)
         | Op::Row(_)
         | Op::Chunks(_)

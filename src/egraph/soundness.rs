@@ -11,7 +11,8 @@
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::rules::Rule;
-use crate::ir::{Decl, Num, Op, Program, Shape};
+use crate::ir::structural::Count;
+use crate::ir::{Decl, Num, Op, Program, Shape, Structural};
 use crate::runtime::{Interpreter, Rng, Tensor, Values};
 use egg::{AstSize, ENodeOrVar, Extractor, Id, Language, RecExpr, Symbol, Var};
 use std::collections::HashMap;
@@ -75,7 +76,7 @@ fn lower(nodes: &[Op], node: usize, row: Option<usize>, out: &mut Vec<Op>) -> Re
         let r = row.ok_or_else(|| format!("the per-example value {v} is used outside vmap"))?;
         let batched = push(Op::Var(Symbol::from(v.as_str().trim_end_matches('\''))), out);
         let literal = push(Op::Num(Num(r as f64)), out);
-        return Ok(push(Op::Index([batched, literal]), out));
+        return Ok(push(Op::structural(Structural::Index, &[batched, literal]), out));
     }
     if let Op::Vmap(child) = &nodes[node] {
         if row.is_some() {
@@ -84,7 +85,7 @@ fn lower(nodes: &[Op], node: usize, row: Option<usize>, out: &mut Vec<Op>) -> Re
         let rows = (0..BATCH)
             .map(|r| lower(nodes, usize::from(*child), Some(r), out))
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(push(Op::Stack(rows.into()), out));
+        return Ok(push(Op::Structural(Structural::Stack, rows.into()), out));
     }
     let mut children = vec![];
     for &c in nodes[node].children() {
@@ -247,33 +248,19 @@ fn check_instance(rule: &Rule, pattern: &LeftSide, inst: Instance, dim: usize) -
 /// A left side, as the checker instantiates it.
 type LeftSide = RecExpr<ENodeOrVar<Op>>;
 
-/// Builds an op of any arity from its children.
-type Build = fn(Box<[Id]>) -> Op;
-
-/// For an op of any arity (`permute`, `stack`, `broadcast`): what builds it
-/// from its children, and how many operands after the first the checker tries.
-fn variadic(op: &Op) -> Option<(Build, std::ops::RangeInclusive<usize>)> {
-    match op {
-        Op::Stack(_) => Some((Op::Stack, 0..=MAX_STACKED - 1)),
-        Op::Permute(_) => Some((Op::Permute, 0..=MAX_RANK)),
-        Op::Broadcast(_) => Some((Op::Broadcast, 0..=MAX_RANK)),
-        Op::Unary(..)
-        | Op::Binary(..)
-        | Op::Reduce(..)
-        | Op::ReduceAxis(..)
-        | Op::MatMul(_)
-        | Op::Transpose(_)
-        | Op::Expand(_)
-        | Op::Index(_)
-        | Op::Repeat(_)
-        | Op::Map(_)
-        | Op::Row(_)
-        | Op::Chunks(_)
-        | Op::Rows(_)
-        | Op::Vmap(_)
-        | Op::Num(_)
-        | Op::Var(_) => None,
-    }
+/// For an op of any arity (`permute`, `stack`, `broadcast`, `concat`): how
+/// many operands after the first the checker tries (at most [`MAX_STACKED`]
+/// children in all for an open number of arrays, [`MAX_RANK`] axes for an open
+/// number of integers).
+fn variadic(op: &Op) -> Option<(Structural, Vec<usize>)> {
+    let Op::Structural(s, _) = op else { return None };
+    let (arrays, _) = s.counts();
+    let most = match arrays {
+        _ if !s.variadic() => return None,
+        Count::AtLeast(_) => MAX_STACKED - 1,
+        Count::Exactly(_) => MAX_RANK,
+    };
+    Some((*s, (0..=most).filter(|tail| s.arrays_of(1 + tail).is_some()).collect()))
 }
 
 /// The left side at every arity the checker tries: an op of any arity whose
@@ -284,17 +271,18 @@ fn arities(pattern: &LeftSide) -> Vec<LeftSide> {
     let nodes = pattern.as_ref();
     let found = nodes.iter().enumerate().find_map(|(i, node)| {
         let ENodeOrVar::ENode(op) = node else { return None };
-        let (build, range) = variadic(op)?;
+        let (s, tails) = variadic(op)?;
         let tail_are_vars = op.children()[1..]
             .iter()
             .all(|&c| matches!(pattern[c], ENodeOrVar::Var(_)));
-        tail_are_vars.then_some((i, build, range))
+        tail_are_vars.then_some((i, s, tails))
     });
-    let Some((at, build, range)) = found else {
+    let Some((at, op, tails)) = found else {
         return vec![pattern.clone()];
     };
-    let variant = Variadic { at, build };
-    range
+    let variant = Variadic { at, op };
+    tails
+        .into_iter()
         .map(|tail| {
             let mut out = vec![];
             variant.copy(pattern, Id::from(nodes.len() - 1), tail, &mut out);
@@ -306,7 +294,7 @@ fn arities(pattern: &LeftSide) -> Vec<LeftSide> {
 /// The node of a left side that stands for an op of any arity.
 struct Variadic {
     at: usize,
-    build: Build,
+    op: Structural,
 }
 
 impl Variadic {
@@ -320,7 +308,7 @@ impl Variadic {
                     out.push(ENodeOrVar::Var(format!("?arity{j}").parse().expect("a variable")));
                     children.push(Id::from(out.len() - 1));
                 }
-                ENodeOrVar::ENode((self.build)(children.into()))
+                ENodeOrVar::ENode(Op::Structural(self.op, children.into()))
             }
             ENodeOrVar::ENode(op) => {
                 let children: Vec<Id> = op

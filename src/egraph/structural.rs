@@ -1,91 +1,70 @@
-//! The bespoke batching rules of the structural ops, as JAX writes one per op
-//! (`transpose`, `permute`, `index`, `stack`, `repeat`, `broadcast`, matmul),
-//! at every rank and for mapped and unmapped operands alike. Each builds, from
-//! the per-example node under a `(vmap t)` spec, one batched implementation
-//! whose batch axis is axis 0, and merges it into the spec's class.
+//! The batching rules of the structural ops, as JAX writes one per op: each
+//! op's rule is in its op file (`src/ir/structural/`, `StructuralOp::batch`);
+//! here the e-graph runs them. Each builds, from the per-example node under a
+//! `(vmap t)` spec, one batched implementation whose batch axis is axis 0,
+//! and merges it into the spec's class. Matmul's rule is here too (it is not
+//! a structural op: it contracts).
 //!
-//! `permute`, `stack` and `broadcast` take any number of operands, which an
-//! egg pattern cannot say, so every rule here searches `(vmap ?t)` and looks
-//! for its op among the nodes of `?t`'s class. Its `lhs` (what the soundness
-//! checker instantiates) is the op at one arity; the checker tries the others.
+//! `permute`, `stack`, `broadcast` and `concat` take any number of operands,
+//! which an egg pattern cannot say, so every rule here searches `(vmap ?t)`
+//! and looks for its op among the nodes of `?t`'s class. Its `lhs` (what the
+//! soundness checker instantiates) is the op at one arity; the checker tries
+//! the others.
 //!
 //! No rule writes the batch size as a literal: a fused program is the same
 //! text at every B, so it chunks into micro-batches and exports to ONNX with
 //! a symbolic batch axis.
 
-use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::analysis::Graph;
 use crate::egraph::appliers::{literal, rule, union_id, var};
 use crate::egraph::rules::Rule;
-use crate::ir::{Binary, Op, Reduce, Unary};
+use crate::error::Result;
+use crate::ir::structural::{BatchEmit, Emit, Node, Structural};
+use crate::ir::{Op, Reduce, Shape};
 use egg::{Applier, Id, PatternAst, Subst, Symbol};
 
-const ORIGIN: &str = "a Rust applier (src/egraph/structural.rs)";
+const ORIGIN: &str = "a Rust applier (src/egraph/structural.rs, the op's rule in src/ir/structural/)";
 
-/// Builds the batched implementation of one per-example node, or `None` if
-/// the node is not of the rule's op or the rule does not cover it.
-type Build = fn(&mut Graph, &Op) -> Option<Id>;
-
-/// Every structural rule.
+/// Every structural op's rule, and matmul's.
 pub fn rules() -> Vec<Rule> {
-    let table: [(&str, &str, &str, Build); 7] = [
-        (
-            "move-axes/transpose",
-            "transpose(A[b]) = permute(A, 0, r, r - 1, ..., 1)[b] for A[b] of rank r >= 3",
-            "(vmap (transpose ?a))",
-            transpose,
-        ),
-        (
-            "move-axes/permute",
-            "permute(A[b], k0, k1, ...) = permute(A, 0, k0 + 1, k1 + 1, ...)[b]",
-            "(vmap (permute ?a ?k0 ?k1))",
-            permute,
-        ),
-        (
-            "index/second-axis",
-            "index(A[b], i) = index(permute(A, 1, 0, 2, ...), i)[b]",
-            "(vmap (index ?a ?i))",
-            index,
-        ),
-        (
-            "stack/second-axis",
-            "stack(A0[b], p, ...) = permute(stack(A0, P, ...), 1, 0, 2, ...)[b], P the batch of p * (step(A0) * 0 + 1) for p unmapped",
-            "(vmap (stack ?a ?b))",
-            stack,
-        ),
-        (
-            "repeat/second-axis",
-            "repeat(A[b], n) = permute(repeat(A, n), 1, 0, 2, ...)[b]",
-            "(vmap (repeat ?a ?n))",
-            repeat,
-        ),
-        (
-            "broadcast/times-ones",
-            "broadcast(A[b], d...) = (A[b] * broadcast(1, d...)), batched by the broadcasting rules",
-            "(vmap (broadcast ?a ?d0 ?d1))",
-            broadcast,
-        ),
-        (
-            "matmul/batched-gemm",
-            "A[b] @ C[b] = squeeze(promote(A) @ promote(C))[b]: vectors made matrices, mapped ranks aligned after the batch axis, one @",
-            "(vmap (@ ?a ?b))",
-            matmul,
-        ),
-    ];
-    table
-        .into_iter()
-        .map(|(name, comment, lhs, build)| {
-            let mut rule = rule(name.into(), comment.into(), "(vmap ?t)", UnderVmap(build));
-            rule.lhs = lhs.parse().expect("structural patterns parse");
+    let mut rules: Vec<Rule> = Structural::ALL
+        .iter()
+        .map(|&s| {
+            let spec = s.batch_rule();
+            let mut rule = rule(
+                spec.name.into(),
+                spec.identity.into(),
+                "(vmap ?t)",
+                UnderVmap(Batch::Op(s)),
+            );
+            rule.lhs = spec.lhs.parse().expect("structural patterns parse");
             rule.origin = ORIGIN.into();
             rule
         })
-        .collect()
+        .collect();
+    let mut matmul = rule(
+        "matmul/batched-gemm".into(),
+        "A[b] @ C[b] = squeeze(promote(A) @ promote(C))[b]: vectors made matrices, mapped ranks aligned after the batch axis, one @".into(),
+        "(vmap ?t)",
+        UnderVmap(Batch::MatMul),
+    );
+    matmul.lhs = "(vmap (@ ?a ?b))".parse().expect("a pattern");
+    matmul.origin = ORIGIN.into();
+    rules.push(matmul);
+    rules
 }
 
-/// Runs a [`Build`] on every node of the class under a `vmap` spec.
-struct UnderVmap(Build);
+/// Which rule an applier runs.
+#[derive(Clone, Copy)]
+enum Batch {
+    Op(Structural),
+    MatMul,
+}
 
-impl Applier<Op, ShapeAnalysis> for UnderVmap {
+/// Runs a rule on every node of the class under a `vmap` spec.
+struct UnderVmap(Batch);
+
+impl Applier<Op, crate::egraph::ShapeAnalysis> for UnderVmap {
     fn apply_one(
         &self,
         egraph: &mut Graph,
@@ -97,11 +76,47 @@ impl Applier<Op, ShapeAnalysis> for UnderVmap {
         let nodes = egraph[subst[var("?t")]].nodes.clone();
         let mut changed = vec![];
         for node in &nodes {
-            if let Some(id) = (self.0)(egraph, node) {
+            let built = match (self.0, node) {
+                (Batch::Op(s), Op::Structural(op, children)) if *op == s => batch_structural(egraph, s, children),
+                (Batch::MatMul, Op::MatMul([a, b])) => matmul(egraph, *a, *b),
+                _ => None,
+            };
+            if let Some(id) = built {
                 changed.extend(union_id(egraph, eclass, id));
             }
         }
         changed
+    }
+}
+
+/// The op file's batching rule of one node, on the e-graph.
+fn batch_structural(egraph: &mut Graph, s: Structural, children: &[Id]) -> Option<Id> {
+    let arrays = s.arrays_of(children.len())?;
+    let ints = children[arrays..]
+        .iter()
+        .map(|&c| egraph[c].data.constant.map(|v| v as usize))
+        .collect::<Option<Vec<_>>>()?;
+    let node = Node {
+        arrays: &children[..arrays],
+        ints: &ints,
+    };
+    // Adding to an e-graph does not fail.
+    s.batch(egraph, &node).ok().flatten()
+}
+
+/// The e-graph builds the op files' batched nodes.
+impl Emit for Graph {
+    fn add(&mut self, op: Op) -> Result<Id> {
+        Ok(egg::EGraph::add(self, op))
+    }
+    fn shape(&self, id: Id) -> Shape {
+        self[id].data.shape.clone()
+    }
+}
+
+impl BatchEmit for Graph {
+    fn mapped(&self, id: Id) -> bool {
+        self[id].data.mapped
     }
 }
 
@@ -113,20 +128,13 @@ fn rank(egraph: &Graph, c: Id) -> usize {
     egraph[c].data.shape.rank()
 }
 
-/// The integer literals of `ids`, or `None` if one is not a literal.
-fn integers(egraph: &Graph, ids: &[Id]) -> Option<Vec<usize>> {
-    ids.iter()
-        .map(|&c| egraph[c].data.constant.map(|v| v as usize))
-        .collect()
-}
-
 fn vmap(egraph: &mut Graph, c: Id) -> Id {
     egraph.add(Op::Vmap(c))
 }
 
 fn expand(egraph: &mut Graph, value: Id, axis: usize) -> Id {
     let axis = literal(egraph, axis);
-    egraph.add(Op::Expand([value, axis]))
+    egraph.add(Op::structural(Structural::Expand, &[value, axis]))
 }
 
 /// Sums away an axis of size 1 (a squeeze).
@@ -135,126 +143,12 @@ fn squeeze(egraph: &mut Graph, value: Id, axis: usize) -> Id {
     egraph.add(Op::ReduceAxis(Reduce::Sum, [value, axis]))
 }
 
-/// `op(value, n0, n1, ...)` for `permute` and `broadcast`, whose operands after the first are literals.
-fn with_literals(
-    egraph: &mut Graph,
-    value: Id,
-    numbers: impl IntoIterator<Item = usize>,
-    op: fn(Box<[Id]>) -> Op,
-) -> Id {
-    let mut children = vec![value];
-    children.extend(numbers.into_iter().map(|n| literal(egraph, n)));
-    egraph.add(op(children.into()))
-}
-
-/// `permute(value, 1, 0, 2, ..., rank - 1)`: swaps the two leading axes of a value of `rank`.
-fn swap_leading(egraph: &mut Graph, value: Id, rank: usize) -> Id {
-    with_literals(egraph, value, [1, 0].into_iter().chain(2..rank), Op::Permute)
-}
-
-fn transpose(egraph: &mut Graph, node: &Op) -> Option<Id> {
-    let Op::Transpose(a) = *node else { return None };
-    let r = rank(egraph, a);
-    // Ranks 0-2 have text rules (rules/batching.rules).
-    if !mapped(egraph, a) || r < 3 {
-        return None;
-    }
-    let batched = vmap(egraph, a);
-    Some(with_literals(
-        egraph,
-        batched,
-        std::iter::once(0).chain((1..=r).rev()),
-        Op::Permute,
-    ))
-}
-
-fn permute(egraph: &mut Graph, node: &Op) -> Option<Id> {
-    let Op::Permute(children) = node else { return None };
-    let (a, axes) = children.split_first()?;
-    let axes = integers(egraph, axes)?;
-    if !mapped(egraph, *a) {
-        return None;
-    }
-    let batched = vmap(egraph, *a);
-    let shifted = std::iter::once(0).chain(axes.into_iter().map(|k| k + 1));
-    Some(with_literals(egraph, batched, shifted, Op::Permute))
-}
-
-fn index(egraph: &mut Graph, node: &Op) -> Option<Id> {
-    let Op::Index([a, i]) = *node else { return None };
-    if !mapped(egraph, a) || rank(egraph, a) == 0 {
-        return None;
-    }
-    // The rows indexed are axis 1 of the batched value: bring them to the front.
-    let batched = vmap(egraph, a);
-    let rows_first = swap_leading(egraph, batched, rank(egraph, a) + 1);
-    Some(egraph.add(Op::Index([rows_first, i])))
-}
-
-fn stack(egraph: &mut Graph, node: &Op) -> Option<Id> {
-    let Op::Stack(operands) = node else { return None };
-    let &some_mapped = operands.iter().find(|&&c| mapped(egraph, c))?;
-    let rank = rank(egraph, operands[0]);
-    let rows: Vec<Id> = operands
-        .iter()
-        .map(|&c| {
-            let c = if mapped(egraph, c) {
-                c
-            } else {
-                along(egraph, c, some_mapped)
-            };
-            vmap(egraph, c)
-        })
-        .collect();
-    // stack gives [n, B, ...]; the batch axis goes first.
-    let stacked = egraph.add(Op::Stack(rows.into()));
-    Some(swap_leading(egraph, stacked, rank + 2))
-}
-
-/// `p * (step(x) * 0 + 1)`: the unmapped `p` as a mapped value (the factor is
-/// exactly 1, its derivative 0), so that its batched value needs no literal B
-/// (a batched program that does not depend on B chunks and exports with a symbolic B).
-fn along(egraph: &mut Graph, p: Id, x: Id) -> Id {
-    let (zero, one) = (literal(egraph, 0), literal(egraph, 1));
-    let step = egraph.add(Op::Unary(Unary::Step, x));
-    let zeros = egraph.add(Op::Binary(Binary::Mul, [step, zero]));
-    let ones = egraph.add(Op::Binary(Binary::Add, [zeros, one]));
-    egraph.add(Op::Binary(Binary::Mul, [p, ones]))
-}
-
-fn repeat(egraph: &mut Graph, node: &Op) -> Option<Id> {
-    let Op::Repeat([a, n]) = *node else { return None };
-    if !mapped(egraph, a) {
-        return None;
-    }
-    // repeat gives [n, B, ...]; the batch axis goes first.
-    let batched = vmap(egraph, a);
-    let repeated = egraph.add(Op::Repeat([batched, n]));
-    Some(swap_leading(egraph, repeated, rank(egraph, a) + 2))
-}
-
-/// `broadcast(A, d...) = A * broadcast(1, d...)` exactly, and the product
-/// batches by the broadcasting rules without a literal B.
-fn broadcast(egraph: &mut Graph, node: &Op) -> Option<Id> {
-    let Op::Broadcast(children) = node else { return None };
-    let (a, dims) = children.split_first()?;
-    if !mapped(egraph, *a) {
-        return None;
-    }
-    let mut ones = vec![literal(egraph, 1)];
-    ones.extend(dims);
-    let ones = egraph.add(Op::Broadcast(ones.into()));
-    let product = egraph.add(Op::Binary(Binary::Mul, [*a, ones]));
-    Some(vmap(egraph, product))
-}
-
 /// numpy matmul batched: a vector operand becomes a matrix (`[k]` as `[1, k]`
 /// on the left, `[k, 1]` on the right), a mapped operand of lower rank gets
 /// size-1 axes after the batch axis so that the batch axis leads the product's
 /// batch axes, one `@` (a batched GEMM when both are mapped), and the promoted
 /// axes are summed away.
-fn matmul(egraph: &mut Graph, node: &Op) -> Option<Id> {
-    let Op::MatMul([a, b]) = *node else { return None };
+fn matmul(egraph: &mut Graph, a: Id, b: Id) -> Option<Id> {
     let (ma, mb) = (mapped(egraph, a), mapped(egraph, b));
     let (ra, rb) = (rank(egraph, a), rank(egraph, b));
     // One mapped operand of rank <= 2 with the other of rank <= 2 has text rules (rules/batching.rules).

@@ -23,7 +23,8 @@
 use super::DynamicBatch;
 use crate::egraph::BatchReduce;
 use crate::error::{Error, Result};
-use crate::ir::{infer_shapes, Num, Op, Program, Shape};
+use crate::ir::structural::{Extent, Problem};
+use crate::ir::{infer_shapes, Num, Op, Program, Shape, Structural};
 use egg::{Id, Language, RecExpr, Symbol};
 
 /// One dimension of an exported shape.
@@ -33,6 +34,18 @@ pub enum Dim {
     Fixed(usize),
     /// The symbolic batch size `B`.
     Batch,
+}
+
+impl Extent for Dim {
+    fn fixed(n: usize) -> Dim {
+        Dim::Fixed(n)
+    }
+    fn size(self) -> Option<usize> {
+        match self {
+            Dim::Fixed(n) => Some(n),
+            Dim::Batch => None,
+        }
+    }
 }
 
 /// `shape` with its leading axis the batch axis.
@@ -114,56 +127,13 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
             d
         }
         Op::MatMul(_) => matmul(node, child(0), child(1), size)?,
-        Op::Transpose(_) => child(0).into_iter().rev().collect(),
-        Op::Permute(_) => {
-            let d = child(0);
-            (1..node.len()).map(|k| d[int(k)]).collect()
-        }
-        Op::Expand(_) => {
-            let mut d = child(0);
-            d.insert(int(1), Dim::Fixed(1));
-            d
-        }
-        Op::Index(_) => {
-            let d = child(0);
-            if d[0] == Dim::Batch {
-                return Err(refuse(format!(
-                    "`index(_, {})` takes one row of the batch axis",
-                    int(1)
-                )));
-            }
-            d[1..].to_vec()
-        }
-        Op::Stack(items) => {
-            let first = child(0);
-            if let Some(other) = items.iter().map(|&c| &dims[usize::from(c)]).find(|d| **d != first) {
-                return Err(refuse(format!(
-                    "`stack` of {} operands meets the batch axis B with a fixed size ({} and {})",
-                    items.len(),
-                    show(&first),
-                    show(other)
-                )));
-            }
-            let mut d = vec![Dim::Fixed(items.len())];
-            d.extend(first);
-            d
-        }
-        Op::Repeat(_) => {
-            let mut d = vec![Dim::Fixed(int(1))];
-            d.extend(child(0));
-            d
-        }
-        Op::Broadcast(children) => {
-            let d = child(0);
-            let target: Vec<usize> = (1..children.len()).map(int).collect();
-            let lead = target.len() - d.len();
-            // A batch axis broadcasts to itself; a fixed target keeps a fixed size.
-            (0..target.len())
-                .map(|i| match i.checked_sub(lead).map(|j| d[j]) {
-                    Some(Dim::Batch) => Dim::Batch,
-                    _ => Dim::Fixed(target[i]),
-                })
-                .collect()
+        Op::Structural(s, children) => {
+            let arrays = s.arrays_of(children.len()).expect("shape inference checked the arity");
+            let ints: Vec<usize> = (arrays..children.len()).map(int).collect();
+            let operands: Vec<Vec<Dim>> = (0..arrays).map(child).collect();
+            let views: Vec<&[Dim]> = operands.iter().map(Vec::as_slice).collect();
+            s.shape(&ints, &views)
+                .map_err(|problem| refuse_structural(*s, &ints, &operands, problem))?
         }
         Op::Vmap(_) => {
             return Err(Error::Unsupported(
@@ -181,13 +151,30 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
     })
 }
 
+/// Why a structural op's result depends on the value of `B`: its shape rule
+/// needed the size of the batch axis, or met it with a fixed size.
+fn refuse_structural(s: Structural, ints: &[usize], operands: &[Vec<Dim>], problem: Problem) -> Error {
+    let call = format!("{s}(_{})", ints.iter().map(|k| format!(", {k}")).collect::<String>());
+    refuse(match problem {
+        Problem::Symbolic { .. } if s == Structural::Index => format!("`{call}` takes one row of the batch axis"),
+        Problem::Symbolic { axis } => format!("`{call}` needs the size of axis {axis}, which is the batch axis B"),
+        Problem::Differ { operand, .. } => format!(
+            "`{s}` of {} operands meets the batch axis B with a fixed size ({} and {})",
+            operands.len(),
+            show(&operands[0]),
+            show(&operands[operand])
+        ),
+        other => format!("`{call}` does not fit its operands ({other:?})"),
+    })
+}
+
 /// Adds to the refusal of an `index` at node `i` the op that reads that row:
 /// the op the batcher copied once per example (the plan chose a loop for it).
 fn name_the_copied_op(program: &Program, i: usize, error: Error) -> Error {
     let nodes = program.expr.as_ref();
     let reader = nodes.iter().find(|n| n.children().contains(&Id::from(i)));
     match (&nodes[i], reader, error) {
-        (Op::Index(_), Some(reader), Error::Unsupported(message)) => {
+        (Op::Structural(Structural::Index, _), Some(reader), Error::Unsupported(message)) => {
             let (before, after) = message.split_once("; ").unwrap_or((&message, ""));
             Error::Unsupported(format!(
                 "{before} for `{reader}`, which the batcher copied once per example (a loop in the plan); {after}"

@@ -1,12 +1,13 @@
-//! Every op to ONNX nodes: the one place that says how (an exhaustive `match`
-//! over [`Op`], and over each op table, so a new op or table entry does not
-//! compile until it is given an ONNX form here). README's "Running the compiled
-//! graph elsewhere" has the same mapping as a table.
+//! Every op to ONNX nodes: an exhaustive `match` over [`Op`] and over the
+//! unary, binary and reduce tables, so a new op or table entry does not
+//! compile until it is given an ONNX form; a structural op's form is in its
+//! op file (`StructuralOp::onnx`). `docs/onnx.md` has the same mapping as a table.
 
 use super::proto::{attribute_proto::AttributeType, tensor_proto::DataType};
 use super::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto};
 use super::Dtype;
 use crate::error::{Error, Result};
+use crate::ir::structural::{OnnxAttr, OnnxInput, Structural};
 use crate::ir::{Binary, Op, Program, Reduce, Unary};
 use egg::{Id, Language};
 use std::collections::{HashMap, HashSet};
@@ -226,12 +227,6 @@ impl<'p> Emitter<'p> {
         name
     }
 
-    fn unsqueeze_front(&mut self, id: Id) -> String {
-        let axes = self.ints(vec![0], false);
-        let value = self.value(id);
-        self.node("Unsqueeze", vec![value, axes], vec![])
-    }
-
     /// `a @ b`. A matrix (or stack of them) times a vector is written as a matrix
     /// times a one-column matrix, squeezed after: ONNX Runtime 1.32's
     /// `MatMulTransposeFusion` (on by default) computes `Transpose(A) @ v` wrongly
@@ -245,6 +240,39 @@ impl<'p> Emitter<'p> {
         let column = self.node("Unsqueeze", vec![right, last.clone()], vec![]);
         let product = self.node("MatMul", vec![left, column], vec![]);
         self.node("Squeeze", vec![product, last], vec![])
+    }
+
+    /// The structural op `s` of `children` from its op file's ONNX form.
+    fn structural(&mut self, s: Structural, children: &[Id]) -> String {
+        let arrays = s.arrays_of(children.len()).expect("shape inference checked the arity");
+        let ints: Vec<usize> = children[arrays..].iter().map(|&c| self.integer(c) as usize).collect();
+        let ranks: Vec<usize> = children[..arrays]
+            .iter()
+            .map(|&c| self.program.shape(c).rank())
+            .collect();
+        let mut outputs: Vec<String> = vec![];
+        for node in s.onnx(&ints, &ranks) {
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|input| match input {
+                    OnnxInput::Operand(i) => self.value(children[*i]),
+                    OnnxInput::Node(i) => outputs[*i].clone(),
+                    OnnxInput::Ints(values) => self.ints(values.clone(), false),
+                    OnnxInput::Int(value) => self.ints(vec![*value], true),
+                })
+                .collect();
+            let attrs = node
+                .attrs
+                .iter()
+                .map(|(name, value)| match value {
+                    OnnxAttr::Int(v) => attr_int(name, *v),
+                    OnnxAttr::Ints(v) => attr_ints(name, v.clone()),
+                })
+                .collect();
+            outputs.push(self.node(node.op_type, inputs, attrs));
+        }
+        outputs.pop().expect("an ONNX form has a node")
     }
 
     /// Emits node `id` (its children are emitted already). A node that runs once
@@ -278,50 +306,7 @@ impl<'p> Emitter<'p> {
                 self.node(reduce_op(*r), vec![self.value(*a), axes], keepdims())
             }
             Op::MatMul([a, b]) => self.matmul(*a, *b),
-            Op::Transpose(a) => match self.program.shape(*a).rank() {
-                0 | 1 => self.node("Identity", vec![self.value(*a)], vec![]),
-                rank => {
-                    let perm = (0..rank as i64).rev().collect();
-                    self.node("Transpose", vec![self.value(*a)], vec![attr_ints("perm", perm)])
-                }
-            },
-            Op::Permute(children) => {
-                let perm = children[1..].iter().map(|&c| self.integer(c)).collect();
-                self.node(
-                    "Transpose",
-                    vec![self.value(children[0])],
-                    vec![attr_ints("perm", perm)],
-                )
-            }
-            Op::Expand([a, k]) => {
-                let axes = self.ints(vec![self.integer(*k)], false);
-                self.node("Unsqueeze", vec![self.value(*a), axes], vec![])
-            }
-            Op::Index([a, i]) => {
-                let row = self.ints(vec![self.integer(*i)], true);
-                self.node("Gather", vec![self.value(*a), row], vec![attr_int("axis", 0)])
-            }
-            Op::Stack(children) => {
-                let parts: Vec<String> = children.iter().map(|&c| self.unsqueeze_front(c)).collect();
-                match parts.len() {
-                    1 => parts.into_iter().next().expect("one part"),
-                    _ => self.node("Concat", parts, vec![attr_int("axis", 0)]),
-                }
-            }
-            Op::Repeat([a, n]) => {
-                // Expand broadcasts both ways: [n, 1, ..., 1] against [1, shape...] is [n, shape...],
-                // and writes no size of `a` into the model (so a batch axis in it stays symbolic).
-                let mut shape = vec![self.integer(*n)];
-                shape.extend(std::iter::repeat_n(1, self.program.shape(*a).rank()));
-                let shape = self.ints(shape, false);
-                let front = self.unsqueeze_front(*a);
-                self.node("Expand", vec![front, shape], vec![])
-            }
-            Op::Broadcast(children) => {
-                let dims = children[1..].iter().map(|&c| self.integer(c)).collect();
-                let shape = self.ints(dims, false);
-                self.node("Expand", vec![self.value(children[0]), shape], vec![])
-            }
+            Op::Structural(s, children) => self.structural(*s, children),
             Op::Vmap(_) => {
                 return Err(Error::Unsupported(
                     "vmap is the batcher's spec node and cannot be exported".into(),

@@ -11,6 +11,7 @@ use crate::ir::op::{Num, Op};
 use crate::ir::program::Program;
 use crate::ir::reduce::Reduce;
 use crate::ir::shape::{ChildInfo, Shape, ShapeError};
+use crate::ir::structural::Structural;
 use egg::{Id, Language, RecExpr};
 
 /// One `map` node: its body and what the body reads from outside.
@@ -256,7 +257,7 @@ pub fn expand_loops(program: &Program, max_nodes: usize) -> Result<Program, Shap
             let row = push(Op::Num(Num(b as f64)), &mut out);
             for &n in &body.nodes {
                 let copy = match &expr[n] {
-                    Op::Row(y) => Op::Index([placed[usize::from(*y)].expect("placed"), row]),
+                    Op::Row(y) => Op::structural(Structural::Index, &[placed[usize::from(*y)].expect("placed"), row]),
                     other => other.clone().map_children(|c| {
                         let c = usize::from(c);
                         if loops.per_row[c] { local[c] } else { placed[c] }.expect("placed")
@@ -266,7 +267,7 @@ pub fn expand_loops(program: &Program, max_nodes: usize) -> Result<Program, Shap
             }
             rows.push(local[*body.nodes.last().expect("a body has a root")].expect("placed"));
         }
-        placed[i] = Some(push(Op::Stack(rows.into()), &mut out));
+        placed[i] = Some(push(Op::Structural(Structural::Stack, rows.into()), &mut out));
     }
     let outputs = program
         .outputs

@@ -11,6 +11,7 @@ pub mod program;
 pub mod reduce;
 pub mod scalar;
 pub mod shape;
+pub mod structural;
 pub mod unary;
 
 pub use binary::{Assoc, Binary, Lane};
@@ -20,4 +21,5 @@ pub use program::{infer_shapes, Decl, Program};
 pub use reduce::Reduce;
 pub use scalar::{sigmoid, Scalar};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
+pub use structural::{BatchEmit, Emit, Extent, Moved, Structural};
 pub use unary::Unary;

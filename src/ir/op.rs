@@ -1,15 +1,18 @@
 //! The IR: one egg language whose ops come in kinds. Elementwise unary ops
 //! ([`Unary`]), broadcasting binary ops ([`Binary`]) and reductions
 //! ([`Reduce`]) are tables, so an op of those kinds is one entry; the
-//! structural ops (matmul, transpose, permute, expand, index, stack, repeat)
-//! are variants of their own, and every `match` over [`Op`] lists them all, so
-//! the compiler names every place a new one needs.
+//! structural ops ([`Structural`]: transpose, permute, expand, index, stack,
+//! repeat, broadcast, slice, concat, pad) are a table too, each defined in a
+//! file of its own; matmul, the loops and the leaves are variants of their
+//! own, and every `match` over [`Op`] lists them all, so the compiler names
+//! every place a new one needs.
 //!
 //! Axes, row indices and repeat counts are ordinary `Num` children, so that
 //! rewrite rules can match and build them like any other operand.
 
 use crate::ir::binary::{Assoc, Binary};
 use crate::ir::reduce::Reduce;
+use crate::ir::structural::Structural;
 use crate::ir::unary::Unary;
 use egg::{FromOp, Id, Language, Symbol};
 use std::fmt;
@@ -86,7 +89,7 @@ impl Flops {
 // The variants are documented on the enum (the macro takes no per-variant docs).
 #[allow(missing_docs)]
 mod language {
-    use super::{Binary, Num, Reduce, Unary};
+    use super::{Binary, Num, Reduce, Structural, Unary};
     use egg::{define_language, Id, Symbol};
     define_language! {
         /// One op of the IR.
@@ -94,12 +97,9 @@ mod language {
         /// Kinds defined by tables: `Unary` (`tanh(a)`, `-a`), `Binary`
         /// (`a + b`, numpy broadcasting), `Reduce` (`sum(e)` over all
         /// elements) and `ReduceAxis` (`sum(e, axis)`).
-        /// Structural ops: `a @ b` is numpy `matmul`; `transpose(e)` reverses
-        /// the axes; `permute(e, a0, a1, ...)` is numpy's `transpose(e, axes)`;
-        /// `expand(e, axis)` inserts an axis of size 1; `index(e, i)` is row `i`
-        /// of the leading axis; `stack(a0, a1, ...)` stacks along a new leading
-        /// axis; `repeat(e, n)` broadcasts along a new leading axis of size `n`;
-        /// `broadcast(e, d0, d1, ...)` is numpy's `broadcast_to(e, (d0, d1, ...))`.
+        /// `a @ b` is numpy `matmul`. `Structural` ops move data (`transpose`,
+        /// `slice`, `concat`, ...; see [`Structural`]): their children are the
+        /// array operands, then the integer operands.
         /// Loops: `map(body, n)` runs `body` once per row of the batch (`n` rows)
         /// and stacks the results; inside the body, `row(y)` is the current row
         /// of the batched value `y` (JAX's `lax.map`). `chunks(body, n, k)` runs
@@ -114,13 +114,7 @@ mod language {
             Reduce(Reduce, Id),
             ReduceAxis(Reduce, [Id; 2]),
             "@" = MatMul([Id; 2]),
-            "transpose" = Transpose(Id),
-            "permute" = Permute(Box<[Id]>),
-            "expand" = Expand([Id; 2]),
-            "index" = Index([Id; 2]),
-            "stack" = Stack(Box<[Id]>),
-            "repeat" = Repeat([Id; 2]),
-            "broadcast" = Broadcast(Box<[Id]>),
+            Structural(Structural, Box<[Id]>),
             "map" = Map([Id; 2]),
             "row" = Row(Id),
             "chunks" = Chunks([Id; 3]),
@@ -133,18 +127,8 @@ mod language {
 }
 pub use language::Op;
 
-/// The structural ops written as calls, with the arities they take (for error messages).
-const STRUCTURAL_CALLS: [(&str, &str); 11] = [
-    ("transpose", "1 argument"),
-    ("permute", "the array and one axis per dimension"),
-    ("expand", "2 arguments (expand(e, axis))"),
-    ("index", "2 arguments (index(e, row))"),
-    ("stack", "at least 1 argument"),
-    ("repeat", "2 arguments (repeat(e, count))"),
-    (
-        "broadcast",
-        "the array and the dimensions of the result (broadcast(e, d0, d1, ...))",
-    ),
+/// The loops written as calls, with the arities they take (for error messages).
+const LOOP_CALLS: [(&str, &str); 4] = [
     ("map", "2 arguments (map(body, rows))"),
     ("row", "1 argument (row(batched), inside map)"),
     ("chunks", "3 arguments (chunks(body, rows, chunk))"),
@@ -158,7 +142,24 @@ impl Op {
         if children.is_empty() {
             return None;
         }
+        if let Ok(s) = name.parse::<Structural>() {
+            s.arrays_of(children.len())?;
+            return Some(Op::Structural(s, children.into()));
+        }
         Op::from_op(name, children).ok()
+    }
+
+    /// The structural op `op` of `children` (array operands, then integer operands).
+    pub fn structural(op: Structural, children: &[Id]) -> Op {
+        Op::Structural(op, children.into())
+    }
+
+    /// The structural op and its children, if this is one.
+    pub fn as_structural(&self) -> Option<(Structural, &[Id])> {
+        match self {
+            Op::Structural(s, children) => Some((*s, children)),
+            _ => None,
+        }
     }
 
     /// The arities the built-in `name` accepts, for error messages; `None` if there is no such built-in.
@@ -169,36 +170,22 @@ impl Op {
         if name.parse::<Reduce>().is_ok() {
             return Some("1 or 2 arguments (the array and an axis)");
         }
-        STRUCTURAL_CALLS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, arity)| *arity)
-    }
-
-    /// Every name that can be called, for listings.
-    pub fn call_names() -> Vec<&'static str> {
-        let unary = Unary::ALL.iter().filter(|&&u| u != Unary::Neg).map(|u| u.name());
-        let reduce = Reduce::ALL.iter().map(|r| r.name());
-        unary
-            .chain(reduce)
-            .chain(STRUCTURAL_CALLS.iter().map(|(n, _)| *n))
-            .collect()
+        if let Ok(s) = name.parse::<Structural>() {
+            return Some(s.call());
+        }
+        LOOP_CALLS.iter().find(|(n, _)| *n == name).map(|(_, arity)| *arity)
     }
 
     /// Whether the child at `position` must be an integer literal (an axis, row or count).
     pub fn integer_operand(&self, position: usize) -> bool {
         match self {
-            Op::ReduceAxis(..) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) | Op::Map(_) | Op::Rows(_) => {
-                position == 1
-            }
+            Op::ReduceAxis(..) | Op::Map(_) | Op::Rows(_) => position == 1,
             Op::Chunks(_) => position >= 1,
-            Op::Permute(_) | Op::Broadcast(_) => position >= 1,
+            Op::Structural(s, children) => s.integer_operand(position, children.len()),
             Op::Unary(..)
             | Op::Binary(..)
             | Op::Reduce(..)
             | Op::MatMul(_)
-            | Op::Transpose(_)
-            | Op::Stack(_)
             | Op::Row(_)
             | Op::Vmap(_)
             | Op::Num(_)
@@ -214,13 +201,7 @@ impl Op {
             Op::Unary(..)
             | Op::Reduce(..)
             | Op::ReduceAxis(..)
-            | Op::Transpose(_)
-            | Op::Permute(_)
-            | Op::Expand(_)
-            | Op::Index(_)
-            | Op::Stack(_)
-            | Op::Repeat(_)
-            | Op::Broadcast(_)
+            | Op::Structural(..)
             | Op::Map(_)
             | Op::Row(_)
             | Op::Chunks(_)
@@ -243,13 +224,7 @@ impl Op {
             | Op::Reduce(..)
             | Op::ReduceAxis(..)
             | Op::MatMul(_)
-            | Op::Transpose(_)
-            | Op::Permute(_)
-            | Op::Expand(_)
-            | Op::Index(_)
-            | Op::Stack(_)
-            | Op::Repeat(_)
-            | Op::Broadcast(_)
+            | Op::Structural(..)
             | Op::Num(_)
             | Op::Var(_) => self.children().iter().any(|&c| child_per_row(c)),
         }
@@ -264,13 +239,7 @@ impl Op {
             | Op::Reduce(..)
             | Op::ReduceAxis(..)
             | Op::MatMul(_)
-            | Op::Transpose(_)
-            | Op::Permute(_)
-            | Op::Expand(_)
-            | Op::Index(_)
-            | Op::Stack(_)
-            | Op::Repeat(_)
-            | Op::Broadcast(_)
+            | Op::Structural(..)
             | Op::Row(_)
             | Op::Rows(_)
             | Op::Vmap(_)
@@ -297,23 +266,25 @@ impl Op {
         }
     }
 
-    /// One op of every kind and every table entry (children are placeholders),
-    /// so that tests can cover every op by construction.
+    /// One op of every kind and every table entry (children are placeholders,
+    /// as many as the op takes), so that tests cover every op by construction:
+    /// the tables ([`Unary`], [`Binary`], [`Reduce`], [`Structural`]) give
+    /// theirs, and [`Op::kind_index`]'s exhaustive match holds the list of the
+    /// other variants to the enum (a unit test checks every index is here).
     pub fn every_kind() -> Vec<Op> {
         let (a, b) = (Id::from(0usize), Id::from(1usize));
         let mut ops: Vec<Op> = Unary::ALL.iter().map(|&u| Op::Unary(u, a)).collect();
         ops.extend(Binary::ALL.iter().map(|&k| Op::Binary(k, [a, b])));
         ops.extend(Reduce::ALL.iter().map(|&r| Op::Reduce(r, a)));
         ops.extend(Reduce::ALL.iter().map(|&r| Op::ReduceAxis(r, [a, b])));
+        ops.extend(Structural::ALL.iter().map(|&s| {
+            let arity = (1..8)
+                .find(|&n| s.arrays_of(n).is_some())
+                .expect("every op takes a few children");
+            Op::Structural(s, vec![a; arity].into())
+        }));
         ops.extend([
             Op::MatMul([a, b]),
-            Op::Transpose(a),
-            Op::Permute(vec![a, b].into()),
-            Op::Expand([a, b]),
-            Op::Index([a, b]),
-            Op::Stack(vec![a, b].into()),
-            Op::Repeat([a, b]),
-            Op::Broadcast(vec![a, b].into()),
             Op::Map([a, b]),
             Op::Row(a),
             Op::Chunks([a, b, b]),
@@ -322,20 +293,10 @@ impl Op {
             Op::Num(Num(0.0)),
             Op::Var(Symbol::from("x")),
         ]);
-        debug_assert_eq!(
-            ops.iter()
-                .map(Op::kind_index)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len(),
-            Op::KINDS
-        );
         ops
     }
 
-    /// How many variants [`Op`] has.
-    pub const KINDS: usize = 19;
-
-    /// The position of this op's variant (for [`Op::every_kind`]'s completeness check).
+    /// The position of this op's variant, `0..Op::KINDS` (for [`Op::every_kind`]'s completeness check).
     pub fn kind_index(&self) -> usize {
         match self {
             Op::Unary(..) => 0,
@@ -343,22 +304,19 @@ impl Op {
             Op::Reduce(..) => 2,
             Op::ReduceAxis(..) => 3,
             Op::MatMul(_) => 4,
-            Op::Transpose(_) => 5,
-            Op::Permute(_) => 6,
-            Op::Expand(_) => 7,
-            Op::Index(_) => 8,
-            Op::Stack(_) => 9,
-            Op::Repeat(_) => 10,
-            Op::Map(_) => 11,
-            Op::Row(_) => 12,
-            Op::Vmap(_) => 13,
-            Op::Num(_) => 14,
-            Op::Var(_) => 15,
-            Op::Chunks(_) => 16,
-            Op::Rows(_) => 17,
-            Op::Broadcast(_) => 18,
+            Op::Structural(..) => 5,
+            Op::Map(_) => 6,
+            Op::Row(_) => 7,
+            Op::Chunks(_) => 8,
+            Op::Rows(_) => 9,
+            Op::Vmap(_) => 10,
+            Op::Num(_) => 11,
+            Op::Var(_) => 12,
         }
     }
+
+    /// How many variants [`Op`] has: one more than the largest [`Op::kind_index`].
+    pub const KINDS: usize = 13;
 }
 
 #[cfg(test)]
@@ -368,7 +326,7 @@ mod tests {
     #[test]
     fn every_kind_lists_every_variant() {
         let kinds: std::collections::BTreeSet<usize> = Op::every_kind().iter().map(Op::kind_index).collect();
-        assert_eq!(kinds.len(), Op::KINDS);
+        assert_eq!(kinds, (0..Op::KINDS).collect(), "every_kind misses a variant of Op");
     }
 
     #[test]

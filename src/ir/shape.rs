@@ -2,6 +2,7 @@
 //! e-graph analysis and the interpreter.
 
 use crate::ir::op::Op;
+use crate::ir::structural::{Problem, Structural};
 use egg::{Id, Language};
 use std::fmt;
 
@@ -122,13 +123,41 @@ pub enum ShapeError {
         /// The operand's shape.
         shape: Shape,
     },
-    /// Operands of `stack` whose shapes differ.
-    #[error("stack: cannot stack {first} with {other}")]
-    Stack {
+    /// Operands of `stack` or `concat` that do not fit together.
+    #[error("{op}: {why} {first} with {other}")]
+    Operands {
+        /// The op.
+        op: String,
+        /// What could not be done: "cannot stack", "cannot concatenate along axis 1".
+        why: String,
         /// The first operand's shape.
         first: Shape,
-        /// The first operand of another shape.
+        /// The first operand that does not fit it.
         other: Shape,
+    },
+    /// A range of elements outside an axis, or empty (`slice`).
+    #[error("{op}: elements {start}..{end} of axis {axis} are not a range inside {shape}")]
+    Range {
+        /// The op.
+        op: String,
+        /// The axis.
+        axis: usize,
+        /// First element.
+        start: usize,
+        /// One past the last.
+        end: usize,
+        /// The operand's shape.
+        shape: Shape,
+    },
+    /// A structural op given a number of arguments it does not take.
+    #[error("{op} takes {takes}; it was given {given}")]
+    Arity {
+        /// The op.
+        op: String,
+        /// What it takes.
+        takes: &'static str,
+        /// How many arguments it was given.
+        given: usize,
     },
     /// `permute` axes that are not a permutation of the operand's axes.
     #[error("permute: {axes:?} is not a permutation of the axes of {shape}")]
@@ -267,56 +296,7 @@ impl Op {
                 Shape(dims)
             }
             Op::MatMul(_) => matmul(children[0].shape, children[1].shape)?,
-            Op::Transpose(_) => Shape(first().0.into_iter().rev().collect()),
-            Op::Permute(_) => permute(self, children)?,
-            Op::Expand(_) => {
-                let mut dims = first().0;
-                let axis = axis_operand(self, children, 1, dims.len() + 1)?;
-                dims.insert(axis, 1);
-                Shape(dims)
-            }
-            Op::Index(_) => {
-                let dims = first().0;
-                let index = integer_operand(self, children, 1)?;
-                if dims.is_empty() || index as usize >= dims[0] {
-                    return Err(ShapeError::Index { index, shape: first() });
-                }
-                Shape(dims[1..].to_vec())
-            }
-            Op::Stack(_) => {
-                let s0 = first();
-                if let Some(other) = children.iter().find(|c| *c.shape != s0) {
-                    return Err(ShapeError::Stack {
-                        first: s0,
-                        other: other.shape.clone(),
-                    });
-                }
-                s0.with_leading(children.len())
-            }
-            Op::Repeat(_) => {
-                let n = integer_operand(self, children, 1)?;
-                if n == 0 {
-                    return Err(ShapeError::NotAnInteger {
-                        op: self.to_string(),
-                        position: 2,
-                    });
-                }
-                first().with_leading(n as usize)
-            }
-            Op::Broadcast(_) => {
-                let dims = (1..children.len())
-                    .map(|p| integer_operand(self, children, p).map(|d| d as usize))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let target = Shape(dims);
-                if broadcast(children[0].shape, &target).as_ref() != Some(&target) {
-                    return Err(ShapeError::Broadcast {
-                        op: self.to_string(),
-                        left: first(),
-                        right: target,
-                    });
-                }
-                target
-            }
+            Op::Structural(s, ids) => structural(self, *s, ids.len(), children)?,
             Op::Map(_) => {
                 let n = integer_operand(self, children, 1)?;
                 if n == 0 {
@@ -368,20 +348,59 @@ impl Op {
     }
 }
 
-fn permute(op: &Op, children: &[ChildInfo]) -> Result<Shape, ShapeError> {
-    let dims = &children[0].shape.0;
-    let axes = (1..children.len())
-        .map(|p| integer_operand(op, children, p))
+/// The shape of the structural op `s` from its op file's rule, its problems
+/// named with the op and the shapes.
+fn structural(op: &Op, s: Structural, arity: usize, children: &[ChildInfo]) -> Result<Shape, ShapeError> {
+    let arrays = s.arrays_of(arity).ok_or_else(|| ShapeError::Arity {
+        op: s.name().into(),
+        takes: s.call(),
+        given: arity,
+    })?;
+    let ints = (arrays..arity)
+        .map(|p| integer_operand(op, children, p).map(|v| v as usize))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut sorted = axes.clone();
-    sorted.sort();
-    if sorted != (0..dims.len() as i64).collect::<Vec<_>>() {
-        return Err(ShapeError::Permutation {
-            axes,
-            shape: children[0].shape.clone(),
-        });
-    }
-    Ok(Shape(axes.iter().map(|&a| dims[a as usize]).collect()))
+    let dims: Vec<&[usize]> = children[..arrays].iter().map(|c| c.shape.dims()).collect();
+    let shape_of = |i: usize| children[i].shape.clone();
+    s.shape(&ints, &dims).map(Shape).map_err(|problem| match problem {
+        Problem::Axis { axis, operand } => ShapeError::Axis {
+            op: s.name().into(),
+            axis: axis as i64,
+            shape: shape_of(operand),
+        },
+        Problem::Row { index } => ShapeError::Index {
+            index: index as i64,
+            shape: shape_of(0),
+        },
+        Problem::Differ { operand, why } => ShapeError::Operands {
+            op: s.name().into(),
+            why,
+            first: shape_of(0),
+            other: shape_of(operand),
+        },
+        Problem::Permutation => ShapeError::Permutation {
+            axes: ints.iter().map(|&k| k as i64).collect(),
+            shape: shape_of(0),
+        },
+        Problem::Broadcast => ShapeError::Broadcast {
+            op: s.name().into(),
+            left: shape_of(0),
+            right: Shape(ints.clone()),
+        },
+        Problem::Range { axis, start, end } => ShapeError::Range {
+            op: s.name().into(),
+            axis,
+            start,
+            end,
+            shape: shape_of(0),
+        },
+        Problem::Zero { position } => ShapeError::NotAnInteger {
+            op: s.name().into(),
+            position: position + 1,
+        },
+        Problem::Symbolic { axis } => ShapeError::Loop {
+            reason: format!("{s}: axis {axis} of {} has no fixed size", shape_of(0)),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -49,8 +49,7 @@ pub struct GraphNode {
 /// The word between an op's name and its integer operands, e.g. `axis` in `sum axis 1`.
 fn attribute_word(op: &Op) -> &'static str {
     match op {
-        Op::ReduceAxis(..) | Op::Expand(_) => " axis",
-        Op::Index(_) | Op::Repeat(_) | Op::Permute(_) | Op::Broadcast(_) => "",
+        Op::ReduceAxis(..) => " axis",
         Op::Map(_) | Op::Chunks(_) => " ×",
         Op::Rows(_) => " chunk",
         Op::Row(_) => "",
@@ -58,8 +57,7 @@ fn attribute_word(op: &Op) -> &'static str {
         | Op::Binary(..)
         | Op::Reduce(..)
         | Op::MatMul(_)
-        | Op::Transpose(_)
-        | Op::Stack(_)
+        | Op::Structural(..)
         | Op::Vmap(_)
         | Op::Num(_)
         | Op::Var(_) => "",
@@ -68,6 +66,13 @@ fn attribute_word(op: &Op) -> &'static str {
 
 /// The label of program node `node`: its name, or its op with its integer operands.
 fn label(program: &Program, node: &Op) -> String {
+    if let Op::Structural(s, children) = node {
+        let ints: Vec<usize> = (0..children.len())
+            .filter(|&p| node.integer_operand(p))
+            .map(|p| program.literal(children[p]).unwrap_or(0.0) as usize)
+            .collect();
+        return s.label(&ints);
+    }
     let mut text = node.to_string();
     text.push_str(attribute_word(node));
     for (position, &child) in node.children().iter().enumerate() {

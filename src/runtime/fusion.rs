@@ -13,7 +13,7 @@
 //! the other operands' cotangents (a bias's: summed over the rows) gathered
 //! on the way.
 
-use crate::ir::{main_children, main_uses, Binary, Op, Program, Scalar, Unary};
+use crate::ir::{main_children, main_uses, Binary, Op, Program, Scalar, Structural, Unary};
 use crate::runtime::kernels::Tensor;
 use crate::runtime::vmath::{self, Kernel, PARALLEL_FROM};
 use ndarray::{ArrayViewD, CowArray, IxDyn};
@@ -161,7 +161,7 @@ impl Schedule {
                 continue;
             };
             for c in operands.iter().map(|&c| usize::from(c)) {
-                let Op::Transpose(inner) = &program.expr[c.into()] else {
+                let Some((Structural::Transpose, [inner])) = program.expr[c.into()].as_structural() else {
                     continue;
                 };
                 if uses[c] == 1 && !per_row[c] && !self.interior[c] {

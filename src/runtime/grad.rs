@@ -1,12 +1,13 @@
 //! Derivative rules: a vector-Jacobian product (reverse mode) and a
 //! Jacobian-vector product (forward mode) for every op kind, one short arm
 //! each. The elementwise and reduction kinds take their derivatives from the
-//! op tables; linear structural ops reuse their forward kernel for the tangent.
+//! op tables; the structural ops run the rules of their op files on values
+//! ([`crate::runtime::emit`]).
 
 use crate::ir::{Binary, Op, Reduce, Scalar};
+use crate::runtime::emit::{structural_jvp, structural_vjp};
 use crate::runtime::kernels::{
-    broadcast_to, forward, matmul, on_one_thread, reshape, row_major_copy, threads_for, unbroadcast, unbroadcast_view,
-    Tensor,
+    broadcast_to, matmul, on_one_thread, reshape, threads_for, unbroadcast, unbroadcast_view, Tensor,
 };
 use egg::Language;
 use ndarray::{ArrayViewD, Axis, IxDyn, Zip};
@@ -276,32 +277,7 @@ pub fn vjp_of<T: Scalar>(
             let (ga, gb) = matmul_vjp(a.view(), args[1].view(), g, [wanted(0), wanted(1)]);
             vec![ga, gb]
         }
-        Op::Transpose(_) => vec![Some(row_major_copy(g.view().reversed_axes()))],
-        Op::Permute(children) => {
-            let axes: Vec<usize> = (1..children.len()).map(int).collect();
-            let mut inverse = vec![0; axes.len()];
-            for (i, &p) in axes.iter().enumerate() {
-                inverse[p] = i;
-            }
-            let mut cotangents = vec![Some(row_major_copy(g.view().permuted_axes(IxDyn(&inverse))))];
-            cotangents.resize(children.len(), None);
-            cotangents
-        }
-        Op::Expand(_) => vec![Some(row_major_copy(g.index_axis(Axis(int(1)), 0))), None],
-        Op::Index(_) => {
-            let mut full = Tensor::<T>::zeros(IxDyn(shape(0)));
-            full.index_axis_mut(Axis(0), int(1)).assign(g);
-            vec![Some(full), None]
-        }
-        Op::Stack(children) => (0..children.len())
-            .map(|i| Some(row_major_copy(g.index_axis(Axis(0), i))))
-            .collect(),
-        Op::Repeat(_) => vec![Some(g.sum_axis(Axis(0))), None],
-        Op::Broadcast(children) => {
-            let mut cotangents = vec![Some(unbroadcast(g.clone(), shape(0)))];
-            cotangents.resize(children.len(), None);
-            cotangents
-        }
+        Op::Structural(s, _) => structural_vjp(*s, args, g, literal, &wanted),
     }
 }
 
@@ -318,15 +294,6 @@ pub fn jvp<T: Scalar>(
         return None;
     }
     let a = args[0];
-    let zero_if_none = |i: usize| t[i].cloned().unwrap_or_else(|| Tensor::zeros(args[i].raw_dim()));
-    // The op itself applied to the tangent in place of operand 0 (for linear ops).
-    let linear = || {
-        t[0].map(|ta| {
-            let mut operands: Vec<&Tensor<T>> = args.to_vec();
-            operands[0] = ta;
-            forward(op, &operands, literal)
-        })
-    };
     match op {
         Op::Num(_) | Op::Var(_) | Op::Vmap(_) => None,
         Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => {
@@ -350,15 +317,7 @@ pub fn jvp<T: Scalar>(
             t[1].map(|tb| matmul(&a.view(), &tb.view())),
             out.shape(),
         ),
-        Op::Transpose(_) | Op::Permute(_) | Op::Expand(_) | Op::Index(_) | Op::Repeat(_) | Op::Broadcast(_) => linear(),
-        Op::Stack(_) => {
-            if t.iter().all(Option::is_none) {
-                return None;
-            }
-            let filled: Vec<Tensor<T>> = (0..args.len()).map(zero_if_none).collect();
-            let operands: Vec<&Tensor<T>> = filled.iter().collect();
-            Some(forward(op, &operands, literal))
-        }
+        Op::Structural(s, _) => structural_jvp(*s, args, t, literal),
     }
 }
 

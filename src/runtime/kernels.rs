@@ -2,7 +2,7 @@
 //! with leading (batch) axes on its left operand is one matrix-matrix product
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
-use crate::ir::{broadcast, Binary, Lane, Op, Reduce, Scalar, Shape};
+use crate::ir::{broadcast, Binary, Lane, Moved, Op, Reduce, Scalar, Shape};
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix3, Ix4, IxDyn};
 
 /// A value: an n-dimensional array.
@@ -440,24 +440,14 @@ pub fn forward<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) 
         Op::Reduce(r, _) => scalar(reduce_all(*r, a())),
         Op::ReduceAxis(r, _) => reduce_axis(*r, &a().view(), int(1)),
         Op::MatMul(_) => matmul(&args[0].view(), &args[1].view()),
-        Op::Transpose(_) => row_major_copy(a().view().reversed_axes()),
-        Op::Permute(children) => {
-            let axes: Vec<usize> = (1..children.len()).map(int).collect();
-            row_major_copy(a().view().permuted_axes(IxDyn(&axes)))
-        }
-        Op::Expand(_) => row_major_copy(a().view().insert_axis(Axis(int(1)))),
-        Op::Index(_) => row_major_copy(a().index_axis(Axis(0), int(1))),
-        Op::Stack(_) => {
-            let views: Vec<ArrayViewD<T>> = args.iter().map(|t| t.view()).collect();
-            ndarray::stack(Axis(0), &views).expect("checked shapes")
-        }
-        Op::Repeat(_) => {
-            let dims: Vec<usize> = std::iter::once(int(1)).chain(a().shape().iter().copied()).collect();
-            row_major_copy(a().broadcast(IxDyn(&dims)).expect("checked shapes"))
-        }
-        Op::Broadcast(children) => {
-            let dims: Vec<usize> = (1..children.len()).map(int).collect();
-            row_major_copy(a().broadcast(IxDyn(&dims)).expect("checked shapes"))
+        Op::Structural(s, children) => {
+            let arrays = s.arrays_of(children.len()).expect("shape inference checked the arity");
+            let ints: Vec<usize> = (arrays..children.len()).map(int).collect();
+            let views: Vec<ArrayViewD<T>> = args[..arrays].iter().map(|t| t.view()).collect();
+            match s.kernel(&ints, &views) {
+                Moved::View(view) => row_major_copy(view),
+                Moved::Owned(owned) => owned,
+            }
         }
     }
 }

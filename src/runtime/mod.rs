@@ -3,6 +3,7 @@
 //! forward, backward (reverse mode) and with tangents (forward mode); values
 //! from and to JSON; the crate's random generator.
 
+pub mod emit;
 pub mod fusion;
 pub mod grad;
 pub mod interp;

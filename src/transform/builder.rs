@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::front::MAX_NODES;
+use crate::ir::structural::{Emit, Structural};
 use crate::ir::{Binary, ChildInfo, Num, Op, Program, Reduce, Shape, Unary};
 use egg::{ENodeOrVar, Id, Language, Pattern, RecExpr};
 use std::collections::HashMap;
@@ -123,20 +124,23 @@ impl Builder {
     /// broadcast(e, d...)`, `row` alike), and a broadcast scalar with a new axis is the
     /// scalar broadcast to the new shape, so that constant cotangents stay constants.
     fn reshaped_broadcast(&mut self, op: &Op) -> Result<Option<Id>> {
-        let (value, dims) = match op {
-            Op::Index([value, _]) | Op::Row(value) => (*value, self.shape(*value).dims()[1..].to_vec()),
-            Op::Expand([value, k]) if self.rank(*value) > 0 => {
+        let expand = matches!(op, Op::Structural(Structural::Expand, _));
+        let (value, dims) = match (op, op.as_structural()) {
+            (Op::Row(value), _) | (_, Some((Structural::Index, [value, _]))) => {
+                (*value, self.shape(*value).dims()[1..].to_vec())
+            }
+            (_, Some((Structural::Expand, [value, k]))) if self.rank(*value) > 0 => {
                 let mut dims = self.shape(*value).dims().to_vec();
                 dims.insert(self.constant(*k).map_or(0, |k| k as usize).min(dims.len()), 1);
                 (*value, dims)
             }
             _ => return Ok(None),
         };
-        let Op::Broadcast(children) = &self.expr[value] else {
+        let Some((Structural::Broadcast, children)) = self.expr[value].as_structural() else {
             return Ok(None);
         };
         let inner = children[0];
-        let fits = if matches!(op, Op::Expand(_)) {
+        let fits = if expand {
             self.rank(inner) == 0
         } else {
             self.rank(inner) < self.rank(value)
@@ -204,7 +208,7 @@ impl Builder {
             if !keeps_shape {
                 continue;
             }
-            if let Op::Broadcast(children) = &self.expr[factor] {
+            if let Some((Structural::Broadcast, children)) = self.expr[factor].as_structural() {
                 let inner = children[0];
                 return self.mul(value, inner);
             }
@@ -231,7 +235,7 @@ impl Builder {
     /// `expand(a, axis)`.
     pub fn expand(&mut self, a: Id, axis: usize) -> Result<Id> {
         let axis = self.int(axis);
-        self.add(Op::Expand([a, axis]))
+        self.add(Op::structural(Structural::Expand, &[a, axis]))
     }
 
     /// `a` broadcast to `shape` (`a` itself if it has that shape).
@@ -241,7 +245,7 @@ impl Builder {
         }
         let mut children = vec![a];
         children.extend(shape.dims().iter().map(|&d| self.int(d)));
-        self.add(Op::Broadcast(children.into()))
+        self.add(Op::structural(Structural::Broadcast, &children))
     }
 
     /// Zeros of `shape`.
@@ -275,12 +279,12 @@ impl Builder {
     pub fn swap_last_two(&mut self, a: Id) -> Result<Id> {
         let rank = self.rank(a);
         if rank == 2 {
-            return self.add(Op::Transpose(a));
+            return self.add(Op::structural(Structural::Transpose, &[a]));
         }
         let mut children = vec![a];
         let axes = (0..rank - 2).chain([rank - 1, rank - 2]);
         children.extend(axes.map(|k| self.int(k)).collect::<Vec<_>>());
-        self.add(Op::Permute(children.into()))
+        self.add(Op::structural(Structural::Permute, &children))
     }
 
     /// The graph `pattern` (from an op table) with its variables bound to nodes.
@@ -313,5 +317,24 @@ impl Builder {
             built.push(id);
         }
         Ok(*built.last().expect("a pattern has a root"))
+    }
+}
+
+/// The op files' rules (`src/ir/structural/`) build derivative nodes here.
+impl Emit for Builder {
+    fn add(&mut self, op: Op) -> Result<Id> {
+        Builder::add(self, op)
+    }
+    fn shape(&self, id: Id) -> Shape {
+        Builder::shape(self, id).clone()
+    }
+    fn int(&mut self, n: usize) -> Result<Id> {
+        Ok(Builder::int(self, n))
+    }
+    fn sum_to(&mut self, value: Id, target: &Shape) -> Result<Id> {
+        Builder::sum_to(self, value, target)
+    }
+    fn zeros(&mut self, shape: &Shape) -> Result<Id> {
+        Builder::zeros(self, shape)
     }
 }

@@ -2,19 +2,16 @@
 //! them: a JVP rule (the result's tangent from the operands' tangents) and a
 //! transpose rule (the operands' cotangents from the result's), one arm per
 //! op in each. Elementwise ops and reductions take their derivatives from the
-//! `graph` forms of their op-table entries; the structural ops are linear, so
-//! their JVP is the op itself applied to the tangent and their transpose is
-//! the adjoint structural op. A loop's rules are the loop again: the tangent
+//! `graph` forms of their op-table entries; the structural ops' rules are in
+//! their op files (`src/ir/structural/`), which the interpreter runs too. A loop's rules are the loop again: the tangent
 //! of `map(body, n)` is `map(tangent of body, n)`, and the cotangent of
 //! `row(y)` is `map(cotangent, n)`, a stack of the per-row cotangents.
 
 use crate::error::{Error, Result};
+use crate::ir::structural::{Emit, Node, Structural};
 use crate::ir::{Binary, Op, Reduce};
 use crate::transform::builder::Builder;
 use egg::{Id, Language};
-
-/// The most rows the cotangent of `index` is written out as (a `stack` with one operand per row).
-const MAX_STACKED_ROWS: usize = 65_536;
 
 /// The cotangent contributions of `op` (node `node`) to its children, given
 /// the cotangent `g` of its result: `(child, contribution)` pairs, each in
@@ -60,46 +57,15 @@ pub fn transpose(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn(Id) 
                 give(child, Ok(contribution))?;
             }
         }
-        Op::Transpose(a) => give(*a, b.add(Op::Transpose(g)))?,
-        Op::Permute(children) => {
-            let axes: Vec<usize> = children[1..].iter().map(|&c| integer(b, c)).collect();
-            let mut inverse = vec![0; axes.len()];
-            for (i, &p) in axes.iter().enumerate() {
-                inverse[p] = i;
+        Op::Structural(s, children) => {
+            let ints = integers(b, *s, children);
+            let node = Node {
+                arrays: &children[..children.len() - ints.len()],
+                ints: &ints,
+            };
+            for (i, contribution) in s.transpose(b, &node, g, &|i| wanted(children[i]))? {
+                give(children[i], Ok(contribution))?;
             }
-            let mut permuted = vec![g];
-            permuted.extend(inverse.into_iter().map(|k| b.int(k)).collect::<Vec<_>>());
-            give(children[0], b.add(Op::Permute(permuted.into())))?;
-        }
-        Op::Expand([a, k]) => {
-            let axis = integer(b, *k);
-            give(*a, b.reduce_axis(Reduce::Sum, g, axis))?;
-        }
-        Op::Index([a, i]) => {
-            let (row, rows) = (integer(b, *i), b.shape(*a).dims()[0]);
-            if rows > MAX_STACKED_ROWS {
-                return Err(Error::Unsupported(format!(
-                    "grad: the cotangent of `index` into {rows} rows would be a stack of {rows} rows \
-                     (at most {MAX_STACKED_ROWS})"
-                )));
-            }
-            let row_shape = b.shape(g).clone();
-            let zeros = b.zeros(&row_shape)?;
-            let parts: Vec<Id> = (0..rows).map(|r| if r == row { g } else { zeros }).collect();
-            give(*a, b.add(Op::Stack(parts.into())))?;
-        }
-        Op::Stack(children) => {
-            for (i, &child) in children.iter().enumerate() {
-                if wanted(child) {
-                    let i = b.int(i);
-                    give(child, b.add(Op::Index([g, i])))?;
-                }
-            }
-        }
-        Op::Repeat([a, _]) => give(*a, b.reduce_axis(Reduce::Sum, g, 0))?,
-        Op::Broadcast(children) => {
-            let target = b.shape(children[0]).clone();
-            give(children[0], b.sum_to(g, &target))?;
         }
         Op::Map([body, _]) => give(*body, b.add(Op::Row(g)))?,
         Op::Row(y) => {
@@ -186,57 +152,40 @@ pub fn jvp(b: &mut Builder, node: Id, op: &Op, tangent: &dyn Fn(Id) -> Option<Id
                 (x, y) => x.or(y),
             }
         }
-        Op::Transpose(_)
-        | Op::Permute(_)
-        | Op::Expand(_)
-        | Op::Index(_)
-        | Op::Repeat(_)
-        | Op::Broadcast(_)
-        | Op::Row(_)
-        | Op::Rows(_) => linear(b)?,
+        Op::Structural(s, children) => {
+            let ints = integers(b, *s, children);
+            let node = Node {
+                arrays: &children[..children.len() - ints.len()],
+                ints: &ints,
+            };
+            s.jvp(b, &node, tangent)?
+        }
+        Op::Row(_) | Op::Rows(_) => linear(b)?,
         Op::Map([body, _]) | Op::Chunks([body, ..]) => match tangent(*body) {
             Some(t) if b.loop_rows(t).is_none() => Some(same_every_iteration(b, op, node, t)?),
             _ => linear(b)?,
         },
-        Op::Stack(children) => {
-            if children.iter().all(|&c| tangent(c).is_none()) {
-                return Ok(None);
-            }
-            let mut parts = Vec::with_capacity(children.len());
-            for &c in children.iter() {
-                parts.push(match tangent(c) {
-                    Some(t) => t,
-                    None => {
-                        let shape = b.shape(c).clone();
-                        b.zeros(&shape)?
-                    }
-                });
-            }
-            Some(b.add(Op::Stack(parts.into()))?)
-        }
     })
 }
 
 /// The tangent of a loop whose body's tangent `t` does not read the loop's
 /// rows (it is the same at every iteration): `t` for every row (`map`), or
-/// `t`'s rows repeated chunk after chunk (`chunks`).
+/// `t`'s rows repeated chunk after chunk (`chunks`): `t` concatenated once
+/// per chunk, cut to the rows.
 fn same_every_iteration(b: &mut Builder, op: &Op, node: Id, t: Id) -> Result<Id> {
     let shape = b.shape(node).clone();
     let Op::Chunks([_, _, k]) = op else {
         return b.broadcast_to(t, &shape);
     };
     let (rows, chunk) = (shape.dims()[0], integer(b, *k));
-    if rows > MAX_STACKED_ROWS {
-        return Err(Error::Unsupported(format!(
-            "jvp: the tangent of `{op}` would be a stack of {rows} rows (at most {MAX_STACKED_ROWS})"
-        )));
+    let copies = rows.div_ceil(chunk);
+    let mut parts = vec![t; copies];
+    parts.push(b.int(0));
+    let repeated = b.add(Op::Structural(Structural::Concat, parts.into()))?;
+    match copies * chunk == rows {
+        true => Ok(repeated),
+        false => Emit::structural(b, Structural::Slice, &[repeated], &[0, 0, rows]),
     }
-    let mut parts = Vec::with_capacity(rows);
-    for r in 0..rows {
-        let i = b.int(r % chunk);
-        parts.push(b.add(Op::Index([t, i]))?);
-    }
-    b.add(Op::Stack(parts.into()))
 }
 
 /// `t * df/d(side)` of the binary op `k` at node `node`, in the result's
@@ -364,7 +313,7 @@ fn matvec_transpose(
             wanted(l).then(|| outer(b, g, r)).transpose()?,
             wanted(r)
                 .then(|| -> Result<Id> {
-                    let lt = b.add(Op::Transpose(l))?;
+                    let lt = b.add(Op::structural(Structural::Transpose, &[l]))?;
                     b.add(Op::MatMul([lt, g]))
                 })
                 .transpose()?,
@@ -394,6 +343,12 @@ fn outer(b: &mut Builder, u: Id, v: Id) -> Result<Id> {
     let column = b.expand(u, 1)?;
     let row = b.expand(v, 0)?;
     b.mul(column, row)
+}
+
+/// The integer operands of the structural op `s` with `children`.
+fn integers(b: &Builder, s: Structural, children: &[Id]) -> Vec<usize> {
+    let arrays = s.arrays_of(children.len()).unwrap_or(children.len());
+    children[arrays..].iter().map(|&c| integer(b, c)).collect()
 }
 
 /// The integer literal at node `id` (shape inference has checked it).

@@ -24,19 +24,40 @@ pub fn op_text(op: &Op, x: &str, y: &str, rng: &mut Rng) -> Option<String> {
         Op::Reduce(r, _) => format!("{}({x})", r.name()),
         Op::ReduceAxis(r, _) => format!("{}({x}, {})", r.name(), rng.below(2)),
         Op::MatMul(_) => format!("({x} @ {y})"),
-        Op::Transpose(_) => format!("transpose({x})"),
-        Op::Permute(_) => format!("permute({x}, 1, 0)"),
-        Op::Expand(_) => format!("expand({x}, {})", rng.below(2)),
-        Op::Index(_) => format!("index({x}, {})", rng.below(2)),
-        Op::Stack(_) => format!("stack({x}, {y})"),
-        Op::Repeat(_) => format!("repeat({x}, 2)"),
-        // Any operand: its sum broadcasts to every shape.
-        Op::Broadcast(_) => format!("broadcast(sum({x}), 2, 3)"),
+        // One of the op file's examples, its operands `a` and `b` replaced by `x` and `y`.
+        Op::Structural(s, _) => {
+            let examples = s.examples();
+            substitute(examples[rng.below(examples.len())].1, x, y)
+        }
         // A loop over the rows of c: [2, 3] (the generators' batched leaf); `row` only inside it.
         Op::Map(_) => format!("map(row(c) * ({x}), 2)"),
         Op::Chunks(_) => format!("chunks(rows(c, 1) * ({x}), 2, 1)"),
         Op::Row(_) | Op::Rows(_) | Op::Vmap(_) | Op::Num(_) | Op::Var(_) => return None,
     })
+}
+
+/// `expression` with the names `a` and `b` replaced by the texts `x` and `y`.
+pub fn substitute(expression: &str, x: &str, y: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(match word.as_str() {
+            "a" => x,
+            "b" => y,
+            other => other,
+        });
+        word.clear();
+    };
+    for c in expression.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// A random expression of depth up to `depth` over `leaves`, drawing ops
