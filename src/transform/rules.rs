@@ -80,13 +80,14 @@ pub fn transpose(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn(Id) 
         }
         Op::Chunks([body, _, k]) => give(*body, b.add(Op::Rows([g, *k])))?,
         Op::Rows([y, k]) => {
+            let rows = b.shape(*y).dims()[0];
             if b.loop_rows(g).is_none() {
-                return Err(Error::Unsupported(format!(
-                    "grad: the cotangent of `{op}` is the same for every chunk; that has no chunks(...) form here"
-                )));
+                // Every chunk's cotangent is the same: its rows, chunk after chunk.
+                give(*y, chunk_after_chunk(b, g, rows, integer(b, *k)))?;
+            } else {
+                let rows = b.int(rows);
+                give(*y, b.add(Op::Chunks([g, rows, *k])))?;
             }
-            let rows = b.int(b.shape(*y).dims()[0]);
-            give(*y, b.add(Op::Chunks([g, rows, *k])))?;
         }
     }
     Ok(out)
@@ -177,7 +178,12 @@ fn same_every_iteration(b: &mut Builder, op: &Op, node: Id, t: Id) -> Result<Id>
     let Op::Chunks([_, _, k]) = op else {
         return b.broadcast_to(t, &shape);
     };
-    let (rows, chunk) = (shape.dims()[0], integer(b, *k));
+    chunk_after_chunk(b, t, shape.dims()[0], integer(b, *k))
+}
+
+/// The `chunk` rows of `t` repeated chunk after chunk over `rows` rows (the
+/// last chunk may be cut short): `t` concatenated once per chunk, cut to the rows.
+fn chunk_after_chunk(b: &mut Builder, t: Id, rows: usize, chunk: usize) -> Result<Id> {
     let copies = rows.div_ceil(chunk);
     let mut parts = vec![t; copies];
     parts.push(b.int(0));
