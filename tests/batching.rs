@@ -136,6 +136,10 @@ fn batched_programs_agree_with_jax_vmap() {
         "matmul_ranks",
         "two_layer",
         "vector_output",
+        "structural_slice",
+        "structural_concat",
+        "structural_pad",
+        "structural_mixed",
     ] {
         let reference = load_reference(name);
         let program = Program::parse(name, reference["program"].as_str().unwrap()).unwrap();
@@ -408,7 +412,7 @@ fn every_example() -> Vec<(String, Program)> {
 }
 
 /// Structural ops at ranks 3 and 4, with mapped and unmapped operands (a: [3], c: [2, 3] batched).
-const STRUCTURAL_PROGRAMS: [&str; 17] = [
+const STRUCTURAL_PROGRAMS: [&str; 18] = [
     "sum(c @ u)",
     "sum(t @ a)",
     "sum(a @ u)",
@@ -426,6 +430,7 @@ const STRUCTURAL_PROGRAMS: [&str; 17] = [
     "sum(slice(c, 1, 0, 2) * slice(m, 1, 1, 3)) + sum(slice(t, 0, 1, 3) * slice(a, 0, 0, 3))",
     "sum(concat(c, m, c, 0) @ a) + sum(concat(a, p, 0) * concat(p, a, 0)) + sum(concat(m, c, 1))",
     "sum(pad(c, 1, 1, 2) * pad(m, 1, 2, 1)) + sum(pad(a, 0, 0, 3) * concat(a, p, 0))",
+    "sum(tanh(concat(a, slice(p, 0, 0, 2), 0))) + sum(concat(slice(m, 1, 0, 1), c, 1) ^ 2)",
 ];
 
 /// `--strategy fuse` fuses every op: nothing is left to a loop, for the

@@ -5,12 +5,16 @@ mod common;
 use batchgraph::{values_from_json, Interpreter, Program};
 use common::{json_tensor, load_reference, rel_diff};
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 9] = [
     "elementwise_zoo",
     "linear_mse",
     "matmul_ranks",
     "two_layer",
     "vector_output",
+    "structural_slice",
+    "structural_concat",
+    "structural_pad",
+    "structural_mixed",
 ];
 const TOLERANCE: f64 = 1e-9;
 
