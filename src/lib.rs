@@ -1,9 +1,9 @@
 //! batchgraph: mini-batching of computational graphs by e-graph rewriting.
 //!
 //! A program in the `.graph` language is parsed into one DAG of [`Op`]s, in
-//! which equal subterms are shared (CSE, done by adding it to an egg
-//! e-graph). It can be printed back, drawn (DOT, SVG), evaluated, and
-//! differentiated in reverse and forward mode by the interpreter; [`grad`]
+//! which equal subterms are shared (CSE, by hash-consing). It can be printed
+//! back, drawn (DOT, SVG), evaluated, and differentiated in reverse and
+//! forward mode by the interpreter; [`grad`]
 //! and [`jvp`] write its derivatives as programs; the [`Batcher`] batches any
 //! of them over a mini-batch by rewriting.
 //!

@@ -16,7 +16,7 @@ pub mod unary;
 pub use binary::{Assoc, Binary, Lane};
 pub use loops::{early_loop, expand_loops, find_loops, main_children, main_uses, LoopBody, Loops};
 pub use op::{Flops, Num, Op};
-pub use program::{infer_shapes, Decl, Program};
+pub use program::{extract_dag, infer_shapes, Decl, Program};
 pub use reduce::Reduce;
 pub use scalar::{sigmoid, Scalar};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
