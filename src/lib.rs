@@ -40,21 +40,21 @@ pub mod transform;
 
 pub use egraph::{
     calibrate, check_rule, chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost,
-    program_cost_for, work, BatchReduce, BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction,
-    Graph, PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
+    program_cost_for, work, BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph,
+    PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
 pub use error::{Error, Result};
 pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};
-pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
+pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING};
 pub use ir::{
-    broadcast, expand_loops, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, LoopBody, Loops, Num, Op,
-    Program, Reduce, Scalar, Shape, ShapeError, Unary, MAX_ELEMENTS, MAX_RANK,
+    broadcast, expand_loops, infer_shapes, matmul, Assoc, BatchReduce, Binary, ChildInfo, Decl, Flops, LoopBody, Loops,
+    Num, Op, Program, Reduce, Run, Scalar, Shape, ShapeError, Unary, MAX_ELEMENTS, MAX_NODES, MAX_RANK,
 };
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{
     forward, json_from_str, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
-    unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, NodeTimes, Rng, Run, Tangents, Tensor, Values,
+    unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, NodeTimes, Rng, Tangents, Tensor, Values,
 };
 pub use transform::{grad, jvp};
 

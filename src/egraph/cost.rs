@@ -1,8 +1,8 @@
 //! The cost model: a fixed overhead per op executed, plus work (flops) and
 //! memory traffic (bytes), with a profile per kind of machine.
 
-use crate::ir::{early_loop, main_uses, Op, Program, Shape};
-use crate::runtime::{Run, Tensor};
+use crate::ir::{early_loop, main_uses, Op, Program, Run, Shape};
+use crate::runtime::Tensor;
 use egg::Language;
 use serde::{Deserialize, Serialize};
 

@@ -15,8 +15,9 @@ pub mod soundness;
 pub mod structural;
 pub mod unloop;
 
+pub use crate::ir::BatchReduce;
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
-pub use batch::{BatchReduce, BatchReport, Batched, Batcher, PlanSummary, Strategy};
+pub use batch::{BatchReport, Batched, Batcher, PlanSummary, Strategy};
 pub use chunking::{chunk_plan, chunk_sizes};
 pub use cost::{calibrate, program_cost, program_cost_for, work, CostProfile, Work};
 pub use extract::{extract_dag, extract_dag_greedy, Extraction};

@@ -21,9 +21,8 @@
 //! the symbolic ones there.
 
 use super::DynamicBatch;
-use crate::egraph::BatchReduce;
 use crate::error::{Error, Result};
-use crate::ir::{infer_shapes, Num, Op, Program, Shape};
+use crate::ir::{infer_shapes, BatchReduce, Num, Op, Program, Shape};
 use egg::{Id, Language, RecExpr, Symbol};
 
 /// One dimension of an exported shape.

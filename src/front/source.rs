@@ -4,14 +4,13 @@
 
 use crate::front::elaborate::parse_program;
 use crate::ir::Program;
+pub use crate::ir::MAX_NODES;
 use std::fmt;
 
 /// Deepest expression nesting the parser accepts (guards the stack).
 pub const MAX_NESTING: usize = 128;
 /// Deepest chain of `fn` calls inside `fn` calls.
 pub const MAX_CALL_DEPTH: usize = 32;
-/// Most nodes a program may have after `fn` inlining, before CSE.
-pub const MAX_NODES: usize = 1_000_000;
 
 /// A mistake in a program's text, with where it is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

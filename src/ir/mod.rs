@@ -4,7 +4,9 @@
 //! printer back to the language.
 
 pub mod binary;
+pub mod limits;
 pub mod loops;
+pub mod modes;
 pub mod op;
 pub mod print;
 pub mod program;
@@ -14,7 +16,9 @@ pub mod shape;
 pub mod unary;
 
 pub use binary::{Assoc, Binary, Lane};
+pub use limits::MAX_NODES;
 pub use loops::{early_loop, expand_loops, find_loops, main_children, main_uses, LoopBody, Loops};
+pub use modes::{BatchReduce, Run};
 pub use op::{Flops, Num, Op};
 pub use program::{extract_dag, infer_shapes, Decl, Program};
 pub use reduce::Reduce;

@@ -9,20 +9,9 @@
 //! ([`Schedule`]), and the backward sweep frees each value once every reader
 //! of it has been swept back.
 
-use crate::ir::{early_loop, main_uses, LoopBody, Op, Program, Shape};
+use crate::ir::{early_loop, main_uses, LoopBody, Op, Program, Run, Shape};
 use crate::runtime::fusion::Schedule;
 use egg::Language;
-use serde::Serialize;
-
-/// Which run to predict (and to price).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Run {
-    /// The forward pass only.
-    Eval,
-    /// The forward pass and the backward sweep (a gradient).
-    Grad,
-}
 
 fn size(shape: &Shape, element: usize) -> usize {
     shape.elements().saturating_mul(element)

@@ -13,9 +13,10 @@ pub mod random;
 pub mod values;
 pub mod vmath;
 
+pub use crate::ir::Run;
 pub use grad::{jvp, vjp};
 pub use interp::{Evaluation, Gradients, Interpreter, NodeTimes, Tangents, Values};
 pub use kernels::{forward, matmul, unbroadcast, Tensor};
-pub use memory::{predict_peak_bytes, Run};
+pub use memory::predict_peak_bytes;
 pub use random::{random_values, Rng};
 pub use values::{json_from_str, named_to_json, tensor_from_json, tensor_to_json, values_from_json};
