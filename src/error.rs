@@ -1,7 +1,35 @@
-//! The crate's one error type.
+//! The crate's one error type, and [`ParseError`] (the front end's, here so
+//! that [`Error`] can hold one without this module naming the front end:
+//! every stage above the IR may use this module, and it uses only the IR).
 
-use crate::front::ParseError;
 use crate::ir::ShapeError;
+use std::fmt;
+
+/// A mistake in a program's text, with where it is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ParseError {
+    /// The file name (or `<input>`).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// The text of that line.
+    pub source_line: String,
+    /// What is wrong, and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let number = self.line.to_string();
+        let pad = " ".repeat(number.len());
+        writeln!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+        writeln!(f, "{pad} |")?;
+        writeln!(f, "{number} | {}", self.source_line)?;
+        write!(f, "{pad} | {}^", " ".repeat(self.column.saturating_sub(1)))
+    }
+}
 
 /// Everything that can go wrong, each naming what it is about.
 #[derive(Debug, thiserror::Error)]
