@@ -15,7 +15,7 @@ pub mod scalar;
 pub mod shape;
 pub mod unary;
 
-pub use binary::{Assoc, Binary, Lane};
+pub use binary::{Assoc, Binary, Lane, PartialReads};
 pub use limits::MAX_NODES;
 pub use loops::{early_loop, expand_loops, find_loops, main_children, main_uses, LoopBody, Loops};
 pub use modes::{BatchReduce, Run};
@@ -24,4 +24,4 @@ pub use program::{extract_dag, infer_shapes, Decl, Program};
 pub use reduce::Reduce;
 pub use scalar::{sigmoid, Scalar};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
-pub use unary::Unary;
+pub use unary::{DerivativeReads, Unary};

@@ -1,7 +1,10 @@
 //! Elementwise ops of one operand: **the one place an elementwise op is
 //! defined**. An entry gives the op's name, its cost class, the interval the
-//! generated tests draw its operand from, its value `y = f(x)` and its
-//! derivative `f'(x)` (which may use `y`), and optionally `vector k`: the
+//! generated tests draw its operand from, its value `y = f(x)`, its
+//! derivative `f'(x)` with which of `x` and `y` it reads (`reads (y)`: the
+//! runtime's fused chains recompute only what a derivative reads; a test holds
+//! the declaration to the expression and to the graph), the derivative as a
+//! graph, and optionally `vector k`: the
 //! in-place slice kernel of `crate::runtime::vmath` that computes the value
 //! over a whole contiguous array (the scalar `value` is then the reference
 //! the generated tests hold it to).
@@ -28,11 +31,37 @@ macro_rules! has_vector {
     };
 }
 
+/// Which of `x` and `y = f(x)` a unary op's derivative reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DerivativeReads {
+    /// It reads the operand `x`.
+    pub x: bool,
+    /// It reads the result `y`.
+    pub y: bool,
+}
+
+/// An entry's `reads (...)`: `x`, `y`, both or neither (anything else does not build).
+macro_rules! derivative_reads {
+    () => {
+        DerivativeReads { x: false, y: false }
+    };
+    (x) => {
+        DerivativeReads { x: true, y: false }
+    };
+    (y) => {
+        DerivativeReads { x: false, y: true }
+    };
+    (x, y) => {
+        DerivativeReads { x: true, y: true }
+    };
+}
+
 macro_rules! unary_ops {
     ($(
         $(#[$doc:meta])*
         $variant:ident = $name:literal, $flops:ident, tested on ($lo:expr, $hi:expr),
-            |$x:ident, $y:ident| value $value:expr, derivative $derivative:expr, graph $graph:literal
+            |$x:ident, $y:ident| value $value:expr,
+            derivative reads ($($reads:ident),*) $derivative:expr, graph $graph:literal
             $(, vector $vector:ident)?;
     )*) => {
         /// An elementwise op of one operand.
@@ -75,6 +104,11 @@ macro_rules! unary_ops {
             #[allow(unused_variables)]
             pub fn derivative<T: Scalar>(self, x: T, y: T) -> T {
                 match self { $(Unary::$variant => { let ($x, $y) = (x, y); $derivative })* }
+            }
+
+            /// Which of `x` and `y = f(x)` the derivative reads (declared by the entry).
+            pub fn derivative_reads(self) -> DerivativeReads {
+                match self { $(Unary::$variant => derivative_reads!($($reads),*),)* }
             }
 
             /// `f'(x)` as a graph, for the gradient programs (`crate::transform`):
@@ -131,43 +165,43 @@ macro_rules! unary_ops {
 unary_ops! {
     /// `-a`, written prefix.
     Neg = "-", Cheap, tested on (-2.0, 2.0),
-        |x, y| value -x, derivative -T::one(), graph "(- 1)";
+        |x, y| value -x, derivative reads () -T::one(), graph "(- 1)";
     /// `exp(a)`.
     Exp = "exp", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.exp(), derivative y, graph "?y", vector exp_in_place;
+        |x, y| value x.exp(), derivative reads (y) y, graph "?y", vector exp_in_place;
     /// `log(a)`, the natural logarithm.
     Log = "log", Transcendental, tested on (0.5, 2.0),
-        |x, y| value x.ln(), derivative x.recip(), graph "(/ 1 ?x)", vector log_in_place;
+        |x, y| value x.ln(), derivative reads (x) x.recip(), graph "(/ 1 ?x)", vector log_in_place;
     /// `tanh(a)`.
     Tanh = "tanh", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.tanh(), derivative T::one() - y * y, graph "(- 1 (* ?y ?y))", vector tanh_in_place;
+        |x, y| value x.tanh(), derivative reads (y) T::one() - y * y, graph "(- 1 (* ?y ?y))", vector tanh_in_place;
     /// `sigmoid(a) = 1 / (1 + exp(-a))`.
     Sigmoid = "sigmoid", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value sigmoid(x), derivative y * (T::one() - y), graph "(* ?y (- 1 ?y))", vector sigmoid_in_place;
+        |x, y| value sigmoid(x), derivative reads (y) y * (T::one() - y), graph "(* ?y (- 1 ?y))", vector sigmoid_in_place;
     /// `relu(a) = max(a, 0)`; its derivative at 0 is 0, as in JAX.
     Relu = "relu", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.max(T::zero()), derivative if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)";
+        |x, y| value x.max(T::zero()), derivative reads (x) if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)";
     /// `sqrt(a)`.
     Sqrt = "sqrt", Cheap, tested on (0.5, 2.0),
-        |x, y| value x.sqrt(), derivative T::of(0.5) / y, graph "(/ 0.5 ?y)", vector sqrt_in_place;
+        |x, y| value x.sqrt(), derivative reads (y) T::of(0.5) / y, graph "(/ 0.5 ?y)", vector sqrt_in_place;
     /// `sin(a)`.
     Sin = "sin", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.sin(), derivative x.cos(), graph "(cos ?x)", vector sin_in_place;
+        |x, y| value x.sin(), derivative reads (x) x.cos(), graph "(cos ?x)", vector sin_in_place;
     /// `cos(a)`.
     Cos = "cos", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.cos(), derivative -x.sin(), graph "(- (sin ?x))", vector cos_in_place;
+        |x, y| value x.cos(), derivative reads (x) -x.sin(), graph "(- (sin ?x))", vector cos_in_place;
     /// `abs(a)`; its derivative at 0 is 0.
     Abs = "abs", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.abs(), derivative if x == T::zero() { x } else { x.signum() }, graph "(sign ?x)";
+        |x, y| value x.abs(), derivative reads (x) if x == T::zero() { x } else { x.signum() }, graph "(sign ?x)";
     /// `softplus(a) = log(1 + exp(a))`, a smooth relu.
     Softplus = "softplus", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative sigmoid(x), graph "(sigmoid ?x)", vector softplus_in_place;
+        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative reads (x) sigmoid(x), graph "(sigmoid ?x)", vector softplus_in_place;
     /// `step(a)`: 1 where `a > 0`, else 0 (the derivative of `relu`); its derivative is 0.
     Step = "step", Cheap, tested on (-2.0, 2.0),
-        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative T::zero(), graph "0";
+        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative reads () T::zero(), graph "0";
     /// `sign(a)`: -1, 0 or 1 (NaN stays NaN), as numpy's; its derivative is 0.
     Sign = "sign", Cheap, tested on (-2.0, 2.0),
-        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative T::zero(), graph "0";
+        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative reads () T::zero(), graph "0";
 }
 
 impl fmt::Display for Unary {

@@ -13,7 +13,7 @@
 //! the other operands' cotangents (a bias's: summed over the rows) gathered
 //! on the way.
 
-use crate::ir::{main_children, main_uses, Binary, Op, Program, Scalar, Unary};
+use crate::ir::{main_children, main_uses, Binary, Op, PartialReads, Program, Scalar, Unary};
 use crate::runtime::kernels::Tensor;
 use crate::runtime::vmath::{self, Kernel, PARALLEL_FROM};
 use ndarray::{ArrayViewD, CowArray, IxDyn};
@@ -51,23 +51,27 @@ enum Step {
 impl Step {
     /// Whether sweeping this link back reads the value entering it (`reads(true)`)
     /// or its result (`reads(false)`); `other_wanted`: the other operand's
-    /// cotangent is gathered too. Read off the table's derivative graphs: tanh's
+    /// cotangent is gathered too. As the op tables declare it: tanh's
     /// `1 - y^2` reads only the result, `+` reads neither.
     fn reads(self, entering: bool, other_wanted: bool) -> bool {
         match self {
             Step::Unary { op, .. } => {
-                let graph = Unary::ALL[op].derivative_graph();
-                graph.contains(if entering { "?x" } else { "?y" })
+                let reads = Unary::ALL[op].derivative_reads();
+                if entering {
+                    reads.x
+                } else {
+                    reads.y
+                }
             }
             Step::Binary { op, chain_is_a, .. } => {
                 let (chain, other) = if chain_is_a { (0, 1) } else { (1, 0) };
-                let var = match (entering, chain_is_a) {
-                    (false, _) => "?y",
-                    (true, true) => "?a",
-                    (true, false) => "?b",
+                let var = |reads: PartialReads| match (entering, chain_is_a) {
+                    (false, _) => reads.y,
+                    (true, true) => reads.a,
+                    (true, false) => reads.b,
                 };
                 let op = Binary::ALL[op];
-                op.partial_graph(chain).contains(var) || (other_wanted && op.partial_graph(other).contains(var))
+                var(op.partial_reads(chain)) || (other_wanted && var(op.partial_reads(other)))
             }
         }
     }
