@@ -22,6 +22,6 @@ pub use modes::{BatchReduce, Run};
 pub use op::{Flops, Num, Op};
 pub use program::{extract_dag, infer_shapes, Decl, Program};
 pub use reduce::Reduce;
-pub use scalar::{sigmoid, Scalar};
+pub use scalar::{sigmoid, Scalar, TypedSlice};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
-pub use unary::{DerivativeReads, Unary};
+pub use unary::{DerivativeReads, Unary, VectorKernel};

@@ -13,9 +13,10 @@
 //! the other operands' cotangents (a bias's: summed over the rows) gathered
 //! on the way.
 
-use crate::ir::{main_children, main_uses, Binary, Op, PartialReads, Program, Scalar, Unary};
+use crate::ir::{main_children, main_uses, Binary, Op, PartialReads, Program, Scalar, Unary, VectorKernel};
 use crate::runtime::kernels::Tensor;
-use crate::runtime::vmath::{self, Kernel, PARALLEL_FROM};
+use crate::runtime::vector;
+use crate::runtime::vmath::PARALLEL_FROM;
 use ndarray::{ArrayViewD, CowArray, IxDyn};
 use std::mem::MaybeUninit;
 
@@ -41,7 +42,7 @@ macro_rules! by_op {
 #[derive(Clone, Copy, Debug)]
 enum Step {
     /// A unary op (its place in [`Unary::ALL`]), with the vectorized kernel it runs if it has one.
-    Unary { op: usize, kernel: Option<Kernel> },
+    Unary { op: usize, kernel: Option<VectorKernel> },
     /// A binary op (its place in [`Binary::ALL`]) between the chain value and
     /// node `other` (which repeats along it); `chain_is_a`: the chain value is
     /// the left operand.
@@ -254,7 +255,7 @@ fn links(program: &Program, i: usize) -> Vec<(usize, Step)> {
     let dims = |n: usize| program.shape(n.into()).dims();
     let node = &program.expr[i.into()];
     if let Op::Unary(op, a) = node {
-        let kernel = op.has_vector_kernel().then(|| vmath::kernel_named(op.name())).flatten();
+        let kernel = op.vector_kernel();
         let op = Unary::ALL
             .iter()
             .position(|u| u == op)
@@ -312,7 +313,7 @@ impl<'a, T> Other<'a, T> {
 /// Applies `step` in place over `block` (at `offset` of a chain value of `n` elements).
 fn apply<T: Scalar>(step: Step, other: Option<&Other<T>>, block: &mut [T], offset: usize, n: usize) {
     match step {
-        Step::Unary { kernel: Some(k), .. } => vmath::run_in_place(k, block),
+        Step::Unary { kernel: Some(k), .. } => vector::run_in_place(k, block),
         Step::Unary { op, kernel: None } => by_op!(op, unary_values, block),
         Step::Binary { op, chain_is_a, .. } => {
             let other = other.expect("a binary link has its operand");

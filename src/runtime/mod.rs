@@ -11,6 +11,7 @@ mod looprun;
 pub mod memory;
 pub mod random;
 pub mod values;
+pub mod vector;
 pub mod vmath;
 
 pub use crate::ir::Run;
