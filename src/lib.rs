@@ -10,8 +10,15 @@
 //! The crate is organised by stage, one folder each: [`front`] (the
 //! language), [`ir`] (ops, shapes, programs), [`egraph`] (rules, cost,
 //! extraction, batching), [`transform`] (derivatives as programs),
-//! [`runtime`] (the interpreter), [`export`] (ONNX)
+//! [`runtime`] (the interpreter), [`measure`] (rule soundness and cost
+//! calibration, by running the interpreter), [`export`] (ONNX)
 //! and, with the `pictures` feature, [`pictures`]. Everything is re-exported here.
+//!
+//! The stages are layers, and an import points down only (`tests/layers.rs`
+//! enforces it): [`ir`] imports no other stage; the crate's error type sits
+//! on it; [`front`], [`egraph`], [`transform`] and [`runtime`] import only
+//! those two (and [`transform`] the [`egraph`] too, for its simplifier);
+//! [`measure`], [`export`] and [`pictures`] import any of the stages below.
 //!
 //! ```
 //! use batchgraph::Program;
@@ -33,15 +40,16 @@ mod error;
 pub mod export;
 pub mod front;
 pub mod ir;
+pub mod measure;
 #[cfg(feature = "pictures")]
 pub mod pictures;
 pub mod runtime;
 pub mod transform;
 
 pub use egraph::{
-    calibrate, check_rule, chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost,
-    program_cost_for, work, BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph,
-    PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
+    chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost, program_cost_for, work,
+    BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph, PlanSummary, Rule, RuleSet,
+    ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
 pub use error::{Error, Result};
 pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};
@@ -50,6 +58,7 @@ pub use ir::{
     broadcast, expand_loops, infer_shapes, matmul, Assoc, BatchReduce, Binary, ChildInfo, Decl, Flops, LoopBody, Loops,
     Num, Op, Program, Reduce, Run, Scalar, Shape, ShapeError, Unary, MAX_ELEMENTS, MAX_NODES, MAX_RANK,
 };
+pub use measure::{calibrate, check_rule};
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{

@@ -11,7 +11,6 @@ pub mod class_rules;
 pub mod cost;
 pub mod extract;
 pub mod rules;
-pub mod soundness;
 pub mod structural;
 pub mod unloop;
 
@@ -19,8 +18,7 @@ pub use crate::ir::BatchReduce;
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
 pub use batch::{BatchReport, Batched, Batcher, PlanSummary, Strategy};
 pub use chunking::{chunk_plan, chunk_sizes};
-pub use cost::{calibrate, program_cost, program_cost_for, work, CostProfile, Work};
+pub use cost::{program_cost, program_cost_for, work, CostProfile, Work};
 pub use extract::{extract_dag, extract_dag_greedy, Extraction};
 pub use rules::{parse_rule_file, Conditions, Rule, RuleSet, TextRule, BUILTIN_RULE_FILES};
-pub use soundness::check_rule;
 pub use unloop::fuse_loops;

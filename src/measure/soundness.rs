@@ -9,8 +9,7 @@
 //! operands after the first are variables is tried at every arity the
 //! checker can instantiate.
 
-use crate::egraph::analysis::{Graph, ShapeAnalysis};
-use crate::egraph::rules::Rule;
+use crate::egraph::{Graph, Rule, ShapeAnalysis};
 use crate::ir::{Decl, Num, Op, Program, Shape};
 use crate::runtime::{Interpreter, Rng, Tensor, Values};
 use egg::{AstSize, ENodeOrVar, Extractor, Id, Language, RecExpr, Symbol, Var};
