@@ -1,7 +1,9 @@
 //! The e-graph stage: shape inference as an egg analysis, rewrite rules (text
-//! files, rule classes generated from the op tables, Rust appliers) and their
-//! soundness checker, the cost model, DAG-aware extraction, and the batcher
-//! that puts the duplicated and the fused plans in one e-graph and picks one.
+//! files, rule classes generated from the op tables, Rust appliers), the
+//! cost model, DAG-aware extraction, and the batcher that puts the duplicated
+//! and the fused plans in one e-graph and picks one. It imports only the IR:
+//! what needs the interpreter (the rules' soundness checker, calibrating the
+//! cost model) is `crate::measure`'s.
 
 pub mod analysis;
 pub mod appliers;
