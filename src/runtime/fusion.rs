@@ -163,7 +163,7 @@ pub fn forward_group<'a, T: Scalar>(
                 by_op!(op, binary_values_into, source, block, row, chain_is_a);
                 1
             }
-            _ => {
+            (Step::Unary { .. }, _) | (Step::Binary { .. }, None) => {
                 block.iter_mut().zip(source).for_each(|(slot, &v)| {
                     slot.write(v);
                 });
