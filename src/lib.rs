@@ -1,17 +1,24 @@
 //! batchgraph: mini-batching of computational graphs by e-graph rewriting.
 //!
 //! A program in the `.graph` language is parsed into one DAG of [`Op`]s, in
-//! which equal subterms are shared (CSE, done by adding it to an egg
-//! e-graph). It can be printed back, drawn (DOT, SVG), evaluated, and
-//! differentiated in reverse and forward mode by the interpreter; [`grad`]
+//! which equal subterms are shared (CSE, by hash-consing). It can be printed
+//! back, drawn (DOT, SVG), evaluated, and differentiated in reverse and
+//! forward mode by the interpreter; [`grad`]
 //! and [`jvp`] write its derivatives as programs; the [`Batcher`] batches any
 //! of them over a mini-batch by rewriting.
 //!
 //! The crate is organised by stage, one folder each: [`front`] (the
 //! language), [`ir`] (ops, shapes, programs), [`egraph`] (rules, cost,
 //! extraction, batching), [`transform`] (derivatives as programs),
-//! [`runtime`] (the interpreter), [`export`] (ONNX)
+//! [`runtime`] (the interpreter), [`measure`] (rule soundness and cost
+//! calibration, by running the interpreter), [`export`] (ONNX)
 //! and, with the `pictures` feature, [`pictures`]. Everything is re-exported here.
+//!
+//! The stages are layers, and an import points down only (`tests/layers.rs`
+//! enforces it): [`ir`] imports no other stage; the crate's error type sits
+//! on it; [`front`], [`egraph`], [`transform`] and [`runtime`] import only
+//! those two (and [`transform`] the [`egraph`] too, for its simplifier);
+//! [`measure`], [`export`] and [`pictures`] import any of the stages below.
 //!
 //! ```
 //! use batchgraph::Program;
@@ -33,28 +40,30 @@ mod error;
 pub mod export;
 pub mod front;
 pub mod ir;
+pub mod measure;
 #[cfg(feature = "pictures")]
 pub mod pictures;
 pub mod runtime;
 pub mod transform;
 
 pub use egraph::{
-    calibrate, check_rule, chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost,
-    program_cost_for, work, BatchReduce, BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction,
-    Graph, PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
+    chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost, program_cost_for, work,
+    BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph, PlanSummary, Rule, RuleSet,
+    ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
 pub use error::{Error, Result};
 pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};
-pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING, MAX_NODES};
+pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING};
 pub use ir::{
-    broadcast, expand_loops, infer_shapes, matmul, Assoc, Binary, ChildInfo, Decl, Flops, LoopBody, Loops, Num, Op,
-    Program, Reduce, Scalar, Shape, ShapeError, Structural, Unary, MAX_ELEMENTS, MAX_RANK,
+    broadcast, expand_loops, infer_shapes, matmul, Assoc, BatchReduce, Binary, ChildInfo, Decl, Flops, LoopBody, Loops,
+    Num, Op, Program, Reduce, Run, Scalar, Shape, ShapeError, Structural, Unary, MAX_ELEMENTS, MAX_NODES, MAX_RANK,
 };
+pub use measure::{calibrate, check_rule};
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{
     forward, json_from_str, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
-    unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, NodeTimes, Rng, Run, Tangents, Tensor, Values,
+    unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, NodeTimes, Rng, Tangents, Tensor, Values,
 };
 pub use transform::{grad, jvp};
 

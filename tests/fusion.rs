@@ -160,18 +160,6 @@ fn a_value_read_twice_ends_a_chain_and_outputs_are_kept() {
 }
 
 #[test]
-fn every_op_with_a_vector_kernel_has_it_by_name() {
-    for &u in Unary::ALL {
-        assert_eq!(
-            vmath::kernel_named(u.name()).is_some(),
-            u.has_vector_kernel(),
-            "{}",
-            u.name()
-        );
-    }
-}
-
-#[test]
 fn a_transpose_read_by_a_matmul_is_a_view_with_the_same_values_and_gradients() {
     let cases = [
         "input x: [5, 3]\nparam w: [4, 3]\nout s = sum(tanh(x @ transpose(w)))\n",

@@ -213,10 +213,12 @@ fn backend_is_reported() {
     let _ = b;
 }
 
-/// Every unary op with a `vector` kernel: its array `map` (the SIMD pass) agrees
+/// Every unary op with a `vector` kernel: its array `map` (the SIMD pass, the
+/// runtime's [`UnaryMap`](batchgraph::runtime::vector::UnaryMap)) agrees
 /// with its scalar `value` expression (libm) over the op's test interval and a
 /// wider one, in f32 and f64, on contiguous and strided arrays.
 mod table {
+    use batchgraph::runtime::vector::UnaryMap;
     use batchgraph::{Scalar, Unary};
     use ndarray::{ArrayD, IxDyn};
 

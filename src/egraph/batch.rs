@@ -23,8 +23,7 @@ use crate::egraph::extract::{extract_dag, extract_dag_greedy};
 use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
-use crate::ir::{Binary, Decl, Num, Op, Program, Reduce, Structural};
-use crate::runtime::{predict_peak_bytes, Run};
+use crate::ir::{predict_peak_bytes, BatchReduce, Binary, Decl, Num, Op, Program, Reduce, Run, Structural};
 use egg::{Id, Language, Runner, Symbol};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -40,18 +39,6 @@ pub enum Strategy {
     Unroll,
     /// One batched op per op; an op whose fusing rule is left out is duplicated.
     Fuse,
-}
-
-/// What each output of the batched program is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BatchReduce {
-    /// The mean over the batch (the mini-batch loss).
-    Mean,
-    /// The sum over the batch.
-    Sum,
-    /// The per-example outputs stacked along a new leading axis.
-    None,
 }
 
 /// Size, cost and memory of one plan.

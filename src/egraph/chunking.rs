@@ -5,9 +5,8 @@
 //! input moves inside `chunks(body, n, k)`, which reads `rows(x, k)`; the
 //! reduction over the batch (the mean of the losses) stays outside.
 
-use crate::egraph::batch::BatchReduce;
 use crate::error::{Error, Result};
-use crate::ir::{Num, Op, Program};
+use crate::ir::{BatchReduce, Num, Op, Program};
 use egg::{Id, Language, RecExpr};
 use std::collections::HashSet;
 

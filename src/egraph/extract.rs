@@ -10,10 +10,13 @@
 
 use crate::egraph::analysis::Graph;
 use crate::egraph::cost::CostProfile;
-use crate::ir::{Op, Shape};
-use egg::{Id, Language, RecExpr};
+use crate::ir::Shape;
+use egg::{Id, Language};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
+
+/// Builds the chosen DAG as an expression; it lives in the IR, where CSE uses it too.
+pub use crate::ir::extract_dag;
 
 /// What one class costs: its chosen node, the classes that choice needs
 /// (itself included) with each one's own cost, and their sum.
@@ -156,42 +159,4 @@ fn has_cycle(egraph: &Graph, choice: &HashMap<Id, usize>) -> bool {
         }
     }
     done != choice.len()
-}
-
-/// Builds a DAG expression from the classes reachable from `roots`, taking
-/// `choose(class)` as each class's node; children come before parents, in
-/// depth-first order from the roots (iterative, so deep graphs are fine).
-/// Returns the expression and where each class landed in it.
-pub fn extract_dag(
-    roots: &[Id],
-    choose: impl Fn(Id) -> Op,
-    canonical: impl Fn(Id) -> Id,
-) -> (RecExpr<Op>, HashMap<Id, Id>) {
-    let mut expr: Vec<Op> = Vec::new();
-    let mut placed: HashMap<Id, Id> = HashMap::new();
-    let mut on_stack: HashSet<Id> = HashSet::new();
-    for &root in roots {
-        let mut stack = vec![(canonical(root), false)];
-        while let Some((class, expanded)) = stack.pop() {
-            if placed.contains_key(&class) {
-                continue;
-            }
-            let node = choose(class);
-            if expanded {
-                let node = node.map_children(|c| placed[&canonical(c)]);
-                expr.push(node);
-                placed.insert(class, Id::from(expr.len() - 1));
-                continue;
-            }
-            assert!(on_stack.insert(class), "cycle in the chosen program at class {class}");
-            stack.push((class, true));
-            for &child in node.children().iter().rev() {
-                let child = canonical(child);
-                if !placed.contains_key(&child) {
-                    stack.push((child, false));
-                }
-            }
-        }
-    }
-    (RecExpr::from(expr), placed)
 }

@@ -1,7 +1,9 @@
 //! The e-graph stage: shape inference as an egg analysis, rewrite rules (text
-//! files, rule classes generated from the op tables, Rust appliers) and their
-//! soundness checker, the cost model, DAG-aware extraction, and the batcher
-//! that puts the duplicated and the fused plans in one e-graph and picks one.
+//! files, rule classes generated from the op tables, Rust appliers), the
+//! cost model, DAG-aware extraction, and the batcher that puts the duplicated
+//! and the fused plans in one e-graph and picks one. It imports only the IR:
+//! what needs the interpreter (the rules' soundness checker, calibrating the
+//! cost model) is `crate::measure`'s.
 
 pub mod analysis;
 pub mod appliers;
@@ -11,15 +13,14 @@ pub mod class_rules;
 pub mod cost;
 pub mod extract;
 pub mod rules;
-pub mod soundness;
 pub mod structural;
 pub mod unloop;
 
+pub use crate::ir::BatchReduce;
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
-pub use batch::{BatchReduce, BatchReport, Batched, Batcher, PlanSummary, Strategy};
+pub use batch::{BatchReport, Batched, Batcher, PlanSummary, Strategy};
 pub use chunking::{chunk_plan, chunk_sizes};
-pub use cost::{calibrate, program_cost, program_cost_for, work, CostProfile, Work};
+pub use cost::{program_cost, program_cost_for, work, CostProfile, Work};
 pub use extract::{extract_dag, extract_dag_greedy, Extraction};
 pub use rules::{parse_rule_file, Conditions, Rule, RuleSet, TextRule, BUILTIN_RULE_FILES};
-pub use soundness::check_rule;
 pub use unloop::fuse_loops;

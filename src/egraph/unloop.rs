@@ -7,10 +7,10 @@
 //! reads as params), is batched with the fused rules over its n rows, and
 //! the result takes the loop's place.
 
-use crate::egraph::batch::{BatchReduce, Batcher, Strategy};
+use crate::egraph::batch::{Batcher, Strategy};
 use crate::egraph::rules::RuleSet;
 use crate::error::{Error, Result};
-use crate::ir::{Decl, LoopBody, Op, Program};
+use crate::ir::{BatchReduce, Decl, LoopBody, Op, Program};
 use egg::{Id, Language, RecExpr, Symbol};
 use std::collections::HashMap;
 

@@ -21,10 +21,9 @@
 //! the symbolic ones there.
 
 use super::DynamicBatch;
-use crate::egraph::BatchReduce;
 use crate::error::{Error, Result};
 use crate::ir::structural::{Extent, Problem};
-use crate::ir::{infer_shapes, Num, Op, Program, Shape, Structural};
+use crate::ir::{infer_shapes, BatchReduce, Num, Op, Program, Shape, Structural};
 use egg::{Id, Language, RecExpr, Symbol};
 
 /// One dimension of an exported shape.

@@ -19,9 +19,8 @@
 mod batch_axis;
 mod ops;
 
-use crate::egraph::BatchReduce;
 use crate::error::Result;
-use crate::ir::{Program, Shape};
+use crate::ir::{BatchReduce, Program, Shape};
 use batch_axis::{batch_dims, Dim};
 use ops::Emitter;
 use prost::Message;

@@ -1,43 +1,19 @@
-//! Where a program's text comes from and how a mistake in it is reported:
-//! [`ParseError`] names the file, line and column and shows the line with a
-//! caret. Also the front end's limits, and reading a `.graph` file.
+//! Where a program's text comes from and how a mistake in it is reported
+//! ([`ParseError`], which is the crate's `error` module's so that
+//! [`crate::Error`] can hold one, names the file, line and column and shows
+//! the line with a caret). Also the front end's limits, and reading a
+//! `.graph` file.
 
+use crate::error::Error;
+pub use crate::error::ParseError;
 use crate::front::elaborate::parse_program;
 use crate::ir::Program;
-use std::fmt;
+pub use crate::ir::MAX_NODES;
 
 /// Deepest expression nesting the parser accepts (guards the stack).
 pub const MAX_NESTING: usize = 128;
 /// Deepest chain of `fn` calls inside `fn` calls.
 pub const MAX_CALL_DEPTH: usize = 32;
-/// Most nodes a program may have after `fn` inlining, before CSE.
-pub const MAX_NODES: usize = 1_000_000;
-
-/// A mistake in a program's text, with where it is.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub struct ParseError {
-    /// The file name (or `<input>`).
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub column: usize,
-    /// The text of that line.
-    pub source_line: String,
-    /// What is wrong, and what was expected.
-    pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let number = self.line.to_string();
-        let pad = " ".repeat(number.len());
-        writeln!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
-        writeln!(f, "{pad} |")?;
-        writeln!(f, "{number} | {}", self.source_line)?;
-        write!(f, "{pad} | {}^", " ".repeat(self.column.saturating_sub(1)))
-    }
-}
 
 /// A position in the source: 1-based line and column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,16 +41,16 @@ impl Source<'_> {
 }
 
 /// Reads and parses a `.graph` file; invalid UTF-8 is reported with its position.
-pub fn parse_file(path: &std::path::Path) -> Result<Program, crate::Error> {
+pub fn parse_file(path: &std::path::Path) -> Result<Program, Error> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| crate::Error::Io(format!("{file}: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{file}: {e}")))?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
             let good = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
             let line = good.matches('\n').count() + 1;
             let line_text = good.rsplit('\n').next().unwrap_or("");
-            return Err(crate::Error::Parse(Box::new(ParseError {
+            return Err(Error::Parse(Box::new(ParseError {
                 file,
                 line,
                 column: line_text.chars().count() + 1,
@@ -83,5 +59,5 @@ pub fn parse_file(path: &std::path::Path) -> Result<Program, crate::Error> {
             })));
         }
     };
-    parse_program(&file, text).map_err(|e| crate::Error::Parse(Box::new(e)))
+    parse_program(&file, text).map_err(|e| Error::Parse(Box::new(e)))
 }

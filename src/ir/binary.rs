@@ -1,7 +1,10 @@
 //! Elementwise ops of two operands with numpy broadcasting: **the one place
 //! such an op is defined**. An entry gives the infix symbol, its precedence
 //! and associativity, its cost class, the interval its operands are tested
-//! on, its value `y = f(a, b)` and both partial derivatives (which may use `y`).
+//! on, its value `y = f(a, b)`, both partial derivatives with which of `a`,
+//! `b` and `y` each reads (`d_b reads (b, y)`: the runtime's fused chains
+//! recompute only what a partial reads; a test holds each declaration to the
+//! expression and to the graph), and the partials as graphs.
 //!
 //! From the entry follow parsing and printing, the shape rule (numpy
 //! broadcasting), the kernel, reverse mode (`g * df/da` summed down to each
@@ -23,12 +26,39 @@ pub enum Assoc {
     Right,
 }
 
+/// Which of `a`, `b` and `y = f(a, b)` a partial derivative of a binary op reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialReads {
+    /// It reads the left operand.
+    pub a: bool,
+    /// It reads the right operand.
+    pub b: bool,
+    /// It reads the result.
+    pub y: bool,
+}
+
+/// An entry's `reads (...)`: a subset of `a, b, y`, in that order (anything else does not build).
+macro_rules! partial_reads {
+    (@ $a:literal $b:literal $y:literal) => {
+        PartialReads { a: $a, b: $b, y: $y }
+    };
+    () => { partial_reads!(@ false false false) };
+    (a) => { partial_reads!(@ true false false) };
+    (b) => { partial_reads!(@ false true false) };
+    (y) => { partial_reads!(@ false false true) };
+    (a, b) => { partial_reads!(@ true true false) };
+    (a, y) => { partial_reads!(@ true false true) };
+    (b, y) => { partial_reads!(@ false true true) };
+    (a, b, y) => { partial_reads!(@ true true true) };
+}
+
 macro_rules! binary_ops {
     ($(
         $(#[$doc:meta])*
         $variant:ident = $symbol:literal, precedence $prec:literal $assoc:ident, $flops:ident,
             tested on ($lo:expr, $hi:expr),
-            |$a:ident, $b:ident, $y:ident| value $value:expr, d_a $da:expr, d_b $db:expr,
+            |$a:ident, $b:ident, $y:ident| value $value:expr,
+            d_a reads ($($reads_a:ident),*) $da:expr, d_b reads ($($reads_b:ident),*) $db:expr,
             graph ($graph_da:literal, $graph_db:literal);
     )*) => {
         /// An elementwise op of two operands, with numpy broadcasting.
@@ -81,6 +111,18 @@ macro_rules! binary_ops {
             #[allow(unused_variables)]
             pub fn partials<T: Scalar>(self, a: T, b: T, y: T) -> (T, T) {
                 match self { $(Binary::$variant => { let ($a, $b, $y) = (a, b, y); ($da, $db) })* }
+            }
+
+            /// Which of `a`, `b` and `y = f(a, b)` `df/da` (`side` 0) or `df/db`
+            /// (`side` 1) reads (declared by the entry).
+            pub fn partial_reads(self, side: usize) -> PartialReads {
+                match self {
+                    $(Binary::$variant => if side == 0 {
+                        partial_reads!($($reads_a),*)
+                    } else {
+                        partial_reads!($($reads_b),*)
+                    },)*
+                }
             }
 
             /// `df/da` (`side` 0) or `df/db` (`side` 1) as a graph, for the gradient
@@ -159,23 +201,23 @@ macro_rules! binary_ops {
 binary_ops! {
     /// `a + b`.
     Add = "+", precedence 1 Left, Cheap, tested on (-2.0, 2.0),
-        |a, b, y| value a + b, d_a T::one(), d_b T::one(), graph ("1", "1");
+        |a, b, y| value a + b, d_a reads () T::one(), d_b reads () T::one(), graph ("1", "1");
     /// `a - b`.
     Sub = "-", precedence 1 Left, Cheap, tested on (-2.0, 2.0),
-        |a, b, y| value a - b, d_a T::one(), d_b -T::one(), graph ("1", "(- 1)");
+        |a, b, y| value a - b, d_a reads () T::one(), d_b reads () -T::one(), graph ("1", "(- 1)");
     /// `a * b`.
     Mul = "*", precedence 2 Left, Cheap, tested on (-2.0, 2.0),
-        |a, b, y| value a * b, d_a b, d_b a, graph ("?b", "?a");
+        |a, b, y| value a * b, d_a reads (b) b, d_b reads (a) a, graph ("?b", "?a");
     /// `a / b`.
     Div = "/", precedence 2 Left, Cheap, tested on (0.5, 2.0),
-        |a, b, y| value a / b, d_a b.recip(), d_b -y / b, graph ("(/ 1 ?b)", "(- (/ ?y ?b))");
+        |a, b, y| value a / b, d_a reads (b) b.recip(), d_b reads (b, y) -y / b, graph ("(/ 1 ?b)", "(- (/ ?y ?b))");
     /// `a ^ b`, numpy's `power`. As in JAX, `d/da` is 0 where `b` is 0 (also at
     /// `a = 0`) and `d/db` is 0 where `a` is 0. The graph forms are the plain
     /// formulas: they give NaN at those points of `a = 0` (the interpreter's 0).
     Pow = "^", precedence 4 Right, Transcendental, tested on (0.5, 2.0),
         |a, b, y| value power(a, b),
-        d_a if b == T::zero() { T::zero() } else { b * power(a, b - T::one()) },
-        d_b if a == T::zero() { T::zero() } else { y * a.ln() },
+        d_a reads (a, b) if b == T::zero() { T::zero() } else { b * power(a, b - T::one()) },
+        d_b reads (a, y) if a == T::zero() { T::zero() } else { y * a.ln() },
         graph ("(* ?b (^ ?a (- ?b 1)))", "(* ?y (log ?a))");
 }
 

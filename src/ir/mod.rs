@@ -1,25 +1,38 @@
 //! The IR and programs: the ops (by kind: the [`Unary`], [`Binary`] and
 //! [`Reduce`] tables and the structural ops of [`Op`]), shapes and shape
-//! inference, the element types, and [`Program`] (a DAG after CSE) with its
-//! printer back to the language.
+//! inference, the element types, and [`Program`] (a DAG after CSE, by
+//! hash-consing) with its printer back to the language. Also what every
+//! later stage reads about a program without running it: its loops, the
+//! schedule of elementwise fusion and the memory model, and the modes and
+//! limits several stages share.
+//!
+//! The lowest layer: it imports no other stage of the crate (`tests/layers.rs`).
 
 pub mod binary;
+pub mod error;
+pub mod limits;
 pub mod loops;
+pub mod memory;
+pub mod modes;
 pub mod op;
 pub mod print;
 pub mod program;
 pub mod reduce;
 pub mod scalar;
+pub mod schedule;
 pub mod shape;
 pub mod structural;
 pub mod unary;
 
-pub use binary::{Assoc, Binary, Lane};
+pub use binary::{Assoc, Binary, Lane, PartialReads};
+pub use limits::MAX_NODES;
 pub use loops::{early_loop, expand_loops, find_loops, main_children, main_uses, LoopBody, Loops};
+pub use memory::predict_peak_bytes;
+pub use modes::{BatchReduce, Run};
 pub use op::{Flops, Num, Op};
-pub use program::{infer_shapes, Decl, Program};
+pub use program::{extract_dag, infer_shapes, Decl, Program};
 pub use reduce::Reduce;
-pub use scalar::{sigmoid, Scalar};
+pub use scalar::{sigmoid, Scalar, TypedSlice};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
 pub use structural::{BatchEmit, Emit, Extent, Moved, Structural};
-pub use unary::Unary;
+pub use unary::{DerivativeReads, Unary, VectorKernel};

@@ -1,14 +1,12 @@
 //! A program: declared inputs and params, one DAG of ops (equal subterms
 //! shared), and named outputs.
 
-use crate::egraph::analysis::{Graph, ShapeAnalysis};
-use crate::egraph::extract::extract_dag;
 use crate::ir::loops::{find_loops, Loops};
 use crate::ir::op::Op;
 use crate::ir::print::print_program;
 use crate::ir::shape::{ChildInfo, Shape, ShapeError};
 use egg::{Id, Language, RecExpr, Symbol};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A declared `input` or `param`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +36,8 @@ pub struct Program {
 
 impl Program {
     /// Builds a program from a (possibly tree-shaped) expression: checks every
-    /// shape, then shares equal subterms by adding it to an e-graph.
+    /// shape, then shares equal subterms (hash-consing: a node equal to one
+    /// already seen, children included, is that node).
     /// `names` are hints for the printer (`let` names).
     pub fn new(
         inputs: Vec<Decl>,
@@ -51,18 +50,20 @@ impl Program {
         infer_shapes(&expr, &vars)?;
         let nodes_before_cse = tree_size(&expr, outputs.iter().map(|o| o.1));
 
-        let mut egraph = Graph::new(ShapeAnalysis::new(vars.clone()));
-        let mut class_of = Vec::with_capacity(expr.len());
+        // Hash-consing: `class_of[i]` is the first node equal to node i.
+        let mut unique: Vec<Op> = Vec::with_capacity(expr.len());
+        let mut seen: HashMap<Op, Id> = HashMap::with_capacity(expr.len());
+        let mut class_of: Vec<Id> = Vec::with_capacity(expr.len());
         for node in expr.as_ref() {
             let node = node.clone().map_children(|c| class_of[usize::from(c)]);
-            class_of.push(egraph.add(node));
+            let class = *seen.entry(node).or_insert_with_key(|node| {
+                unique.push(node.clone());
+                Id::from(unique.len() - 1)
+            });
+            class_of.push(class);
         }
-        egraph.rebuild();
-        let roots: Vec<Id> = outputs
-            .iter()
-            .map(|o| egraph.find(class_of[usize::from(o.1)]))
-            .collect();
-        let (dag, new_id) = extract_dag(&roots, |class| egraph[class].nodes[0].clone(), |c| egraph.find(c));
+        let roots: Vec<Id> = outputs.iter().map(|o| class_of[usize::from(o.1)]).collect();
+        let (dag, new_id) = extract_dag(&roots, |class| unique[usize::from(class)].clone(), |c| c);
         let outputs: Vec<(String, Id)> = outputs
             .into_iter()
             .zip(&roots)
@@ -70,7 +71,7 @@ impl Program {
             .collect();
         let mut name_hints = HashMap::new();
         for (id, name) in names {
-            if let Some(&n) = new_id.get(&egraph.find(class_of[usize::from(id)])) {
+            if let Some(&n) = new_id.get(&class_of[usize::from(id)]) {
                 name_hints.entry(n).or_insert(name);
             }
         }
@@ -205,4 +206,42 @@ fn tree_size(expr: &RecExpr<Op>, roots: impl Iterator<Item = Id>) -> u128 {
             .fold(1u128, |acc, &c| acc.saturating_add(size[usize::from(c)]));
     }
     roots.fold(0u128, |acc, r| acc.saturating_add(size[usize::from(r)]))
+}
+
+/// Builds a DAG expression from the classes reachable from `roots`, taking
+/// `choose(class)` as each class's node; children come before parents, in
+/// depth-first order from the roots (iterative, so deep graphs are fine).
+/// Returns the expression and where each class landed in it.
+pub fn extract_dag(
+    roots: &[Id],
+    choose: impl Fn(Id) -> Op,
+    canonical: impl Fn(Id) -> Id,
+) -> (RecExpr<Op>, HashMap<Id, Id>) {
+    let mut expr: Vec<Op> = Vec::new();
+    let mut placed: HashMap<Id, Id> = HashMap::new();
+    let mut on_stack: HashSet<Id> = HashSet::new();
+    for &root in roots {
+        let mut stack = vec![(canonical(root), false)];
+        while let Some((class, expanded)) = stack.pop() {
+            if placed.contains_key(&class) {
+                continue;
+            }
+            let node = choose(class);
+            if expanded {
+                let node = node.map_children(|c| placed[&canonical(c)]);
+                expr.push(node);
+                placed.insert(class, Id::from(expr.len() - 1));
+                continue;
+            }
+            assert!(on_stack.insert(class), "cycle in the chosen program at class {class}");
+            stack.push((class, true));
+            for &child in node.children().iter().rev() {
+                let child = canonical(child);
+                if !placed.contains_key(&child) {
+                    stack.push((child, false));
+                }
+            }
+        }
+    }
+    (RecExpr::from(expr), placed)
 }

@@ -1,13 +1,20 @@
 //! Elementwise ops of one operand: **the one place an elementwise op is
 //! defined**. An entry gives the op's name, its cost class, the interval the
-//! generated tests draw its operand from, its value `y = f(x)` and its
-//! derivative `f'(x)` (which may use `y`), and optionally `vector k`: the
-//! in-place slice kernel of `crate::runtime::vmath` that computes the value
-//! over a whole contiguous array (the scalar `value` is then the reference
-//! the generated tests hold it to).
+//! generated tests draw its operand from, its value `y = f(x)`, its
+//! derivative `f'(x)` with which of `x` and `y` it reads (`reads (y)`: the
+//! runtime's fused chains recompute only what a derivative reads; a test holds
+//! the declaration to the expression and to the graph), the derivative as a
+//! graph, and optionally `vector K`: the op has a vectorized slice kernel,
+//! [`VectorKernel`]`::K` (an enum generated from these entries), which the
+//! runtime runs over whole contiguous arrays. The runtime maps each variant
+//! to its kernel by an exhaustive match, so an entry with `vector` and no
+//! kernel wired does not build; the scalar `value` is the reference the
+//! generated tests hold the kernel to.
 //!
 //! Everything else follows from the entry: parsing and printing (`name(e)`),
-//! the shape rule (the operand's shape), the kernel, reverse mode (`g * f'`),
+//! the shape rule (the operand's shape), the scalar loops (`map_scalar`,
+//! `chain`; the runtime's array kernel runs `vector` instead where there is
+//! one), reverse mode (`g * f'`),
 //! forward mode (`t * f'`), the cost, the batching rule
 //! `(vmap (f ?a)) => (f (vmap ?a))`, and the generated gradient, batching and
 //! soundness tests. `CONTRIBUTING.md` shows how to add one.
@@ -18,13 +25,38 @@ use ndarray::{ArrayD, Zip};
 use std::fmt;
 use std::str::FromStr;
 
-/// Whether an entry names a `vector` kernel.
-macro_rules! has_vector {
+/// The [`VectorKernel`] an entry names, if it has `vector`.
+macro_rules! vector_kernel {
     () => {
-        false
+        None
     };
     ($vector:ident) => {
-        true
+        Some(VectorKernel::$vector)
+    };
+}
+
+/// Which of `x` and `y = f(x)` a unary op's derivative reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DerivativeReads {
+    /// It reads the operand `x`.
+    pub x: bool,
+    /// It reads the result `y`.
+    pub y: bool,
+}
+
+/// An entry's `reads (...)`: `x`, `y`, both or neither (anything else does not build).
+macro_rules! derivative_reads {
+    () => {
+        DerivativeReads { x: false, y: false }
+    };
+    (x) => {
+        DerivativeReads { x: true, y: false }
+    };
+    (y) => {
+        DerivativeReads { x: false, y: true }
+    };
+    (x, y) => {
+        DerivativeReads { x: true, y: true }
     };
 }
 
@@ -32,9 +64,21 @@ macro_rules! unary_ops {
     ($(
         $(#[$doc:meta])*
         $variant:ident = $name:literal, $flops:ident, tested on ($lo:expr, $hi:expr),
-            |$x:ident, $y:ident| value $value:expr, derivative $derivative:expr, graph $graph:literal
+            |$x:ident, $y:ident| value $value:expr,
+            derivative reads ($($reads:ident),*) $derivative:expr, graph $graph:literal
             $(, vector $vector:ident)?;
     )*) => {
+        /// A vectorized slice kernel of a unary op: one variant per entry with
+        /// `vector`. The runtime runs it (by an exhaustive match over these
+        /// variants) over contiguous arrays in place of the scalar `value`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum VectorKernel {
+            $($(
+                #[doc = concat!("The kernel of `", $name, "`.")]
+                $vector,
+            )?)*
+        }
+
         /// An elementwise op of one operand.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Unary {
@@ -77,36 +121,32 @@ macro_rules! unary_ops {
                 match self { $(Unary::$variant => { let ($x, $y) = (x, y); $derivative })* }
             }
 
+            /// Which of `x` and `y = f(x)` the derivative reads (declared by the entry).
+            pub fn derivative_reads(self) -> DerivativeReads {
+                match self { $(Unary::$variant => derivative_reads!($($reads),*),)* }
+            }
+
             /// `f'(x)` as a graph, for the gradient programs (`crate::transform`):
             /// a pattern over `?x` and `?y` (`y = f(x)`); `0` for none.
             pub fn derivative_graph(self) -> &'static str {
                 match self { $(Unary::$variant => $graph,)* }
             }
 
-            /// Whether `map` has a vectorized kernel (`crate::runtime::vmath`) for this op.
-            pub fn has_vector_kernel(self) -> bool {
-                match self { $(Unary::$variant => has_vector!($($vector)?),)* }
+            /// The vectorized slice kernel of this op, if its entry names one.
+            pub fn vector_kernel(self) -> Option<VectorKernel> {
+                match self { $(Unary::$variant => vector_kernel!($($vector)?),)* }
             }
 
-            /// `f` of every element (one loop per op, not a dispatch per element).
-            /// An op with a `vector` kernel runs it over contiguous arrays (one
-            /// SIMD pass, see `crate::runtime::vmath`, on every core for large
-            /// arrays); otherwise, and for
-            /// strided arrays, the scalar `value` expression.
-            pub fn map<T: Scalar>(self, a: &ArrayD<T>) -> ArrayD<T> {
-                match self {
-                    $(Unary::$variant => {
-                        $(
-                            if a.as_slice_memory_order().is_some() {
-                                let mut out = a.clone();
-                                let data = out.as_slice_memory_order_mut().expect("a clone keeps the layout");
-                                crate::runtime::vmath::par_in_place(data, T::$vector);
-                                return out;
-                            }
-                        )?
-                        a.mapv(|$x| $value)
-                    })*
-                }
+            /// Whether this op has a vectorized slice kernel ([`Unary::vector_kernel`]).
+            pub fn has_vector_kernel(self) -> bool {
+                self.vector_kernel().is_some()
+            }
+
+            /// `f` of every element by the scalar `value` expression (one loop per
+            /// op, not a dispatch per element). The runtime's array kernel runs
+            /// the op's `vector` kernel instead over contiguous arrays.
+            pub fn map_scalar<T: Scalar>(self, a: &ArrayD<T>) -> ArrayD<T> {
+                match self { $(Unary::$variant => a.mapv(|$x| $value),)* }
             }
 
             /// `g * f'(x)` elementwise, given `x`, `y = f(x)` and `g` of one shape:
@@ -131,43 +171,43 @@ macro_rules! unary_ops {
 unary_ops! {
     /// `-a`, written prefix.
     Neg = "-", Cheap, tested on (-2.0, 2.0),
-        |x, y| value -x, derivative -T::one(), graph "(- 1)";
+        |x, y| value -x, derivative reads () -T::one(), graph "(- 1)";
     /// `exp(a)`.
     Exp = "exp", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.exp(), derivative y, graph "?y", vector exp_in_place;
+        |x, y| value x.exp(), derivative reads (y) y, graph "?y", vector Exp;
     /// `log(a)`, the natural logarithm.
     Log = "log", Transcendental, tested on (0.5, 2.0),
-        |x, y| value x.ln(), derivative x.recip(), graph "(/ 1 ?x)", vector log_in_place;
+        |x, y| value x.ln(), derivative reads (x) x.recip(), graph "(/ 1 ?x)", vector Log;
     /// `tanh(a)`.
     Tanh = "tanh", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.tanh(), derivative T::one() - y * y, graph "(- 1 (* ?y ?y))", vector tanh_in_place;
+        |x, y| value x.tanh(), derivative reads (y) T::one() - y * y, graph "(- 1 (* ?y ?y))", vector Tanh;
     /// `sigmoid(a) = 1 / (1 + exp(-a))`.
     Sigmoid = "sigmoid", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value sigmoid(x), derivative y * (T::one() - y), graph "(* ?y (- 1 ?y))", vector sigmoid_in_place;
+        |x, y| value sigmoid(x), derivative reads (y) y * (T::one() - y), graph "(* ?y (- 1 ?y))", vector Sigmoid;
     /// `relu(a) = max(a, 0)`; its derivative at 0 is 0, as in JAX.
     Relu = "relu", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.max(T::zero()), derivative if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)";
+        |x, y| value x.max(T::zero()), derivative reads (x) if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)";
     /// `sqrt(a)`.
     Sqrt = "sqrt", Cheap, tested on (0.5, 2.0),
-        |x, y| value x.sqrt(), derivative T::of(0.5) / y, graph "(/ 0.5 ?y)", vector sqrt_in_place;
+        |x, y| value x.sqrt(), derivative reads (y) T::of(0.5) / y, graph "(/ 0.5 ?y)", vector Sqrt;
     /// `sin(a)`.
     Sin = "sin", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.sin(), derivative x.cos(), graph "(cos ?x)", vector sin_in_place;
+        |x, y| value x.sin(), derivative reads (x) x.cos(), graph "(cos ?x)", vector Sin;
     /// `cos(a)`.
     Cos = "cos", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.cos(), derivative -x.sin(), graph "(- (sin ?x))", vector cos_in_place;
+        |x, y| value x.cos(), derivative reads (x) -x.sin(), graph "(- (sin ?x))", vector Cos;
     /// `abs(a)`; its derivative at 0 is 0.
     Abs = "abs", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.abs(), derivative if x == T::zero() { x } else { x.signum() }, graph "(sign ?x)";
+        |x, y| value x.abs(), derivative reads (x) if x == T::zero() { x } else { x.signum() }, graph "(sign ?x)";
     /// `softplus(a) = log(1 + exp(a))`, a smooth relu.
     Softplus = "softplus", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative sigmoid(x), graph "(sigmoid ?x)", vector softplus_in_place;
+        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative reads (x) sigmoid(x), graph "(sigmoid ?x)", vector Softplus;
     /// `step(a)`: 1 where `a > 0`, else 0 (the derivative of `relu`); its derivative is 0.
     Step = "step", Cheap, tested on (-2.0, 2.0),
-        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative T::zero(), graph "0";
+        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative reads () T::zero(), graph "0";
     /// `sign(a)`: -1, 0 or 1 (NaN stays NaN), as numpy's; its derivative is 0.
     Sign = "sign", Cheap, tested on (-2.0, 2.0),
-        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative T::zero(), graph "0";
+        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative reads () T::zero(), graph "0";
 }
 
 impl fmt::Display for Unary {

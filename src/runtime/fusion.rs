@@ -1,5 +1,6 @@
-//! Elementwise fusion: a scheduling step of the runtime, run once when an
-//! interpreter is built (after extraction, on the program as it will run).
+//! Elementwise fusion, run: the runtime's side of the schedule
+//! ([`crate::ir::schedule`], found once when an interpreter is built, on the
+//! program as it will run).
 //!
 //! A *group* is a chain of elementwise ops (unary ops, and binary ops whose
 //! other operand repeats along the chain value: a bias, a scalar, a value of
@@ -13,9 +14,12 @@
 //! the other operands' cotangents (a bias's: summed over the rows) gathered
 //! on the way.
 
-use crate::ir::{main_children, main_uses, Binary, Op, Program, Scalar, Structural, Unary};
+use crate::ir::schedule::Step;
+pub use crate::ir::schedule::{Group, Schedule};
+use crate::ir::{Binary, Scalar, Unary};
 use crate::runtime::kernels::Tensor;
-use crate::runtime::vmath::{self, Kernel, PARALLEL_FROM};
+use crate::runtime::vector;
+use crate::runtime::vmath::PARALLEL_FROM;
 use ndarray::{ArrayViewD, CowArray, IxDyn};
 use std::mem::MaybeUninit;
 
@@ -37,244 +41,12 @@ macro_rules! by_op {
     };
 }
 
-/// One link of a fused chain.
-#[derive(Clone, Copy, Debug)]
-enum Step {
-    /// A unary op (its place in [`Unary::ALL`]), with the vectorized kernel it runs if it has one.
-    Unary { op: usize, kernel: Option<Kernel> },
-    /// A binary op (its place in [`Binary::ALL`]) between the chain value and
-    /// node `other` (which repeats along it); `chain_is_a`: the chain value is
-    /// the left operand.
-    Binary { op: usize, other: usize, chain_is_a: bool },
-}
-
-impl Step {
-    /// Whether sweeping this link back reads the value entering it (`reads(true)`)
-    /// or its result (`reads(false)`); `other_wanted`: the other operand's
-    /// cotangent is gathered too. Read off the table's derivative graphs: tanh's
-    /// `1 - y^2` reads only the result, `+` reads neither.
-    fn reads(self, entering: bool, other_wanted: bool) -> bool {
-        match self {
-            Step::Unary { op, .. } => {
-                let graph = Unary::ALL[op].derivative_graph();
-                graph.contains(if entering { "?x" } else { "?y" })
-            }
-            Step::Binary { op, chain_is_a, .. } => {
-                let (chain, other) = if chain_is_a { (0, 1) } else { (1, 0) };
-                let var = match (entering, chain_is_a) {
-                    (false, _) => "?y",
-                    (true, true) => "?a",
-                    (true, false) => "?b",
-                };
-                let op = Binary::ALL[op];
-                op.partial_graph(chain).contains(var) || (other_wanted && op.partial_graph(other).contains(var))
-            }
-        }
-    }
-}
-
 /// How many links' entering values a backward sweep recomputes: up to the last
 /// link past the first whose derivative reads its entering value, or whose
 /// predecessor's reads its result (the same value).
 fn links_to_recompute(steps: &[Step], other_wanted: &[bool]) -> usize {
     let read = |j: usize| steps[j].reads(true, other_wanted[j]) || steps[j - 1].reads(false, other_wanted[j - 1]);
     (1..steps.len()).rev().find(|&j| read(j)).unwrap_or(0)
-}
-
-/// A chain of elementwise ops run as one pass.
-#[derive(Clone, Debug)]
-pub struct Group {
-    /// The node whose value the chain starts from.
-    input: usize,
-    /// The chain's nodes, first to last (the last is the group's result).
-    nodes: Vec<usize>,
-    steps: Vec<Step>,
-}
-
-impl Group {
-    /// The node whose value the chain starts from.
-    pub fn input(&self) -> usize {
-        self.input
-    }
-
-    /// The chain's nodes, first to last; the last one's value is the group's result.
-    pub fn nodes(&self) -> &[usize] {
-        &self.nodes
-    }
-
-    /// `per_link` (one entry per link, as [`backward_group`] returns the
-    /// other operands' cotangents) paired with each link's other operand.
-    pub fn others_with<'g, V: 'g>(&'g self, per_link: Vec<Option<V>>) -> impl Iterator<Item = (usize, V)> + 'g {
-        self.others().zip(per_link).filter_map(|(node, v)| Some((node?, v?)))
-    }
-
-    /// The other operand of each binary link, by link (None for a unary one).
-    fn others(&self) -> impl Iterator<Item = Option<usize>> + '_ {
-        self.steps.iter().map(|step| match step {
-            Step::Unary { .. } => None,
-            Step::Binary { other, .. } => Some(*other),
-        })
-    }
-}
-
-/// Which nodes run fused, found once per program.
-#[derive(Clone, Debug)]
-pub struct Schedule {
-    /// The group each node ends, by its last node.
-    groups: Vec<Option<Group>>,
-    /// Whether a node is computed inside its reader, never on its own: inside
-    /// a group, or a transpose that a matmul reads as a view.
-    interior: Vec<bool>,
-    /// For a transpose read as a view, the node it transposes.
-    views: Vec<Option<usize>>,
-    /// What the main sweep computes before each node: [`main_children`], and
-    /// for a group's last node the values the whole group reads.
-    children: Vec<Vec<usize>>,
-}
-
-impl Schedule {
-    /// The schedule of `program`: with `fuse`, every chain of two or more
-    /// elementwise ops is a group; without, every node runs on its own.
-    pub fn new(program: &Program, fuse: bool) -> Self {
-        let count = program.node_count();
-        let mut schedule = Schedule {
-            groups: vec![None; count],
-            interior: vec![false; count],
-            views: vec![None; count],
-            children: (0..count).map(|i| main_children(program, i)).collect(),
-        };
-        if fuse {
-            schedule.fuse(program);
-            schedule.view_transposes(program);
-        }
-        schedule
-    }
-
-    /// A transpose read once, by a matmul, is not copied: the matmul reads
-    /// the transposed node through a view (the GEMM takes any strides), and
-    /// its cotangent goes straight to that node.
-    fn view_transposes(&mut self, program: &Program) {
-        let uses = main_uses(program);
-        let per_row = &program.loops().per_row;
-        for i in (0..program.node_count()).filter(|&i| !per_row[i]) {
-            let Op::MatMul(operands) = &program.expr[i.into()] else {
-                continue;
-            };
-            for c in operands.iter().map(|&c| usize::from(c)) {
-                let Some((Structural::Transpose, [inner])) = program.expr[c.into()].as_structural() else {
-                    continue;
-                };
-                if uses[c] == 1 && !per_row[c] && !self.interior[c] {
-                    let inner = usize::from(*inner);
-                    self.views[c] = Some(inner);
-                    self.interior[c] = true;
-                    self.children[i]
-                        .iter_mut()
-                        .filter(|k| **k == c)
-                        .for_each(|k| *k = inner);
-                }
-            }
-        }
-    }
-
-    /// For a transpose a matmul reads as a view, the node it transposes.
-    pub fn view_of(&self, i: usize) -> Option<usize> {
-        self.views[i]
-    }
-
-    fn fuse(&mut self, program: &Program) {
-        let uses = main_uses(program);
-        let loops = program.loops();
-        let mut chains: Vec<Option<Group>> = vec![None; program.node_count()];
-        for i in 0..program.node_count() {
-            if loops.per_row[i] {
-                continue;
-            }
-            // Through the operand whose chain it extends, if one does; else a chain starts here.
-            let candidates = links(program, i);
-            let extends =
-                |&(from, _): &(usize, Step)| uses[from] == 1 && !loops.per_row[from] && chains[from].is_some();
-            let extending = candidates.iter().find(|c| extends(c)).copied();
-            let Some((from, step)) = extending.or(candidates.first().copied()) else {
-                continue;
-            };
-            let extends = extending.is_some();
-            let mut group = match extends {
-                true => chains[from].take().expect("checked"),
-                false => Group {
-                    input: from,
-                    nodes: vec![],
-                    steps: vec![],
-                },
-            };
-            group.nodes.push(i);
-            group.steps.push(step);
-            chains[i] = Some(group);
-        }
-        for group in chains.into_iter().flatten().filter(|g| g.nodes.len() >= 2) {
-            let (&last, inside) = group.nodes.split_last().expect("two or more");
-            for &n in inside {
-                self.interior[n] = true;
-            }
-            self.children[last] = std::iter::once(group.input).chain(group.others().flatten()).collect();
-            self.groups[last] = Some(group);
-        }
-    }
-
-    /// The group node `i` ends, if it ends one.
-    pub fn group(&self, i: usize) -> Option<&Group> {
-        self.groups[i].as_ref()
-    }
-
-    /// Whether node `i` is computed inside its reader (a group, or a matmul
-    /// reading a transpose as a view): its value never exists on its own.
-    pub fn is_interior(&self, i: usize) -> bool {
-        self.interior[i]
-    }
-
-    /// What the main sweep computes before node `i` (see [`main_children`]);
-    /// for a group's last node, what the group reads.
-    pub fn children(&self, i: usize) -> &[usize] {
-        &self.children[i]
-    }
-
-    /// Every group, by its last node's position.
-    pub fn groups(&self) -> impl Iterator<Item = &Group> {
-        self.groups.iter().flatten()
-    }
-}
-
-/// Node `i` as a link of a chain: each operand the chain may come through, with the step.
-fn links(program: &Program, i: usize) -> Vec<(usize, Step)> {
-    let shape = program.shape(i.into()).dims();
-    let dims = |n: usize| program.shape(n.into()).dims();
-    let node = &program.expr[i.into()];
-    if let Op::Unary(op, a) = node {
-        let kernel = op.has_vector_kernel().then(|| vmath::kernel_named(op.name())).flatten();
-        let op = Unary::ALL
-            .iter()
-            .position(|u| u == op)
-            .expect("every op is in the table");
-        return vec![(usize::from(*a), Step::Unary { op, kernel })];
-    }
-    if let Op::Binary(op, [a, b]) = node {
-        let (a, b) = (usize::from(*a), usize::from(*b));
-        let op = Binary::ALL
-            .iter()
-            .position(|o| o == op)
-            .expect("every op is in the table");
-        // The other operand must repeat along the chain value: its shape a trailing part of it.
-        let step = |other, chain_is_a| Step::Binary { op, other, chain_is_a };
-        let mut candidates = vec![];
-        if dims(a) == shape && shape.ends_with(dims(b)) {
-            candidates.push((a, step(b, true)));
-        }
-        if dims(b) == shape && shape.ends_with(dims(a)) {
-            candidates.push((b, step(a, false)));
-        }
-        return candidates;
-    }
-    vec![]
 }
 
 /// Elements per block: the block (times the chain's length, in the backward
@@ -308,7 +80,7 @@ impl<'a, T> Other<'a, T> {
 /// Applies `step` in place over `block` (at `offset` of a chain value of `n` elements).
 fn apply<T: Scalar>(step: Step, other: Option<&Other<T>>, block: &mut [T], offset: usize, n: usize) {
     match step {
-        Step::Unary { kernel: Some(k), .. } => vmath::run_in_place(k, block),
+        Step::Unary { kernel: Some(k), .. } => vector::run_in_place(k, block),
         Step::Unary { op, kernel: None } => by_op!(op, unary_values, block),
         Step::Binary { op, chain_is_a, .. } => {
             let other = other.expect("a binary link has its operand");
@@ -362,10 +134,10 @@ pub fn forward_group<'a, T: Scalar>(
     let operands = Operands::new(group, value);
     let others = operands.others();
     let n = input.len();
-    let len = block_len(n, others.iter().flatten().map(|o| o.data.len()), group.steps.len());
+    let len = block_len(n, others.iter().flatten().map(|o| o.data.len()), group.steps().len());
     // Links from `first` on, in place over a block.
     let run_block_from = |first: usize, offset: usize, block: &mut [T]| {
-        for (step, other) in group.steps.iter().zip(&others).skip(first) {
+        for (step, other) in group.steps().iter().zip(&others).skip(first) {
             apply(*step, other.as_ref(), block, offset, n);
         }
     };
@@ -384,14 +156,14 @@ pub fn forward_group<'a, T: Scalar>(
         let source = &source[offset..offset + block.len()];
         // The first link reads the input and writes the block (a binary one), or the block
         // starts as a copy of the input.
-        let done = match (group.steps[0], others[0].as_ref()) {
+        let done = match (group.steps()[0], others[0].as_ref()) {
             (Step::Binary { op, chain_is_a, .. }, Some(other)) => {
                 let (width, start) = other.rows(offset, block.len(), n);
                 let row = &other.data[start..start + width];
                 by_op!(op, binary_values_into, source, block, row, chain_is_a);
                 1
             }
-            _ => {
+            (Step::Unary { .. }, _) | (Step::Binary { .. }, None) => {
                 block.iter_mut().zip(source).for_each(|(slot, &v)| {
                     slot.write(v);
                 });
@@ -443,7 +215,7 @@ pub fn backward_group<'a, T: Scalar>(
         g.as_standard_layout().into_owned()
     };
     let n = g.len();
-    let steps = group.steps.len();
+    let steps = group.steps().len();
     let len = block_len(n, others.iter().flatten().map(|o| o.data.len()), steps);
     let mut sums: Vec<Option<Vec<T>>> = group
         .others()
@@ -456,7 +228,7 @@ pub fn backward_group<'a, T: Scalar>(
     let wanted_sums: Vec<bool> = sums.iter().map(Option::is_some).collect();
     let sweep = BlockSweep {
         group,
-        recompute: links_to_recompute(&group.steps, &wanted_sums),
+        recompute: links_to_recompute(group.steps(), &wanted_sums),
         others: &others,
         input: input.as_slice().expect("row-major"),
         output: output.as_slice().expect("row-major"),
@@ -526,7 +298,7 @@ impl<T: Scalar> BlockSweep<'_, T> {
     /// adding the other operands' shares into `sums`; `inside[j]` holds the
     /// value entering link j + 1, recomputed for this block.
     fn run(&self, offset: usize, block: &mut [T], inside: &mut [Vec<T>], sums: &mut [Option<Vec<T>>]) {
-        let (steps, others, n) = (&self.group.steps, self.others, self.n);
+        let (steps, others, n) = (self.group.steps(), self.others, self.n);
         let end = offset + block.len();
         let input = &self.input[offset..end];
         for j in 1..=self.recompute {

@@ -3,6 +3,7 @@
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
 use crate::ir::{broadcast, Binary, Lane, Moved, Op, Reduce, Scalar, Shape};
+use crate::runtime::vector::UnaryMap;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix3, Ix4, IxDyn};
 
 /// A value: an n-dimensional array.

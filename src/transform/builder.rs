@@ -5,9 +5,8 @@
 //! is `x`, `x * -1` is `-x`, broadcasting to a value's own shape is the value.
 
 use crate::error::{Error, Result};
-use crate::front::MAX_NODES;
 use crate::ir::structural::{Emit, Structural};
-use crate::ir::{Binary, ChildInfo, Num, Op, Program, Reduce, Shape, Unary};
+use crate::ir::{Binary, ChildInfo, Num, Op, Program, Reduce, Shape, Unary, MAX_NODES};
 use egg::{ENodeOrVar, Id, Language, Pattern, RecExpr};
 use std::collections::HashMap;
 

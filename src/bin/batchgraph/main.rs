@@ -427,7 +427,7 @@ fn batch(args: BatchArgs) -> Result<(), Error> {
     let mut rule_set = RuleSet::builtin();
     if let Some(dir) = &args.rules {
         // The user's rules are checked before they can change an answer.
-        rule_set = rule_set.with_checked_dir(dir)?;
+        rule_set = rule_set.with_checked_dir(dir, check_rule)?;
     }
     let mut batcher = Batcher::new(&program)
         .size(args.size)

@@ -31,7 +31,7 @@ mod slice;
 mod stack;
 mod transpose;
 
-use crate::error::Result;
+use crate::ir::error::Result;
 use crate::ir::op::{Num, Op};
 use crate::ir::reduce::Reduce;
 use crate::ir::shape::Shape;
@@ -462,7 +462,7 @@ impl FromStr for Structural {
 /// Helpers the op files share.
 mod common {
     use super::{BatchEmit, Emit, Extent, Node, Problem, Structural};
-    use crate::error::Result;
+    use crate::ir::error::Result;
     use egg::Id;
 
     /// `axis` checked against a rank.

@@ -9,8 +9,7 @@
 //! operands after the first are variables is tried at every arity the
 //! checker can instantiate.
 
-use crate::egraph::analysis::{Graph, ShapeAnalysis};
-use crate::egraph::rules::Rule;
+use crate::egraph::{Graph, Rule, ShapeAnalysis};
 use crate::ir::structural::Count;
 use crate::ir::{Decl, Num, Op, Program, Shape, Structural};
 use crate::runtime::{Interpreter, Rng, Tensor, Values};

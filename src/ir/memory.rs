@@ -1,6 +1,7 @@
 //! The memory model: the peak bytes of values the interpreter will hold when
 //! it runs a program, predicted from shapes alone, by replaying the
-//! interpreter's own policy. Forward only (`Run::Eval`): a value lives from
+//! interpreter's own policy (here, below the runtime, so that the batcher can
+//! price a plan's memory without running it). Forward only (`Run::Eval`): a value lives from
 //! where it is computed to its last use. Forward and backward (`Run::Grad`):
 //! every value outside loops is kept for the backward sweep, and cotangents
 //! come and go as the sweep walks back. A loop holds one row's (or chunk's)
@@ -9,20 +10,9 @@
 //! ([`Schedule`]), and the backward sweep frees each value once every reader
 //! of it has been swept back.
 
-use crate::ir::{early_loop, main_uses, LoopBody, Op, Program, Shape};
-use crate::runtime::fusion::Schedule;
+use crate::ir::schedule::Schedule;
+use crate::ir::{early_loop, main_uses, LoopBody, Op, Program, Run, Shape};
 use egg::Language;
-use serde::Serialize;
-
-/// Which run to predict (and to price).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Run {
-    /// The forward pass only.
-    Eval,
-    /// The forward pass and the backward sweep (a gradient).
-    Grad,
-}
 
 fn size(shape: &Shape, element: usize) -> usize {
     shape.elements().saturating_mul(element)

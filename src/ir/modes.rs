@@ -1,0 +1,28 @@
+//! Choices that more than one stage reads: which run is priced, predicted
+//! and executed ([`Run`]: the cost model, the memory model, the batcher), and
+//! what each output of a batched program is ([`BatchReduce`]: the batcher,
+//! the chunked plans, the ONNX export's dynamic batch).
+
+use serde::Serialize;
+
+/// Which run to predict (and to price).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Run {
+    /// The forward pass only.
+    Eval,
+    /// The forward pass and the backward sweep (a gradient).
+    Grad,
+}
+
+/// What each output of the batched program is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchReduce {
+    /// The mean over the batch (the mini-batch loss).
+    Mean,
+    /// The sum over the batch.
+    Sum,
+    /// The per-example outputs stacked along a new leading axis.
+    None,
+}
