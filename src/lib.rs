@@ -62,7 +62,7 @@ pub use measure::{calibrate, check_rule};
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{
-    forward, json_from_str, named_to_json, predict_peak_bytes, random_values, tensor_from_json, tensor_to_json,
+    json_from_str, named_to_json, predict_peak_bytes, random_values, run_op, tensor_from_json, tensor_to_json,
     unbroadcast, values_from_json, Evaluation, Gradients, Interpreter, NodeTimes, Rng, Tangents, Tensor, Values,
 };
 pub use transform::{grad, jvp};

@@ -31,7 +31,7 @@ fn a_gradient_with_respect_to_some_names_equals_those_of_the_full_gradient() {
 /// op's scalar value at every element.
 #[test]
 fn broadcast_binary_ops_equal_their_elementwise_definition() {
-    use batchgraph::{forward, Binary, Op, Tensor};
+    use batchgraph::{run_op, Binary, Op, Tensor};
     use egg::Id;
     let mut rng = batchgraph::Rng::new(0xb0b);
     let pairs: [(&[usize], &[usize]); 7] = [
@@ -57,7 +57,7 @@ fn broadcast_binary_ops_equal_their_elementwise_definition() {
                 };
                 let b: Tensor<f64> = rng.tensor(sb, lo, hi);
                 let node = Op::Binary(op, [Id::from(0usize), Id::from(1usize)]);
-                let out = forward(&node, &[&a, &b], &|_| f64::NAN);
+                let out = run_op(&node, &[&a, &b], &|_| f64::NAN);
                 let shape = out.raw_dim();
                 let (ab, bb) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape).unwrap());
                 ndarray::Zip::from(&out).and(&ab).and(&bb).for_each(|&o, &x, &y| {

@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::ir::structural::{Emit, Node, Structural};
 use crate::ir::{ChildInfo, Op, Scalar, Shape};
-use crate::runtime::kernels::{forward, scalar, unbroadcast, Tensor};
+use crate::runtime::kernels::{run_op, scalar, unbroadcast, Tensor};
 use egg::{Id, Language};
 use std::borrow::Cow;
 
@@ -84,7 +84,7 @@ impl<T: Scalar> Emit for ValueEmit<'_, T> {
             .map(|&c| self.tensor(c))
             .collect::<Result<Vec<_>>>()?;
         let children = op.children();
-        let out = forward(&op, &args, &|i| literal(children[i]).unwrap_or(f64::NAN));
+        let out = run_op(&op, &args, &|i| literal(children[i]).unwrap_or(f64::NAN));
         Ok(self.push(Slot::Value(Cow::Owned(out)), shape))
     }
 

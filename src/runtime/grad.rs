@@ -233,20 +233,20 @@ fn spread<T: Scalar>(g: &Tensor<T>, axis: Option<usize>, shape: &[usize]) -> Ten
 /// The cotangent of each child of `op` given the cotangent `g` of its result
 /// `out`; `None` for number-literal operands. `literal(i)` is the value of
 /// child `i` if it is a number literal, NaN if it is not.
-pub fn vjp<T: Scalar>(
+pub fn op_vjp<T: Scalar>(
     op: &Op,
     args: &[&Tensor<T>],
     out: &Tensor<T>,
     g: &Tensor<T>,
     literal: &dyn Fn(usize) -> f64,
 ) -> Vec<Option<Tensor<T>>> {
-    vjp_of(op, args, out, g, literal, &|i| literal(i).is_nan())
+    op_vjp_of(op, args, out, g, literal, &|i| literal(i).is_nan())
 }
 
-/// [`vjp`], computing the cotangent of child `i` only where `wanted(i)` (a
+/// [`op_vjp`], computing the cotangent of child `i` only where `wanted(i)` (a
 /// product skipped: the gradient of an input nobody asked for); an op may
 /// still return one that is not wanted where it costs nothing extra.
-pub fn vjp_of<T: Scalar>(
+pub fn op_vjp_of<T: Scalar>(
     op: &Op,
     args: &[&Tensor<T>],
     out: &Tensor<T>,
@@ -283,7 +283,7 @@ pub fn vjp_of<T: Scalar>(
 
 /// The tangent of `op`'s result `out` given the tangents of its children
 /// (`None` = zero); `None` when the result's tangent is zero.
-pub fn jvp<T: Scalar>(
+pub fn op_jvp<T: Scalar>(
     op: &Op,
     args: &[&Tensor<T>],
     out: &Tensor<T>,

@@ -10,8 +10,8 @@
 use crate::error::{Error, Result};
 use crate::ir::{early_loop, main_uses, Op, Program, Scalar, Shape};
 use crate::runtime::fusion::{backward_group, forward_group, Group, Schedule};
-use crate::runtime::grad::{jvp, matmul_vjp, vjp_of};
-use crate::runtime::kernels::{forward, matmul, scalar, Tensor};
+use crate::runtime::grad::{matmul_vjp, op_jvp, op_vjp_of};
+use crate::runtime::kernels::{matmul, run_op, scalar, Tensor};
 use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
 use crate::runtime::vmath;
 use egg::Language;
@@ -447,7 +447,7 @@ impl<'p> Interpreter<'p> {
                 &operand(&s.values, schedule, a),
                 &operand(&s.values, schedule, b),
             )),
-            (None, None, None) => Cow::Owned(forward(node, &operands(&s.values, node), &literal)),
+            (None, None, None) => Cow::Owned(run_op(node, &operands(&s.values, node), &literal)),
         };
         self.finite(&value, || node.to_string())?;
         let mut added = bytes(&value);
@@ -460,7 +460,7 @@ impl<'p> Interpreter<'p> {
                         .iter()
                         .map(|&c| s.tangents[usize::from(c)].as_ref())
                         .collect();
-                    jvp(node, &operands(&s.values, node), &value, &ts, &literal)
+                    op_jvp(node, &operands(&s.values, node), &value, &ts, &literal)
                 }
             };
             if let Some(t) = &s.tangents[i] {
@@ -500,7 +500,7 @@ impl<'p> Interpreter<'p> {
         let Some(group) = schedule.group(i) else {
             let literal = self.literal(node);
             let wanted = |position: usize| on_path[usize::from(node.children()[position])];
-            return Sent::ByOperand(vjp_of(node, &operands(values, node), out, &g, &literal, &wanted));
+            return Sent::ByOperand(op_vjp_of(node, &operands(values, node), out, &g, &literal, &wanted));
         };
         let view = |n: usize| values[n].as_deref().expect("kept for the backward sweep").view();
         let wanted = |n: usize| on_path[n];

@@ -429,7 +429,7 @@ fn lane<'a, T: Scalar>(row: &ndarray::ArrayView1<'a, T>) -> Lane<'a, T> {
 
 /// Evaluates one op. `args` are the children's values; `literal(i)` is the
 /// value of child `i` when it is a number literal (axes, counts).
-pub fn forward<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) -> f64) -> Tensor<T> {
+pub fn run_op<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) -> f64) -> Tensor<T> {
     let a = || args[0];
     let int = |i: usize| literal(i) as usize;
     match op {

@@ -9,8 +9,8 @@
 
 use crate::error::{Error, Result};
 use crate::ir::{LoopBody, Op, Program, Scalar, Shape};
-use crate::runtime::grad::{jvp, vjp};
-use crate::runtime::kernels::{forward, Tensor};
+use crate::runtime::grad::{op_jvp, op_vjp};
+use crate::runtime::kernels::{run_op, Tensor};
 use egg::Language;
 use ndarray::{Axis, IxDyn, Slice};
 use std::borrow::Cow;
@@ -97,7 +97,7 @@ fn body_row<T: Scalar>(
                 .iter()
                 .map(|&c| arg(local, per_row, outer, usize::from(c)))
                 .collect();
-            let value = forward(node, &args, &literal(program, node));
+            let value = run_op(node, &args, &literal(program, node));
             let tangent = outer.tangents.and_then(|_| {
                 let ts: Vec<Option<&Tensor<T>>> = node
                     .children()
@@ -111,7 +111,7 @@ fn body_row<T: Scalar>(
                         }
                     })
                     .collect();
-                jvp(node, &args, &value, &ts, &literal(program, node))
+                op_jvp(node, &args, &value, &ts, &literal(program, node))
             });
             (value, tangent)
         };
@@ -248,7 +248,7 @@ fn row_backward<T: Scalar>(
             .map(|&c| arg(local, per_row, outer, usize::from(c)))
             .collect();
         let out = local[i].as_ref().expect("computed in this row");
-        for (position, cotangent) in vjp(node, &args, out, &gi, &literal(program, node))
+        for (position, cotangent) in op_vjp(node, &args, out, &gi, &literal(program, node))
             .into_iter()
             .enumerate()
         {

@@ -19,8 +19,8 @@ pub mod vector;
 pub mod vmath;
 
 pub use crate::ir::{predict_peak_bytes, Run};
-pub use grad::{jvp, vjp};
+pub use grad::{op_jvp, op_vjp};
 pub use interp::{Evaluation, Gradients, Interpreter, NodeTimes, Tangents, Values};
-pub use kernels::{forward, matmul, unbroadcast, Tensor};
+pub use kernels::{matmul, run_op, unbroadcast, Tensor};
 pub use random::{random_values, Rng};
 pub use values::{json_from_str, named_to_json, tensor_from_json, tensor_to_json, values_from_json};

@@ -59,8 +59,8 @@ pub fn grad(program: &Program, wrt: Option<&[String]>) -> Result<Program> {
         };
         let wanted = |c: Id| depends[usize::from(c)];
         let op = &program.expr[Id::from(i)];
-        let contributions =
-            rules::transpose(&mut b, Id::from(i), op, g, &wanted).map_err(|e| in_derivative("grad", program, i, e))?;
+        let contributions = rules::transpose_rule(&mut b, Id::from(i), op, g, &wanted)
+            .map_err(|e| in_derivative("grad", program, i, e))?;
         for (child, contribution) in contributions {
             sweep.accumulate(&mut b, program, Id::from(i), child, contribution)?;
         }
@@ -185,7 +185,7 @@ pub fn jvp(program: &Program, names: Option<&[String]>) -> Result<Program> {
     }
     for (i, op) in program.expr.as_ref().iter().enumerate() {
         if tangent[i].is_none() && !op.is_leaf() {
-            tangent[i] = rules::jvp(&mut b, Id::from(i), op, &|c| tangent[usize::from(c)])
+            tangent[i] = rules::jvp_rule(&mut b, Id::from(i), op, &|c| tangent[usize::from(c)])
                 .map_err(|e| in_derivative("jvp", program, i, e))?;
         }
     }

@@ -16,7 +16,7 @@ use egg::{Id, Language};
 /// The cotangent contributions of `op` (node `node`) to its children, given
 /// the cotangent `g` of its result: `(child, contribution)` pairs, each in
 /// the child's shape, only for children that `wanted` says need one.
-pub fn transpose(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn(Id) -> bool) -> Result<Vec<(Id, Id)>> {
+pub fn transpose_rule(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn(Id) -> bool) -> Result<Vec<(Id, Id)>> {
     let mut out = vec![];
     let mut give = |child: Id, contribution: Result<Id>| -> Result<()> {
         out.push((child, contribution?));
@@ -95,7 +95,7 @@ pub fn transpose(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn(Id) 
 
 /// The tangent of `op`'s result (node `node`) given its children's tangents
 /// (`None`: zero); `None` when it is zero.
-pub fn jvp(b: &mut Builder, node: Id, op: &Op, tangent: &dyn Fn(Id) -> Option<Id>) -> Result<Option<Id>> {
+pub fn jvp_rule(b: &mut Builder, node: Id, op: &Op, tangent: &dyn Fn(Id) -> Option<Id>) -> Result<Option<Id>> {
     let linear = |b: &mut Builder| -> Result<Option<Id>> {
         let Some(t) = tangent(op.children()[0]) else {
             return Ok(None);
