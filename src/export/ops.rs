@@ -12,26 +12,6 @@ use crate::ir::{Binary, Op, Program, Reduce, Unary};
 use egg::{Id, Language};
 use std::collections::{HashMap, HashSet};
 
-/// The ONNX op of an elementwise op of one operand (each exists in opset 18,
-/// in float and double); `step` is `Greater` then `Cast` (see `Emitter::step`).
-fn unary_op(u: Unary) -> &'static str {
-    match u {
-        Unary::Neg => "Neg",
-        Unary::Exp => "Exp",
-        Unary::Log => "Log",
-        Unary::Tanh => "Tanh",
-        Unary::Sigmoid => "Sigmoid",
-        Unary::Relu => "Relu",
-        Unary::Sqrt => "Sqrt",
-        Unary::Sin => "Sin",
-        Unary::Cos => "Cos",
-        Unary::Abs => "Abs",
-        Unary::Softplus => "Softplus",
-        Unary::Step => "Greater",
-        Unary::Sign => "Sign",
-    }
-}
-
 /// The ONNX op of a broadcasting binary op (ONNX broadcasts as numpy does).
 fn binary_op(b: Binary) -> &'static str {
     match b {
@@ -295,10 +275,16 @@ impl<'p> Emitter<'p> {
             Op::Num(_) => String::new(),
             Op::Unary(Unary::Step, a) => {
                 let zero = self.literal(0.0);
-                let positive = self.node(unary_op(Unary::Step), vec![self.value(*a), zero], vec![]);
+                let positive = self.node(Unary::Step.onnx_op(), vec![self.value(*a), zero], vec![]);
                 self.node("Cast", vec![positive], vec![attr_int("to", self.dtype.onnx() as i64)])
             }
-            Op::Unary(u, a) => self.node(unary_op(*u), vec![self.value(*a)], vec![]),
+            Op::Unary(u, _) if self.dtype == Dtype::F64 && !u.onnx_has_double() => {
+                return Err(Error::Unsupported(format!(
+                    "`{u}` has no double kernel in ONNX Runtime (ONNX {} is float only there); export with --dtype f32",
+                    u.onnx_op()
+                )))
+            }
+            Op::Unary(u, a) => self.node(u.onnx_op(), vec![self.value(*a)], vec![]),
             Op::Binary(b, [l, r]) => self.node(binary_op(*b), vec![self.value(*l), self.value(*r)], vec![]),
             Op::Reduce(r, a) => self.node(reduce_op(*r), vec![self.value(*a)], keepdims()),
             Op::ReduceAxis(r, [a, k]) => {

@@ -35,6 +35,16 @@ macro_rules! vector_kernel {
     };
 }
 
+/// An entry's ONNX mark: none (float and double kernels), or `float_only`.
+macro_rules! onnx_double {
+    () => {
+        true
+    };
+    (float_only) => {
+        false
+    };
+}
+
 /// Which of `x` and `y = f(x)` a unary op's derivative reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DerivativeReads {
@@ -65,7 +75,8 @@ macro_rules! unary_ops {
         $(#[$doc:meta])*
         $variant:ident = $name:literal, $flops:ident, tested on ($lo:expr, $hi:expr),
             |$x:ident, $y:ident| value $value:expr,
-            derivative reads ($($reads:ident),*) $derivative:expr, graph $graph:literal
+            derivative reads ($($reads:ident),*) $derivative:expr, graph $graph:literal,
+            onnx $onnx:literal $($float_only:ident)?
             $(, vector $vector:ident)?;
     )*) => {
         /// A vectorized slice kernel of a unary op: one variant per entry with
@@ -132,6 +143,19 @@ macro_rules! unary_ops {
                 match self { $(Unary::$variant => $graph,)* }
             }
 
+            /// The ONNX op (opset 18) that computes it.
+            pub fn onnx_op(self) -> &'static str {
+                match self { $(Unary::$variant => $onnx,)* }
+            }
+
+            /// Whether ONNX Runtime has a double kernel for [`Unary::onnx_op`]
+            /// (an entry marked `float_only` has only a float one: the export
+            /// refuses it in f64, and `tests/onnx.rs` runs every entry in both
+            /// types, so a wrong mark fails there, naming the op).
+            pub fn onnx_has_double(self) -> bool {
+                match self { $(Unary::$variant => onnx_double!($($float_only)?),)* }
+            }
+
             /// The vectorized slice kernel of this op, if its entry names one.
             pub fn vector_kernel(self) -> Option<VectorKernel> {
                 match self { $(Unary::$variant => vector_kernel!($($vector)?),)* }
@@ -171,43 +195,43 @@ macro_rules! unary_ops {
 unary_ops! {
     /// `-a`, written prefix.
     Neg = "-", Cheap, tested on (-2.0, 2.0),
-        |x, y| value -x, derivative reads () -T::one(), graph "(- 1)";
+        |x, y| value -x, derivative reads () -T::one(), graph "(- 1)", onnx "Neg";
     /// `exp(a)`.
     Exp = "exp", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.exp(), derivative reads (y) y, graph "?y", vector Exp;
+        |x, y| value x.exp(), derivative reads (y) y, graph "?y", onnx "Exp", vector Exp;
     /// `log(a)`, the natural logarithm.
     Log = "log", Transcendental, tested on (0.5, 2.0),
-        |x, y| value x.ln(), derivative reads (x) x.recip(), graph "(/ 1 ?x)", vector Log;
+        |x, y| value x.ln(), derivative reads (x) x.recip(), graph "(/ 1 ?x)", onnx "Log", vector Log;
     /// `tanh(a)`.
     Tanh = "tanh", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.tanh(), derivative reads (y) T::one() - y * y, graph "(- 1 (* ?y ?y))", vector Tanh;
+        |x, y| value x.tanh(), derivative reads (y) T::one() - y * y, graph "(- 1 (* ?y ?y))", onnx "Tanh", vector Tanh;
     /// `sigmoid(a) = 1 / (1 + exp(-a))`.
     Sigmoid = "sigmoid", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value sigmoid(x), derivative reads (y) y * (T::one() - y), graph "(* ?y (- 1 ?y))", vector Sigmoid;
+        |x, y| value sigmoid(x), derivative reads (y) y * (T::one() - y), graph "(* ?y (- 1 ?y))", onnx "Sigmoid", vector Sigmoid;
     /// `relu(a) = max(a, 0)`; its derivative at 0 is 0, as in JAX.
     Relu = "relu", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.max(T::zero()), derivative reads (x) if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)";
+        |x, y| value x.max(T::zero()), derivative reads (x) if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)", onnx "Relu";
     /// `sqrt(a)`.
     Sqrt = "sqrt", Cheap, tested on (0.5, 2.0),
-        |x, y| value x.sqrt(), derivative reads (y) T::of(0.5) / y, graph "(/ 0.5 ?y)", vector Sqrt;
+        |x, y| value x.sqrt(), derivative reads (y) T::of(0.5) / y, graph "(/ 0.5 ?y)", onnx "Sqrt", vector Sqrt;
     /// `sin(a)`.
     Sin = "sin", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.sin(), derivative reads (x) x.cos(), graph "(cos ?x)", vector Sin;
+        |x, y| value x.sin(), derivative reads (x) x.cos(), graph "(cos ?x)", onnx "Sin", vector Sin;
     /// `cos(a)`.
     Cos = "cos", Transcendental, tested on (-2.0, 2.0),
-        |x, y| value x.cos(), derivative reads (x) -x.sin(), graph "(- (sin ?x))", vector Cos;
+        |x, y| value x.cos(), derivative reads (x) -x.sin(), graph "(- (sin ?x))", onnx "Cos", vector Cos;
     /// `abs(a)`; its derivative at 0 is 0.
     Abs = "abs", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.abs(), derivative reads (x) if x == T::zero() { x } else { x.signum() }, graph "(sign ?x)";
+        |x, y| value x.abs(), derivative reads (x) if x == T::zero() { x } else { x.signum() }, graph "(sign ?x)", onnx "Abs";
     /// `softplus(a) = log(1 + exp(a))`, a smooth relu.
     Softplus = "softplus", Transcendental, tested on (-3.0, 3.0),
-        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative reads (x) sigmoid(x), graph "(sigmoid ?x)", vector Softplus;
+        |x, y| value x.max(T::zero()) + (-x.abs()).exp().ln_1p(), derivative reads (x) sigmoid(x), graph "(sigmoid ?x)", onnx "Softplus", vector Softplus;
     /// `step(a)`: 1 where `a > 0`, else 0 (the derivative of `relu`); its derivative is 0.
     Step = "step", Cheap, tested on (-2.0, 2.0),
-        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative reads () T::zero(), graph "0";
+        |x, y| value if x > T::zero() { T::one() } else { T::zero() }, derivative reads () T::zero(), graph "0", onnx "Greater";
     /// `sign(a)`: -1, 0 or 1 (NaN stays NaN), as numpy's; its derivative is 0.
     Sign = "sign", Cheap, tested on (-2.0, 2.0),
-        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative reads () T::zero(), graph "0";
+        |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative reads () T::zero(), graph "0", onnx "Sign";
 }
 
 impl fmt::Display for Unary {
