@@ -232,6 +232,9 @@ unary_ops! {
     /// `sign(a)`: -1, 0 or 1 (NaN stays NaN), as numpy's; its derivative is 0.
     Sign = "sign", Cheap, tested on (-2.0, 2.0),
         |x, y| value if x == T::zero() || x.is_nan() { x } else { x.signum() }, derivative reads () T::zero(), graph "0", onnx "Sign";
+    /// `atan(a)`, the inverse tangent.
+    Atan = "atan", Transcendental, tested on (-2.0, 2.0),
+        |x, y| value x.atan(), derivative reads (x) (T::one() + x * x).recip(), graph "(/ 1 (+ 1 (* ?x ?x)))", onnx "Atan" float_only;
 }
 
 impl fmt::Display for Unary {
