@@ -9,7 +9,7 @@
 //! `index 0`), not data nodes; other literals are small constant nodes.
 
 use super::layout::{render_svg, Group, Limits, NodeStyle, Picture, PictureEdge, PictureNode};
-use crate::ir::{Op, Program};
+use crate::ir::{Op, Program, Structural};
 use egg::{Id, Language};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::fmt::Write;
@@ -136,7 +136,12 @@ pub fn to_petgraph(program: &Program) -> DiGraph<GraphNode, usize> {
             (None, None) => NodeKind::Op,
         };
         let shape = program.shape(Id::from(i)).to_string();
-        let ordered = node.infix().is_some_and(|(symbol, ..)| symbol != "+" && symbol != "*");
+        // Operand order matters for the non-commutative infix ops and for
+        // `concat` (`concat(a, b, 0)` is not `concat(b, a, 0)`). A `stack`'s
+        // operands are its rows, drawn left to right (the B copies of the
+        // textbook picture), so they go unlabelled.
+        let ordered = node.infix().is_some_and(|(symbol, ..)| symbol != "+" && symbol != "*")
+            || matches!(node, Op::Structural(Structural::Concat, _));
         let label = label(program, node);
         let at = graph.add_node(GraphNode {
             label,

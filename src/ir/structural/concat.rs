@@ -19,7 +19,7 @@ impl StructuralOp for Concat {
     ];
     const BATCH_RULE: BatchRule = BatchRule {
         name: "axis-shift/concat",
-        identity: "concat(A0[b], p, ..., k) = concat(A0, P, ..., k + 1)[b], P the batch of p * (step(A0) * 0 + 1) for p unmapped",
+        identity: "concat(A0[b], p, ..., k) = concat(A0, P, ..., k + 1)[b], P the batch of p + sum(step(A0)) * 0 for p unmapped",
         lhs: "(vmap (concat ?a ?b ?k))",
     };
 

@@ -181,20 +181,20 @@ pub trait BatchEmit: Emit {
         self.add(Op::Vmap(id))
     }
     /// The unmapped `p` as a mapped value equal to it in every example,
-    /// `p * (step(x) * 0 + 1)` for a mapped `x` of `p`'s shape, or
-    /// `p * (sum(step(x)) * 0 + 1)` for one of another shape (the factor is
-    /// exactly 1, its derivative 0), so that its batched value needs no
-    /// literal batch size.
+    /// `p + step(x) * 0` for a mapped `x` of `p`'s shape, or
+    /// `p + sum(step(x)) * 0` for one of another shape (the added term is
+    /// exactly 0 and its derivative 0), so that its batched value needs no
+    /// literal batch size. A sum, not a product with `p`: `x`'s cotangent never
+    /// meets `p`'s value, so a NaN or infinity in `p` stays out of it.
     fn along(&mut self, p: Id, x: Id) -> Result<Id> {
         use crate::ir::{Binary, Unary};
-        let (zero, one) = (self.int(0)?, self.int(1)?);
+        let zero = self.int(0)?;
         let mut step = self.add(Op::Unary(Unary::Step, x))?;
         if self.shape(p) != self.shape(x) {
             step = self.add(Op::Reduce(Reduce::Sum, step))?;
         }
         let zeros = self.add(Op::Binary(Binary::Mul, [step, zero]))?;
-        let ones = self.add(Op::Binary(Binary::Add, [zeros, one]))?;
-        self.add(Op::Binary(Binary::Mul, [p, ones]))
+        self.add(Op::Binary(Binary::Add, [p, zeros]))
     }
 }
 

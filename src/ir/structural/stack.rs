@@ -14,7 +14,7 @@ impl StructuralOp for Stack {
     const EXAMPLES: &'static [(&'static str, &'static str)] = &[("input a: [3]\ninput b: [3]", "stack(a, b, a)")];
     const BATCH_RULE: BatchRule = BatchRule {
         name: "stack/second-axis",
-        identity: "stack(A0[b], p, ...) = permute(stack(A0, P, ...), 1, 0, 2, ...)[b], P the batch of p * (step(A0) * 0 + 1) for p unmapped",
+        identity: "stack(A0[b], p, ...) = permute(stack(A0, P, ...), 1, 0, 2, ...)[b], P the batch of p + step(A0) * 0 for p unmapped",
         lhs: "(vmap (stack ?a ?b))",
     };
 
