@@ -46,12 +46,13 @@ pub mod pictures;
 pub mod runtime;
 pub mod transform;
 
+pub use egg::StopReason;
 pub use egraph::{
-    chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost, program_cost_for, work,
-    BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph, PlanSummary, Rule, RuleSet,
-    ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
+    chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost, program_cost_for,
+    stop_reason_text, work, BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph,
+    PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
-pub use error::{Error, Result};
+pub use error::{Conflict, Error, Result};
 pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};
 pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING};
 pub use ir::{

@@ -307,6 +307,10 @@ fn exportable(program: &Program, options: &ExportOptions, label: &str) -> Option
         // The table says ONNX Runtime has no double kernel: the export says so.
         let e = to_model(program, options).expect_err("a float-only op is refused in f64");
         assert!(
+            matches!(&e, batchgraph::Error::ExportUnsupported { op, dtype: Some("f64"), .. } if op == u.name()),
+            "{label}: {e:?}"
+        );
+        assert!(
             e.to_string().contains("has no double kernel in ONNX Runtime"),
             "{label}: {e}"
         );
@@ -317,6 +321,10 @@ fn exportable(program: &Program, options: &ExportOptions, label: &str) -> Option
         return Some(program.clone());
     }
     let e = to_model(program, options).expect_err("chunks is refused");
+    assert!(
+        matches!(&e, batchgraph::Error::ExportUnsupported { dtype: None, .. }),
+        "{label}: {e:?}"
+    );
     assert!(e.to_string().contains("is part of a `chunks` loop"), "{label}: {e}");
     None
 }

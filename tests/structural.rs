@@ -3,7 +3,7 @@
 //! printing, and the inverse pairs (`slice` and `pad`, `concat` and `slice`).
 
 mod common;
-use batchgraph::{grad, Interpreter, Op, Program, Structural, Tensor, Values};
+use batchgraph::{grad, Interpreter, Op, Program, Shape, ShapeError, Structural, Tensor, Values};
 use ndarray::{array, ArrayD};
 
 fn run(text: &str, values: &[(&str, ArrayD<f64>)]) -> Tensor<f64> {
@@ -41,37 +41,87 @@ fn slice_concat_and_pad_compute_numpys_values() {
     }
 }
 
-/// Each op's error names it and its operand's shape.
+/// Each op's error is the shape error that names it and its operands'
+/// shapes, as data (the variant) and as a sentence.
 #[test]
 fn bad_structural_calls_name_the_op_and_the_shapes() {
-    for (expression, message) in [
+    let shape = |d: &[usize]| Shape(d.to_vec());
+    let cases: Vec<(&str, Option<ShapeError>, &str)> = vec![
         (
             "slice(x, 0, 1, 3)",
+            Some(ShapeError::Range {
+                op: "slice".into(),
+                axis: 0,
+                start: 1,
+                end: 3,
+                shape: shape(&[2, 3]),
+            }),
             "slice: elements 1..3 of axis 0 are not a range inside [2, 3]",
         ),
         (
             "slice(x, 1, 2, 2)",
+            Some(ShapeError::Range {
+                op: "slice".into(),
+                axis: 1,
+                start: 2,
+                end: 2,
+                shape: shape(&[2, 3]),
+            }),
             "slice: elements 2..2 of axis 1 are not a range inside [2, 3]",
         ),
-        ("slice(x, 2, 0, 1)", "slice: axis 2 is out of range for shape [2, 3]"),
+        (
+            "slice(x, 2, 0, 1)",
+            Some(ShapeError::Axis {
+                op: "slice".into(),
+                axis: 2,
+                shape: shape(&[2, 3]),
+            }),
+            "slice: axis 2 is out of range for shape [2, 3]",
+        ),
         (
             "concat(x, y, 0)",
+            Some(ShapeError::Operands {
+                op: "concat".into(),
+                why: "cannot concatenate along axis 0".into(),
+                first: shape(&[2, 3]),
+                other: shape(&[2, 1]),
+            }),
             "concat: cannot concatenate along axis 0 [2, 3] with [2, 1]",
         ),
         (
             "concat(x, z, 1)",
+            Some(ShapeError::Operands {
+                op: "concat".into(),
+                why: "cannot concatenate along axis 1".into(),
+                first: shape(&[2, 3]),
+                other: shape(&[3]),
+            }),
             "concat: cannot concatenate along axis 1 [2, 3] with [3]",
         ),
-        ("pad(x, 3, 1, 1)", "pad: axis 3 is out of range for shape [2, 3]"),
+        (
+            "pad(x, 3, 1, 1)",
+            Some(ShapeError::Axis {
+                op: "pad".into(),
+                axis: 3,
+                shape: shape(&[2, 3]),
+            }),
+            "pad: axis 3 is out of range for shape [2, 3]",
+        ),
+        // Caught by the parser before any shape is known: no shape error behind it.
         (
             "slice(x, 0, 1)",
+            None,
             "slice takes 4 arguments (slice(e, axis, start, end)), not 3",
         ),
-        ("pad(x, 0, -1, 1)", "must be a non-negative integer literal"),
-    ] {
+        ("pad(x, 0, -1, 1)", None, "must be a non-negative integer literal"),
+    ];
+    for (expression, variant, message) in cases {
         let text = format!("input x: [2, 3]\ninput y: [2, 1]\ninput z: [3]\nout r = {expression}");
-        let error = Program::parse("t", &text).unwrap_err().to_string();
-        assert!(error.contains(message), "{expression}: {error}");
+        let error = Program::parse("t", &text).unwrap_err();
+        if variant.is_some() {
+            assert_eq!(error.shape.as_deref(), variant.as_ref(), "{expression}");
+        }
+        assert!(error.to_string().contains(message), "{expression}: {error}");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Shape inference as an egg [`Analysis`]: every e-class knows its shape,
 //! whether it is a number literal, and whether it depends on a batched input.
 
+use crate::error::Conflict;
 use crate::ir::{ChildInfo, Op, Shape};
 use egg::{Analysis, DidMerge, EGraph, Id, Language, Symbol};
 use std::collections::{HashMap, HashSet};
@@ -30,7 +31,7 @@ pub struct ShapeAnalysis {
     pub batch: usize,
     /// Shape errors found while adding or merging, each naming the op or the
     /// two shapes: a non-empty list means some rewrite was unsound.
-    pub conflicts: Vec<String>,
+    pub conflicts: Vec<Conflict>,
 }
 
 impl ShapeAnalysis {
@@ -54,7 +55,7 @@ impl Analysis<Op> for ShapeAnalysis {
         let (shape, mapped) = if let Some(v) = enode.as_var() {
             let declared = egraph.analysis.vars.get(&v).cloned();
             (
-                declared.ok_or_else(|| format!("unknown variable {v}")),
+                declared.ok_or_else(|| Conflict::UnknownVariable { name: v.to_string() }),
                 egraph.analysis.over.contains(&v),
             )
         } else if let Op::Vmap(child) = enode {
@@ -66,13 +67,13 @@ impl Analysis<Op> for ShapeAnalysis {
             });
             // A row of a batch is per-example data: it varies with the example.
             let mapped = matches!(enode, Op::Row(_) | Op::Rows(_)) || enode.children().iter().any(|&c| data(c).mapped);
-            (shape.map_err(|e| e.to_string()), mapped)
+            (shape.map_err(Conflict::IllShaped), mapped)
         };
         let per_row = enode.is_per_row(|c| data(c).per_row);
         let constant = enode.as_num();
-        let shape = shape.unwrap_or_else(|message| {
+        let shape = shape.unwrap_or_else(|conflict| {
             // Only a rewrite builds an ill-shaped node: the batcher turns this into an error.
-            egraph.analysis.conflicts.push(message);
+            egraph.analysis.conflicts.push(conflict);
             Shape::scalar()
         });
         ClassData {
@@ -85,11 +86,10 @@ impl Analysis<Op> for ShapeAnalysis {
 
     fn merge(&mut self, a: &mut ClassData, b: ClassData) -> DidMerge {
         if a.shape != b.shape {
-            let message = format!(
-                "unsound rewrite: merged a class of shape {} with one of shape {}",
-                a.shape, b.shape
-            );
-            self.conflicts.push(message);
+            self.conflicts.push(Conflict::Merged {
+                left: a.shape.clone(),
+                right: b.shape.clone(),
+            });
         }
         let mut changed_a = false;
         if a.constant.is_none() && b.constant.is_some() {

@@ -24,6 +24,7 @@ use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
 use crate::ir::{predict_peak_bytes, BatchReduce, Binary, Decl, Num, Op, Program, Reduce, Run, Structural};
+use egg::StopReason;
 use egg::{Id, Language, Runner, Symbol};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -85,8 +86,11 @@ pub struct BatchReport {
     pub egraph_classes: usize,
     /// Rewrite iterations.
     pub iterations: usize,
-    /// Why rewriting stopped (saturated, or which limit was hit).
-    pub stop_reason: String,
+    /// Why rewriting stopped: egg's reason (saturated, or which limit was
+    /// hit); `Other("no rewriting (loop only)")` when the plan needed none.
+    /// In JSON, the sentence [`stop_reason_text`] gives.
+    #[serde(serialize_with = "serialize_stop_reason")]
+    pub stop_reason: StopReason,
     /// Seconds spent building, rewriting and extracting.
     pub seconds: f64,
     /// Anything else worth knowing (e.g. duplication left out for size).
@@ -139,7 +143,7 @@ struct Plan {
     egraph_nodes: usize,
     egraph_classes: usize,
     iterations: usize,
-    stop_reason: String,
+    stop_reason: StopReason,
     unfused_ops: Vec<String>,
     notes: Vec<String>,
 }
@@ -328,12 +332,17 @@ impl<'p> Batcher<'p> {
             let smallest = plans.iter().min_by_key(|p| p.peak).map(|p| (p.peak, p.name.clone()));
             plans.retain(|p| p.peak <= budget);
             if plans.is_empty() {
-                return Err(Error::Unsupported(match smallest {
-                    Some((peak, name)) => {
-                        format!("no plan fits in {budget} bytes: the smallest predicted peak is {peak} bytes ({name})")
-                    }
-                    None => format!("no plan fits in {budget} bytes"),
-                }));
+                return Err(Error::Limit {
+                    limit: budget as u64,
+                    message: match smallest {
+                        Some((peak, name)) => {
+                            format!(
+                                "no plan fits in {budget} bytes: the smallest predicted peak is {peak} bytes ({name})"
+                            )
+                        }
+                        None => format!("no plan fits in {budget} bytes"),
+                    },
+                });
             }
         }
         let Some(best) = (0..plans.len()).min_by(|&a, &b| plans[a].cost.total_cmp(&plans[b].cost)) else {
@@ -370,11 +379,12 @@ impl<'p> Batcher<'p> {
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let too_large = |what: String, shape: &crate::ir::Shape| {
             let batched = shape.with_leading(self.size);
-            batched.check_size().map_err(|reason| {
-                Error::Unsupported(format!(
-                    "batch size {}: {what} would have shape {batched}: {reason}",
-                    self.size
-                ))
+            batched.check_size().map_err(|reason| Error::Limit {
+                limit: match batched.rank() > crate::ir::MAX_RANK {
+                    true => crate::ir::MAX_RANK as u64,
+                    false => crate::ir::MAX_ELEMENTS,
+                },
+                message: format!("batch size {}: {what} would have shape {batched}: {reason}", self.size),
             })
         };
         for d in self.program.inputs.iter().filter(|d| batched.contains(d.name.as_str())) {
@@ -462,21 +472,16 @@ impl<'p> Batcher<'p> {
 
     /// Runs the rules to saturation or a limit; returns the e-graph, the
     /// iterations and why it stopped.
-    fn saturate(&self, egraph: Graph) -> (Graph, usize, String) {
+    fn saturate(&self, egraph: Graph) -> (Graph, usize, StopReason) {
         let runner = Runner::default()
             .with_egraph(egraph)
             .with_node_limit(self.node_limit)
             .with_iter_limit(self.iter_limit)
             .with_time_limit(self.time_limit)
             .run(&self.rules.rewrites());
-        let stop_reason = match &runner.stop_reason {
-            Some(egg::StopReason::Saturated) => "saturated".to_string(),
-            Some(egg::StopReason::NodeLimit(n)) => format!("node limit ({n} e-nodes)"),
-            Some(egg::StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
-            Some(egg::StopReason::TimeLimit(s)) => format!("time limit ({s} s)"),
-            Some(egg::StopReason::Other(s)) => s.clone(),
-            None => "not run".to_string(),
-        };
+        let stop_reason = runner
+            .stop_reason
+            .unwrap_or_else(|| StopReason::Other("not run".into()));
         (runner.egraph, runner.iterations.len(), stop_reason)
     }
 
@@ -507,7 +512,7 @@ impl<'p> Batcher<'p> {
     /// The cheapest program the e-graph holds for `roots`, with the batched inputs declared.
     fn extract(&self, egraph: &Graph, roots: &[Id], batched: &HashSet<&str>) -> Result<Program> {
         let extraction = extract_dag_greedy(egraph, roots, &self.profile)
-            .ok_or_else(|| Error::Unsupported("extraction found no executable program".into()))?;
+            .ok_or_else(|| Error::Internal("extraction found no executable program".into()))?;
         let (expr, placed) = extract_dag(
             roots,
             |c| egraph[c].nodes[extraction.choice[&c]].clone(),
@@ -546,7 +551,7 @@ impl<'p> Batcher<'p> {
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let mut egraph = Graph::new(self.analysis(&batched));
         let (example, spec) = self.add_program(&mut egraph, &batched);
-        let (mut iterations, mut stop_reason) = (0, "no rewriting (loop only)".to_string());
+        let (mut iterations, mut stop_reason) = (0, StopReason::Other("no rewriting (loop only)".into()));
         if ways != Ways::Loop {
             (egraph, iterations, stop_reason) = self.saturate(egraph);
         }
@@ -599,4 +604,22 @@ impl Plan {
             predicted_peak_bytes: self.peak,
         }
     }
+}
+
+/// Why rewriting stopped, as a sentence: `saturated`, `node limit (N e-nodes)`, ...
+pub fn stop_reason_text(reason: &StopReason) -> String {
+    match reason {
+        StopReason::Saturated => "saturated".to_string(),
+        StopReason::NodeLimit(n) => format!("node limit ({n} e-nodes)"),
+        StopReason::IterationLimit(n) => format!("iteration limit ({n})"),
+        StopReason::TimeLimit(s) => format!("time limit ({s} s)"),
+        StopReason::Other(s) => s.clone(),
+    }
+}
+
+fn serialize_stop_reason<S: serde::Serializer>(
+    reason: &StopReason,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&stop_reason_text(reason))
 }

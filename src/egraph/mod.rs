@@ -18,7 +18,7 @@ pub mod unloop;
 
 pub use crate::ir::BatchReduce;
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
-pub use batch::{BatchReport, Batched, Batcher, PlanSummary, Strategy};
+pub use batch::{stop_reason_text, BatchReport, Batched, Batcher, PlanSummary, Strategy};
 pub use chunking::{chunk_plan, chunk_sizes};
 pub use cost::{program_cost, program_cost_for, work, CostProfile, Work};
 pub use extract::{extract_dag, extract_dag_greedy, Extraction};

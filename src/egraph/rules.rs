@@ -12,7 +12,7 @@
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::{appliers, class_rules};
-use crate::error::{Error, Result};
+use crate::error::{Conflict, Error, Result};
 use crate::ir::Op;
 use egg::{Condition, ConditionalApplier, Id, Pattern, Rewrite, Subst, Var};
 use std::path::Path;
@@ -401,7 +401,7 @@ impl RuleSet {
                     )))
                 }
                 Ok(_) => {}
-                Err(e) => return Err(Error::UnsoundRule(e)),
+                Err(e) => return Err(Error::UnsoundRule(Conflict::Checked(e))),
             }
         }
         Ok(set)

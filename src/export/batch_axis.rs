@@ -56,10 +56,15 @@ pub fn leading_b(shape: &Shape) -> Vec<Dim> {
     dims
 }
 
-fn refuse(message: String) -> Error {
-    Error::Unsupported(format!(
-        "--dynamic-batch: {message}; the program depends on the batch size, so export it without --dynamic-batch (one file per batch size)"
-    ))
+/// The refusal of `op` (or output) for a symbolic batch axis.
+fn refuse(op: impl ToString, message: String) -> Error {
+    Error::ExportUnsupported {
+        op: op.to_string(),
+        dtype: None,
+        reason: format!(
+            "--dynamic-batch: {message}; the program depends on the batch size, so export it without --dynamic-batch (one file per batch size)"
+        ),
+    }
 }
 
 /// The symbolic dimensions of every node, or an error naming what depends on `B`.
@@ -134,11 +139,7 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
             s.shape(&ints, &views)
                 .map_err(|problem| refuse_structural(*s, &ints, &operands, problem))?
         }
-        Op::Vmap(_) => {
-            return Err(Error::Unsupported(
-                "vmap is the batcher's spec node and cannot be exported".into(),
-            ))
-        }
+        Op::Vmap(_) => return Err(super::ops::vmap_refused()),
         Op::Row(_) => child(0)[1..].to_vec(),
         Op::Map([body, _]) => {
             // As many rows as the value its body takes rows of (the ONNX Loop reads that count).
@@ -154,17 +155,20 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
 /// needed the size of the batch axis, or met it with a fixed size.
 fn refuse_structural(s: Structural, ints: &[usize], operands: &[Vec<Dim>], problem: Problem) -> Error {
     let call = format!("{s}(_{})", ints.iter().map(|k| format!(", {k}")).collect::<String>());
-    refuse(match problem {
-        Problem::Symbolic { .. } if s == Structural::Index => format!("`{call}` takes one row of the batch axis"),
-        Problem::Symbolic { axis } => format!("`{call}` needs the size of axis {axis}, which is the batch axis B"),
-        Problem::Differ { operand, .. } => format!(
-            "`{s}` of {} operands meets the batch axis B with a fixed size ({} and {})",
-            operands.len(),
-            show(&operands[0]),
-            show(&operands[operand])
-        ),
-        other => format!("`{call}` does not fit its operands ({other:?})"),
-    })
+    refuse(
+        s,
+        match problem {
+            Problem::Symbolic { .. } if s == Structural::Index => format!("`{call}` takes one row of the batch axis"),
+            Problem::Symbolic { axis } => format!("`{call}` needs the size of axis {axis}, which is the batch axis B"),
+            Problem::Differ { operand, .. } => format!(
+                "`{s}` of {} operands meets the batch axis B with a fixed size ({} and {})",
+                operands.len(),
+                show(&operands[0]),
+                show(&operands[operand])
+            ),
+            other => format!("`{call}` does not fit its operands ({other:?})"),
+        },
+    )
 }
 
 /// Adds to the refusal of an `index` at node `i` the op that reads that row:
@@ -173,11 +177,15 @@ fn name_the_copied_op(program: &Program, i: usize, error: Error) -> Error {
     let nodes = program.expr.as_ref();
     let reader = nodes.iter().find(|n| n.children().contains(&Id::from(i)));
     match (&nodes[i], reader, error) {
-        (Op::Structural(Structural::Index, _), Some(reader), Error::Unsupported(message)) => {
-            let (before, after) = message.split_once("; ").unwrap_or((&message, ""));
-            Error::Unsupported(format!(
-                "{before} for `{reader}`, which the batcher copied once per example (a loop in the plan); {after}"
-            ))
+        (Op::Structural(Structural::Index, _), Some(reader), Error::ExportUnsupported { op, dtype, reason }) => {
+            let (before, after) = reason.split_once("; ").unwrap_or((&reason, ""));
+            Error::ExportUnsupported {
+                op,
+                dtype,
+                reason: format!(
+                    "{before} for `{reader}`, which the batcher copied once per example (a loop in the plan); {after}"
+                ),
+            }
         }
         (_, _, error) => error,
     }
@@ -228,15 +236,20 @@ fn unify(node: &Op, a: Dim, b: Dim, broadcasting: bool, size: usize) -> Result<D
     match (a, b) {
         _ if a == b => Ok(a),
         (Dim::Fixed(1), other) | (other, Dim::Fixed(1)) if broadcasting => Ok(other),
-        (Dim::Batch, Dim::Fixed(n)) | (Dim::Fixed(n), Dim::Batch) => Err(refuse(format!(
-            "`{node}` meets the batch axis B with a fixed size {n}{}",
-            if n == size {
-                " (equal to B only at this batch size)"
-            } else {
-                ""
-            }
+        (Dim::Batch, Dim::Fixed(n)) | (Dim::Fixed(n), Dim::Batch) => Err(refuse(
+            node,
+            format!(
+                "`{node}` meets the batch axis B with a fixed size {n}{}",
+                if n == size {
+                    " (equal to B only at this batch size)"
+                } else {
+                    ""
+                }
+            ),
+        )),
+        (Dim::Fixed(x), Dim::Fixed(y)) => Err(Error::Internal(format!(
+            "--dynamic-batch: `{node}`: sizes {x} and {y} do not match in a program whose shapes were checked"
         ))),
-        (Dim::Fixed(x), Dim::Fixed(y)) => Err(Error::Unsupported(format!("`{node}`: sizes {x} and {y} do not match"))),
         (Dim::Batch, Dim::Batch) => unreachable!("equal dims are handled first"),
     }
 }
@@ -284,7 +297,8 @@ fn cross_check(program: &Program, dynamic: &DynamicBatch, dims: &[Vec<Dim>], oth
         shape.0[0] = other;
     }
     let (expr, new_id) = with_map_counts(program, dims, other);
-    let shapes = infer_shapes(&expr, &vars).map_err(|e| refuse(format!("at batch size {other}: {e}")))?;
+    let shapes =
+        infer_shapes(&expr, &vars).map_err(|e| refuse("--dynamic-batch", format!("at batch size {other}: {e}")))?;
     for (i, d) in dims.iter().enumerate() {
         let shape = &shapes[usize::from(new_id[i])];
         let expected: Vec<usize> = d
@@ -295,11 +309,14 @@ fn cross_check(program: &Program, dynamic: &DynamicBatch, dims: &[Vec<Dim>], oth
             })
             .collect();
         if shape.dims() != expected {
-            return Err(refuse(format!(
-                "`{}` has shape {shape} at batch size {other}, not {}",
-                program.expr[Id::from(i)],
-                show(d)
-            )));
+            return Err(refuse(
+                &program.expr[Id::from(i)],
+                format!(
+                    "`{}` has shape {shape} at batch size {other}, not {}",
+                    program.expr[Id::from(i)],
+                    show(d)
+                ),
+            ));
         }
     }
     Ok(())
@@ -313,19 +330,19 @@ fn check_outputs(program: &Program, dynamic: &DynamicBatch, dims: &[Vec<Dim>]) -
         let d = &dims[usize::from(*id)];
         let stacked = dynamic.reduce == BatchReduce::None;
         if stacked && d.first() != Some(&Dim::Batch) {
-            return Err(refuse(format!(
+            return Err(refuse(format!("output {name}"), format!(
                 "output `{name}` has shape {} but with --reduce none its leading axis must be B (an output that does not depend on the batched inputs is repeated B times)",
                 show(d)
             )));
         }
         if !stacked && d.contains(&Dim::Batch) {
-            return Err(refuse(format!(
-                "output `{name}` has shape {} although the batch is reduced",
-                show(d)
-            )));
+            return Err(refuse(
+                format!("output {name}"),
+                format!("output `{name}` has shape {} although the batch is reduced", show(d)),
+            ));
         }
         if dynamic.reduce == BatchReduce::Sum && !depends[usize::from(*id)] {
-            return Err(refuse(format!(
+            return Err(refuse(format!("output {name}"), format!(
                 "output `{name}` does not depend on the batched inputs, so its sum over the batch is written as a multiple of the literal B"
             )));
         }

@@ -36,9 +36,22 @@ fn reduce_op(r: Reduce) -> &'static str {
 /// The error for a loop node that has no ONNX form: `chunks` and its `rows`
 /// (a `map` is an ONNX `Loop`, and its `row` is emitted inside it).
 pub fn loop_refused(node: &Op) -> Error {
-    Error::Unsupported(format!(
-        "`{node}` is part of a `chunks` loop (micro-batches), which has no ONNX form here; only `map` loops export (as an ONNX Loop)"
-    ))
+    Error::ExportUnsupported {
+        op: node.to_string(),
+        dtype: None,
+        reason: format!(
+            "`{node}` is part of a `chunks` loop (micro-batches), which has no ONNX form here; only `map` loops export (as an ONNX Loop)"
+        ),
+    }
+}
+
+/// The error for the batcher's spec node, which has no value to export.
+pub fn vmap_refused() -> Error {
+    Error::ExportUnsupported {
+        op: "vmap".into(),
+        dtype: None,
+        reason: "vmap is the batcher's spec node and cannot be exported".into(),
+    }
 }
 
 /// A value's name and type: `dims` fixed sizes, or `None` for a shape left to inference.
@@ -279,10 +292,14 @@ impl<'p> Emitter<'p> {
                 self.node("Cast", vec![positive], vec![attr_int("to", self.dtype.onnx() as i64)])
             }
             Op::Unary(u, _) if self.dtype == Dtype::F64 && !u.onnx_has_double() => {
-                return Err(Error::Unsupported(format!(
-                    "`{u}` has no double kernel in ONNX Runtime (ONNX {} is float only there); export with --dtype f32",
-                    u.onnx_op()
-                )))
+                return Err(Error::ExportUnsupported {
+                    op: u.to_string(),
+                    dtype: Some("f64"),
+                    reason: format!(
+                        "`{u}` has no double kernel in ONNX Runtime (ONNX {} is float only there); export with --dtype f32",
+                        u.onnx_op()
+                    ),
+                })
             }
             Op::Unary(u, a) => self.node(u.onnx_op(), vec![self.value(*a)], vec![]),
             Op::Binary(b, [l, r]) => self.node(binary_op(*b), vec![self.value(*l), self.value(*r)], vec![]),
@@ -293,11 +310,7 @@ impl<'p> Emitter<'p> {
             }
             Op::MatMul([a, b]) => self.matmul(*a, *b),
             Op::Structural(s, children) => self.structural(*s, children),
-            Op::Vmap(_) => {
-                return Err(Error::Unsupported(
-                    "vmap is the batcher's spec node and cannot be exported".into(),
-                ))
-            }
+            Op::Vmap(_) => return Err(vmap_refused()),
             Op::Map(_) => self.map_loop(id)?,
             Op::Row(y) => match self.iteration.clone() {
                 Some(iteration) => self.node("Gather", vec![self.value(*y), iteration], vec![attr_int("axis", 0)]),
@@ -368,9 +381,11 @@ impl<'p> Emitter<'p> {
                 .chain(&self.program.params)
                 .any(|d| &d.name == name)
             {
-                return Err(Error::Unsupported(format!(
-                    "output `{name}` has the name of an input or param; ONNX needs distinct names"
-                )));
+                return Err(Error::ExportUnsupported {
+                    op: format!("output {name}"),
+                    dtype: None,
+                    reason: format!("output `{name}` has the name of an input or param; ONNX needs distinct names"),
+                });
             }
             let value = self.value(*id);
             self.node_named("Identity", vec![value], vec![], Some(name.clone()));

@@ -56,7 +56,7 @@ impl Elaborator<'_> {
                     shape: &self.shapes[usize::from(c)],
                     constant: self.expr[usize::from(c)].as_num(),
                 })
-                .map_err(|e| self.src.error(at, e.to_string()))?,
+                .map_err(|e| self.src.shape_error(at, e))?,
         };
         let per_row = self.loop_check(&op, at)?;
         self.per_row.push(per_row);
@@ -309,5 +309,5 @@ pub fn parse_program(file: &str, text: &str) -> Result<Program, ParseError> {
         line: src.lines.len(),
         column: 1,
     };
-    Program::new(inputs, params, RecExpr::from(el.expr), outputs, names).map_err(|e| src.error(end, e.to_string()))
+    Program::new(inputs, params, RecExpr::from(el.expr), outputs, names).map_err(|e| src.shape_error(end, e))
 }

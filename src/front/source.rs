@@ -7,8 +7,8 @@
 use crate::error::Error;
 pub use crate::error::ParseError;
 use crate::front::elaborate::parse_program;
-use crate::ir::Program;
 pub use crate::ir::MAX_NODES;
+use crate::ir::{Program, ShapeError};
 
 /// Deepest expression nesting the parser accepts (guards the stack).
 pub const MAX_NESTING: usize = 128;
@@ -36,6 +36,15 @@ impl Source<'_> {
             column: at.column,
             source_line: self.lines.get(at.line - 1).unwrap_or(&"").to_string(),
             message: message.into(),
+            shape: None,
+        }
+    }
+
+    /// The error at `at` that reports the shape error `e`.
+    pub(crate) fn shape_error(&self, at: Span, e: ShapeError) -> ParseError {
+        ParseError {
+            shape: Some(Box::new(e.clone())),
+            ..self.error(at, e.to_string())
         }
     }
 }
@@ -56,6 +65,7 @@ pub fn parse_file(path: &std::path::Path) -> Result<Program, Error> {
                 column: line_text.chars().count() + 1,
                 source_line: line_text.to_string(),
                 message: "invalid UTF-8: the file must be UTF-8 text".into(),
+                shape: None,
             })));
         }
     };

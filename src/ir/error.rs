@@ -4,7 +4,7 @@
 //! rules included (`crate::ir::structural`); the crate root re-exports it as
 //! `crate::error`.
 
-use crate::ir::shape::ShapeError;
+use crate::ir::shape::{Shape, ShapeError};
 use std::fmt;
 
 /// A mistake in a program's text, with where it is.
@@ -20,6 +20,9 @@ pub struct ParseError {
     pub source_line: String,
     /// What is wrong, and what was expected.
     pub message: String,
+    /// The shape error it reports, when it is one (op, shapes, axis: the data
+    /// behind the message).
+    pub shape: Option<Box<ShapeError>>,
 }
 
 impl fmt::Display for ParseError {
@@ -61,10 +64,33 @@ pub enum Error {
     /// A request that the program cannot satisfy (e.g. `--grad` of a vector output).
     #[error("{0}")]
     Unsupported(String),
+    /// A size or count past a limit: the limit, and the sentence saying what
+    /// was asked (sizes past it are refused up front).
+    #[error("{message}")]
+    Limit {
+        /// The limit.
+        limit: u64,
+        /// What was asked, and the limit, as a sentence.
+        message: String,
+    },
+    /// A program that has no ONNX form here: the op (or output) refused, the
+    /// element type when only that type is refused, and why.
+    #[error("{reason}")]
+    ExportUnsupported {
+        /// The op or output refused, as printed.
+        op: String,
+        /// The element type refused (`f64`), when the other one exports.
+        dtype: Option<&'static str>,
+        /// Why, as a sentence naming the op.
+        reason: String,
+    },
     /// A rewrite made two classes of different shapes equal, or built an
     /// ill-shaped node: some rule is unsound.
     #[error("a rule is unsound: {0}")]
-    UnsoundRule(String),
+    UnsoundRule(Conflict),
+    /// A bug in batchgraph: an invariant that should hold did not.
+    #[error("internal error (a bug in batchgraph; please report it): {0}")]
+    Internal(String),
     /// A malformed rule file: names the file, line and rule.
     #[error("{file}:{line}: rule {rule}: {message}")]
     Rule {
@@ -77,6 +103,31 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+}
+
+/// What an unsound rule did to the e-graph.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Conflict {
+    /// It merged two classes whose values have different shapes.
+    #[error("unsound rewrite: merged a class of shape {left} with one of shape {right}")]
+    Merged {
+        /// One class's shape.
+        left: Shape,
+        /// The other's.
+        right: Shape,
+    },
+    /// It built a node whose operands do not fit its op.
+    #[error("{0}")]
+    IllShaped(ShapeError),
+    /// It built a variable the program does not declare.
+    #[error("unknown variable {name}")]
+    UnknownVariable {
+        /// The variable.
+        name: String,
+    },
+    /// The soundness checker ran it and it failed (names the rule and the instance).
+    #[error("{0}")]
+    Checked(String),
 }
 
 impl From<ParseError> for Error {

@@ -169,7 +169,7 @@ fn alternatives(rule: &Rule, lhs: &RecExpr<Op>, analysis: ShapeAnalysis) -> Resu
     rule.rewrite.apply(&mut egraph, &matches);
     egraph.rebuild();
     if let Some(conflict) = egraph.analysis.conflicts.first() {
-        return Err(conflict.clone());
+        return Err(conflict.to_string());
     }
     let root = egraph.find(root);
     let extractor = Extractor::new(&egraph, AstSize);

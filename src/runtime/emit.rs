@@ -58,9 +58,7 @@ impl<'a, T: Scalar> ValueEmit<'a, T> {
         match &self.slots[usize::from(id)] {
             Slot::Value(v) => Ok(v),
             Slot::Literal(_, t) => Ok(t),
-            Slot::ShapeOnly => Err(Error::Unsupported(
-                "internal: a linear rule read the value of an operand".into(),
-            )),
+            Slot::ShapeOnly => Err(Error::Internal("a linear rule read the value of an operand".into())),
         }
     }
 }

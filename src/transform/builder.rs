@@ -76,9 +76,10 @@ impl Builder {
             return Ok(id);
         }
         if self.expr.len() >= MAX_NODES {
-            return Err(Error::Unsupported(format!(
-                "program too large: the derived program would have more than {MAX_NODES} nodes"
-            )));
+            return Err(Error::Limit {
+                limit: MAX_NODES as u64,
+                message: format!("program too large: the derived program would have more than {MAX_NODES} nodes"),
+            });
         }
         if let Some(id) = self.reshaped_broadcast(&op)? {
             return Ok(id);
@@ -266,8 +267,8 @@ impl Builder {
             }
         }
         if self.shape(g) != target {
-            return Err(Error::Unsupported(format!(
-                "internal: cannot sum {} down to {target}",
+            return Err(Error::Internal(format!(
+                "cannot sum {} down to {target}",
                 self.shape(g)
             )));
         }
@@ -290,7 +291,7 @@ impl Builder {
     pub fn instantiate(&mut self, pattern: &str, bind: &[(&str, Id)]) -> Result<Id> {
         let pattern: Pattern<Op> = pattern
             .parse()
-            .map_err(|e| Error::Unsupported(format!("internal: derivative pattern {pattern:?}: {e}")))?;
+            .map_err(|e| Error::Internal(format!("derivative pattern {pattern:?}: {e}")))?;
         let mut built: Vec<Id> = Vec::with_capacity(pattern.ast.as_ref().len());
         for node in pattern.ast.as_ref() {
             let id = match node {
@@ -299,9 +300,7 @@ impl Builder {
                     bind.iter()
                         .find(|(n, _)| *n == name)
                         .map(|&(_, id)| id)
-                        .ok_or_else(|| {
-                            Error::Unsupported(format!("internal: derivative pattern uses unbound {name}"))
-                        })?
+                        .ok_or_else(|| Error::Internal(format!("derivative pattern uses unbound {name}")))?
                 }
                 ENodeOrVar::ENode(op) => {
                     let op = op.clone().map_children(|c| built[usize::from(c)]);

@@ -67,8 +67,8 @@ fn fewest_ops(egraph: &Graph, roots: &[Id]) -> Result<HashMap<Id, (usize, Op)>> 
         }
     }
     if let Some(root) = roots.iter().find(|&&r| !best.contains_key(&egraph.find(r))) {
-        return Err(Error::Unsupported(format!(
-            "internal: no acyclic program for output class {root} after simplifying"
+        return Err(Error::Internal(format!(
+            "no acyclic program for output class {root} after simplifying"
         )));
     }
     Ok(best)
