@@ -17,19 +17,9 @@
 //! A node's children are its array operands, then its integer operands
 //! (axes, rows, sizes), all literals. The table at the bottom of this file
 //! lists the ops; [`Structural`]'s methods dispatch to them through one match
-//! each, generated from it. Adding an op is a new file implementing
-//! [`StructuralOp`] and one line in the table; `CONTRIBUTING.md` says more.
-
-mod broadcast;
-mod concat;
-mod expand;
-mod index;
-mod pad;
-mod permute;
-mod repeat;
-mod slice;
-mod stack;
-mod transpose;
+//! each, generated from it (and the file's `mod` line). Adding an op is a new
+//! file implementing [`StructuralOp`] and one line in the table;
+//! `CONTRIBUTING.md` says more.
 
 use crate::ir::error::Result;
 use crate::ir::op::{Num, Op};
@@ -313,12 +303,15 @@ pub trait StructuralOp {
 
 /// Generates [`Structural`] and its dispatching methods from the table.
 macro_rules! structural_ops {
-    ($($variant:ident => $def:ty,)*) => {
+    ($($variant:ident => $module:ident::$def:ident,)*) => {
+        $(mod $module;)*
+        $(use $module::$def;)*
+
         /// A structural op (see the module docs); each is defined in a file of its own.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Structural {
             $(
-                #[doc = concat!("`", stringify!($def), "`.")]
+                #[doc = concat!("Defined in `src/ir/structural/", stringify!($module), ".rs`.")]
                 $variant,
             )*
         }
