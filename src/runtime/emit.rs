@@ -101,6 +101,21 @@ impl<T: Scalar> Emit for ValueEmit<'_, T> {
     }
 }
 
+/// An emitter holding the array operands of the structural op `s` as shapes
+/// (its linear rules never read their values), their ids, and the values of
+/// its integer operands.
+fn operands_by_shape<'a, T: Scalar>(
+    s: Structural,
+    args: &[&Tensor<T>],
+    literal: &dyn Fn(usize) -> f64,
+) -> (ValueEmit<'a, T>, Vec<Id>, Vec<usize>) {
+    let arrays = s.arrays_of(args.len()).expect("shape inference checked the arity");
+    let ints: Vec<usize> = (arrays..args.len()).map(|i| literal(i) as usize).collect();
+    let mut e = ValueEmit::new();
+    let operands: Vec<Id> = args[..arrays].iter().map(|a| e.shape_only(a.shape())).collect();
+    (e, operands, ints)
+}
+
 /// The cotangents of the array operands of the structural op `s` (with
 /// `arity` children, whose operands are `args` and integer operands
 /// `literal(i)`) given its result's cotangent `g`, by its transpose rule;
@@ -112,10 +127,7 @@ pub fn structural_vjp<T: Scalar>(
     literal: &dyn Fn(usize) -> f64,
     wanted: &dyn Fn(usize) -> bool,
 ) -> Vec<Option<Tensor<T>>> {
-    let arrays = s.arrays_of(args.len()).expect("shape inference checked the arity");
-    let ints: Vec<usize> = (arrays..args.len()).map(|i| literal(i) as usize).collect();
-    let mut e = ValueEmit::new();
-    let operands: Vec<Id> = args[..arrays].iter().map(|a| e.shape_only(a.shape())).collect();
+    let (mut e, operands, ints) = operands_by_shape(s, args, literal);
     let g = e.value(g);
     let node = Node {
         arrays: &operands,
@@ -139,11 +151,8 @@ pub fn structural_jvp<T: Scalar>(
     t: &[Option<&Tensor<T>>],
     literal: &dyn Fn(usize) -> f64,
 ) -> Option<Tensor<T>> {
-    let arrays = s.arrays_of(args.len()).expect("shape inference checked the arity");
-    let ints: Vec<usize> = (arrays..args.len()).map(|i| literal(i) as usize).collect();
-    let mut e = ValueEmit::new();
-    let operands: Vec<Id> = args[..arrays].iter().map(|a| e.shape_only(a.shape())).collect();
-    let tangents: Vec<Option<Id>> = t[..arrays].iter().map(|t| t.map(|t| e.value(t))).collect();
+    let (mut e, operands, ints) = operands_by_shape(s, args, literal);
+    let tangents: Vec<Option<Id>> = t[..operands.len()].iter().map(|t| t.map(|t| e.value(t))).collect();
     let node = Node {
         arrays: &operands,
         ints: &ints,
