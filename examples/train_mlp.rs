@@ -189,6 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let series = [Series {
         label: "fused plan".into(),
         points: fused_curve.iter().enumerate().map(|(e, p)| (e as f64, p.2)).collect(),
+        line: true,
     }];
     std::fs::write(out.join("loss.svg"), line_chart_svg(&chart, &series)?)?;
 
@@ -262,6 +263,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|(name, curve)| Series {
                 label: name.to_string(),
                 points: curve.iter().map(|p| (f(p), p.2)).collect(),
+                line: true,
             })
             .collect();
         std::fs::write(out.join(file), line_chart_svg(&chart, &series)?)?;

@@ -48,18 +48,22 @@ pub mod transform;
 
 pub use egg::StopReason;
 pub use egraph::{
-    chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, program_cost, program_cost_for,
-    stop_reason_text, work, BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph,
-    PlanSummary, Rule, RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
+    chunk_plan, chunk_sizes, extract_dag, extract_dag_greedy, parse_rule_file, predict_us, stop_reason_text, work,
+    BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, Extraction, Graph, PerDtype, PlanSummary, Rule,
+    RuleSet, ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
 pub use error::{Conflict, Error, Result};
-pub use export::{to_onnx, Dtype, DynamicBatch, ExportOptions};
+pub use export::{to_onnx, DynamicBatch, ExportOptions};
 pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING};
 pub use ir::{
-    broadcast, expand_loops, infer_shapes, matmul, Assoc, BatchReduce, Binary, ChildInfo, Decl, Flops, LoopBody, Loops,
-    Num, Op, Program, Reduce, Run, Scalar, Shape, ShapeError, Structural, Unary, MAX_ELEMENTS, MAX_NODES, MAX_RANK,
+    broadcast, expand_loops, infer_shapes, matmul, Assoc, BatchReduce, Binary, ChildInfo, Decl, Dtype, Flops, LoopBody,
+    Loops, Num, Op, Program, Reduce, Run, Scalar, Shape, ShapeError, Structural, Unary, MAX_ELEMENTS, MAX_NODES,
+    MAX_RANK,
 };
-pub use measure::{calibrate, check_rule};
+pub use measure::{
+    calibrate, check_rule, cost_check, summarize, time_program, time_side_by_side, ConfigCheck, CostCheckOptions,
+    CostCheckSummary, PlanCheck, Timing,
+};
 #[cfg(feature = "pictures")]
 pub use pictures::{line_chart_svg, to_dot, to_petgraph, to_picture, to_svg, Chart, GraphNode, NodeKind, Series};
 pub use runtime::{

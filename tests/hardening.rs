@@ -137,9 +137,9 @@ fn check_finite_covers_gradients_and_tangents() {
 /// Item 9: a cost profile that describes no machine is refused, naming the field.
 #[test]
 fn cost_profiles_are_validated() {
-    for (field, bad) in [("overhead_us", "-1"), ("flops_per_us", "0"), ("bytes_per_us", "-5")] {
-        let mut profile =
-            serde_json::json!({"name": "mine", "overhead_us": 0.3, "flops_per_us": 1e4, "bytes_per_us": 1e3});
+    for (field, bad) in [("op_us", "-1"), ("stream_bytes_per_us", "0"), ("thread_speedup", "-5")] {
+        let mut profile = serde_json::to_value(batchgraph::CostProfile::cpu()).unwrap();
+        profile["name"] = "mine".into();
         profile[field] = serde_json::from_str(bad).unwrap();
         let path = temp_file(&format!("profile/{field}.json"), &profile.to_string());
         let o = batchgraph(&["batch", "examples/seed.graph", "--size", "2", "--profile", &path]);

@@ -18,12 +18,12 @@
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::chunking::{chunk_plan, chunk_sizes};
-use crate::egraph::cost::{program_cost_for, CostProfile};
+use crate::egraph::cost::{predict_us, CostProfile};
 use crate::egraph::extract::{extract_dag, extract_dag_greedy};
 use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
-use crate::ir::{predict_peak_bytes, BatchReduce, Binary, Decl, Num, Op, Program, Reduce, Run, Structural};
+use crate::ir::{predict_peak_bytes, BatchReduce, Binary, Decl, Dtype, Num, Op, Program, Reduce, Run, Structural};
 use egg::StopReason;
 use egg::{Id, Language, Runner, Symbol};
 use serde::Serialize;
@@ -122,6 +122,7 @@ pub struct Batcher<'p> {
     time_limit: Duration,
     memory_budget: Option<usize>,
     run_kind: Run,
+    dtype: Dtype,
 }
 
 /// Which implementations a plan may use for a batched subterm.
@@ -133,6 +134,13 @@ enum Ways {
     FuseWhereFusible,
     /// Fused ops and loops everywhere: every mix.
     Both,
+}
+
+/// The plans a batcher chooses from, and the pure plans' summaries.
+struct Candidates {
+    candidates: Vec<Result<Plan>>,
+    unroll: Option<PlanSummary>,
+    fuse: Option<PlanSummary>,
 }
 
 struct Plan {
@@ -164,6 +172,7 @@ impl<'p> Batcher<'p> {
             time_limit: Duration::from_secs(10),
             memory_budget: None,
             run_kind: Run::Grad,
+            dtype: Dtype::F64,
         }
     }
     /// Choose the fastest plan whose predicted peak memory fits in `bytes`
@@ -175,6 +184,12 @@ impl<'p> Batcher<'p> {
     /// Which run to price and to predict the memory of (default: `Run::Grad`).
     pub fn price_for(mut self, run: Run) -> Self {
         self.run_kind = run;
+        self
+    }
+    /// The element type the program will run in, which the cost model prices
+    /// (default: `Dtype::F64`, as `eval` runs).
+    pub fn dtype(mut self, dtype: Dtype) -> Self {
+        self.dtype = dtype;
         self
     }
     /// The inputs to batch over (default: every input).
@@ -254,23 +269,11 @@ impl<'p> Batcher<'p> {
         }
         let start = Instant::now();
         let over = self.over_names()?;
-        self.check_size(&over)?;
-        // The pure plans, for the report (and as candidates for `auto`).
-        let unroll = self.plan(&over, Ways::Loop);
-        let fuse = self.plan(&over, Ways::FuseWhereFusible);
-        let (unroll_summary, fuse_summary) = (
-            unroll.as_ref().ok().map(Plan::summary),
-            fuse.as_ref().ok().map(Plan::summary),
-        );
-        let mut candidates: Vec<Result<Plan>> = match self.strategy {
-            Strategy::Unroll => vec![unroll],
-            Strategy::Fuse => vec![fuse],
-            // Fused first: of two plans that cost the same, the simpler name wins.
-            Strategy::Auto => vec![fuse, self.plan(&over, Ways::Both), unroll],
-        };
-        if self.memory_budget.is_some() && self.strategy != Strategy::Unroll {
-            candidates.extend(self.chunk_plans(&over, candidates.iter().flatten().find(|p| p.name == "fused")));
-        }
+        let Candidates {
+            candidates,
+            unroll: unroll_summary,
+            fuse: fuse_summary,
+        } = self.candidates(&over)?;
         let plans: Vec<PlanSummary> = candidates.iter().flatten().map(Plan::summary).collect();
         let chosen = self.choose(candidates)?;
         let report = BatchReport {
@@ -295,6 +298,55 @@ impl<'p> Batcher<'p> {
         Ok(Batched {
             program: chosen.program,
             report,
+        })
+    }
+
+    /// Every plan the strategy allows (and the memory budget's chunked plans),
+    /// each with its program: what [`Batcher::run`] chooses from. A plan that
+    /// failed for a limit is left out; an unsound rule is an error.
+    pub fn plans(&self) -> Result<Vec<(PlanSummary, Program)>> {
+        if self.program.loops().any() {
+            let unlooped = fuse_loops(self.program, &self.rules)?;
+            return Batcher {
+                program: &unlooped,
+                ..self.clone()
+            }
+            .plans();
+        }
+        let over = self.over_names()?;
+        let mut plans = vec![];
+        for plan in self.candidates(&over)?.candidates {
+            match plan {
+                Ok(p) => plans.push((p.summary(), p.program)),
+                Err(e @ Error::UnsoundRule(_)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(plans)
+    }
+
+    /// The plans to choose from, and the two pure plans' summaries for the report.
+    fn candidates(&self, over: &[String]) -> Result<Candidates> {
+        self.check_size(over)?;
+        let unroll = self.plan(over, Ways::Loop);
+        let fuse = self.plan(over, Ways::FuseWhereFusible);
+        let (unroll_summary, fuse_summary) = (
+            unroll.as_ref().ok().map(Plan::summary),
+            fuse.as_ref().ok().map(Plan::summary),
+        );
+        let mut candidates: Vec<Result<Plan>> = match self.strategy {
+            Strategy::Unroll => vec![unroll],
+            Strategy::Fuse => vec![fuse],
+            // Fused first: of two plans that cost the same, the simpler name wins.
+            Strategy::Auto => vec![fuse, self.plan(over, Ways::Both), unroll],
+        };
+        if self.memory_budget.is_some() && self.strategy != Strategy::Unroll {
+            candidates.extend(self.chunk_plans(over, candidates.iter().flatten().find(|p| p.name == "fused")));
+        }
+        Ok(Candidates {
+            candidates,
+            unroll: unroll_summary,
+            fuse: fuse_summary,
         })
     }
 
@@ -359,8 +411,8 @@ impl<'p> Batcher<'p> {
     fn priced(&self, program: Program, like: &Plan) -> Plan {
         Plan {
             name: like.name.clone(),
-            cost: program_cost_for(&self.profile, &program, self.run_kind),
-            peak: predict_peak_bytes(&program, self.run_kind, 8),
+            cost: predict_us(&self.profile, &program, self.run_kind, self.dtype),
+            peak: predict_peak_bytes(&program, self.run_kind, self.dtype.bytes()),
             program,
             egraph_nodes: like.egraph_nodes,
             egraph_classes: like.egraph_classes,
@@ -511,7 +563,7 @@ impl<'p> Batcher<'p> {
 
     /// The cheapest program the e-graph holds for `roots`, with the batched inputs declared.
     fn extract(&self, egraph: &Graph, roots: &[Id], batched: &HashSet<&str>) -> Result<Program> {
-        let extraction = extract_dag_greedy(egraph, roots, &self.profile)
+        let extraction = extract_dag_greedy(egraph, roots, &self.profile, self.dtype)
             .ok_or_else(|| Error::Internal("extraction found no executable program".into()))?;
         let (expr, placed) = extract_dag(
             roots,
@@ -582,8 +634,8 @@ impl<'p> Batcher<'p> {
                 Ways::Both => "mixed",
             }
             .to_string(),
-            cost: program_cost_for(&self.profile, &program, self.run_kind),
-            peak: predict_peak_bytes(&program, self.run_kind, 8),
+            cost: predict_us(&self.profile, &program, self.run_kind, self.dtype),
+            peak: predict_peak_bytes(&program, self.run_kind, self.dtype.bytes()),
             program,
             egraph_nodes: egraph.total_number_of_nodes(),
             egraph_classes: egraph.number_of_classes(),

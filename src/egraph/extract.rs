@@ -10,7 +10,7 @@
 
 use crate::egraph::analysis::Graph;
 use crate::egraph::cost::CostProfile;
-use crate::ir::Shape;
+use crate::ir::{Dtype, Shape};
 use egg::{Id, Language};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -36,9 +36,9 @@ pub struct Extraction {
     pub cost: f64,
 }
 
-/// Extracts the cheapest DAG it finds for `roots`, with node costs from `profile`.
+/// Extracts the cheapest DAG it finds for `roots`, with node costs from `profile` in `dtype`.
 /// Returns `None` if some root has no finite-cost implementation.
-pub fn extract_dag_greedy(egraph: &Graph, roots: &[Id], profile: &CostProfile) -> Option<Extraction> {
+pub fn extract_dag_greedy(egraph: &Graph, roots: &[Id], profile: &CostProfile, dtype: Dtype) -> Option<Extraction> {
     // A per-row node runs once per row of its loop: price it so, here, so
     // that each class's choice already sees what a loop multiplies.
     let node_cost = |class: Id, index: usize| {
@@ -49,7 +49,7 @@ pub fn extract_dag_greedy(egraph: &Graph, roots: &[Id], profile: &CostProfile) -
         } else {
             1.0
         };
-        runs * profile.op_cost(node, &inputs, &egraph[class].data.shape)
+        runs * profile.op_cost(node, &inputs, &egraph[class].data.shape, dtype)
     };
     let mut parents: HashMap<Id, Vec<(Id, usize)>> = HashMap::new();
     let mut queue: VecDeque<(Id, usize)> = VecDeque::new();

@@ -20,6 +20,7 @@ mod batch_axis;
 mod ops;
 
 use crate::error::Result;
+pub use crate::ir::Dtype;
 use crate::ir::{BatchReduce, Program, Shape};
 use batch_axis::{batch_dims, Dim};
 use ops::Emitter;
@@ -37,16 +38,6 @@ pub const OPSET: i64 = 18;
 
 /// The ONNX IR version that goes with [`OPSET`] (onnx 1.13).
 pub const IR_VERSION: i64 = 8;
-
-/// The element type of the exported model's values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Dtype {
-    /// 32-bit floats (ONNX `FLOAT`), what most engines run fastest.
-    #[default]
-    F32,
-    /// 64-bit floats (ONNX `DOUBLE`), as the interpreter computes by default.
-    F64,
-}
 
 impl Dtype {
     fn onnx(self) -> proto::tensor_proto::DataType {

@@ -26,3 +26,24 @@ pub enum BatchReduce {
     /// The per-example outputs stacked along a new leading axis.
     None,
 }
+
+/// The element type values are computed in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 32-bit floats (ONNX `FLOAT`), what most engines run fastest.
+    #[default]
+    F32,
+    /// 64-bit floats (ONNX `DOUBLE`), as the interpreter computes by default.
+    F64,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn bytes(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
+}

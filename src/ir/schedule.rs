@@ -14,6 +14,16 @@
 
 use crate::ir::{main_children, main_uses, Binary, Op, PartialReads, Program, Structural, Unary, VectorKernel};
 
+/// Passes (elementwise, fused chains) over at least this many elements are
+/// split over the cores; shorter ones run on the calling thread (a hand-off
+/// costs microseconds). The runtime splits by it and the cost model prices by it.
+pub const PARALLEL_FROM: usize = 1 << 16;
+
+/// Products of at least this many multiply-adds (a 1024-row batch through a
+/// 64 x 64 layer) run on every core; smaller ones stay on the calling
+/// thread, where a thread hand-off costs more than it saves.
+pub const GEMM_THREADS_FROM: usize = 1 << 22;
+
 /// One link of a fused chain.
 #[derive(Clone, Copy, Debug)]
 pub enum Step {

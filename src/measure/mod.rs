@@ -8,7 +8,11 @@
 //! needs one ([`RuleSet::with_checked_dir`](crate::egraph::RuleSet::with_checked_dir)).
 
 pub mod calibrate;
+pub mod cost_check;
 pub mod soundness;
+pub mod timing;
 
 pub use calibrate::calibrate;
+pub use cost_check::{cost_check, summarize, ConfigCheck, CostCheckOptions, CostCheckSummary, PlanCheck};
 pub use soundness::check_rule;
+pub use timing::{time_program, time_runs, time_side_by_side, timed_interpreter, values_for, Timing};

@@ -9,6 +9,8 @@ pub struct Series {
     pub label: String,
     /// (x, y) points.
     pub points: Vec<(f64, f64)>,
+    /// Joined by a line (else dots only: a scatter plot).
+    pub line: bool,
 }
 
 /// A chart: title, axis labels, and whether each axis is logarithmic.
@@ -73,13 +75,20 @@ pub fn line_chart_svg(chart: &Chart, series: &[Series]) -> Result<String, String
                     .map_err(|e| e.to_string())?;
                 for (i, s) in series.iter().enumerate() {
                     let color = COLORS[i % COLORS.len()];
-                    ctx.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
-                        .map_err(|e| e.to_string())?
-                        .label(s.label.as_str())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-                    if s.points.len() <= 40 {
-                        ctx.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    if s.line {
+                        ctx.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+                            .map_err(|e| e.to_string())?
+                            .label(s.label.as_str())
+                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                    }
+                    if s.points.len() <= 40 || !s.line {
+                        let dots = ctx
+                            .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                             .map_err(|e| e.to_string())?;
+                        if !s.line {
+                            dots.label(s.label.as_str())
+                                .legend(move |(x, y)| Circle::new((x + 9, y), 3, color.filled()));
+                        }
                     }
                 }
                 ctx.configure_series_labels()

@@ -247,11 +247,8 @@ pub fn threads_for(macs: usize) -> usize {
     }
 }
 
-/// Products of at least this many multiply-adds (a 1024-row batch through a
-/// 64 x 64 layer) run on every core (rayon);
-/// smaller ones stay on the calling thread, where a thread hand-off costs
-/// more than it saves.
-pub const GEMM_THREADS_FROM: usize = 1 << 22;
+/// Products of at least this many multiply-adds run on every core (rayon).
+pub use crate::ir::GEMM_THREADS_FROM;
 
 /// `out = a @ b` by the `gemm` crate, for operands of any strides; `out` points
 /// at an `m x n` result with `out_strides` (row, column), which is written, never read.

@@ -2,24 +2,20 @@
 //! batched over each of several sizes, forward or forward + backward.
 //!
 //! For each size: batch (when sizes are given), build random inputs, warm up,
-//! then time single runs until the time budget is spent (at least
-//! [`MIN_RUNS`]) and report the median, the fastest and the slowest run, and
+//! then time single runs until the time budget is spent (`batchgraph::measure::time_runs`)
+//! and report the median, the fastest and the slowest run, and
 //! the median per example, and how many chains of elementwise ops the
 //! interpreter runs fused (`--no-fuse`: every op on its own). With `--ops`,
 //! further runs time every node and list where the time goes. Progress goes to
 //! stderr, results to stdout.
 
 use crate::{profile, Dtype, StrategyArg};
-use batchgraph::{random_values, BatchReduce, Batcher, Error, Interpreter, Program, Scalar, Strategy, Values};
+use batchgraph::measure::{time_runs, timed_interpreter, values_for};
+use batchgraph::{BatchReduce, Batcher, Error, Interpreter, Program, Run, Scalar, Strategy, Values};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// The fewest timed runs per size, however long a run takes.
-const MIN_RUNS: usize = 5;
-/// The most timed runs per size, however short a run is.
-const MAX_RUNS: usize = 200_000;
+use std::time::Duration;
 
 /// Arguments of `batchgraph bench`.
 #[derive(Args)]
@@ -39,11 +35,15 @@ pub struct BenchArgs {
     /// Element type.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     dtype: Dtype,
+    /// With --size: choose the fastest plan whose predicted peak memory fits in this many bytes
+    /// (chunked plans included), as `batch --memory` does.
+    #[arg(long, value_name = "BYTES", requires = "size")]
+    memory: Option<usize>,
     /// Seconds of timed runs per size (after warming up).
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
-    /// Cost profile for `auto`: cpu, gpu, or a JSON file from `batchgraph calibrate`.
-    #[arg(long, default_value = "cpu")]
+    /// Cost profile for `auto`: saved (the one `calibrate --save` wrote, else cpu), cpu, gpu, or a JSON file.
+    #[arg(long, default_value = "saved")]
     profile: String,
     /// One JSON object per line instead of text.
     #[arg(long)]
@@ -122,57 +122,30 @@ fn batch(program: &Program, size: usize, args: &BenchArgs) -> Result<Program, Er
             StrategyArg::Fuse => Strategy::Fuse,
         })
         .profile(profile(&args.profile)?)
+        // Priced for the run it times, in its element type.
+        .price_for(if args.grad { Run::Grad } else { Run::Eval })
+        .dtype(args.dtype.into())
+        .memory_budget(args.memory)
         .run()?;
     Ok(batched.program)
 }
 
 /// Warms up, then times single runs of `program` on random values.
 fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error> {
-    let values: Values<T> = random_values(program, 7)
-        .into_iter()
-        .map(|(name, t)| (name, t.mapv(|v| T::of(v))))
-        .collect();
+    let values: Values<T> = values_for(program);
     let interpreter = interpreter(program, args);
     let groups = interpreter.fused_groups();
-    let run = || -> Result<(), Error> {
-        if args.grad {
-            std::hint::black_box(interpreter.gradient(&values)?);
-        } else {
-            std::hint::black_box(interpreter.evaluate(&values)?);
-        }
-        Ok(())
-    };
-    // Warm up: a tenth of the budget, at least two runs.
-    let budget = Duration::from_secs_f64(args.seconds);
-    let start = Instant::now();
-    let mut warm = 0;
-    while warm < 2 || start.elapsed() < budget / 10 {
-        run()?;
-        warm += 1;
-    }
-    let mut samples = Vec::new();
-    let start = Instant::now();
-    while samples.len() < MAX_RUNS && (samples.len() < MIN_RUNS || start.elapsed() < budget) {
-        let t = Instant::now();
-        run()?;
-        samples.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len();
-    let median = if n % 2 == 1 {
-        samples[n / 2]
-    } else {
-        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
-    };
+    let run = if args.grad { Run::Grad } else { Run::Eval };
+    let t = time_runs(&interpreter, &values, run, Duration::from_secs_f64(args.seconds))?;
     Ok(Timing {
         fused_groups: groups.len(),
         fused_nodes: groups.iter().map(Vec::len).sum(),
-        runs: n,
-        median,
-        min: samples[0],
-        max: samples[n - 1],
+        runs: t.runs,
+        median: t.median_us,
+        min: t.min_us,
+        max: t.max_us,
         ops: match args.ops {
-            true => time_ops(program, &values, args, &groups, n.min(1000))?,
+            true => time_ops(program, &values, args, &groups, t.runs.min(1000))?,
             false => vec![],
         },
     })
@@ -231,13 +204,7 @@ fn time_ops<T: Scalar>(
 /// The interpreter `bench` times: fused unless `--no-fuse`, differentiating with
 /// respect to the params (the inputs if there are none), as a train step does.
 fn interpreter<'p>(program: &'p Program, args: &BenchArgs) -> Interpreter<'p> {
-    let wrt = match program.params.is_empty() {
-        true => &program.inputs,
-        false => &program.params,
-    };
-    Interpreter::new(program)
-        .fuse(!args.no_fuse)
-        .with_respect_to(wrt.iter().map(|d| d.name.clone()))
+    timed_interpreter(program, !args.no_fuse)
 }
 
 fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Result<(), Error> {

@@ -2,8 +2,8 @@
 //! answered by running the seed graph, with numbers and pictures.
 
 use batchgraph::{
-    expand_loops, grad, line_chart_svg, random_values, to_svg, Batcher, Chart, Error, Interpreter, Program, Result,
-    Series, Strategy, Tensor, Values, MAX_NODES,
+    expand_loops, grad, line_chart_svg, random_values, time_side_by_side, to_svg, Batcher, Chart, CostProfile, Error,
+    Interpreter, Program, Result, Run, Series, Strategy, Tensor, Values, MAX_NODES,
 };
 use ndarray::{Axis, IxDyn};
 use serde::Serialize;
@@ -21,6 +21,8 @@ pub struct DemoOptions {
     pub out: PathBuf,
     /// Shorter measurements (B up to 256, fewer repetitions).
     pub quick: bool,
+    /// The cost profile plans are priced with.
+    pub profile: CostProfile,
 }
 
 /// One row of the timing table.
@@ -201,31 +203,36 @@ fn graphs_and_costs(
 
     writeln!(
         out,
-        "\nBoth live in one e-graph; the cost model (cpu profile: overhead per op + flops + bytes) prices them:\n"
+        "\nBoth live in one e-graph; the cost model (profile `{}`: the interpreter's overheads, fusion,\n\
+         GEMM rates, bandwidths and threads) predicts each plan's time, and here each is also measured:\n",
+        options.profile.name
     )
     .map_err(io)?;
     writeln!(
         out,
-        "    {:>6} {:>14} {:>11} {:>12} {:>12} {:>12}   chosen",
-        "B", "copies' nodes", "loop nodes", "fused nodes", "unrolled µs", "fused µs"
+        "    {:>6} {:>14} {:>11} {:>12} {:>23} {:>23}   chosen",
+        "B", "copies' nodes", "loop nodes", "fused nodes", "loop µs pred. / meas.", "fused µs pred. / meas."
     )
     .map_err(io)?;
+    let budget = Duration::from_millis(if options.quick { 20 } else { 100 });
     for b in [2usize, 64, 1024] {
-        let batched = Batcher::new(seed).size(b).run()?;
-        let r = &batched.report;
-        let (u, f) = (r.unroll.as_ref().unwrap(), r.fuse.as_ref().unwrap());
-        let looped = Batcher::new(seed).size(b).strategy(Strategy::Unroll).run()?.program;
-        let copies = expand_loops(&looped, MAX_NODES)?.node_count();
+        let batcher = Batcher::new(seed).size(b).profile(options.profile.clone());
+        let r = batcher.run()?.report;
+        let plans = batcher.plans()?;
+        let plan = |name: &str| plans.iter().find(|(s, _)| s.name == name).expect("auto considers both");
+        let ((u, looped), (f, fused)) = (plan("loop"), plan("fused"));
+        let measured = time_side_by_side::<f64>(&[looped, fused], Run::Grad, budget)?;
+        let copies = expand_loops(looped, MAX_NODES)?.node_count();
         writeln!(
             out,
-            "    {b:>6} {copies:>14} {:>11} {:>12} {:>12.2} {:>12.2}   {}",
-            u.nodes, f.nodes, u.cost, f.cost, r.chosen.name
+            "    {b:>6} {copies:>14} {:>11} {:>12} {:>11.1} / {:>9.1} {:>11.1} / {:>9.1}   {}",
+            u.nodes, f.nodes, u.cost, measured[0], f.cost, measured[1], r.chosen.name
         )
         .map_err(io)?;
     }
     writeln!(
         out,
-        "\n(Costs price a gradient, forward and backward.) Why: the unrolled plan executes B copies of every op,\n\
+        "\n(Both price and time a gradient, forward and backward, in f64.) Why: the unrolled plan executes B copies of every op,\n\
          each paying the per-op overhead and a matrix-vector product; the fused plan executes the same dozen\n\
          ops at every B, and its matmul is one matrix-matrix product. Written out, the copies grow with B; the\n\
          compiler keeps them as one loop, `map(body, B)`, so that its own work does not grow with B."
@@ -340,10 +347,12 @@ fn speed(
         Series {
             label: "unrolled (B copies)".into(),
             points: timings.iter().map(|r| (r.size as f64, r.unrolled_us)).collect(),
+            line: true,
         },
         Series {
             label: "fused (one batched op per op)".into(),
             points: timings.iter().map(|r| (r.size as f64, r.fused_us)).collect(),
+            line: true,
         },
     ];
     write_file(

@@ -2,6 +2,7 @@
 
 mod alloc;
 mod bench;
+mod cost_check;
 mod demo;
 
 use batchgraph::{
@@ -71,8 +72,12 @@ enum Command {
     },
     /// Write a program as an ONNX model (opset 18); with --batch, batch it first.
     Export(ExportArgs),
-    /// Measure this machine's interpreter and print a cpu cost profile (JSON).
-    Calibrate,
+    /// Measure this machine's interpreter and print its cost profile (JSON); --save keeps it for later commands.
+    Calibrate {
+        /// Also write it where `--profile saved` (the default) reads it (see `batchgraph calibrate --help`).
+        #[arg(long)]
+        save: bool,
+    },
     /// List the rules (built-in, and those in --rules DIR); with --check, check each for soundness.
     Rules {
         /// A folder of extra *.rules files.
@@ -84,6 +89,8 @@ enum Command {
     },
     /// Time the interpreter on a program, as written or batched over each --size.
     Bench(bench::BenchArgs),
+    /// Price and time every plan of each program over a range of batch sizes: the cost model's regret and error.
+    CostCheck(cost_check::CostCheckArgs),
     /// The walk-through on the seed graph: graphs, costs, gradient checks, timings, pictures.
     Demo {
         /// Folder for the pictures.
@@ -135,8 +142,8 @@ struct BatchArgs {
     /// Duplicate (unroll), fuse, or let the cost model choose (auto).
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     strategy: StrategyArg,
-    /// Cost profile: cpu, gpu, or a JSON file from `batchgraph calibrate`.
-    #[arg(long, default_value = "cpu")]
+    /// Cost profile: saved (the one `calibrate --save` wrote, else cpu), cpu, gpu, or a JSON file.
+    #[arg(long, default_value = "saved")]
     profile: String,
     /// A folder of extra *.rules files.
     #[arg(long, value_name = "DIR")]
@@ -251,6 +258,15 @@ enum StrategyArg {
 enum Dtype {
     F64,
     F32,
+}
+
+impl From<Dtype> for batchgraph::Dtype {
+    fn from(d: Dtype) -> Self {
+        match d {
+            Dtype::F32 => batchgraph::Dtype::F32,
+            Dtype::F64 => batchgraph::Dtype::F64,
+        }
+    }
 }
 
 /// Prints to stdout; a closed pipe (`| head`) ends the process quietly with
@@ -393,8 +409,24 @@ fn eval<T: Scalar>(program: &Program, request: &EvalRequest) -> Result<Value, Er
     Ok(Value::Object(result))
 }
 
+/// Where `calibrate --save` writes this machine's profile and `--profile saved`
+/// reads it: `$BATCHGRAPH_PROFILE`, else `$XDG_CONFIG_HOME/batchgraph/profile.json`,
+/// else `~/.config/batchgraph/profile.json`.
+fn saved_profile_path() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("BATCHGRAPH_PROFILE")
+        .or_else(|| var("XDG_CONFIG_HOME").map(|d| d.join("batchgraph/profile.json")))
+        .or_else(|| var("HOME").map(|d| d.join(".config/batchgraph/profile.json")))
+}
+
+/// The profile named on the command line: `saved` (the calibrated one if it
+/// was saved, else `cpu`), `cpu`, `gpu`, or a JSON file.
 fn profile(name: &str) -> Result<CostProfile, Error> {
     match name {
+        "saved" => match saved_profile_path().filter(|p| p.exists()) {
+            Some(path) => profile(&path.to_string_lossy()),
+            None => Ok(CostProfile::cpu()),
+        },
         "cpu" => Ok(CostProfile::cpu()),
         "gpu" => Ok(CostProfile::gpu()),
         path => {
@@ -559,7 +591,8 @@ fn run(cli: Cli) -> Result<(), Error> {
     });
     match command {
         Command::Demo { out, quick } => {
-            run_demo(&DemoOptions { out, quick }, &mut std::io::stdout().lock())?;
+            let profile = profile("saved")?;
+            run_demo(&DemoOptions { out, quick, profile }, &mut std::io::stdout().lock())?;
             Ok(())
         }
         Command::Batch(args) => batch(args),
@@ -569,13 +602,25 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Export(args) => export(args),
         Command::Rules { rules: dir, check } => rules(dir.as_deref(), check),
-        Command::Calibrate => {
-            say!("{}\n", serde_json::to_string_pretty(&calibrate()).unwrap());
+        Command::Calibrate { save } => {
+            let profile = calibrate()?;
+            let json = serde_json::to_string_pretty(&profile).expect("a profile serializes");
+            say!("{json}\n");
+            if save {
+                let path = saved_profile_path()
+                    .ok_or_else(|| Error::Unsupported("no place to save it: set BATCHGRAPH_PROFILE or HOME".into()))?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+                }
+                std::fs::write(&path, json + "\n").map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                eprintln!("calibrate: saved to {}", path.display());
+            }
             Ok(())
         }
         Command::Show { file, svg, dot, json } => show(&file, svg.as_deref(), dot.as_deref(), json),
         Command::Eval(args) => eval_command(args),
         Command::Bench(args) => bench::bench(args),
+        Command::CostCheck(args) => cost_check::cost_check_command(args),
     }
 }
 

@@ -226,9 +226,8 @@ free_fns! {
     softplus_slice, softplus_in_place, "softplus log(1 + e^x)";
 }
 
-/// Slices at least this long are split over the cores by [`par_in_place`];
-/// shorter ones run on the calling thread (a hand-off costs microseconds).
-pub const PARALLEL_FROM: usize = 1 << 16;
+/// Slices at least this long are split over the cores by [`par_in_place`].
+pub use crate::ir::PARALLEL_FROM;
 
 /// Runs the in-place kernel `f` over `data`, in chunks on rayon's threads when
 /// `data` has at least [`PARALLEL_FROM`] elements.
