@@ -4,6 +4,8 @@ use std::process::{Command, Output};
 
 fn batchgraph(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        // The built-in profile, whatever `calibrate --save` left on this machine.
+        .env("BATCHGRAPH_PROFILE", "/nonexistent/batchgraph-profile.json")
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -601,4 +603,30 @@ fn grad_and_jvp_errors_name_the_problem() {
     let o = batchgraph(&["jvp", "examples/seed.graph", "--tangents", "x,x"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("named twice"), "{}", stderr(&o));
+}
+
+/// `calibrate --save` writes the profile where `--profile saved` (the default) reads it.
+#[test]
+fn a_saved_calibration_is_the_default_profile() {
+    let path = std::env::temp_dir().join(format!("batchgraph-cli-{}/saved/profile.json", std::process::id()));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("BATCHGRAPH_PROFILE", &path)
+            .output()
+            .unwrap()
+    };
+    let report = temp_file("saved/report.json", "");
+    let o = run(&["batch", "examples/seed.graph", "--size", "2", "--report", &report]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = || serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(read()["profile"], "cpu", "nothing saved yet: the built-in profile");
+    let o = run(&["calibrate", "--save"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved: batchgraph::CostProfile = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(saved.validate(), Ok(()));
+    let o = run(&["batch", "examples/seed.graph", "--size", "2", "--report", &report]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read()["profile"], "cpu (calibrated)");
 }

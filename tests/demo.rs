@@ -7,6 +7,8 @@ use serde_json::Value;
 fn quick_walk_through_checks_and_draws() {
     let dir = std::env::temp_dir().join(format!("batchgraph-demo-{}", std::process::id()));
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        // The built-in profile, whatever `calibrate --save` left on this machine.
+        .env("BATCHGRAPH_PROFILE", "/nonexistent/batchgraph-profile.json")
         .args(["demo", "--quick", "--out"])
         .arg(&dir)
         .output()

@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 fn batchgraph(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        // The built-in profile, whatever `calibrate --save` left on this machine.
+        .env("BATCHGRAPH_PROFILE", "/nonexistent/batchgraph-profile.json")
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -16,6 +18,8 @@ fn batchgraph(args: &[&str]) -> Output {
 /// blocking it: the pictures that used to hang are run through this.
 fn within_a_minute(args: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        // The built-in profile, whatever `calibrate --save` left on this machine.
+        .env("BATCHGRAPH_PROFILE", "/nonexistent/batchgraph-profile.json")
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
@@ -193,6 +197,8 @@ fn a_closed_pipe_is_not_an_error() {
     text += "out s = sum(t4999)\n";
     let graph = temp_file("pipe/long.graph", &text);
     let mut child = Command::new(env!("CARGO_BIN_EXE_batchgraph"))
+        // The built-in profile, whatever `calibrate --save` left on this machine.
+        .env("BATCHGRAPH_PROFILE", "/nonexistent/batchgraph-profile.json")
         .args(["show", &graph])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

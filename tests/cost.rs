@@ -1,0 +1,143 @@
+//! The cost model: what it prices as the runtime runs it (views, rows,
+//! element size, threads), and the check of its predictions against the clock.
+
+use batchgraph::{
+    cost_check, predict_us, summarize, Batcher, CostCheckOptions, CostProfile, Dtype, Program, Run, Strategy,
+};
+use std::time::Duration;
+
+fn parse(text: &str) -> Program {
+    Program::parse("test.graph", text).unwrap()
+}
+
+fn cpu(program: &Program, run: Run) -> f64 {
+    predict_us(&CostProfile::cpu(), program, run, Dtype::F64)
+}
+
+/// A transpose that a matmul reads is a strided view, not a copy: it costs
+/// what the product without it costs; read by anything else, it is copied.
+#[test]
+fn a_transpose_read_by_a_matmul_is_free() {
+    let viewed = parse("input x: [64]\nparam W: [64, 64]\nout y = sum(transpose(W) @ x)");
+    let plain = parse("input x: [64]\nparam W: [64, 64]\nout y = sum(W @ x)");
+    for run in [Run::Eval, Run::Grad] {
+        assert_eq!(cpu(&viewed, run), cpu(&plain, run), "{run:?}");
+    }
+    let copied = parse("param W: [64, 64]\nout y = sum(transpose(W))");
+    let summed = parse("param W: [64, 64]\nout y = sum(W)");
+    assert!(cpu(&copied, Run::Eval) > cpu(&summed, Run::Eval));
+}
+
+/// A loop's row reads one row, so a loop costs B times its body, not B^2.
+#[test]
+fn a_loop_costs_its_body_once_per_row() {
+    let seed = parse(include_str!("../examples/seed.graph"));
+    let looped = |b: usize| {
+        Batcher::new(&seed)
+            .size(b)
+            .strategy(Strategy::Unroll)
+            .run()
+            .unwrap()
+            .program
+    };
+    for run in [Run::Eval, Run::Grad] {
+        let (small, large) = (cpu(&looped(64), run), cpu(&looped(4096), run));
+        let ratio = large / small;
+        assert!((60.0..68.0).contains(&ratio), "{run:?}: 64x the rows cost {ratio:.1}x");
+    }
+}
+
+/// f32 elements move half the bytes and run faster products: a large program costs less in f32.
+#[test]
+fn the_element_type_is_priced() {
+    let mlp3 = parse(include_str!("../examples/mlp3.graph"));
+    let fused = Batcher::new(&mlp3)
+        .size(4096)
+        .strategy(Strategy::Fuse)
+        .run()
+        .unwrap()
+        .program;
+    let profile = CostProfile::cpu();
+    let (f32, f64) = (
+        predict_us(&profile, &fused, Run::Grad, Dtype::F32),
+        predict_us(&profile, &fused, Run::Grad, Dtype::F64),
+    );
+    assert!(f32 < 0.8 * f64, "f32 {f32:.1} µs, f64 {f64:.1} µs");
+}
+
+/// Passes and products past the runtime's thresholds run on its threads; smaller ones do not.
+#[test]
+fn threads_speed_up_only_what_the_runtime_splits() {
+    let one_core = CostProfile {
+        thread_speedup: 1.0,
+        gemm_thread_speedup: 1.0,
+        ..CostProfile::cpu()
+    };
+    let two_cores = CostProfile {
+        thread_speedup: 2.0,
+        gemm_thread_speedup: 2.0,
+        ..CostProfile::cpu()
+    };
+    let predict = |profile: &CostProfile, text: &str| predict_us(profile, &parse(text), Run::Eval, Dtype::F32);
+    for large in [
+        "input a: [1048576]\nout c = tanh(a) * 2",
+        "input a: [512, 512]\ninput b: [512, 512]\nout c = a @ b",
+    ] {
+        assert!(predict(&two_cores, large) < 0.7 * predict(&one_core, large), "{large}");
+    }
+    for small in [
+        "input a: [1024]\nout c = tanh(a) * 2",
+        "input a: [64, 64]\ninput b: [64, 64]\nout c = a @ b",
+    ] {
+        assert_eq!(predict(&two_cores, small), predict(&one_core, small), "{small}");
+    }
+}
+
+/// The batcher prices the run and the element type it is told, and the plan it reports costs what `predict_us` says.
+#[test]
+fn the_batcher_prices_the_run_it_is_told() {
+    let mlp = parse(include_str!("../examples/mlp.graph"));
+    for (run, dtype) in [(Run::Eval, Dtype::F32), (Run::Grad, Dtype::F64)] {
+        let batched = Batcher::new(&mlp).size(64).price_for(run).dtype(dtype).run().unwrap();
+        let expected = predict_us(&CostProfile::cpu(), &batched.program, run, dtype);
+        assert_eq!(batched.report.chosen.cost, expected);
+    }
+}
+
+/// The check prices and times every plan; each configuration names a plan it timed as chosen and as fastest.
+#[test]
+fn the_cost_check_times_every_plan() {
+    let seed = parse(include_str!("../examples/seed.graph"));
+    let options = CostCheckOptions {
+        sizes: vec![1, 64],
+        runs: vec![Run::Eval, Run::Grad],
+        dtype: Dtype::F32,
+        budget: Duration::from_millis(5),
+        profile: CostProfile::cpu(),
+    };
+    let checks = cost_check(&[("seed".into(), seed)], &options, |_| {}).unwrap();
+    assert_eq!(checks.len(), 4);
+    for c in &checks {
+        let names: Vec<&str> = c.plans.iter().map(|p| p.plan.as_str()).collect();
+        assert_eq!(names, ["fused", "mixed", "loop"], "{} B = {}", c.example, c.size);
+        assert!(names.contains(&c.chosen.as_str()) && names.contains(&c.fastest.as_str()));
+        assert!(c.regret >= 0.0);
+        for p in &c.plans {
+            assert!(
+                p.measured_us > 0.0 && p.predicted_us > 0.0 && p.ratio.is_finite(),
+                "{p:?}"
+            );
+        }
+    }
+    let summary = summarize(&checks);
+    assert_eq!((summary.configurations, summary.plans), (4, 12));
+}
+
+/// Calibration gives a profile of this machine that describes a machine.
+#[test]
+fn calibration_measures_every_term() {
+    let profile = batchgraph::calibrate().unwrap();
+    assert_eq!(profile.validate(), Ok(()));
+    assert!(profile.op_us > 0.0 && profile.loop_op_us > 0.0, "{profile:?}");
+    assert!(profile.gemm_flops_per_us.f64 > 100.0, "{profile:?}");
+}
