@@ -266,7 +266,7 @@ impl<'a> Model<'a> {
             Op::Reduce(..) | Op::ReduceAxis(..) => pass.strided_us(inputs),
             Op::MatMul([a, b]) => {
                 let one = self.matmul_us(usize::from(*a), usize::from(*b), i, in_loop);
-                let k = self.program.shape((*a).into()).dims().last().copied().unwrap_or(1) as f64;
+                let k = self.program.shape(*a).dims().last().copied().unwrap_or(1) as f64;
                 // Two products of one thread each run side by side when both are large.
                 match wanted == 2 && !in_loop && n * k >= GEMM_THREADS_FROM as f64 {
                     true => self.matmul_us(usize::from(*a), usize::from(*b), i, true),
