@@ -113,6 +113,7 @@ fn the_cost_check_times_every_plan() {
         runs: vec![Run::Eval, Run::Grad],
         dtype: Dtype::F32,
         budget: Duration::from_millis(5),
+        passes: 2,
         profile: CostProfile::cpu(),
     };
     let checks = cost_check(&[("seed".into(), seed)], &options, |_| {}).unwrap();

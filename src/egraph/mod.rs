@@ -20,7 +20,7 @@ pub use crate::ir::BatchReduce;
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
 pub use batch::{stop_reason_text, BatchReport, Batched, Batcher, PlanSummary, Strategy};
 pub use chunking::{chunk_plan, chunk_sizes};
-pub use cost::{predict_us, work, CostProfile, PerDtype, Work};
+pub use cost::{predict_times, predict_us, work, CostProfile, PerDtype, PredictedTimes, Work};
 pub use extract::{extract_dag, extract_dag_greedy, Extraction};
 pub use rules::{parse_rule_file, Conditions, Rule, RuleSet, TextRule, BUILTIN_RULE_FILES};
 pub use unloop::fuse_loops;

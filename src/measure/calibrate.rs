@@ -12,7 +12,7 @@ use crate::measure::timing::{time_runs, timed_interpreter, values_for};
 use std::time::Duration;
 
 /// Time spent timing each calibration program.
-const BUDGET: Duration = Duration::from_millis(60);
+const BUDGET: Duration = Duration::from_millis(40);
 
 /// The median µs of one run of `text` (fused unless `fuse` is false), in `dtype`.
 fn timed(text: &str, run: Run, fuse: bool, dtype: Dtype) -> Result<f64> {
@@ -32,9 +32,12 @@ fn timed(text: &str, run: Run, fuse: bool, dtype: Dtype) -> Result<f64> {
     }
 }
 
-/// `t{0} = x * w`, then `n` more links `t{i} = t{i-1} * 0.999`, over `x: [len]`.
-fn chain(len: usize, n: usize) -> String {
-    let mut text = format!("input x: [{len}]\nparam w: []\nlet t0 = x * w\n");
+/// The shape the chains' values have: small, as a per-example program's or a small batch's are.
+const CHAIN_SHAPE: &str = "16, 4";
+
+/// `t{0} = x * w`, then `n` more links `t{i} = t{i-1} * 0.999`, over `x: [16, 4]`.
+fn chain(n: usize) -> String {
+    let mut text = format!("input x: [{CHAIN_SHAPE}]\nparam w: []\nlet t0 = x * w\n");
     for i in 1..=n {
         text.push_str(&format!("let t{i} = t{} * 0.999\n", i - 1));
     }
@@ -42,13 +45,23 @@ fn chain(len: usize, n: usize) -> String {
     text
 }
 
-/// A loop over 64 rows whose body is `row(x) * w` and `n` more links.
-fn looped(n: usize) -> String {
-    let mut text = String::from("input x: [64]\nparam w: []\nlet r = row(x)\nlet t0 = r * w\n");
+/// [`chain`] with each link's literal a param of its own: `n` more variables to look up.
+fn chain_of_params(n: usize) -> String {
+    let mut text = format!("input x: [{CHAIN_SHAPE}]\nparam w: []\nlet t0 = x * w\n");
+    for i in 1..=n {
+        text = format!("param p{i}: []\n") + &text + &format!("let t{i} = t{} * p{i}\n", i - 1);
+    }
+    text.push_str(&format!("out y = sum(t{n})\n"));
+    text
+}
+
+/// A loop over `rows` rows of 16 whose body is `row(x) * w` and `n` more links.
+fn looped(rows: usize, n: usize) -> String {
+    let mut text = format!("input x: [{rows}, 16]\nparam w: []\nlet r = row(x)\nlet t0 = r * w\n");
     for i in 1..=n {
         text.push_str(&format!("let t{i} = t{} * 0.999\n", i - 1));
     }
-    text.push_str(&format!("out y = sum(map(t{n}, 64))\n"));
+    text.push_str(&format!("out y = sum(map(t{n}, {rows}))\n"));
     text
 }
 
@@ -67,12 +80,17 @@ fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// How many times [`calibrate`] measures every term; it keeps each one's median.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// Measures this machine's interpreter and returns its profile, named `cpu
 /// (calibrated)`: each term the median of [`ROUNDS`] measurements, so that
 /// one disturbed timing does not move it.
 pub fn calibrate() -> Result<CostProfile> {
+    // A warm-up first: a processor that was idle runs its first timings slower.
+    let warm = std::time::Instant::now();
+    while warm.elapsed() < Duration::from_millis(300) {
+        timed(&chain(50), Run::Grad, false, Dtype::F64)?;
+    }
     let rounds: Vec<serde_json::Value> = (0..ROUNDS)
         .map(|_| calibrate_once().map(|p| serde_json::to_value(p).expect("a profile serializes")))
         .collect::<Result<_>>()?;
@@ -101,12 +119,12 @@ fn calibrate_once() -> Result<CostProfile> {
     let (short, long) = (1, 201);
     // Ops on their own: a chain of scalar ops, unfused; the intercept is the run's own cost.
     let eval = [
-        timed(&chain(1, short), Run::Eval, false, Dtype::F64)?,
-        timed(&chain(1, long), Run::Eval, false, Dtype::F64)?,
+        timed(&chain(short), Run::Eval, false, Dtype::F64)?,
+        timed(&chain(long), Run::Eval, false, Dtype::F64)?,
     ];
     let grad = [
-        timed(&chain(1, short), Run::Grad, false, Dtype::F64)?,
-        timed(&chain(1, long), Run::Grad, false, Dtype::F64)?,
+        timed(&chain(short), Run::Grad, false, Dtype::F64)?,
+        timed(&chain(long), Run::Grad, false, Dtype::F64)?,
     ];
     // Each chain also sums its result: one op more.
     let op_us = slope(eval[1], eval[0], (long - short) as f64);
@@ -114,26 +132,44 @@ fn calibrate_once() -> Result<CostProfile> {
     let op_and_back = slope(grad[1], grad[0], (long - short) as f64);
     let backward_op_us = (op_and_back - op_us).max(0.0);
     let grad_run_us = (grad[0] - run_us - (short + 2) as f64 * op_and_back).max(0.0);
+    // Looking up a variable: the same chain with a param per link instead of a literal.
+    let lookups = timed(&chain_of_params(long), Run::Eval, false, Dtype::F64)?;
+    let var_us = slope(lookups, eval[1], long as f64);
     // The same chains fused: one group, its links.
     let fused = [
-        timed(&chain(1, short), Run::Eval, true, Dtype::F64)?,
-        timed(&chain(1, long), Run::Eval, true, Dtype::F64)?,
+        timed(&chain(short), Run::Eval, true, Dtype::F64)?,
+        timed(&chain(long), Run::Eval, true, Dtype::F64)?,
     ];
     let fused_step_us = slope(fused[1], fused[0], (long - short) as f64);
     let group_us = (fused[0] - run_us - op_us - (short + 1) as f64 * fused_step_us).max(0.0);
     // A loop's ops, per row: forward, and forward with backward (the loop feeds only the loss's sum).
     let (loop_short, loop_long) = (1, 21);
     let loop_eval = [
-        timed(&looped(loop_short), Run::Eval, true, Dtype::F64)?,
-        timed(&looped(loop_long), Run::Eval, true, Dtype::F64)?,
+        timed(&looped(64, loop_short), Run::Eval, true, Dtype::F64)?,
+        timed(&looped(64, loop_long), Run::Eval, true, Dtype::F64)?,
     ];
     let loop_grad = [
-        timed(&looped(loop_short), Run::Grad, true, Dtype::F64)?,
-        timed(&looped(loop_long), Run::Grad, true, Dtype::F64)?,
+        timed(&looped(64, loop_short), Run::Grad, true, Dtype::F64)?,
+        timed(&looped(64, loop_long), Run::Grad, true, Dtype::F64)?,
     ];
     let per_row_steps = 64.0 * (loop_long - loop_short) as f64;
     let loop_op_us = slope(loop_eval[1], loop_eval[0], per_row_steps);
     let loop_backward_op_us = (slope(loop_grad[1], loop_grad[0], per_row_steps) - loop_op_us).max(0.0);
+    // A loop's own cost, per row (one row against 65, the body the same) and per run
+    // (against the same two links on a [1, 16] value, unfused, without a loop).
+    let rows = [
+        timed(&looped(1, 1), Run::Eval, true, Dtype::F64)?,
+        timed(&looped(65, 1), Run::Eval, true, Dtype::F64)?,
+    ];
+    let per_row = slope(rows[1], rows[0], 64.0);
+    let loop_row_us = (per_row - 3.0 * loop_op_us).max(0.0);
+    let flat = timed(
+        "input x: [1, 16]\nparam w: []\nlet t0 = x * w\nlet t1 = t0 * 0.999\nout y = sum(t1)\n",
+        Run::Eval,
+        false,
+        Dtype::F64,
+    )?;
+    let loop_run_us = (rows[0] - flat - per_row + 2.0 * op_us).max(0.0);
     // The GEMM: its call on a tiny product, its rate on one thread below the threads' threshold.
     let own = |t: f64| (t - run_us - op_us).max(1e-3);
     let tiny = |n: usize| {
@@ -242,10 +278,13 @@ fn calibrate_once() -> Result<CostProfile> {
         name: "cpu (calibrated)".into(),
         run_us,
         grad_run_us,
+        var_us,
         op_us,
         backward_op_us,
         group_us,
         fused_step_us,
+        loop_run_us,
+        loop_row_us,
         loop_op_us,
         loop_backward_op_us,
         gemm_call_us,

@@ -4,7 +4,7 @@
 //! picks (its time over the fastest plan's) and each prediction's ratio to
 //! the measurement.
 
-use crate::egraph::{predict_us, Batcher, CostProfile, Strategy};
+use crate::egraph::{predict_us, Batcher, CostProfile, PlanSummary, Strategy};
 use crate::error::Result;
 use crate::ir::{Dtype, Program, Run};
 use crate::measure::timing::time_side_by_side;
@@ -20,8 +20,10 @@ pub struct CostCheckOptions {
     pub runs: Vec<Run>,
     /// The element type runs compute in (and the model prices).
     pub dtype: Dtype,
-    /// Time spent timing each distinct plan.
+    /// Time spent timing each distinct plan, per pass.
     pub budget: Duration,
+    /// How many times the whole grid is timed (each plan keeps its fastest pass).
+    pub passes: usize,
     /// The profile the model prices with.
     pub profile: CostProfile,
 }
@@ -35,7 +37,7 @@ pub struct PlanCheck {
     pub nodes: usize,
     /// The model's price, µs.
     pub predicted_us: f64,
-    /// The median measured run, µs.
+    /// The median measured run, µs (the fastest pass's).
     pub measured_us: f64,
     /// predicted / measured.
     pub ratio: f64,
@@ -77,13 +79,29 @@ pub struct CostCheckSummary {
     pub ratio_range: (f64, f64),
 }
 
-/// Prices and times every plan of every program at every size and run; `progress` hears of each step.
+/// One configuration's plans before timing: each plan's summary, program and
+/// price, and the distinct programs among them (plans that came out the same
+/// program are timed once).
+struct Pending {
+    example: String,
+    size: usize,
+    run: Run,
+    plans: Vec<(PlanSummary, Program, f64)>,
+    /// For each plan, its program's place among the distinct ones.
+    distinct_of: Vec<usize>,
+    distinct: Vec<usize>,
+}
+
+/// Prices and times every plan of every program at every size and run;
+/// `progress` hears of each step. The whole grid is timed `options.passes`
+/// times and each plan keeps its fastest pass's median, so that a stretch in
+/// which a shared machine runs slower does not land on one configuration.
 pub fn cost_check(
     programs: &[(String, Program)],
     options: &CostCheckOptions,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<ConfigCheck>> {
-    let mut checks = vec![];
+    let mut pending = vec![];
     for (name, program) in programs {
         for &size in &options.sizes {
             for &run in &options.runs {
@@ -100,62 +118,90 @@ pub fn cost_check(
                     .dtype(options.dtype)
                     .profile(options.profile.clone())
                     .plans()?;
-                // Plans that came out the same program are timed once; the distinct ones side by side.
                 let texts: Vec<String> = plans.iter().map(|(_, p)| p.to_text()).collect();
                 let mut distinct: Vec<usize> = vec![];
+                let mut distinct_of = vec![];
                 for (i, text) in texts.iter().enumerate() {
-                    if !distinct.iter().any(|&d| &texts[d] == text) {
-                        distinct.push(i);
+                    match distinct.iter().position(|&d| &texts[d] == text) {
+                        Some(d) => distinct_of.push(d),
+                        None => {
+                            distinct_of.push(distinct.len());
+                            distinct.push(i);
+                        }
                     }
                 }
-                progress(&format!(
-                    "{name}, B = {size}, {run:?}: timing {} distinct plans",
-                    distinct.len()
-                ));
-                let programs: Vec<&Program> = distinct.iter().map(|&d| &plans[d].1).collect();
-                let budget = options.budget * distinct.len() as u32;
-                let medians = match options.dtype {
-                    Dtype::F32 => time_side_by_side::<f32>(&programs, run, budget)?,
-                    Dtype::F64 => time_side_by_side::<f64>(&programs, run, budget)?,
-                };
-                let checked: Vec<PlanCheck> = plans
-                    .iter()
-                    .zip(&texts)
-                    .map(|((summary, plan), text)| {
-                        let d = distinct
-                            .iter()
-                            .position(|&d| &texts[d] == text)
-                            .expect("every text has its first");
-                        let measured_us = medians[d];
-                        let predicted_us = predict_us(&options.profile, plan, run, options.dtype);
-                        PlanCheck {
-                            plan: summary.name.clone(),
-                            nodes: plan.node_count(),
-                            predicted_us,
-                            measured_us,
-                            ratio: predicted_us / measured_us,
-                        }
+                let plans = plans
+                    .into_iter()
+                    .map(|(summary, plan)| {
+                        let predicted = predict_us(&options.profile, &plan, run, options.dtype);
+                        (summary, plan, predicted)
                     })
                     .collect();
-                let first_min = |key: fn(&PlanCheck) -> f64| {
-                    (0..checked.len())
-                        .min_by(|&a, &b| key(&checked[a]).total_cmp(&key(&checked[b])))
-                        .expect("a batcher returns at least one plan")
-                };
-                let (chosen, fastest) = (first_min(|p| p.predicted_us), first_min(|p| p.measured_us));
-                checks.push(ConfigCheck {
+                pending.push(Pending {
                     example: name.clone(),
                     size,
                     run,
-                    chosen: checked[chosen].plan.clone(),
-                    fastest: checked[fastest].plan.clone(),
-                    regret: checked[chosen].measured_us / checked[fastest].measured_us - 1.0,
-                    plans: checked,
+                    plans,
+                    distinct_of,
+                    distinct,
                 });
             }
         }
     }
-    Ok(checks)
+    let mut fastest: Vec<Vec<f64>> = pending.iter().map(|p| vec![f64::INFINITY; p.distinct.len()]).collect();
+    for pass in 1..=options.passes.max(1) {
+        for (p, best) in pending.iter().zip(&mut fastest) {
+            progress(&format!(
+                "pass {pass}: {}, B = {}, {:?}: timing {} distinct plans",
+                p.example,
+                p.size,
+                p.run,
+                p.distinct.len()
+            ));
+            let programs: Vec<&Program> = p.distinct.iter().map(|&d| &p.plans[d].1).collect();
+            let budget = options.budget * programs.len() as u32;
+            let medians = match options.dtype {
+                Dtype::F32 => time_side_by_side::<f32>(&programs, p.run, budget)?,
+                Dtype::F64 => time_side_by_side::<f64>(&programs, p.run, budget)?,
+            };
+            for (b, m) in best.iter_mut().zip(medians) {
+                *b = b.min(m);
+            }
+        }
+    }
+    Ok(pending
+        .into_iter()
+        .zip(fastest)
+        .map(|(p, measured)| {
+            let checked: Vec<PlanCheck> = p
+                .plans
+                .iter()
+                .zip(&p.distinct_of)
+                .map(|((summary, plan, predicted_us), &d)| PlanCheck {
+                    plan: summary.name.clone(),
+                    nodes: plan.node_count(),
+                    predicted_us: *predicted_us,
+                    measured_us: measured[d],
+                    ratio: predicted_us / measured[d],
+                })
+                .collect();
+            let first_min = |key: fn(&PlanCheck) -> f64| {
+                (0..checked.len())
+                    .min_by(|&a, &b| key(&checked[a]).total_cmp(&key(&checked[b])))
+                    .expect("a batcher returns at least one plan")
+            };
+            let (chosen, fastest) = (first_min(|p| p.predicted_us), first_min(|p| p.measured_us));
+            ConfigCheck {
+                example: p.example,
+                size: p.size,
+                run: p.run,
+                chosen: checked[chosen].plan.clone(),
+                fastest: checked[fastest].plan.clone(),
+                regret: checked[chosen].measured_us / checked[fastest].measured_us - 1.0,
+                plans: checked,
+            }
+        })
+        .collect())
 }
 
 /// Counts and extremes over `checks`.

@@ -308,8 +308,10 @@ impl<'p> Interpreter<'p> {
 
     fn check_values<T: Scalar>(&self, values: &Values<T>, what: &str, all_required: bool) -> Result<()> {
         let declared: Vec<_> = self.program.inputs.iter().chain(&self.program.params).collect();
+        // A set, so that checking stays linear in the declarations (a program may have thousands).
+        let names: std::collections::HashSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
         for name in values.keys() {
-            if !declared.iter().any(|d| &d.name == name) {
+            if !names.contains(name.as_str()) {
                 return Err(Error::Values(format!(
                     "{what}: `{name}` is not an input or param of the program"
                 )));

@@ -11,7 +11,9 @@
 
 use crate::{profile, Dtype, StrategyArg};
 use batchgraph::measure::{time_runs, timed_interpreter, values_for};
-use batchgraph::{BatchReduce, Batcher, Error, Interpreter, Program, Run, Scalar, Strategy, Values};
+use batchgraph::{
+    predict_times, BatchReduce, Batcher, Error, Interpreter, PredictedTimes, Program, Run, Scalar, Strategy, Values,
+};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -66,6 +68,8 @@ struct OpTime {
     label: String,
     forward: f64,
     backward: f64,
+    /// The cost model's forward + backward for it.
+    predicted: f64,
 }
 
 /// What one size measured, in microseconds per run.
@@ -77,6 +81,8 @@ struct Timing {
     median: f64,
     min: f64,
     max: f64,
+    /// The cost model's prediction of a run (none with `--no-fuse`, which it does not model).
+    predicted: Option<f64>,
     /// Per node, most time first (with `--ops`).
     ops: Vec<OpTime>,
 }
@@ -137,7 +143,9 @@ fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error>
     let groups = interpreter.fused_groups();
     let run = if args.grad { Run::Grad } else { Run::Eval };
     let t = time_runs(&interpreter, &values, run, Duration::from_secs_f64(args.seconds))?;
+    let predicted = predict_times(&profile(&args.profile)?, program, run, args.dtype.into());
     Ok(Timing {
+        predicted: (!args.no_fuse).then(|| predicted.total_us()),
         fused_groups: groups.len(),
         fused_nodes: groups.iter().map(Vec::len).sum(),
         runs: t.runs,
@@ -145,7 +153,7 @@ fn time<T: Scalar>(program: &Program, args: &BenchArgs) -> Result<Timing, Error>
         min: t.min_us,
         max: t.max_us,
         ops: match args.ops {
-            true => time_ops(program, &values, args, &groups, t.runs.min(1000))?,
+            true => time_ops(program, &values, args, &groups, &predicted, t.runs.min(1000))?,
             false => vec![],
         },
     })
@@ -158,6 +166,7 @@ fn time_ops<T: Scalar>(
     values: &Values<T>,
     args: &BenchArgs,
     groups: &[Vec<usize>],
+    predicted: &PredictedTimes,
     runs: usize,
 ) -> Result<Vec<OpTime>, Error> {
     let interpreter = interpreter(program, args).timed(true);
@@ -195,6 +204,7 @@ fn time_ops<T: Scalar>(
             label: label(i),
             forward: per_run(forward[i]),
             backward: per_run(backward[i]),
+            predicted: predicted.forward_us[i] + predicted.backward_us[i],
         })
         .collect();
     ops.sort_by(|a, b| (b.forward + b.backward).total_cmp(&(a.forward + a.backward)));
@@ -213,6 +223,7 @@ fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Re
         let line = json!({
             "size": size,
             "median_us": t.median,
+            "predicted_us": t.predicted,
             "min_us": t.min,
             "max_us": t.max,
             "per_example_us": per_example,
@@ -228,14 +239,18 @@ fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Re
             line["ops"] = t
                 .ops
                 .iter()
-                .map(|o| json!({"node": o.node, "op": o.label, "forward_us": o.forward, "backward_us": o.backward}))
+                .map(|o| {
+                    json!({"node": o.node, "op": o.label, "forward_us": o.forward, "backward_us": o.backward,
+                        "predicted_us": o.predicted})
+                })
                 .collect();
         }
         print_line(&line.to_string())?;
     } else {
         let what = size.map_or("as written".to_string(), |b| format!("B = {b}"));
+        let predicted = t.predicted.map_or(String::new(), |p| format!(" (predicted {p:.2})"));
         print_line(&format!(
-            "{what}: median {:.2} µs per run (min {:.2}, max {:.2}; {} runs, {nodes} nodes, {} fused in {} chains), {per_example:.3} µs per example",
+            "{what}: median {:.2} µs per run{predicted} (min {:.2}, max {:.2}; {} runs, {nodes} nodes, {} fused in {} chains), {per_example:.3} µs per example",
             t.median, t.min, t.max, t.runs, t.fused_nodes, t.fused_groups
         ))?;
         print_ops(&t.ops)?;
@@ -250,14 +265,14 @@ fn print_ops(ops: &[OpTime]) -> Result<(), Error> {
     }
     let total: f64 = ops.iter().map(|o| o.forward + o.backward).sum();
     print_line(&format!(
-        "  {:>5}  {:>10}  {:>10}  {:>6}  op (timed runs: {total:.1} µs per run)",
-        "node", "forward µs", "backward µs", "share"
+        "  {:>5}  {:>10}  {:>10}  {:>6}  {:>11}  op (timed runs: {total:.1} µs per run)",
+        "node", "forward µs", "backward µs", "share", "predicted µs"
     ))?;
     for o in ops.iter().take(OPS_LISTED) {
         let share = 100.0 * (o.forward + o.backward) / total;
         print_line(&format!(
-            "  {:>5}  {:>10.1}  {:>11.1}  {share:>5.1}%  {}",
-            o.node, o.forward, o.backward, o.label
+            "  {:>5}  {:>10.1}  {:>11.1}  {share:>5.1}%  {:>12.1}  {}",
+            o.node, o.forward, o.backward, o.predicted, o.label
         ))?;
     }
     if ops.len() > OPS_LISTED {

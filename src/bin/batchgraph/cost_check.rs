@@ -29,6 +29,9 @@ pub struct CostCheckArgs {
     /// Seconds of timed runs per distinct plan.
     #[arg(long, default_value_t = 0.1)]
     seconds: f64,
+    /// Times the whole grid is timed; each plan keeps its fastest pass's median.
+    #[arg(long, default_value_t = 2)]
+    passes: usize,
     /// Cost profile: saved (the calibrated one, if saved), cpu, gpu, or a JSON file.
     #[arg(long, default_value = "saved")]
     profile: String,
@@ -53,6 +56,9 @@ pub fn cost_check_command(args: CostCheckArgs) -> Result<(), Error> {
             "--seconds must be a positive number of seconds, at most an hour".into(),
         ));
     }
+    if !(1..=100).contains(&args.passes) {
+        return Err(Error::Unsupported("--passes must be from 1 to 100".into()));
+    }
     let programs: Vec<(String, Program)> = args
         .files
         .iter()
@@ -76,6 +82,7 @@ pub fn cost_check_command(args: CostCheckArgs) -> Result<(), Error> {
             .collect(),
         dtype: args.dtype.into(),
         budget: Duration::from_secs_f64(args.seconds),
+        passes: args.passes,
         profile,
     };
     let checks = cost_check(&programs, &options, |step| eprintln!("cost-check: {step}"))?;

@@ -13,7 +13,7 @@ mod predict;
 use crate::ir::{Binary, Dtype, Flops, Op, Shape, Step, Unary, GEMM_THREADS_FROM, PARALLEL_FROM};
 use serde::{Deserialize, Serialize};
 
-pub use predict::predict_us;
+pub use predict::{predict_times, predict_us, PredictedTimes};
 
 /// A number measured once per element type.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,8 @@ pub struct CostProfile {
     pub run_us: f64,
     /// Further fixed cost of a gradient run (the backward sweep's set-up).
     pub grad_run_us: f64,
+    /// Looking up an input's or param's value.
+    pub var_us: f64,
     /// Executing one op on its own in the main sweep (dispatch, allocating its result).
     pub op_us: f64,
     /// Sending one cotangent back through an op in the backward sweep.
@@ -52,6 +54,10 @@ pub struct CostProfile {
     pub group_us: f64,
     /// Each link of a fused chain, beyond its elements.
     pub fused_step_us: f64,
+    /// Running one loop, beyond its rows (setting up its result and its rows' slots).
+    pub loop_run_us: f64,
+    /// Each row of a loop, beyond its body's ops (taking the row's slots, writing its result).
+    pub loop_row_us: f64,
     /// One op of a loop body, per row (the body runs op by op, unfused).
     pub loop_op_us: f64,
     /// Sending one op's cotangents back inside a loop body, per row.
@@ -92,28 +98,31 @@ impl CostProfile {
     pub fn cpu() -> CostProfile {
         CostProfile {
             name: "cpu".into(),
-            run_us: 0.355,
-            grad_run_us: 0.712,
-            op_us: 0.119,
-            backward_op_us: 0.202,
-            group_us: 0.178,
-            fused_step_us: 0.0395,
-            loop_op_us: 0.114,
-            loop_backward_op_us: 0.265,
-            gemm_call_us: 0.225,
+            run_us: 0.433,
+            grad_run_us: 1.02,
+            var_us: 0.129,
+            op_us: 0.196,
+            backward_op_us: 0.536,
+            group_us: 0.245,
+            fused_step_us: 0.0505,
+            loop_run_us: 0.475,
+            loop_row_us: 0.0472,
+            loop_op_us: 0.151,
+            loop_backward_op_us: 0.525,
+            gemm_call_us: 0.151,
             cheap_ns: PerDtype { f32: 0.0, f64: 0.0 },
-            transcendental_ns: PerDtype { f32: 0.474, f64: 2.81 },
-            strided_ns: 1.08,
-            lane_ns: 4.24,
-            gemm_row_ns: PerDtype { f32: 3.92, f64: 2.3 },
+            transcendental_ns: PerDtype { f32: 0.472, f64: 2.82 },
+            strided_ns: 1.06,
+            lane_ns: 4.23,
+            gemm_row_ns: PerDtype { f32: 3.92, f64: 2.31 },
             gemm_flops_per_us: PerDtype {
-                f32: 93_700.0,
-                f64: 45_700.0,
+                f32: 94_000.0,
+                f64: 44_900.0,
             },
             cache_bytes: 512.0 * 1024.0,
-            cache_bytes_per_us: 85_500.0,
-            stream_bytes_per_us: 46_300.0,
-            thread_speedup: 1.9,
+            cache_bytes_per_us: 88_700.0,
+            stream_bytes_per_us: 42_800.0,
+            thread_speedup: 1.88,
             gemm_thread_speedup: 1.8,
         }
     }
@@ -125,10 +134,13 @@ impl CostProfile {
             name: "gpu".into(),
             run_us: 10.0,
             grad_run_us: 10.0,
+            var_us: 0.0,
             op_us: 5.0,
             backward_op_us: 5.0,
             group_us: 5.0,
             fused_step_us: 0.0,
+            loop_run_us: 5.0,
+            loop_row_us: 0.0,
             loop_op_us: 5.0,
             loop_backward_op_us: 5.0,
             gemm_call_us: 0.0,
@@ -157,10 +169,13 @@ impl CostProfile {
         let times = [
             ("run_us", self.run_us),
             ("grad_run_us", self.grad_run_us),
+            ("var_us", self.var_us),
             ("op_us", self.op_us),
             ("backward_op_us", self.backward_op_us),
             ("group_us", self.group_us),
             ("fused_step_us", self.fused_step_us),
+            ("loop_run_us", self.loop_run_us),
+            ("loop_row_us", self.loop_row_us),
             ("loop_op_us", self.loop_op_us),
             ("loop_backward_op_us", self.loop_backward_op_us),
             ("gemm_call_us", self.gemm_call_us),

@@ -13,6 +13,30 @@ use egg::Language;
 
 /// The predicted time of one run of `program` in `dtype`, in µs.
 pub fn predict_us(profile: &CostProfile, program: &Program, run: Run, dtype: Dtype) -> f64 {
+    predict_times(profile, program, run, dtype).total_us()
+}
+
+/// Where the predicted time of one run goes, node by node (as `bench --ops`
+/// measures it: a fused chain's time under its last node, a loop's under its own).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictedTimes {
+    /// The run's own cost, beyond its nodes.
+    pub fixed_us: f64,
+    /// Computing each node (and, for a loop fed only by the loss's mean, sweeping it back too).
+    pub forward_us: Vec<f64>,
+    /// Sending each node's cotangent to its operands.
+    pub backward_us: Vec<f64>,
+}
+
+impl PredictedTimes {
+    /// The whole run.
+    pub fn total_us(&self) -> f64 {
+        self.fixed_us + self.forward_us.iter().sum::<f64>() + self.backward_us.iter().sum::<f64>()
+    }
+}
+
+/// The predicted time of one run of `program` in `dtype`, node by node.
+pub fn predict_times(profile: &CostProfile, program: &Program, run: Run, dtype: Dtype) -> PredictedTimes {
     Model::new(profile, program, dtype).run(run)
 }
 
@@ -38,29 +62,33 @@ impl<'a> Model<'a> {
         self.program.shape(i.into()).elements() as f64
     }
 
-    fn run(&self, run: Run) -> f64 {
+    fn run(&self, run: Run) -> PredictedTimes {
         let expr = self.program.expr.as_ref();
         let loops = self.program.loops();
         let early = match run {
             Run::Grad => early_loop(self.program, &main_uses(self.program)).map(|(l, r, _)| (l, r)),
             Run::Eval => None,
         };
-        let mut total = match run {
-            Run::Eval => self.p.run_us,
-            Run::Grad => self.p.run_us + self.p.grad_run_us,
+        let mut times = PredictedTimes {
+            fixed_us: match run {
+                Run::Eval => self.p.run_us,
+                Run::Grad => self.p.run_us + self.p.grad_run_us,
+            },
+            forward_us: vec![0.0; expr.len()],
+            backward_us: vec![0.0; expr.len()],
         };
         for i in 0..expr.len() {
             if loops.per_row[i] || self.schedule.is_interior(i) {
                 continue;
             }
-            total += match &loops.bodies[i] {
+            times.forward_us[i] = match &loops.bodies[i] {
                 Some(body) if early.is_some_and(|(l, _)| l == i) => self.loop_us(body, true, true),
                 Some(body) => self.loop_us(body, true, false),
                 None => self.forward_us(i),
             };
         }
         if run == Run::Eval {
-            return total;
+            return times;
         }
         let on_path = self.on_gradient_path();
         // How many cotangents each node receives: more than one are added up.
@@ -75,7 +103,7 @@ impl<'a> Model<'a> {
             }
             if let Some(body) = &loops.bodies[i] {
                 if early.is_none_or(|(l, _)| l != i) {
-                    total += self.loop_us(body, false, true);
+                    times.backward_us[i] = self.loop_us(body, false, true);
                 }
                 body.outer
                     .iter()
@@ -89,16 +117,16 @@ impl<'a> Model<'a> {
                 .copied()
                 .filter(|&c| on_path[c] && expr[c].as_num().is_none())
                 .collect();
-            total += self.backward_us(i, &wanted);
+            times.backward_us[i] = self.backward_us(i, &wanted);
             for &c in &wanted {
                 let target = self.schedule.view_of(c).unwrap_or(c);
                 if received[target] > 0 {
-                    total += self.pass.add_us(self.elements(target));
+                    times.backward_us[i] += self.pass.add_us(self.elements(target));
                 }
                 received[target] += 1;
             }
         }
-        total
+        times
     }
 
     /// Whether each node depends on a param (on an input when there are none):
@@ -122,6 +150,9 @@ impl<'a> Model<'a> {
     /// Computing node `i` in the main sweep: a fused chain if it ends one, else its op.
     fn forward_us(&self, i: usize) -> f64 {
         let node = &self.program.expr[i.into()];
+        if node.as_var().is_some() {
+            return self.p.var_us;
+        }
         if node.is_leaf() {
             return 0.0;
         }
@@ -315,6 +346,6 @@ impl<'a> Model<'a> {
                     })
                     .sum::<f64>();
         }
-        body.iterations() as f64 * per_row
+        self.p.loop_run_us + body.iterations() as f64 * (per_row + self.p.loop_row_us)
     }
 }
