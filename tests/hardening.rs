@@ -378,3 +378,25 @@ fn grad_and_jvp_of_deep_and_huge_programs() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("pad("), "{}", stdout(&o));
 }
+
+/// Issue 21, item 12: a count of 0 says "at least 1" (0 is a non-negative integer); a
+/// byte-order mark is not part of the program; an invisible character is named by its code point.
+#[test]
+fn messages_say_what_is_wrong() {
+    for text in [
+        "input x: [3]\nout y = sum(repeat(x, 0))",
+        "input x: [3, 2]\nout y = sum(map(sum(row(x)), 0))",
+    ] {
+        let e = batchgraph::parse_program("zero.graph", text).unwrap_err().to_string();
+        assert!(e.contains("argument 2 must be at least 1"), "{e}");
+    }
+    let p = batchgraph::parse_program("bom.graph", "\u{feff}input x: [3]\nout y = sum(x)").unwrap();
+    assert_eq!(p.to_text(), "input x: [3]\nout y = sum(x)\n");
+    let e = batchgraph::parse_program("zw.graph", "input x: [3]\nout y = sum(x)\u{200b}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("zw.graph:2:15: unexpected character") && e.contains("(U+200B)"),
+        "{e}"
+    );
+}

@@ -224,6 +224,8 @@ impl Elaborator<'_> {
 
 /// Parses a program's text. `file` names it in error messages.
 pub fn parse_program(file: &str, text: &str) -> Result<Program, ParseError> {
+    // A byte-order mark, which some editors write first, is not part of the program.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let src = Source {
         file,
         lines: text.split('\n').map(|l| l.trim_end_matches('\r')).collect(),

@@ -79,7 +79,12 @@ pub(crate) fn lex(src: &Source, text: &str) -> Result<Vec<(Token, Span)>, ParseE
                 tokens.push((Token::Punct(c), span));
                 i += 1;
             } else {
-                return Err(src.error(span, format!("unexpected character `{c}`")));
+                // A character that prints as nothing (or as something else) is also named by its code point.
+                let code = match c.is_ascii_graphic() {
+                    true => String::new(),
+                    false => format!(" (U+{:04X})", u32::from(c)),
+                };
+                return Err(src.error(span, format!("unexpected character `{c}`{code}")));
             }
         }
         if depth == 0 {

@@ -115,6 +115,14 @@ pub enum ShapeError {
         /// Which argument (1-based).
         position: usize,
     },
+    /// A count (rows, repeats, a chunk size) of zero, where at least one is needed.
+    #[error("{op}: argument {position} must be at least 1")]
+    Zero {
+        /// The op.
+        op: String,
+        /// Which argument (1-based).
+        position: usize,
+    },
     /// A row index past the end of the leading axis.
     #[error("index: row {index} is out of range for shape {shape}")]
     Index {
@@ -300,7 +308,7 @@ impl Op {
             Op::Map(_) => {
                 let n = integer_operand(self, children, 1)?;
                 if n == 0 {
-                    return Err(ShapeError::NotAnInteger {
+                    return Err(ShapeError::Zero {
                         op: self.to_string(),
                         position: 2,
                     });
@@ -393,7 +401,7 @@ fn structural(op: &Op, s: Structural, arity: usize, children: &[ChildInfo]) -> R
             end,
             shape: shape_of(0),
         },
-        Problem::Zero { position } => ShapeError::NotAnInteger {
+        Problem::Zero { position } => ShapeError::Zero {
             op: s.name().into(),
             position: position + 1,
         },

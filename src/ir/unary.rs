@@ -208,9 +208,10 @@ unary_ops! {
     /// `sigmoid(a) = 1 / (1 + exp(-a))`.
     Sigmoid = "sigmoid", Transcendental, tested on (-3.0, 3.0),
         |x, y| value sigmoid(x), derivative reads (y) y * (T::one() - y), graph "(* ?y (- 1 ?y))", onnx "Sigmoid", vector Sigmoid;
-    /// `relu(a) = max(a, 0)`; its derivative at 0 is 0, as in JAX.
+    /// `relu(a) = max(a, 0)`, NaN kept (a max that drops NaN would turn a domain error into a
+    /// finite loss); its derivative at 0 is 0, as in JAX.
     Relu = "relu", Cheap, tested on (-2.0, 2.0),
-        |x, y| value x.max(T::zero()), derivative reads (x) if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)", onnx "Relu";
+        |x, y| value if x > T::zero() || x.is_nan() { x } else { T::zero() }, derivative reads (x) if x > T::zero() { T::one() } else { T::zero() }, graph "(step ?x)", onnx "Relu";
     /// `sqrt(a)`.
     Sqrt = "sqrt", Cheap, tested on (0.5, 2.0),
         |x, y| value x.sqrt(), derivative reads (y) T::of(0.5) / y, graph "(/ 0.5 ?y)", onnx "Sqrt", vector Sqrt;
