@@ -400,3 +400,22 @@ fn messages_say_what_is_wrong() {
         "{e}"
     );
 }
+
+/// Issue 21, item 9: library calls on bad input return errors instead of panicking (in a debug build).
+#[test]
+fn the_interpreter_refuses_instead_of_panicking() {
+    use batchgraph::{Interpreter, Tensor, Values};
+    let x: Values<f64> = [("x".to_string(), Tensor::<f64>::zeros(ndarray::IxDyn(&[2])))].into();
+    // An output that is a literal: its gradient is zero for every input.
+    let literal = batchgraph::Program::parse("literal.graph", "input x: [2]\nout y = 3").unwrap();
+    let g = Interpreter::new(&literal).gradient(&x).unwrap();
+    assert_eq!(g.grads[0].1, Tensor::<f64>::zeros(ndarray::IxDyn(&[2])));
+    // A name that is neither an input nor a param.
+    let p = batchgraph::Program::parse("sum.graph", "input x: [2]\nout y = sum(x)").unwrap();
+    let e = Interpreter::new(&p)
+        .with_respect_to(["nope"])
+        .gradient(&x)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`nope`") && e.contains("not an input or param"), "{e}");
+}

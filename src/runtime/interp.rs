@@ -595,6 +595,13 @@ impl<'p> Interpreter<'p> {
 
     fn gradient_here<T: Scalar>(&self, values: &Values<T>) -> Result<Gradients<T>> {
         self.check_values(values, "values", true)?;
+        for name in self.with_respect_to.iter().flatten() {
+            if !self.program.is_input(name) && !self.program.params.iter().any(|d| &d.name == name) {
+                return Err(Error::Values(format!(
+                    "with respect to: `{name}` is not an input or param of the program"
+                )));
+            }
+        }
         let (name, root) = match self.program.outputs.as_slice() {
             [(name, root)] if self.program.shape(*root).rank() == 0 => (name, *root),
             [(name, root)] => {
@@ -624,8 +631,10 @@ impl<'p> Interpreter<'p> {
                 grads: &mut grads,
             }),
         )?;
-        grads[usize::from(root)] = Some(scalar(T::one()));
-        let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum();
+        let seed = scalar(T::one());
+        // The values held, and the output's own cotangent, which the sweep releases like any other.
+        let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum::<usize>() + bytes(&seed);
+        grads[usize::from(root)] = Some(seed);
         let mut peak = live;
         let loops = self.program.loops();
         let schedule = self.schedule(false);
