@@ -419,3 +419,45 @@ fn the_interpreter_refuses_instead_of_panicking() {
         .to_string();
     assert!(e.contains("`nope`") && e.contains("not an input or param"), "{e}");
 }
+
+/// Issue 21, item 9: `Program::new` refuses parts that do not fit together, with a reason.
+#[test]
+fn a_malformed_program_is_refused_with_a_reason() {
+    use batchgraph::{Binary, Decl, Op, Program, Shape};
+    use egg::{Id, RecExpr, Symbol};
+    let decl = |name: &str, dims: &[usize]| Decl {
+        name: name.into(),
+        shape: Shape(dims.to_vec()),
+    };
+    let x_plus_x = || {
+        let mut e = RecExpr::default();
+        let x = e.add(Op::Var(Symbol::from("x")));
+        e.add(Op::Binary(Binary::Add, [x, x]));
+        e
+    };
+    let refused = |inputs: Vec<Decl>, expr: RecExpr<Op>, outputs: Vec<(String, Id)>| {
+        Program::new(inputs, vec![], expr, outputs, vec![])
+            .unwrap_err()
+            .to_string()
+    };
+    let out = |i: usize| vec![("y".to_string(), Id::from(i))];
+    assert!(Program::new(vec![decl("x", &[2])], vec![], x_plus_x(), out(1), vec![]).is_ok());
+    let e = refused(vec![decl("x", &[2])], x_plus_x(), out(7));
+    assert!(e.contains("output `y` is node 7, but there are 2 nodes"), "{e}");
+    let forward: RecExpr<Op> = vec![
+        Op::Binary(Binary::Add, [Id::from(1), Id::from(1)]),
+        Op::Var(Symbol::from("x")),
+    ]
+    .into();
+    let e = refused(vec![decl("x", &[2])], forward, out(0));
+    assert!(e.contains("reads node 1, which is not before it"), "{e}");
+    let e = refused(vec![decl("x", &[2]), decl("x", &[2])], x_plus_x(), out(1));
+    assert!(e.contains("`x` is declared twice"), "{e}");
+    let mut spaced = RecExpr::default();
+    let v = spaced.add(Op::Var(Symbol::from("x y")));
+    spaced.add(Op::Binary(Binary::Add, [v, v]));
+    let e = refused(vec![decl("x y", &[2])], spaced, out(1));
+    assert!(e.contains("`x y` is not a name"), "{e}");
+    let e = refused(vec![decl("x", &[1 << 40, 1 << 40])], x_plus_x(), out(1));
+    assert!(e.contains("more than 2^31 elements"), "{e}");
+}

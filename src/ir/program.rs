@@ -46,6 +46,7 @@ impl Program {
         outputs: Vec<(String, Id)>,
         names: Vec<(Id, String)>,
     ) -> Result<Program, ShapeError> {
+        Self::check_parts(&inputs, &params, &expr, &outputs, &names)?;
         let vars = Self::declared(&inputs, &params);
         infer_shapes(&expr, &vars)?;
         let nodes_before_cse = tree_size(&expr, outputs.iter().map(|o| o.1));
@@ -92,6 +93,53 @@ impl Program {
             names: name_hints,
             nodes_before_cse,
         })
+    }
+
+    /// Checks what [`Program::new`] is given fits together, so that a program
+    /// built through the library is refused with a reason rather than a panic.
+    fn check_parts(
+        inputs: &[Decl],
+        params: &[Decl],
+        expr: &RecExpr<Op>,
+        outputs: &[(String, Id)],
+        names: &[(Id, String)],
+    ) -> Result<(), ShapeError> {
+        let malformed = |reason: String| Err(ShapeError::Malformed { reason });
+        let mut seen = std::collections::HashSet::new();
+        for d in inputs.iter().chain(params) {
+            let mut chars = d.name.chars();
+            let is_name = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !is_name {
+                return malformed(format!(
+                    "`{}` is not a name (letters, digits and _, not first a digit)",
+                    d.name
+                ));
+            }
+            if !seen.insert(d.name.as_str()) {
+                return malformed(format!("`{}` is declared twice", d.name));
+            }
+            if let Err(reason) = d.shape.check_size() {
+                return malformed(format!("`{}`: {reason}", d.name));
+            }
+        }
+        for (i, node) in expr.as_ref().iter().enumerate() {
+            if let Some(c) = node.children().iter().find(|&&c| usize::from(c) >= i) {
+                return malformed(format!("node {i} ({node}) reads node {c}, which is not before it"));
+            }
+        }
+        let len = expr.as_ref().len();
+        for (name, id) in outputs {
+            if usize::from(*id) >= len {
+                return malformed(format!("output `{name}` is node {id}, but there are {len} nodes"));
+            }
+        }
+        if let Some((id, name)) = names.iter().find(|(id, _)| usize::from(*id) >= len) {
+            return malformed(format!(
+                "the name `{name}` is given to node {id}, but there are {len} nodes"
+            ));
+        }
+        Ok(())
     }
 
     fn declared(inputs: &[Decl], params: &[Decl]) -> HashMap<Symbol, Shape> {

@@ -195,6 +195,14 @@ pub enum ShapeError {
         /// The op.
         op: String,
     },
+    /// A program built from parts that do not fit together (through the library:
+    /// a child or output that is not an earlier node, a name declared twice or not a name,
+    /// a declared shape that cannot be held).
+    #[error("malformed program: {reason}")]
+    Malformed {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// numpy's broadcasting of two shapes, or `None`.
