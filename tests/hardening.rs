@@ -141,7 +141,13 @@ fn check_finite_covers_gradients_and_tangents() {
 /// Item 9: a cost profile that describes no machine is refused, naming the field.
 #[test]
 fn cost_profiles_are_validated() {
-    for (field, bad) in [("op_us", "-1"), ("stream_bytes_per_us", "0"), ("thread_speedup", "-5")] {
+    // Issue 21, item 12: 1e308 passed validation, then priced every plan at infinity.
+    for (field, bad) in [
+        ("op_us", "-1"),
+        ("stream_bytes_per_us", "0"),
+        ("thread_speedup", "-5"),
+        ("op_us", "1e308"),
+    ] {
         let mut profile = serde_json::to_value(batchgraph::CostProfile::cpu()).unwrap();
         profile["name"] = "mine".into();
         profile[field] = serde_json::from_str(bad).unwrap();
@@ -460,4 +466,37 @@ fn a_malformed_program_is_refused_with_a_reason() {
     assert!(e.contains("`x y` is not a name"), "{e}");
     let e = refused(vec![decl("x", &[1 << 40, 1 << 40])], x_plus_x(), out(1));
     assert!(e.contains("more than 2^31 elements"), "{e}");
+}
+
+/// Issue 21, item 8: `bench` refuses, before allocating, a run larger than the memory available
+/// (the seed's gradient at B = 5e8 in f64 needs about 116 GB).
+#[test]
+fn bench_refuses_a_run_the_machine_cannot_hold() {
+    let available_gb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?.to_string();
+        line.split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kib| kib / (1 << 20))
+    });
+    let Some(gb) = available_gb.filter(|&gb| gb < 100) else {
+        eprintln!("skipped: this machine has 100 GB or more available (or does not say)");
+        return;
+    };
+    let o = batchgraph(&[
+        "bench",
+        "examples/seed.graph",
+        "--size",
+        "500000000",
+        "--grad",
+        "--dtype",
+        "f64",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("more than the") && stderr(&o).contains("available"),
+        "{gb} GB: {}",
+        stderr(&o)
+    );
 }

@@ -12,7 +12,8 @@
 use crate::{profile, Dtype, StrategyArg};
 use batchgraph::measure::{time_runs, timed_interpreter, values_for};
 use batchgraph::{
-    predict_times, BatchReduce, Batcher, Error, Interpreter, PredictedTimes, Program, Run, Scalar, Strategy, Values,
+    predict_peak_bytes, predict_times, BatchReduce, Batcher, Error, Interpreter, PredictedTimes, Program, Run, Scalar,
+    Strategy, Values,
 };
 use clap::Args;
 use serde_json::json;
@@ -108,6 +109,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             None => None,
         };
         let target = batched.as_ref().unwrap_or(&program);
+        refuse_what_memory_cannot_hold(target, &args)?;
         eprintln!("bench: {} nodes: timing", target.node_count());
         let timing = match args.dtype {
             Dtype::F32 => time::<f32>(target, &args)?,
@@ -134,6 +136,38 @@ fn batch(program: &Program, size: usize, args: &BenchArgs) -> Result<Program, Er
         .memory_budget(args.memory)
         .run()?;
     Ok(batched.program)
+}
+
+/// Refuses, before any allocation, a run whose predicted peak (with its
+/// inputs) is more than the memory the system has available.
+fn refuse_what_memory_cannot_hold(program: &Program, args: &BenchArgs) -> Result<(), Error> {
+    let run = if args.grad { Run::Grad } else { Run::Eval };
+    let element = batchgraph::Dtype::from(args.dtype).bytes();
+    let inputs: usize = program
+        .inputs
+        .iter()
+        .chain(&program.params)
+        .map(|d| d.shape.elements() * element)
+        .sum();
+    let needed = predict_peak_bytes(program, run, element).saturating_add(inputs);
+    match available_memory() {
+        Some(available) if needed as u64 > available => Err(Error::Limit {
+            limit: available,
+            message: format!(
+                "this run needs about {needed} bytes (predicted peak and inputs), more than the {available} bytes \
+                 of memory available; try a smaller --size or --memory"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The memory the system has available, in bytes (Linux's `MemAvailable`), if it says.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Warms up, then times single runs of `program` on random values.

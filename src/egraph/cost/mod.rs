@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 
 pub use predict::{predict_times, predict_us, PredictedTimes};
 
+/// The largest value a profile's field may have: a program's price, a sum over up to
+/// [`crate::ir::MAX_NODES`] nodes and rows, then stays finite.
+const MAX_PROFILE_VALUE: f64 = 1e12;
+
 /// A number measured once per element type.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PerDtype {
@@ -202,11 +206,17 @@ impl CostProfile {
             .map(|&(f, v)| (f, v, false))
             .chain(rates.iter().map(|&(f, v)| (f, v, true)));
         for (field, value, positive) in fields {
-            let ok = value.is_finite() && if positive { value > 0.0 } else { value >= 0.0 };
+            // Bounded, so that a program's sum of costs stays finite and comparable.
+            let ok = value <= MAX_PROFILE_VALUE && if positive { value > 0.0 } else { value >= 0.0 };
             if !ok {
                 let must = match positive {
-                    true => "a finite number greater than 0",
-                    false => "a finite number, 0 or more",
+                    true => "a number greater than 0, at most 1e12",
+                    false => "a number from 0 to 1e12",
+                };
+                // Large numbers in exponent form (1e308, not 309 digits).
+                let value = match value.abs() >= 1e6 {
+                    true => format!("{value:e}"),
+                    false => value.to_string(),
                 };
                 return Err(format!(
                     "cost profile `{}`: {field} is {value}; it must be {must}",
