@@ -47,10 +47,14 @@ pub fn chunk_plan(fused: &Program, batched: &HashSet<&str>, reduce: BatchReduce,
         .inputs
         .iter()
         .find(|d| batched.contains(d.name.as_str()))
-        .map(|d| d.shape.dims()[0]);
+        .map(|d| d.shape.dims().first().copied());
     let rows = rows.ok_or_else(|| refuse("no batched input"))?;
+    let rows = rows.ok_or_else(|| refuse("a batched input is a scalar: it has no rows"))?;
     if k == 0 || k >= rows {
-        return Err(refuse(&format!("a chunk must have between 1 and {} rows", rows - 1)));
+        return Err(refuse(&format!(
+            "a chunk must have between 1 and {} rows",
+            rows.saturating_sub(1)
+        )));
     }
     let mut out: Vec<Op> = Vec::with_capacity(expr.len() * 2);
     let push = |op: Op, out: &mut Vec<Op>| {

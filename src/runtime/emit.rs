@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::ir::structural::{Emit, Node, Structural};
 use crate::ir::{ChildInfo, Op, Scalar, Shape};
-use crate::runtime::kernels::{run_op, scalar, unbroadcast, Tensor};
+use crate::runtime::kernels::{run_op, scalar, sum_to_shape, Tensor};
 use egg::{Id, Language};
 use std::borrow::Cow;
 
@@ -91,7 +91,7 @@ impl<T: Scalar> Emit for ValueEmit<'_, T> {
     }
 
     fn sum_to(&mut self, value: Id, target: &Shape) -> Result<Id> {
-        let summed = unbroadcast(self.tensor(value)?.clone(), target.dims());
+        let summed = sum_to_shape(self.tensor(value)?.clone(), target.dims());
         Ok(self.push(Slot::Value(Cow::Owned(summed)), target.clone()))
     }
 

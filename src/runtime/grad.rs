@@ -7,7 +7,7 @@
 use crate::ir::{Binary, Op, Reduce, Scalar};
 use crate::runtime::emit::{structural_jvp, structural_vjp};
 use crate::runtime::kernels::{
-    broadcast_to, matmul, on_one_thread, reshape, threads_for, unbroadcast, unbroadcast_view, Tensor,
+    broadcast_to, matmul, on_one_thread, reshape, sum_to_shape, threads_for, unbroadcast_view, Tensor,
 };
 use egg::Language;
 use ndarray::{ArrayViewD, Axis, IxDyn, Zip};
@@ -56,7 +56,7 @@ pub fn matmul_vjp<T: Scalar>(
             let ga = if shared(&a2, &b2) {
                 contract_batch(g2.clone(), b2.clone())
             } else {
-                unbroadcast(matmul(&g2, &swap_last_two(b2.clone())), a2.shape())
+                sum_to_shape(matmul(&g2, &swap_last_two(b2.clone())), a2.shape())
             };
             reshape(ga, a.shape())
         })
@@ -66,7 +66,7 @@ pub fn matmul_vjp<T: Scalar>(
             let gb = if shared(&b2, &a2) {
                 contract_batch(swap_last_two(a2.clone()), swap_last_two(g2.clone()))
             } else {
-                unbroadcast(matmul(&swap_last_two(a2.clone()), &g2), b2.shape())
+                sum_to_shape(matmul(&swap_last_two(a2.clone()), &g2), b2.shape())
             };
             reshape(gb, b.shape())
         })
@@ -125,7 +125,7 @@ fn binary_chain<T: Scalar>(
     let shape = out.raw_dim();
     let (a, b) = (a.broadcast(shape.clone()).unwrap(), b.broadcast(shape.clone()).unwrap());
     let g = g.broadcast(shape).unwrap();
-    unbroadcast(chain_at_rank(op, side, [a, b, out.view(), g]), target)
+    sum_to_shape(chain_at_rank(op, side, [a, b, out.view(), g]), target)
 }
 
 /// [`Binary::chain`] over `[a, b, y, g]` (one shape), at a fixed rank when it is
@@ -158,7 +158,7 @@ fn sum_to<T: Scalar>(g: &Tensor<T>, out_shape: &[usize], target: &[usize]) -> Te
     if g.shape() == out_shape {
         return unbroadcast_view(g.view(), target);
     }
-    unbroadcast(broadcast_to(g, out_shape), target)
+    sum_to_shape(broadcast_to(g, out_shape), target)
 }
 
 /// The cotangent of `a` in `out = r(a)` along `axis`, given `out`'s cotangent `g`:

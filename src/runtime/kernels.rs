@@ -2,7 +2,7 @@
 //! with leading (batch) axes on its left operand is one matrix-matrix product
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
-use crate::ir::{broadcast, Binary, Lane, Moved, Op, Reduce, Scalar, Shape};
+use crate::ir::{broadcast, Binary, Lane, Moved, Op, Reduce, Scalar, Shape, ShapeError};
 use crate::runtime::vector::UnaryMap;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix3, Ix4, IxDyn};
 
@@ -450,8 +450,28 @@ pub fn run_op<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) -
     }
 }
 
-/// Sums `g` down to `shape`: the adjoint of numpy broadcasting.
-pub fn unbroadcast<T: Scalar>(g: Tensor<T>, shape: &[usize]) -> Tensor<T> {
+/// Sums `g` down to `shape`: the adjoint of numpy broadcasting. An error if
+/// `g`'s shape is not `shape` broadcast (the runtime's own calls, whose shapes
+/// shape inference checked, use [`sum_to_shape`]).
+pub fn unbroadcast<T: Scalar>(g: Tensor<T>, shape: &[usize]) -> Result<Tensor<T>, ShapeError> {
+    let fits = shape.len() <= g.ndim()
+        && shape
+            .iter()
+            .rev()
+            .zip(g.shape().iter().rev())
+            .all(|(&want, &have)| want == have || want == 1);
+    match fits {
+        true => Ok(sum_to_shape(g, shape)),
+        false => Err(ShapeError::Broadcast {
+            op: "unbroadcast".into(),
+            left: Shape(g.shape().to_vec()),
+            right: Shape(shape.to_vec()),
+        }),
+    }
+}
+
+/// Sums `g` down to `shape`, which it is a broadcast of (checked by the caller).
+pub(crate) fn sum_to_shape<T: Scalar>(g: Tensor<T>, shape: &[usize]) -> Tensor<T> {
     if g.shape() == shape {
         return g;
     }
@@ -626,7 +646,7 @@ mod tests {
                 }
                 let shape = &full[lead..];
                 let want = want.clone().into_shape_with_order(IxDyn(shape)).unwrap();
-                assert_eq!(unbroadcast(g.clone(), shape), want, "{shape:?}");
+                assert_eq!(unbroadcast(g.clone(), shape).unwrap(), want, "{shape:?}");
                 let transposed = g.t().as_standard_layout().t().to_owned(); // column-major
                 assert_eq!(
                     unbroadcast_view(transposed.view(), shape),
