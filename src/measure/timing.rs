@@ -74,16 +74,11 @@ pub fn time_runs<T: Scalar>(
         samples.push(t.elapsed().as_secs_f64() * 1e6);
     }
     samples.sort_by(f64::total_cmp);
-    let n = samples.len();
-    let median_us = match n % 2 {
-        1 => samples[n / 2],
-        _ => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
-    };
     Ok(Timing {
-        runs: n,
-        median_us,
+        runs: samples.len(),
+        median_us: median(&samples),
         min_us: samples[0],
-        max_us: samples[n - 1],
+        max_us: samples[samples.len() - 1],
     })
 }
 
@@ -134,11 +129,16 @@ pub fn time_side_by_side<T: Scalar>(programs: &[&Program], run: Run, budget: Dur
         .into_iter()
         .map(|mut s| {
             s.sort_by(f64::total_cmp);
-            let n = s.len();
-            match n % 2 {
-                1 => s[n / 2],
-                _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-            }
+            median(&s)
         })
         .collect())
+}
+
+/// The median of `sorted` (not empty, in ascending order).
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match n % 2 {
+        1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }

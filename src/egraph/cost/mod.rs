@@ -258,7 +258,18 @@ impl CostProfile {
                             true,
                         )
                     }
-                    _ => flops * pass.element_ns(Flops::Cheap) / 1000.0 + pass.bytes_us(bytes),
+                    Op::Var(_)
+                    | Op::Num(_)
+                    | Op::Vmap(_)
+                    | Op::Unary(..)
+                    | Op::Binary(..)
+                    | Op::Reduce(..)
+                    | Op::ReduceAxis(..)
+                    | Op::Structural(..)
+                    | Op::Row(_)
+                    | Op::Rows(_)
+                    | Op::Map(_)
+                    | Op::Chunks(_) => flops * pass.element_ns(Flops::Cheap) / 1000.0 + pass.bytes_us(bytes),
                 };
                 self.op_us * dispatches + arithmetic
             }
