@@ -309,11 +309,21 @@ unsafe fn gemm_into<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>, out: *mut T, 
 /// The reduction `r` along `axis`.
 pub fn reduce_axis<T: Scalar>(r: Reduce, a: &ArrayViewD<T>, axis: usize) -> Tensor<T> {
     let n = a.shape()[axis];
+    if let (Some(data), true) = (a.as_slice(), n > 0 && !a.is_empty()) {
+        // Row-major (every value the interpreter stores): the array is
+        // [outer, n, inner] blocks, and each block folds its n rows of `inner`
+        // contiguous values, with no per-lane iterator to set up.
+        let inner: usize = a.shape()[axis + 1..].iter().product();
+        let mut shape = a.shape().to_vec();
+        shape.remove(axis);
+        let totals = reduce_blocks(r, data, n, inner);
+        return Tensor::from_shape_vec(shape, totals).expect("one total per block and column");
+    }
     let results = a.len().checked_div(n).unwrap_or(0);
-    // Folding whole sub-arrays into the result, one per index along `axis`, runs
-    // contiguous rows but costs a pass per index: with few results (the mean of
-    // a batch vector), or long contiguous lanes, one lane per result is the
-    // short loop.
+    // A strided view: folding whole sub-arrays into the result, one per index
+    // along `axis`, runs contiguous rows but costs a pass per index: with few
+    // results (the mean of a batch vector), or long contiguous lanes, one lane
+    // per result is the short loop.
     let lanes = results < LANES_BELOW || (axis + 1 == a.ndim() && n >= LANES_BELOW);
     let totals = if lanes {
         a.map_axis(Axis(axis), |lane| lane.fold(r.start(), |acc, &v| r.combine(acc, v)))
@@ -323,8 +333,31 @@ pub fn reduce_axis<T: Scalar>(r: Reduce, a: &ArrayViewD<T>, axis: usize) -> Tens
     totals.mapv_into(|total| r.finish(total, n))
 }
 
-/// Reductions with fewer results than this, or along a last axis at least this
-/// long, fold one lane per result.
+/// `r` over row-major `data` seen as [outer, n, inner], giving [outer, inner].
+fn reduce_blocks<T: Scalar>(r: Reduce, data: &[T], n: usize, inner: usize) -> Vec<T> {
+    let mut totals = Vec::with_capacity(data.len() / n);
+    if inner == 1 {
+        let fold = |lane: &[T]| r.finish(lane.iter().fold(r.start(), |acc, &v| r.combine(acc, v)), n);
+        totals.extend(data.chunks_exact(n).map(fold));
+        return totals;
+    }
+    for block in data.chunks_exact(n * inner) {
+        let start = totals.len();
+        totals.extend(block[..inner].iter().map(|&v| r.combine(r.start(), v)));
+        for row in block[inner..].chunks_exact(inner) {
+            for (total, &v) in totals[start..].iter_mut().zip(row) {
+                *total = r.combine(*total, v);
+            }
+        }
+        for total in &mut totals[start..] {
+            *total = r.finish(*total, n);
+        }
+    }
+    totals
+}
+
+/// Strided reductions with fewer results than this, or along a last axis at
+/// least this long, fold one lane per result.
 const LANES_BELOW: usize = 16;
 
 /// The reduction `r` over every element.
@@ -550,6 +583,27 @@ pub fn broadcast_to<T: Scalar>(g: &Tensor<T>, shape: &[usize]) -> Tensor<T> {
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    /// The row-major block fold against the strided fold of the same values
+    /// (a reversed-axes view takes the other path), every reduction and axis.
+    #[test]
+    fn reductions_fold_blocks_as_the_strided_path_does() {
+        for dims in [vec![4, 3], vec![2, 3, 4], vec![3, 2, 5], vec![17, 2]] {
+            let len: usize = dims.iter().product();
+            let values: Vec<f64> = (0..len).map(|i| ((i * 37) % 13) as f64 - 6.5).collect();
+            let a = Tensor::from_shape_vec(dims.clone(), values).unwrap();
+            let reversed = a.view().reversed_axes();
+            let flipped = reversed.as_standard_layout().into_owned().reversed_axes();
+            assert!(flipped.as_slice().is_none(), "the copy must be strided for {dims:?}");
+            for &r in Reduce::ALL {
+                for axis in 0..dims.len() {
+                    let blocks = reduce_axis(r, &a.view(), axis);
+                    let strided = reduce_axis(r, &flipped.view(), axis);
+                    assert_eq!(blocks, strided, "{r:?} along {axis} of {dims:?}");
+                }
+            }
+        }
+    }
 
     fn naive(a: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
         Array2::from_shape_fn((a.nrows(), b.ncols()), |(i, j)| {

@@ -192,7 +192,7 @@ impl<'a> Model<'a> {
                 arithmetic + pass.lanes_us(self.broadcast_lanes(i, [usize::from(*x), usize::from(*y)]))
             }
             Op::Reduce(..) => pass.strided_us(inputs),
-            Op::ReduceAxis(_, [a, axis]) => self.reduce_axis_us(usize::from(*a), usize::from(*axis), n),
+            Op::ReduceAxis(_, [a, _]) => self.reduce_axis_us(usize::from(*a), n),
             Op::MatMul([a, b]) => self.matmul_us(usize::from(*a), usize::from(*b), i, in_loop),
             Op::Structural(..) => pass.strided_us(n),
             // A row (or chunk) is copied out of the batched value.
@@ -214,23 +214,13 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// A reduction of node `a` along the axis literal `axis`, giving `results`
-    /// elements: one lane per result (few results, or long last-axis lanes),
-    /// else a strided fold per index along the axis.
-    fn reduce_axis_us(&self, a: usize, axis: usize, results: f64) -> f64 {
-        let dims = self.program.shape(a.into()).dims();
-        let axis = self.program.literal(axis.into()).unwrap_or(0.0) as usize;
-        let along = dims.get(axis).copied().unwrap_or(1);
+    /// A reduction of node `a` giving `results` elements. The runtime stores
+    /// every value row-major and folds it as contiguous blocks (one pass over
+    /// the input, one write per result), whatever the axis.
+    fn reduce_axis_us(&self, a: usize, results: f64) -> f64 {
         let elements = self.elements(a);
-        let lanes = results < 16.0 || (axis + 1 == dims.len() && along >= 16);
-        match lanes {
-            true => {
-                self.pass.lanes_us(results)
-                    + elements * self.pass.element_ns(Flops::Cheap) / 1000.0
-                    + self.pass.bytes_us(elements * self.pass.esize)
-            }
-            false => self.pass.strided_us(elements),
-        }
+        (elements + results) * self.pass.element_ns(Flops::Cheap) / 1000.0
+            + self.pass.bytes_us((elements + results) * self.pass.esize)
     }
 
     /// One product `a @ b` giving node `out` (matrices, vectors, or stacks of them).
