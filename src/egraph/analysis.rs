@@ -17,10 +17,16 @@ pub struct ClassData {
     pub mapped: bool,
     /// Whether it is computed once per row of a loop (it depends on a `row(...)`).
     pub per_row: bool,
+    /// How many rows the batch it reads a row of has (the leading axis of
+    /// `x` in `row(x)`): the size of its `vmap` spec. `None` when it reads
+    /// no row or only chunks; the analysis's `batch` is then the size. The
+    /// batcher has one batch; the autobatcher has one per group.
+    pub rows: Option<usize>,
 }
 
 /// The analysis: declared shapes of the variables, which variables are
-/// batched over, and the batch size (the shape of a `vmap` spec node).
+/// batched over, and the batch size (the shape of a `vmap` spec node whose
+/// term reads no `row`).
 #[derive(Debug, Default, Clone)]
 pub struct ShapeAnalysis {
     /// The shape of every variable.
@@ -59,7 +65,8 @@ impl Analysis<Op> for ShapeAnalysis {
                 egraph.analysis.over.contains(&v),
             )
         } else if let Op::Vmap(child) = enode {
-            (Ok(data(*child).shape.with_leading(egraph.analysis.batch)), true)
+            let rows = data(*child).rows.unwrap_or(egraph.analysis.batch);
+            (Ok(data(*child).shape.with_leading(rows)), true)
         } else {
             let shape = enode.infer_shape_from(|c| ChildInfo {
                 shape: &data(c).shape,
@@ -70,6 +77,11 @@ impl Analysis<Op> for ShapeAnalysis {
             (shape.map_err(Conflict::IllShaped), mapped)
         };
         let per_row = enode.is_per_row(|c| data(c).per_row);
+        let rows = match enode {
+            Op::Row(x) => data(*x).shape.dims().first().copied(),
+            Op::Vmap(_) => None,
+            _ => enode.children().iter().find_map(|&c| data(c).rows),
+        };
         let constant = enode.as_num();
         let shape = shape.unwrap_or_else(|conflict| {
             // Only a rewrite builds an ill-shaped node: the batcher turns this into an error.
@@ -81,6 +93,7 @@ impl Analysis<Op> for ShapeAnalysis {
             constant,
             mapped,
             per_row,
+            rows,
         }
     }
 
@@ -104,9 +117,13 @@ impl Analysis<Op> for ShapeAnalysis {
             a.per_row = true;
             changed_a = true;
         }
+        if a.rows.is_none() && b.rows.is_some() {
+            a.rows = b.rows;
+            changed_a = true;
+        }
         DidMerge(
             changed_a,
-            a.constant != b.constant || a.mapped != b.mapped || a.per_row != b.per_row,
+            a.constant != b.constant || a.mapped != b.mapped || a.per_row != b.per_row || a.rows != b.rows,
         )
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::egraph::analysis::Graph;
 use crate::egraph::cost::CostProfile;
-use crate::ir::{Dtype, Shape};
+use crate::ir::{Dtype, Op, Shape};
 use egg::{Id, Language};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -39,10 +39,25 @@ pub struct Extraction {
 /// Extracts the cheapest DAG it finds for `roots`, with node costs from `profile` in `dtype`.
 /// Returns `None` if some root has no finite-cost implementation.
 pub fn extract_dag_greedy(egraph: &Graph, roots: &[Id], profile: &CostProfile, dtype: Dtype) -> Option<Extraction> {
+    extract_dag_greedy_where(egraph, roots, profile, dtype, &|_, _| true)
+}
+
+/// [`extract_dag_greedy`] choosing only nodes that `allowed(class, node)`
+/// accepts: how the autobatcher fixes which groups run batched.
+pub fn extract_dag_greedy_where(
+    egraph: &Graph,
+    roots: &[Id],
+    profile: &CostProfile,
+    dtype: Dtype,
+    allowed: &dyn Fn(Id, &Op) -> bool,
+) -> Option<Extraction> {
     // A per-row node runs once per row of its loop: price it so, here, so
     // that each class's choice already sees what a loop multiplies.
     let node_cost = |class: Id, index: usize| {
         let node = &egraph[class].nodes[index];
+        if !allowed(class, node) {
+            return f64::INFINITY;
+        }
         let inputs: Vec<&Shape> = node.children().iter().map(|&c| &egraph[c].data.shape).collect();
         let runs = if egraph[class].data.per_row {
             egraph.analysis.batch as f64

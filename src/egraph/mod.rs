@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod appliers;
+pub mod autobatch;
 pub mod batch;
 pub mod chunking;
 pub mod class_rules;
@@ -18,9 +19,10 @@ pub mod unloop;
 
 pub use crate::ir::BatchReduce;
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
+pub use autobatch::{autobatch, AutobatchOptions, AutobatchReport, Autobatched, GroupReport};
 pub use batch::{stop_reason_text, BatchReport, Batched, Batcher, PlanSummary, Strategy};
 pub use chunking::{chunk_plan, chunk_sizes};
 pub use cost::{predict_times, predict_us, work, CostProfile, PerDtype, PredictedTimes, Work};
-pub use extract::{extract_dag, extract_dag_greedy, Extraction};
+pub use extract::{extract_dag, extract_dag_greedy, extract_dag_greedy_where, Extraction};
 pub use rules::{parse_rule_file, Conditions, Rule, RuleSet, TextRule, BUILTIN_RULE_FILES};
 pub use unloop::fuse_loops;

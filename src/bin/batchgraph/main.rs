@@ -1,6 +1,7 @@
 //! The `batchgraph` command line.
 
 mod alloc;
+mod autobatch;
 mod bench;
 mod cost_check;
 mod demo;
@@ -30,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Find the batch nobody declared: run groups of same-signature nodes as one batched op where the cost model says it pays.
+    Autobatch(autobatch::AutobatchArgs),
     /// Print a program after inlining and CSE, its output shapes and node counts.
     Show {
         /// The .graph file.
@@ -621,6 +624,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Eval(args) => eval_command(args),
         Command::Bench(args) => bench::bench(args),
         Command::CostCheck(args) => cost_check::cost_check_command(args),
+        Command::Autobatch(args) => autobatch::autobatch_command(args),
     }
 }
 

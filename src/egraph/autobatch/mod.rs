@@ -1,0 +1,377 @@
+//! Autobatching: the batch nobody declared. A program that computes the same
+//! op on different data in several places (copies written out, repeated
+//! blocks, `batch --expand` output fed back in) gets, for each group of such
+//! nodes, one batched op over their stacked operands in the same e-graph,
+//! each member equal to a row of it, equal by construction. The batching
+//! rules (`rules/batching.rules`) then give the batched op its fused form (a
+//! shared W times stacked vectors is one GEMM), and a search over which
+//! groups run batched, each plan extracted and priced by the cost model,
+//! keeps the cheapest: two tiny ops whose stacking costs more stay apart.
+//!
+//! Following `docs/design/autobatching.md`: groups come from signatures and
+//! depths on the program ([`groups`]), one e-node per group (not Tensat's
+//! pairwise rules, which need a round per doubling), and layout continuity by
+//! construction: a group whose members read an earlier group's members in
+//! its order reads the earlier group's batched result itself, with no
+//! unstacking and restacking between levels.
+
+mod groups;
+mod search;
+
+use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::batch::stop_reason_text;
+use crate::egraph::cost::{predict_us, CostProfile};
+use crate::egraph::rules::RuleSet;
+use crate::egraph::unloop::fuse_loops;
+use crate::error::{Error, Result};
+use crate::ir::{Dtype, Num, Op, Program, Run, Structural};
+use egg::{Id, Language, Runner, StopReason};
+use groups::{computes, find_groups, Group};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How to autobatch: the cost model's profile, run and element type, the
+/// rules and the limits.
+#[derive(Clone, Debug)]
+pub struct AutobatchOptions {
+    /// The cost profile that prices each plan.
+    pub profile: CostProfile,
+    /// Which run to price: the gradient (forward and backward) or the forward pass.
+    pub run: Run,
+    /// The element type the program will run in.
+    pub dtype: Dtype,
+    /// The rules (the batching rules give the batched ops their fused forms).
+    pub rules: RuleSet,
+    /// Most e-nodes while rewriting.
+    pub node_limit: usize,
+    /// Most rewrite iterations.
+    pub iter_limit: usize,
+    /// Longest time spent rewriting.
+    pub time_limit: Duration,
+    /// Up to this many groups, every subset of them is priced (exact over the
+    /// choice of groups); above, coordinate descent from all groups taken.
+    pub exhaustive_groups: usize,
+    /// Longest time the search over groups may take (it then keeps the best so far).
+    pub search_limit: Duration,
+}
+
+impl Default for AutobatchOptions {
+    fn default() -> Self {
+        AutobatchOptions {
+            profile: CostProfile::cpu(),
+            run: Run::Grad,
+            dtype: Dtype::F64,
+            rules: RuleSet::builtin(),
+            node_limit: 300_000,
+            iter_limit: 30,
+            time_limit: Duration::from_secs(10),
+            exhaustive_groups: 8,
+            search_limit: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One group of nodes that could run as one op.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupReport {
+    /// The op, as its first member prints.
+    pub op: String,
+    /// Its members' depth (longest path from the leaves).
+    pub depth: usize,
+    /// How many nodes it batches.
+    pub members: usize,
+    /// Whether the chosen program runs it batched.
+    pub taken: bool,
+}
+
+/// What autobatching found and chose.
+#[derive(Clone, Debug, Serialize)]
+pub struct AutobatchReport {
+    /// Groups of two or more nodes of one signature at one depth.
+    pub groups_found: usize,
+    /// Groups the chosen program runs batched.
+    pub groups_taken: usize,
+    /// Kernels (ops that compute: elementwise, reductions, products; each
+    /// node once, whether or not the runtime fuses it into a chain) of the
+    /// program as written.
+    pub kernels_before: usize,
+    /// Kernels of the program returned.
+    pub kernels_after: usize,
+    /// Fewest kernels with every group batched: one per distinct (signature,
+    /// depth) among the kernels that depend on an input, plus the others.
+    pub lower_bound: usize,
+    /// Ops that only move values (stack, index, transpose, ...) as written.
+    pub copies_before: usize,
+    /// Ops that only move values in the program returned.
+    pub copies_after: usize,
+    /// Predicted time of the program as written (µs).
+    pub cost_before_us: f64,
+    /// Predicted time of the program returned (µs).
+    pub cost_after_us: f64,
+    /// Predicted time of what greedy DAG extraction alone picks from the same
+    /// e-graph (it prices each member's row of a shared batched op as if it
+    /// paid for the whole op, so it keeps the ops apart).
+    pub greedy_cost_us: Option<f64>,
+    /// How the groups were chosen: every subset, or coordinate descent.
+    pub search: String,
+    /// Plans extracted and priced.
+    pub plans_priced: usize,
+    /// Whether the search stopped at its time limit before it finished.
+    pub search_cut_off: bool,
+    /// Which run was priced.
+    pub run: Run,
+    /// The element type priced.
+    pub dtype: Dtype,
+    /// The cost profile's name.
+    pub profile: String,
+    /// E-nodes in the e-graph.
+    pub egraph_nodes: usize,
+    /// E-classes in it.
+    pub egraph_classes: usize,
+    /// Rewrite iterations.
+    pub iterations: usize,
+    /// Why rewriting stopped, as a sentence.
+    pub stop_reason: String,
+    /// Seconds spent in all (grouping, rewriting, searching).
+    pub seconds: f64,
+    /// Anything else worth knowing.
+    pub notes: Vec<String>,
+    /// Every group found.
+    pub groups: Vec<GroupReport>,
+}
+
+/// The autobatched program and the report.
+#[derive(Clone, Debug)]
+pub struct Autobatched {
+    /// The program: same inputs, params and outputs, equal values.
+    pub program: Program,
+    /// What was found and chosen.
+    pub report: AutobatchReport,
+}
+
+/// Finds groups of independent same-signature nodes in `program` and runs
+/// each as one batched op where the cost model says it pays.
+pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autobatched> {
+    let start = Instant::now();
+    if program.loops().any() {
+        return autobatch(&fuse_loops(program, &options.rules)?, options);
+    }
+    let (groups, signatures) = find_groups(program);
+    let price = |p: &Program| predict_us(&options.profile, p, options.run, options.dtype);
+    let count = |p: &Program, which: fn(&Op) -> bool| p.expr.as_ref().iter().filter(|op| which(op)).count();
+    let kernels = |p: &Program| count(p, computes);
+    let copies = |p: &Program| count(p, |op| op.as_structural().is_some());
+    let varies = depends_on_input(program);
+    let fixed = (0..program.node_count())
+        .filter(|&i| computes(&program.expr[i.into()]) && !varies[i])
+        .count();
+    let mut report = AutobatchReport {
+        groups_found: groups.len(),
+        groups_taken: 0,
+        kernels_before: kernels(program),
+        kernels_after: kernels(program),
+        lower_bound: signatures + fixed,
+        copies_before: copies(program),
+        copies_after: copies(program),
+        cost_before_us: price(program),
+        cost_after_us: price(program),
+        greedy_cost_us: None,
+        search: "none".into(),
+        plans_priced: 0,
+        search_cut_off: false,
+        run: options.run,
+        dtype: options.dtype,
+        profile: options.profile.name.clone(),
+        egraph_nodes: 0,
+        egraph_classes: 0,
+        iterations: 0,
+        stop_reason: "no rewriting (no group)".into(),
+        seconds: 0.0,
+        notes: vec![],
+        groups: vec![],
+    };
+    if groups.is_empty() {
+        report
+            .notes
+            .push("no group found: the program is returned unchanged".into());
+        report.seconds = start.elapsed().as_secs_f64();
+        return Ok(Autobatched {
+            program: program.clone(),
+            report,
+        });
+    }
+    let built = build(program, &groups);
+    let runner = Runner::default()
+        .with_egraph(built.egraph)
+        .with_node_limit(options.node_limit)
+        .with_iter_limit(options.iter_limit)
+        .with_time_limit(options.time_limit)
+        .run(&options.rules.rewrites());
+    let stop_reason = runner
+        .stop_reason
+        .clone()
+        .unwrap_or(StopReason::Other("not run".into()));
+    let egraph = runner.egraph;
+    if let Some(conflict) = egraph.analysis.conflicts.first() {
+        return Err(Error::UnsoundRule(conflict.clone()));
+    }
+    report.egraph_nodes = egraph.total_number_of_nodes();
+    report.egraph_classes = egraph.number_of_classes();
+    report.iterations = runner.iterations.len();
+    report.stop_reason = stop_reason_text(&stop_reason);
+    let searched = search::search(&egraph, program, &built.classes, &built.rows, options)?;
+    report.greedy_cost_us = searched.greedy_us;
+    report.search = searched.how.clone();
+    report.plans_priced = searched.priced;
+    report.search_cut_off = searched.cut_off;
+    report.groups = groups
+        .iter()
+        .zip(&searched.taken)
+        .map(|(g, &taken)| GroupReport {
+            op: program.expr[g.members[0].into()].to_string(),
+            depth: g.depth,
+            members: g.members.len(),
+            taken,
+        })
+        .collect();
+    report.groups_taken = searched.taken.iter().filter(|&&t| t).count();
+    // Never worse than the program as written, which is one of the plans.
+    let chosen = match searched.cost_us < report.cost_before_us {
+        true => searched.program,
+        false => {
+            report.groups_taken = 0;
+            report.groups.iter_mut().for_each(|g| g.taken = false);
+            program.clone()
+        }
+    };
+    if report.groups_taken == 0 {
+        report
+            .notes
+            .push("no group pays under the cost model: the program is returned unchanged".into());
+    }
+    report.kernels_after = kernels(&chosen);
+    report.copies_after = copies(&chosen);
+    report.cost_after_us = price(&chosen);
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(Autobatched {
+        program: chosen,
+        report,
+    })
+}
+
+/// Whether each node depends on an input of `program`.
+fn depends_on_input(program: &Program) -> Vec<bool> {
+    let mut varies: Vec<bool> = Vec::with_capacity(program.node_count());
+    for node in program.expr.as_ref() {
+        let v = match node.as_var() {
+            Some(name) => program.is_input(name.as_str()),
+            None => node.children().iter().any(|&c| varies[usize::from(c)]),
+        };
+        varies.push(v);
+    }
+    varies
+}
+
+/// The e-graph of a program with its groups' batched alternatives.
+struct Built {
+    egraph: Graph,
+    /// The class of each program node (before rewriting).
+    classes: Vec<Id>,
+    /// For each group, each member's row of the batched op: (member class, `index` node).
+    rows: Vec<Vec<(Id, Op)>>,
+}
+
+/// Adds the program, then for each group (by depth) the per-row template
+/// `op(row(A1), w, ...)` over stacked operands `A` (shared operands as they
+/// are), its spec `Y = vmap(template)`, and `member_j = index(Y, j)`.
+fn build(program: &Program, groups: &[Group]) -> Built {
+    let mut analysis = ShapeAnalysis::new(program.var_shapes());
+    analysis.batch = 1;
+    let mut egraph = Graph::new(analysis);
+    let expr = program.expr.as_ref();
+    let mut classes: Vec<Id> = Vec::with_capacity(expr.len());
+    for node in expr {
+        let class = egraph.add(node.clone().map_children(|c| classes[usize::from(c)]));
+        classes.push(class);
+    }
+    // For each group: its spec Y and its template T (a row of Y).
+    let mut batched: Vec<(Id, Id)> = Vec::with_capacity(groups.len());
+    let mut rows = Vec::with_capacity(groups.len());
+    let by_members: HashMap<&[usize], usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(g, group)| (group.members.as_slice(), g))
+        .collect();
+    for group in groups {
+        let first = &expr[group.members[0]];
+        let mut children = vec![];
+        for p in 0..first.children().len() {
+            let operands: Vec<usize> = group
+                .members
+                .iter()
+                .map(|&m| usize::from(expr[m].children()[p]))
+                .collect();
+            let child = if operands.iter().all(|&o| o == operands[0]) {
+                classes[operands[0]]
+            } else if let Some(&h) = by_members.get(operands.as_slice()).filter(|&&h| h < batched.len()) {
+                batched[h].1
+            } else {
+                let stacked = stack_of(&mut egraph, program, &classes, &operands);
+                let row = egraph.add(Op::Row(stacked));
+                let spec = egraph.add(Op::Vmap(row));
+                egraph.union(spec, stacked);
+                row
+            };
+            children.push(child);
+        }
+        let mut next = children.into_iter();
+        let template = egraph.add(
+            first
+                .clone()
+                .map_children(|_| next.next().expect("one child per operand")),
+        );
+        let spec = egraph.add(Op::Vmap(template));
+        let mut members = vec![];
+        for (j, &m) in group.members.iter().enumerate() {
+            let row_number = egraph.add(Op::Num(Num(j as f64)));
+            let index = Op::structural(Structural::Index, &[spec, row_number]);
+            let id = egraph.add(index.clone());
+            egraph.union(classes[m], id);
+            members.push((classes[m], index));
+        }
+        batched.push((spec, template));
+        rows.push(members);
+    }
+    // A stack the program writes of a group's members, in order, is the group's batched op.
+    for (i, node) in expr.iter().enumerate() {
+        if let Some((Structural::Stack, operands)) = node.as_structural() {
+            let operands: Vec<usize> = operands.iter().map(|&c| usize::from(c)).collect();
+            if let Some(&g) = by_members.get(operands.as_slice()) {
+                egraph.union(classes[i], batched[g].0);
+            }
+        }
+    }
+    egraph.rebuild();
+    Built { egraph, classes, rows }
+}
+
+/// The operands stacked: `s` itself when they are `index(s, 0)`, ...,
+/// `index(s, k-1)` of an `s` of k rows, else a `stack` of them.
+fn stack_of(egraph: &mut Graph, program: &Program, classes: &[Id], operands: &[usize]) -> Id {
+    let rows_of = |o: usize| match program.expr[o.into()].as_structural() {
+        Some((Structural::Index, [s, row])) => Some((*s, program.literal(*row)?)),
+        _ => None,
+    };
+    let whole = operands.iter().enumerate().try_fold(None, |source, (j, &o)| {
+        let (s, row) = rows_of(o)?;
+        (row == j as f64 && source.is_none_or(|x| x == s)).then_some(Some(s))
+    });
+    if let Some(Some(s)) = whole {
+        if program.shape(s).dims().first() == Some(&operands.len()) {
+            return classes[usize::from(s)];
+        }
+    }
+    let stacked: Vec<Id> = operands.iter().map(|&o| classes[o]).collect();
+    egraph.add(Op::structural(Structural::Stack, &stacked))
+}

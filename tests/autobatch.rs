@@ -1,0 +1,160 @@
+//! Autobatching: programs with written-out copies come back with each group
+//! run as one batched op, with the values and gradients of the original.
+
+mod common;
+use batchgraph::{
+    autobatch, expand_loops, AutobatchOptions, Batcher, Interpreter, Op, Program, Run, Strategy, MAX_NODES,
+};
+use common::{batchable_random_programs, random_values, rel_diff, Rng};
+
+/// The question's own drawing: two copies of the per-example graph and a node averaging their losses.
+const TWO_COPIES: &str = "input x1: [3]
+input x2: [3]
+param w: [4, 3]
+fn f(x, w) = tanh(w @ x)
+fn g(a, b, x) = sum(a * b) + sum(x)
+out s = (g(f(x1, w), f(x1, w), x1) + g(f(x2, w), f(x2, w), x2)) / 2
+";
+
+fn parse(text: &str) -> Program {
+    Program::parse("test", text).unwrap()
+}
+
+fn matmuls(p: &Program) -> usize {
+    p.expr.as_ref().iter().filter(|op| matches!(op, Op::MatMul(_))).count()
+}
+
+/// Outputs and gradients (every input and param) of `after` against `before`,
+/// at random values: the largest relative difference.
+fn difference(before: &Program, after: &Program, seed: u64) -> f64 {
+    let values = random_values(before, &mut Rng::new(seed), -1.0, 1.0);
+    let (a, b) = (Interpreter::new(before), Interpreter::new(after));
+    let mut worst = 0.0f64;
+    for ((_, x), (_, y)) in a
+        .evaluate(&values)
+        .unwrap()
+        .outputs
+        .iter()
+        .zip(&b.evaluate(&values).unwrap().outputs)
+    {
+        worst = worst.max(rel_diff(y, x));
+    }
+    let scalar = before.outputs.len() == 1 && before.shape(before.outputs[0].1).rank() == 0;
+    if scalar {
+        let (ga, gb) = (a.gradient(&values).unwrap().grads, b.gradient(&values).unwrap().grads);
+        assert_eq!(ga.len(), gb.len());
+        for ((na, x), (nb, y)) in ga.iter().zip(&gb) {
+            assert_eq!(na, nb);
+            worst = worst.max(rel_diff(y, x));
+        }
+    }
+    worst
+}
+
+#[test]
+fn the_two_copy_program_runs_one_matmul_over_stacked_rows() {
+    let program = parse(TWO_COPIES);
+    assert_eq!(matmuls(&program), 2);
+    let done = autobatch(&program, &AutobatchOptions::default()).unwrap();
+    assert_eq!(matmuls(&done.program), 1, "{}", done.program.to_text());
+    assert_eq!(done.report.groups_found, 6);
+    assert_eq!(done.report.groups_taken, 6);
+    assert!(done.report.cost_after_us < done.report.cost_before_us);
+    assert!(difference(&program, &done.program, 1) < 1e-12);
+    insta::assert_snapshot!(done.program.to_text());
+}
+
+/// `batch --strategy unroll --expand` output, fed back in, autobatches to the
+/// fused plan's kernels: one matmul per layer over the stacked rows.
+#[test]
+fn expanded_copies_autobatch_to_one_matmul_per_layer() {
+    for (text, layers) in [
+        (include_str!("../examples/seed.graph"), 1),
+        (include_str!("../examples/mlp3.graph"), 3),
+    ] {
+        let example = parse(text);
+        for size in [2, 8, 64] {
+            let batcher = Batcher::new(&example).size(size);
+            let unrolled = batcher.clone().strategy(Strategy::Unroll).run().unwrap().program;
+            let written_out = expand_loops(&unrolled, MAX_NODES).unwrap();
+            let fused = batcher.strategy(Strategy::Fuse).run().unwrap().program;
+            let done = autobatch(&written_out, &AutobatchOptions::default()).unwrap();
+            let p = &done.program;
+            assert_eq!(matmuls(p), layers, "B = {size}:\n{}", p.to_text());
+            let ops = |p: &Program| p.expr.as_ref().iter().filter(|op| !egg::Language::is_leaf(*op)).count();
+            assert!(
+                ops(p) as f64 <= 1.2 * ops(&fused) as f64,
+                "B = {size}: {} ops against the fused plan's {}:\n{}",
+                ops(p),
+                ops(&fused),
+                p.to_text()
+            );
+            assert!(difference(&written_out, p, size as u64) < 1e-12, "B = {size}");
+            assert_eq!(done.report.kernels_after, done.report.lower_bound, "B = {size}");
+        }
+    }
+}
+
+#[test]
+fn a_program_without_groups_comes_back_unchanged_and_the_report_says_so() {
+    let program = parse("input x: [3]\nparam w: [4, 3]\nout s = sum(tanh(w @ x))");
+    let done = autobatch(&program, &AutobatchOptions::default()).unwrap();
+    assert_eq!(done.program.to_text(), program.to_text());
+    assert_eq!(done.report.groups_found, 0);
+    assert!(
+        done.report.notes.iter().any(|n| n.contains("no group found")),
+        "{:?}",
+        done.report.notes
+    );
+}
+
+/// Two scalar products of separate inputs read apart: stacking four scalars and
+/// reading two rows back costs more than two products, so they stay apart.
+#[test]
+fn two_tiny_ops_stay_apart_when_stacking_costs_more() {
+    let program = parse("input a: []\ninput b: []\ninput c: []\ninput d: []\nout s = a * b\nout t = c * d");
+    let done = autobatch(&program, &AutobatchOptions::default()).unwrap();
+    assert_eq!(done.report.groups_found, 1);
+    assert_eq!(done.report.groups_taken, 0, "{}", done.program.to_text());
+    assert_eq!(done.program.to_text(), program.to_text());
+}
+
+/// The result is never predicted slower than the program as written, prints
+/// and parses back to itself, and has the original's values and gradients:
+/// random programs written out three times, forward and gradient pricing.
+#[test]
+fn random_written_out_programs_keep_their_values_and_gradients() {
+    let mut rng = Rng::new(19);
+    let mut batched = 0;
+    for (k, example) in batchable_random_programs(30, &mut rng).into_iter().enumerate() {
+        let unrolled = Batcher::new(&example)
+            .size(3)
+            .strategy(Strategy::Unroll)
+            .run()
+            .unwrap()
+            .program;
+        let written_out = expand_loops(&unrolled, MAX_NODES).unwrap();
+        for run in [Run::Grad, Run::Eval] {
+            let options = AutobatchOptions {
+                run,
+                ..AutobatchOptions::default()
+            };
+            let done = autobatch(&written_out, &options).unwrap_or_else(|e| panic!("{e}\n{}", written_out.to_text()));
+            let r = &done.report;
+            assert!(r.cost_after_us <= r.cost_before_us, "program {k}: {r:?}");
+            batched += usize::from(r.groups_taken > 0);
+            let text = done.program.to_text();
+            assert_eq!(parse(&text).to_text(), text, "program {k}");
+            let d = difference(&written_out, &done.program, k as u64);
+            assert!(
+                d < 1e-9,
+                "program {k}: differs by {d}\n{}\n=>\n{text}",
+                written_out.to_text()
+            );
+        }
+    }
+    assert!(
+        batched >= 30,
+        "only {batched} of 60 autobatched programs run a group batched"
+    );
+}
