@@ -24,6 +24,14 @@ pub const PARALLEL_FROM: usize = 1 << 16;
 /// thread, where a thread hand-off costs more than it saves.
 pub const GEMM_THREADS_FROM: usize = 1 << 22;
 
+/// A product of at most this many rows by a transposed row-major matrix
+/// (`x @ transpose(W)`, read as a view) ...
+pub const FEW_ROWS_UP_TO: usize = 8;
+/// ... at least this deep runs as `W @ transpose(x)`, W streamed once ...
+pub const FEW_ROWS_MIN_DEPTH: usize = 64;
+/// ... and up to this many rows, as one matrix-vector product per row.
+pub const GEMV_ROWS_UP_TO: usize = 4;
+
 /// One link of a fused chain.
 #[derive(Clone, Copy, Debug)]
 pub enum Step {

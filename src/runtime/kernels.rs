@@ -2,6 +2,7 @@
 //! with leading (batch) axes on its left operand is one matrix-matrix product
 //! over the flattened rows (BLAS-3 shaped), never a loop over examples.
 
+use crate::ir::schedule::{FEW_ROWS_MIN_DEPTH, FEW_ROWS_UP_TO, GEMV_ROWS_UP_TO};
 use crate::ir::{broadcast, Binary, Lane, Moved, Op, Reduce, Scalar, Shape, ShapeError};
 use crate::runtime::vector::UnaryMap;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix1, Ix2, Ix3, Ix4, IxDyn};
@@ -69,12 +70,11 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
                 .unwrap()
                 .dot(&b.view().into_dimensionality::<Ix2>().unwrap())
                 .into_dyn(),
-            (2, 1) => a
-                .view()
-                .into_dimensionality::<Ix2>()
-                .unwrap()
-                .dot(&b.view().into_dimensionality::<Ix1>().unwrap())
-                .into_dyn(),
+            (2, 1) => {
+                let column = b.view().into_dimensionality::<Ix1>().unwrap().insert_axis(Axis(1));
+                let product = mat_mat(a.view().into_dimensionality::<Ix2>().unwrap(), column);
+                product.index_axis_move(Axis(1), 0).into_dyn()
+            }
             _ => mat_mat(
                 a.view().into_dimensionality::<Ix2>().unwrap(),
                 b.view().into_dimensionality::<Ix2>().unwrap(),
@@ -155,6 +155,9 @@ pub fn matmul<T: Scalar>(a: &ArrayViewD<T>, b: &ArrayViewD<T>) -> Tensor<T> {
 fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     let (m, n) = (a.nrows(), b.ncols());
     let k = a.ncols();
+    if m <= FEW_ROWS_UP_TO && k >= FEW_ROWS_MIN_DEPTH && b.strides() == [1, k as isize] {
+        return dot_rows(a, b);
+    }
     if m * n <= SPLIT_K_RESULTS && k >= 2 * SPLIT_K_MIN_DEPTH && threads_for(m * n * k) > 1 {
         return split_k(a, b);
     }
@@ -164,6 +167,23 @@ fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
         gemm_into(a, b, out.as_mut_ptr().cast::<T>(), out.strides());
         out.assume_init()
     }
+}
+
+/// A few rows times a transposed row-major matrix (`x @ transpose(W)`, a
+/// batch of stacked vectors against W), as `(W @ transpose(x))` transposed
+/// back: the GEMM then packs the few rows, not all of W, and streams W once.
+fn dot_rows<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    let w = b.reversed_axes();
+    if a.nrows() <= GEMV_ROWS_UP_TO {
+        // One matrix-vector product per row: the GEMM's own vector path.
+        let mut out = Array2::<T>::zeros((a.nrows(), w.nrows()));
+        for (x, mut row) in a.rows().into_iter().zip(out.rows_mut()) {
+            row.assign(&mat_mat(w, x.insert_axis(Axis(1))).index_axis_move(Axis(1), 0));
+        }
+        return out;
+    }
+    let flipped = mat_mat(w, a.reversed_axes());
+    flipped.reversed_axes().as_standard_layout().into_owned()
 }
 
 /// `out[i] = a[i] @ b[i]` for every batch element `i` (`out` row-major, `count x m x n`,
@@ -619,9 +639,18 @@ mod tests {
     /// and the batched path give the plain product.
     #[test]
     fn every_matmul_path_gives_the_product() {
-        for (m, k, n) in [(1, 5, 4), (4, 5, 1), (1, 5, 1), (3, 1, 4), (3, 5, 4)] {
+        let few_rows = [(1, 64, 3), (2, 100, 70), (4, 64, 5), (5, 64, 9), (8, 80, 3), (9, 64, 4)];
+        for (m, k, n) in [(1, 5, 4), (4, 5, 1), (1, 5, 1), (3, 1, 4), (3, 5, 4)]
+            .into_iter()
+            .chain(few_rows)
+        {
             let (a, b) = (filled(m, k, 1), filled(k, n, 2));
             let want = naive(&a, &b);
+            let column = b.column(0).to_owned().into_dyn(); // a matrix times a vector
+            assert_eq!(
+                matmul(&a.view().into_dyn(), &column.view()),
+                want.column(0).to_owned().into_dyn()
+            );
             let at = filled(k, m, 3).reversed_axes(); // a transposed operand
             let bt = filled(n, k, 4).reversed_axes();
             assert_eq!(

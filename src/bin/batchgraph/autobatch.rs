@@ -30,6 +30,9 @@ pub struct AutobatchArgs {
     /// Write a picture of the autobatched program.
     #[arg(long, value_name = "OUT.svg")]
     svg: Option<PathBuf>,
+    /// Run every group batched, whatever the cost model says (to time what it would cost).
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -53,6 +56,7 @@ pub fn autobatch_command(args: AutobatchArgs) -> Result<(), Error> {
         },
         dtype: args.dtype.into(),
         rules,
+        batch_every_group: args.all,
         ..AutobatchOptions::default()
     };
     let done = autobatch(&program, &options)?;

@@ -12,13 +12,13 @@
 use crate::{profile, Dtype, StrategyArg};
 use batchgraph::measure::{time_runs, timed_interpreter, values_for};
 use batchgraph::{
-    predict_peak_bytes, predict_times, BatchReduce, Batcher, Error, Interpreter, PredictedTimes, Program, Run, Scalar,
-    Strategy, Values,
+    autobatch, predict_peak_bytes, predict_times, AutobatchOptions, BatchReduce, Batcher, Error, Interpreter,
+    PredictedTimes, Program, Run, Scalar, Strategy, Values,
 };
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Arguments of `batchgraph bench`.
 #[derive(Args)]
@@ -57,6 +57,11 @@ pub struct BenchArgs {
     /// Then time every node (in further runs) and list the ones taking the most time.
     #[arg(long)]
     ops: bool,
+    /// Autobatch the program first (priced for the run timed), and time both
+    /// halves: the autobatching itself, repeated with nothing cached
+    /// (`autobatch_us`), and the run of its result (`median_us`).
+    #[arg(long, conflicts_with = "size")]
+    autobatch: bool,
 }
 
 /// Nodes listed by `--ops` in text (JSON lists every node that ran).
@@ -101,10 +106,17 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
         None => vec![None],
     };
     for size in sizes {
+        let mut autobatch_us = None;
         let batched = match size {
             Some(b) => {
                 eprintln!("bench: B = {b}: batching");
                 Some(batch(&program, b, &args)?)
+            }
+            None if args.autobatch => {
+                eprintln!("bench: autobatching");
+                let (autobatched, us) = time_autobatch(&program, &args)?;
+                autobatch_us = Some(us);
+                Some(autobatched)
             }
             None => None,
         };
@@ -115,7 +127,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Error> {
             Dtype::F32 => time::<f32>(target, &args)?,
             Dtype::F64 => time::<f64>(target, &args)?,
         };
-        report(&args, size, target.node_count(), &timing)?;
+        report(&args, size, target.node_count(), &timing, autobatch_us)?;
     }
     Ok(())
 }
@@ -136,6 +148,35 @@ fn batch(program: &Program, size: usize, args: &BenchArgs) -> Result<Program, Er
         .memory_budget(args.memory)
         .run()?;
     Ok(batched.program)
+}
+
+/// Autobatches `program` for the run and dtype timed, repeatedly (at least
+/// 3 times, for up to a tenth of `--seconds`): the program and the median
+/// time of one autobatching, in µs.
+fn time_autobatch(program: &Program, args: &BenchArgs) -> Result<(Program, f64), Error> {
+    let options = AutobatchOptions {
+        profile: profile(&args.profile)?,
+        run: if args.grad { Run::Grad } else { Run::Eval },
+        dtype: args.dtype.into(),
+        ..AutobatchOptions::default()
+    };
+    let budget = Duration::from_secs_f64(args.seconds / 10.0);
+    let start = Instant::now();
+    let mut samples = vec![];
+    let mut result = None;
+    while samples.len() < 3 || (start.elapsed() < budget && samples.len() < 1000) {
+        let t = Instant::now();
+        let done = autobatch(program, &options)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        result = Some(done);
+    }
+    samples.sort_by(f64::total_cmp);
+    let done = result.expect("autobatched at least once");
+    eprintln!(
+        "bench: autobatch: {} of {} groups batched, kernels {} -> {}",
+        done.report.groups_taken, done.report.groups_found, done.report.kernels_before, done.report.kernels_after
+    );
+    Ok((done.program, samples[samples.len() / 2]))
 }
 
 /// Refuses, before any allocation, a run whose predicted peak (with its
@@ -251,11 +292,18 @@ fn interpreter<'p>(program: &'p Program, args: &BenchArgs) -> Interpreter<'p> {
     timed_interpreter(program, !args.no_fuse)
 }
 
-fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Result<(), Error> {
+fn report(
+    args: &BenchArgs,
+    size: Option<usize>,
+    nodes: usize,
+    t: &Timing,
+    autobatch_us: Option<f64>,
+) -> Result<(), Error> {
     let per_example = t.median / size.unwrap_or(1) as f64;
     if args.json {
         let line = json!({
             "size": size,
+            "autobatch_us": autobatch_us,
             "median_us": t.median,
             "predicted_us": t.predicted,
             "min_us": t.min,
@@ -281,7 +329,11 @@ fn report(args: &BenchArgs, size: Option<usize>, nodes: usize, t: &Timing) -> Re
         }
         print_line(&line.to_string())?;
     } else {
-        let what = size.map_or("as written".to_string(), |b| format!("B = {b}"));
+        let what = match (size, autobatch_us) {
+            (Some(b), _) => format!("B = {b}"),
+            (None, Some(us)) => format!("autobatched (in {us:.0} µs)"),
+            (None, None) => "as written".to_string(),
+        };
         let predicted = t.predicted.map_or(String::new(), |p| format!(" (predicted {p:.2})"));
         print_line(&format!(
             "{what}: median {:.2} µs per run{predicted} (min {:.2}, max {:.2}; {} runs, {nodes} nodes, {} fused in {} chains), {per_example:.3} µs per example",

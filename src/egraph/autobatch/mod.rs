@@ -54,6 +54,9 @@ pub struct AutobatchOptions {
     pub exhaustive_groups: usize,
     /// Longest time the search over groups may take (it then keeps the best so far).
     pub search_limit: Duration,
+    /// Run every group batched, whatever the cost model says: to measure
+    /// what the batched program costs where the model keeps it apart.
+    pub batch_every_group: bool,
 }
 
 impl Default for AutobatchOptions {
@@ -68,6 +71,7 @@ impl Default for AutobatchOptions {
             time_limit: Duration::from_secs(10),
             exhaustive_groups: 8,
             search_limit: Duration::from_secs(10),
+            batch_every_group: false,
         }
     }
 }
@@ -237,7 +241,7 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
         .collect();
     report.groups_taken = searched.taken.iter().filter(|&&t| t).count();
     // Never worse than the program as written, which is one of the plans.
-    let chosen = match searched.cost_us < report.cost_before_us {
+    let chosen = match searched.cost_us < report.cost_before_us || options.batch_every_group {
         true => searched.program,
         false => {
             report.groups_taken = 0;

@@ -109,7 +109,10 @@ pub(super) fn search(
     };
     let mut cut_off = false;
     let how;
-    if count <= options.exhaustive_groups {
+    if options.batch_every_group {
+        how = "every group batched (asked for)".into();
+        consider(&vec![true; count], &mut best);
+    } else if count <= options.exhaustive_groups {
         how = format!("every subset of the {count} groups ({} plans)", 1usize << count);
         for mask in 0..1usize << count {
             if start.elapsed() > options.search_limit {

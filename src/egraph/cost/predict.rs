@@ -8,7 +8,10 @@
 //! the bytes come from (cache or memory, by working set).
 
 use crate::egraph::cost::{CostProfile, Pass};
-use crate::ir::{early_loop, main_uses, Dtype, Flops, LoopBody, Op, Program, Run, Schedule, GEMM_THREADS_FROM};
+use crate::ir::schedule::{FEW_ROWS_MIN_DEPTH, FEW_ROWS_UP_TO, GEMV_ROWS_UP_TO};
+use crate::ir::{
+    early_loop, main_uses, Dtype, Flops, LoopBody, Op, Program, Run, Schedule, Structural, GEMM_THREADS_FROM,
+};
 use egg::Language;
 
 /// The predicted time of one run of `program` in `dtype`, in µs.
@@ -245,7 +248,29 @@ impl<'a> Model<'a> {
             false => 1.0,
         };
         let touched = self.elements(a) + self.elements(b) + n;
+        if let Some(us) = self.few_rows_us(sa, sb, b, one_thread) {
+            return us;
+        }
         self.pass.gemm_us(n / columns.max(1.0), n, k, touched, one_thread) + self.p.gemm_call_us * (calls - 1.0)
+    }
+
+    /// A few rows times a transposed matrix read as a view, which the runtime
+    /// runs as `W @ transpose(x)` (one product per row when very few).
+    fn few_rows_us(&self, sa: &[usize], sb: &[usize], b: usize, one_thread: bool) -> Option<f64> {
+        let ([m, k], [_, n]) = (sa, sb) else { return None };
+        let viewed = matches!(
+            self.program.expr[b.into()].as_structural(),
+            Some((Structural::Transpose, _))
+        ) && self.schedule.view_of(b).is_some();
+        if !(viewed && *m <= FEW_ROWS_UP_TO && *k >= FEW_ROWS_MIN_DEPTH) {
+            return None;
+        }
+        let (m, k, n) = (*m as f64, *k as f64, *n as f64);
+        let matrix = n * k;
+        Some(match m as usize <= GEMV_ROWS_UP_TO {
+            true => m * self.pass.gemm_us(n, n, k, matrix + k + n, one_thread),
+            false => self.pass.gemm_us(n, n * m, k, matrix + m * k + m * n, one_thread) + self.pass.strided_us(m * n),
+        })
     }
 
     /// Sending node `i`'s cotangent to the operands in `wanted` (a fused

@@ -31,6 +31,16 @@ impl StructuralOp for Stack {
     }
 
     fn kernel<'a, T: Element>(_: &[usize], arrays: &'a [ArrayViewD<'a, T>]) -> Moved<'a, T> {
+        // Row-major operands (what the runtime stores) are copied slice after
+        // slice: ndarray's stack walks each operand as a general view, which
+        // costs more than the copy for many small operands.
+        let slices: Option<Vec<&[T]>> = arrays.iter().map(|a| a.as_slice()).collect();
+        if let Some(slices) = slices {
+            let mut shape = vec![arrays.len()];
+            shape.extend_from_slice(arrays[0].shape());
+            let data: Vec<T> = slices.concat();
+            return Moved::Owned(ndarray::ArrayD::from_shape_vec(shape, data).expect("shapes checked"));
+        }
         Moved::Owned(ndarray::stack(ndarray::Axis(0), arrays).expect("shapes checked"))
     }
 
