@@ -12,7 +12,8 @@ use crate::egraph::analysis::Graph;
 use crate::egraph::cost::CostProfile;
 use crate::ir::{Dtype, Op, Shape};
 use egg::{Id, Language};
-use std::collections::{HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// Builds the chosen DAG as an expression; it lives in the IR, where CSE uses it too.
@@ -66,9 +67,9 @@ pub fn extract_dag_greedy_where(
         };
         runs * profile.op_cost(node, &inputs, &egraph[class].data.shape, dtype)
     };
-    let mut parents: HashMap<Id, Vec<(Id, usize)>> = HashMap::new();
+    let mut parents: HashMap<Id, Vec<(Id, usize)>> = HashMap::default();
     let mut queue: VecDeque<(Id, usize)> = VecDeque::new();
-    let mut queued: HashSet<(Id, usize)> = HashSet::new();
+    let mut queued: HashSet<(Id, usize)> = HashSet::default();
     for class in egraph.classes() {
         for (index, node) in class.nodes.iter().enumerate() {
             if node.is_leaf() {
@@ -80,8 +81,23 @@ pub fn extract_dag_greedy_where(
             }
         }
     }
-    let mut best: HashMap<Id, CostSet> = HashMap::new();
-    while let Some((class, index)) = queue.pop_front() {
+    let mut best: HashMap<Id, CostSet> = HashMap::default();
+    // Wide nodes (a stack of many members) union many sets: they wait until
+    // everything narrower has settled, so that each is priced once per
+    // settling, not once per child that improves (quadratic in the width).
+    let mut wide: VecDeque<(Id, usize)> = VecDeque::new();
+    loop {
+        let (class, index) = match queue.pop_front() {
+            Some(item) if egraph[item.0].nodes[item.1].children().len() > WIDE => {
+                wide.push_back(item); // still queued: the wide queue holds it
+                continue;
+            }
+            Some(item) => item,
+            None => match wide.pop_front() {
+                Some(item) => item,
+                None => break,
+            },
+        };
         queued.remove(&(class, index));
         let node = &egraph[class].nodes[index];
         let own = node_cost(class, index);
@@ -123,8 +139,8 @@ pub fn extract_dag_greedy_where(
             }
         }
     }
-    let mut choice = HashMap::new();
-    let mut all: HashMap<Id, f64> = HashMap::new();
+    let mut choice = HashMap::default();
+    let mut all: HashMap<Id, f64> = HashMap::default();
     let mut stack: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
     while let Some(class) = stack.pop() {
         if choice.contains_key(&class) {
@@ -144,12 +160,15 @@ pub fn extract_dag_greedy_where(
     })
 }
 
+/// Nodes with more children than this are priced after the narrower ones settle.
+const WIDE: usize = 16;
+
 /// Whether the chosen nodes form a cycle (a greedy choice made stale by a
 /// later improvement of a child can, in principle, close one).
 fn has_cycle(egraph: &Graph, choice: &HashMap<Id, usize>) -> bool {
     // Kahn's algorithm over the chosen nodes.
-    let mut pending: HashMap<Id, usize> = HashMap::new();
-    let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
+    let mut pending: HashMap<Id, usize> = HashMap::default();
+    let mut users: HashMap<Id, Vec<Id>> = HashMap::default();
     for (&class, &index) in choice {
         let children: HashSet<Id> = egraph[class].nodes[index]
             .children()

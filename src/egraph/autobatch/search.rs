@@ -12,7 +12,9 @@ use crate::egraph::extract::{extract_dag, extract_dag_greedy_where};
 use crate::error::{Error, Result};
 use crate::ir::{Op, Program};
 use egg::{Id, Language};
+use rayon::prelude::*;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The plan the search kept.
@@ -55,9 +57,9 @@ pub(super) fn search(
         .iter()
         .map(|(_, id)| egraph.find(classes[usize::from(*id)]))
         .collect();
-    let mut priced = 0;
-    let mut plan = |taken: Option<&[bool]>| -> Option<(Program, f64, Vec<bool>)> {
-        priced += 1;
+    let priced = AtomicUsize::new(0);
+    let plan = |taken: Option<&[bool]>| -> Option<(Program, f64, Vec<bool>)> {
+        priced.fetch_add(1, Ordering::Relaxed);
         let allowed = |class: Id, node: &Op| match (taken, rows_in.get(&class)) {
             (Some(taken), Some(rows)) => match rows.iter().find(|(_, row)| row == node) {
                 Some(&(g, _)) => taken[g],
@@ -95,57 +97,57 @@ pub(super) fn search(
             .collect();
         Some((extracted, cost, batched))
     };
+    // The cheapest of several choices, priced on every thread.
+    let cheapest = |choices: Vec<Vec<bool>>| -> Option<Best> {
+        choices
+            .into_par_iter()
+            .filter_map(|taken| plan(Some(&taken)).map(|(p, cost, batched)| (p, cost, taken, batched)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    };
     let greedy_us = plan(None).map(|(_, cost, _)| cost);
     let count = rows.len();
-    let mut best: Option<Best> = None;
-    let mut consider = |taken: &[bool], best: &mut Option<Best>| -> bool {
-        match plan(Some(taken)) {
-            Some((p, cost, batched)) if best.as_ref().is_none_or(|b| cost < b.1) => {
-                *best = Some((p, cost, taken.to_vec(), batched));
+    let better = |candidate: Option<Best>, best: &mut Option<Best>| -> bool {
+        match candidate {
+            Some(c) if best.as_ref().is_none_or(|b| c.1 < b.1) => {
+                *best = Some(c);
                 true
             }
             _ => false,
         }
     };
+    let mut best: Option<Best> = None;
     let mut cut_off = false;
     let how;
     if options.batch_every_group {
         how = "every group batched (asked for)".into();
-        consider(&vec![true; count], &mut best);
+        better(cheapest(vec![vec![true; count]]), &mut best);
     } else if count <= options.exhaustive_groups {
         how = format!("every subset of the {count} groups ({} plans)", 1usize << count);
-        for mask in 0..1usize << count {
+        let subsets = (0..1usize << count).map(|mask| (0..count).map(|g| mask >> g & 1 == 1).collect());
+        better(cheapest(subsets.collect()), &mut best);
+    } else {
+        // Steepest descent: from the better of none and all, price every
+        // single flip at once and take the best, until none improves.
+        how = format!("steepest descent over {count} groups, one flip at a time");
+        better(cheapest(vec![vec![false; count], vec![true; count]]), &mut best);
+        while let Some(current) = best.as_ref().map(|b| b.2.clone()) {
             if start.elapsed() > options.search_limit {
                 cut_off = true;
                 break;
             }
-            let taken: Vec<bool> = (0..count).map(|g| mask >> g & 1 == 1).collect();
-            consider(&taken, &mut best);
-        }
-    } else {
-        how = format!("coordinate descent over {count} groups from all taken");
-        let mut taken = vec![true; count];
-        consider(&vec![false; count], &mut best);
-        consider(&taken, &mut best);
-        let mut improved = true;
-        while improved && !cut_off {
-            improved = false;
-            for g in 0..count {
-                if start.elapsed() > options.search_limit {
-                    cut_off = true;
-                    break;
-                }
-                taken[g] = !taken[g];
-                match consider(&taken, &mut best) {
-                    true => improved = true,
-                    false => taken[g] = !taken[g],
-                }
-            }
-            if let Some(b) = &best {
-                taken.clone_from(&b.2);
+            let flips = (0..count)
+                .map(|g| {
+                    let mut taken = current.clone();
+                    taken[g] = !taken[g];
+                    taken
+                })
+                .collect();
+            if !better(cheapest(flips), &mut best) {
+                break;
             }
         }
     }
+    let priced = priced.into_inner();
     let (program, cost_us, _, taken) =
         best.ok_or_else(|| Error::Internal("autobatch: no plan could be extracted".into()))?;
     Ok(Searched {
