@@ -158,3 +158,34 @@ fn random_written_out_programs_keep_their_values_and_gradients() {
         "only {batched} of 60 autobatched programs run a group batched"
     );
 }
+
+/// The gradient and JVP programs of an autobatched program (`grad`, `jvp`)
+/// equal the interpreter's reverse and forward modes on it, and batching it
+/// again gives the mean of its values over the batch.
+#[test]
+fn autobatched_programs_differentiate_and_batch_as_programs() {
+    let done = autobatch(&parse(TWO_COPIES), &AutobatchOptions::default()).unwrap();
+    let p = &done.program;
+    let values = random_values(p, &mut Rng::new(3), -1.0, 1.0);
+    let direction = random_values(p, &mut Rng::new(4), -1.0, 1.0);
+    assert!(common::grad_program_difference(p, &values) < 1e-12);
+    assert!(common::jvp_program_difference(p, &values, &direction) < 1e-12);
+    let batched = Batcher::new(p).size(3).strategy(Strategy::Fuse).run().unwrap().program;
+    let mut rng = Rng::new(5);
+    let batch_values = random_values(&batched, &mut rng, -1.0, 1.0);
+    let mean = Interpreter::new(&batched).evaluate(&batch_values).unwrap().outputs[0]
+        .1
+        .clone();
+    let mut total = 0.0;
+    for i in 0..3 {
+        let row: batchgraph::Values<f64> = batch_values
+            .iter()
+            .map(|(name, t)| match p.is_input(name) {
+                true => (name.clone(), t.index_axis(ndarray::Axis(0), i).to_owned()),
+                false => (name.clone(), t.clone()),
+            })
+            .collect();
+        total += Interpreter::new(p).evaluate(&row).unwrap().outputs[0].1.sum();
+    }
+    assert!((mean.sum() - total / 3.0).abs() < 1e-12);
+}

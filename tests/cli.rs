@@ -630,3 +630,44 @@ fn a_saved_calibration_is_the_default_profile() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read()["profile"], "cpu (calibrated)");
 }
+
+/// `autobatch` prints the program (which parses back), a summary naming the
+/// groups, and a JSON report; `bench --autobatch` times both halves.
+#[test]
+fn autobatch_prints_the_program_and_reports_groups() {
+    let report = temp_file("autobatch/report.json", "");
+    let o = batchgraph(&["autobatch", "examples/two_copies.graph", "--report", &report]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("stack(x1, x2)") && text.matches('@').count() == 1,
+        "{text}"
+    );
+    assert!(stderr(&o).contains("6 groups found, 6 taken"), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["groups_found"], 6);
+    assert!(json["kernels_after"].as_u64() < json["kernels_before"].as_u64());
+    let again = temp_file("autobatch/again.graph", &text);
+    assert!(batchgraph(&["show", &again]).status.success());
+
+    let o = batchgraph(&[
+        "bench",
+        "examples/two_copies.graph",
+        "--autobatch",
+        "--seconds",
+        "0.05",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(
+        line["autobatch_us"].as_f64().unwrap() > 0.0 && line["median_us"].as_f64().unwrap() > 0.0,
+        "{line}"
+    );
+
+    let o = batchgraph(&["autobatch", "examples/seed.graph"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no group found"), "{}", stderr(&o));
+    let o = batchgraph(&["autobatch", "examples/missing.graph"]);
+    assert_eq!(o.status.code(), Some(1));
+}

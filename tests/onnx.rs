@@ -15,8 +15,8 @@ mod common;
 
 use batchgraph::export::{proto, to_model};
 use batchgraph::{
-    expand_loops, tensor_to_json, to_onnx, BatchReduce, Batcher, Dtype, DynamicBatch, ExportOptions, Interpreter, Op,
-    Program, Strategy, Tensor, Values, MAX_NODES,
+    autobatch, expand_loops, tensor_to_json, to_onnx, AutobatchOptions, BatchReduce, Batcher, Dtype, DynamicBatch,
+    ExportOptions, Interpreter, Op, Program, Strategy, Tensor, Values, MAX_NODES,
 };
 use common::{json_tensor, load_reference, op_text, Rng};
 use ndarray::Axis;
@@ -67,6 +67,37 @@ fn cases() -> Vec<Case> {
             Case { name, program, values }
         })
         .collect();
+    // Autobatched programs are ordinary programs: the examples that have
+    // groups, and the seed written out four times, autobatched.
+    let seed = cases
+        .iter()
+        .find(|c| c.name == "seed")
+        .expect("the seed example")
+        .program
+        .clone();
+    let unrolled = Batcher::new(&seed)
+        .size(4)
+        .strategy(Strategy::Unroll)
+        .run()
+        .unwrap()
+        .program;
+    let written_out = (
+        "seed_written_out".to_string(),
+        expand_loops(&unrolled, MAX_NODES).unwrap(),
+    );
+    let named: Vec<(String, Program)> = cases.iter().map(|c| (c.name.clone(), c.program.clone())).collect();
+    for (name, program) in named.into_iter().chain([written_out]) {
+        let done = autobatch(&program, &AutobatchOptions::default()).unwrap();
+        if done.report.groups_taken > 0 {
+            let values = random_values(&done.program, &mut rng);
+            cases.push(Case {
+                name: format!("autobatched/{name}"),
+                program: done.program,
+                values,
+            });
+        }
+    }
+    assert!(cases.iter().any(|c| c.name == "autobatched/two_copies"));
     for name in REFERENCES {
         let reference = load_reference(name);
         let program = Program::parse(name, reference["program"].as_str().unwrap()).unwrap();
