@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Measures what `batchgraph autobatch` finds and what it is worth, with the
+command line only (a release build: `cargo build --release`; standard Python).
+
+1. Written-out copies fed back in: `batch --strategy unroll --expand` output of
+   examples/seed.graph and examples/mlp3.graph at B = 2, 8 and 64, autobatched
+   (priced for the gradient), against `batch --strategy fuse` of the
+   per-example program: kernels (ops that compute) and matmuls of each, and the
+   gradient run of each timed with `batchgraph bench --grad`.
+2. The grid: N written-out copies of tanh(W @ x_i), N in {2, 8, 64}, hidden
+   size h in {4, 16, 128, 1024}, forward run: the copies as written and every
+   group batched (`autobatch --all`) each timed twice (`bench`, the faster
+   median kept), and whether `autobatch`'s pick is the faster one (a pick
+   within 5% of the faster counts as right).
+
+    python3 bench/autobatch_check.py [--seconds 0.5] [--out DIR] [--json OUT.json]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "batchgraph")
+
+
+def run(args, out=None):
+    done = subprocess.run([BIN] + args, capture_output=True, text=True, check=True, cwd=ROOT)
+    if out:
+        with open(out, "w") as f:
+            f.write(done.stdout)
+    return done
+
+
+def bench(path, seconds, grad=False):
+    args = ["bench", path, "--json", "--seconds", str(seconds)] + (["--grad"] if grad else [])
+    return json.loads(run(args).stdout.strip().splitlines()[-1])["median_us"]
+
+
+def counts(path):
+    text = open(path).read()
+    return text.count("@")
+
+
+def written_out(out, seconds):
+    rows = []
+    print("written-out copies, autobatched, against batch --strategy fuse (gradient runs, µs):")
+    for example in ["seed", "mlp3"]:
+        for size in [2, 8, 64]:
+            source = f"examples/{example}.graph"
+            expanded = os.path.join(out, f"{example}_{size}.graph")
+            auto = os.path.join(out, f"{example}_{size}.autobatched.graph")
+            fused = os.path.join(out, f"{example}_{size}.fused.graph")
+            report = os.path.join(out, f"{example}_{size}.report.json")
+            run(["batch", source, "--size", str(size), "--strategy", "unroll", "--expand"], expanded)
+            run(["autobatch", expanded, "--report", report], auto)
+            run(["batch", source, "--size", str(size), "--strategy", "fuse"], fused)
+            r = json.load(open(report))
+            fused_report = os.path.join(out, f"{example}_{size}.fused.report.json")
+            run(["autobatch", fused, "--report", fused_report])
+            fused_kernels = json.load(open(fused_report))["kernels_before"]
+            t_auto = min(bench(auto, seconds, True), bench(auto, seconds, True))
+            t_fused = min(bench(fused, seconds, True), bench(fused, seconds, True))
+            row = dict(example=example, size=size, kernels_written=r["kernels_before"], kernels_autobatched=r["kernels_after"],
+                       kernels_fused=fused_kernels, matmuls_autobatched=counts(auto), matmuls_fused=counts(fused),
+                       autobatched_us=t_auto, fused_us=t_fused, autobatch_seconds=r["seconds"])
+            rows.append(row)
+            print(f"  {example:5} B = {size:>2}: kernels {r['kernels_before']:>4} -> {r['kernels_after']:>3} (fused plan {fused_kernels:>3}), "
+                  f"matmuls {counts(auto)} (fused {counts(fused)}); {t_auto:7.1f} µs against {t_fused:7.1f} ({t_auto / t_fused:.2f}x); "
+                  f"autobatch took {r['seconds'] * 1000:.0f} ms", flush=True)
+    return rows
+
+
+def grid(out, seconds):
+    rows = []
+    print("the grid: N copies of tanh(W @ x_i), forward runs (µs):")
+    for n in [2, 8, 64]:
+        for h in [4, 16, 128, 1024]:
+            lines = [f"input x{i}: [{h}]" for i in range(n)] + [f"param W: [{h}, {h}]"]
+            lines += [f"out y{i} = tanh(W @ x{i})" for i in range(n)]
+            path = os.path.join(out, f"copies_{n}_{h}.graph")
+            open(path, "w").write("\n".join(lines) + "\n")
+            batched = os.path.join(out, f"copies_{n}_{h}.batched.graph")
+            run(["autobatch", path, "--for", "eval", "--all"], batched)
+            report = os.path.join(out, f"copies_{n}_{h}.report.json")
+            run(["autobatch", path, "--for", "eval", "--report", report])
+            r = json.load(open(report))
+            apart = min(bench(path, seconds), bench(path, seconds))
+            together = min(bench(batched, seconds), bench(batched, seconds))
+            picks_batched = r["groups_taken"] > 0
+            close = abs(apart - together) / min(apart, together) < 0.05
+            right = close or picks_batched == (together < apart)
+            rows.append(dict(copies=n, hidden=h, apart_us=apart, batched_us=together, picks_batched=picks_batched,
+                             predicted_apart_us=r["cost_before_us"], predicted_picked_us=r["cost_after_us"], right=right))
+            print(f"  {n:>2} copies, h = {h:>4}: apart {apart:8.1f}, batched {together:8.1f}; picks "
+                  f"{'batched' if picks_batched else 'apart':7} {'right' if right else 'WRONG'}{' (within 5%)' if close else ''}",
+                  flush=True)
+    print(f"  {sum(r['right'] for r in rows)} of {len(rows)} picks are the faster (or within 5% of it)")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--out", default=None, help="folder for the programs and reports (default: a temporary one)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    out = args.out or tempfile.mkdtemp(prefix="autobatch-check-")
+    os.makedirs(out, exist_ok=True)
+    result = dict(written_out=written_out(out, args.seconds), grid=grid(out, args.seconds))
+    if args.json:
+        json.dump(result, open(args.json, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
