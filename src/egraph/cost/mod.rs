@@ -8,6 +8,7 @@
 //! and is what `batch`, `bench` and `cost-check` print: a predicted time,
 //! checked against the clock by `batchgraph cost-check`.
 
+mod emitted;
 mod predict;
 
 use crate::ir::{Binary, Dtype, Flops, Op, Shape, Step, Unary, GEMM_THREADS_FROM, PARALLEL_FROM};

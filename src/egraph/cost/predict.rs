@@ -7,12 +7,13 @@
 //! and products past the runtime's thresholds), the element size, and where
 //! the bytes come from (cache or memory, by working set).
 
+use crate::egraph::cost::emitted::transpose_emitted;
 use crate::egraph::cost::{CostProfile, Pass};
 use crate::ir::schedule::{FEW_ROWS_MIN_DEPTH, FEW_ROWS_UP_TO, GEMV_ROWS_UP_TO};
 use crate::ir::{
-    early_loop, main_uses, Dtype, Flops, LoopBody, Op, Program, Run, Schedule, Structural, GEMM_THREADS_FROM,
+    early_loop, main_uses, Dtype, Flops, LoopBody, Op, Program, Run, Schedule, Shape, Structural, GEMM_THREADS_FROM,
 };
-use egg::Language;
+use egg::{Id, Language};
 
 /// The predicted time of one run of `program` in `dtype`, in µs.
 pub fn predict_us(profile: &CostProfile, program: &Program, run: Run, dtype: Dtype) -> f64 {
@@ -287,7 +288,24 @@ impl<'a> Model<'a> {
                 + self.p.fused_step_us * group.steps().len() as f64
                 + pass.threaded(n, n * ns / 1000.0 + pass.bytes_us((4.0 * n + others) * pass.esize));
         }
+        if let Op::Structural(op, children) = node {
+            let positions: Vec<bool> = children.iter().map(|c| wanted.contains(&usize::from(*c))).collect();
+            return overhead + self.structural_vjp_us(i, *op, children, &|k| positions[k]);
+        }
         overhead + self.vjp_work_us(i, node, wanted.len(), false)
+    }
+
+    /// Running the transpose rule of the structural op at node `i`: each
+    /// node the rule emits is a kernel, with its per-op cost and its copy.
+    fn structural_vjp_us(&self, i: usize, s: Structural, children: &[Id], wanted: &dyn Fn(usize) -> bool) -> f64 {
+        let arrays = s.arrays_of(children.len()).unwrap_or(children.len());
+        let operands: Vec<&Shape> = children[..arrays].iter().map(|&c| self.program.shape(c)).collect();
+        let ints: Vec<usize> = children[arrays..]
+            .iter()
+            .map(|&c| self.program.literal(c).unwrap_or(0.0) as usize)
+            .collect();
+        let emitted = transpose_emitted(s, &operands, &ints, self.program.shape(i.into()), wanted);
+        emitted.ops * self.p.op_us + self.pass.strided_us(emitted.elements)
     }
 
     /// The work of node `i`'s VJP for `wanted` operands (no per-op overhead).
