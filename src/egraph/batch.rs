@@ -525,16 +525,7 @@ impl<'p> Batcher<'p> {
     /// Runs the rules to saturation or a limit; returns the e-graph, the
     /// iterations and why it stopped.
     fn saturate(&self, egraph: Graph) -> (Graph, usize, StopReason) {
-        let runner = Runner::default()
-            .with_egraph(egraph)
-            .with_node_limit(self.node_limit)
-            .with_iter_limit(self.iter_limit)
-            .with_time_limit(self.time_limit)
-            .run(&self.rules.rewrites());
-        let stop_reason = runner
-            .stop_reason
-            .unwrap_or_else(|| StopReason::Other("not run".into()));
-        (runner.egraph, runner.iterations.len(), stop_reason)
+        saturate(egraph, &self.rules, self.node_limit, self.iter_limit, self.time_limit)
     }
 
     /// The root of each output: the mean, sum or stack over the batch.
@@ -656,6 +647,27 @@ impl Plan {
             predicted_peak_bytes: self.peak,
         }
     }
+}
+
+/// Runs `rules` on `egraph` to saturation or a limit (e-nodes, iterations,
+/// time); returns the e-graph, the iterations and why it stopped.
+pub(crate) fn saturate(
+    egraph: Graph,
+    rules: &RuleSet,
+    node_limit: usize,
+    iter_limit: usize,
+    time_limit: Duration,
+) -> (Graph, usize, StopReason) {
+    let runner = Runner::default()
+        .with_egraph(egraph)
+        .with_node_limit(node_limit)
+        .with_iter_limit(iter_limit)
+        .with_time_limit(time_limit)
+        .run(&rules.rewrites());
+    let stop_reason = runner
+        .stop_reason
+        .unwrap_or_else(|| StopReason::Other("not run".into()));
+    (runner.egraph, runner.iterations.len(), stop_reason)
 }
 
 /// Why rewriting stopped, as a sentence: `saturated`, `node limit (N e-nodes)`, ...

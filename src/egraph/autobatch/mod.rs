@@ -19,13 +19,13 @@ mod groups;
 mod search;
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
-use crate::egraph::batch::stop_reason_text;
+use crate::egraph::batch::{saturate, stop_reason_text};
 use crate::egraph::cost::{predict_us, CostProfile};
 use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
 use crate::ir::{Dtype, Num, Op, Program, Run, Structural};
-use egg::{Id, Language, Runner, StopReason};
+use egg::{Id, Language};
 use groups::{computes, find_groups, Group};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -212,23 +212,19 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
         });
     }
     let built = build(program, &groups);
-    let runner = Runner::default()
-        .with_egraph(built.egraph)
-        .with_node_limit(options.node_limit)
-        .with_iter_limit(options.iter_limit)
-        .with_time_limit(options.time_limit)
-        .run(&options.rules.rewrites());
-    let stop_reason = runner
-        .stop_reason
-        .clone()
-        .unwrap_or(StopReason::Other("not run".into()));
-    let egraph = runner.egraph;
+    let (egraph, iterations, stop_reason) = saturate(
+        built.egraph,
+        &options.rules,
+        options.node_limit,
+        options.iter_limit,
+        options.time_limit,
+    );
     if let Some(conflict) = egraph.analysis.conflicts.first() {
         return Err(Error::UnsoundRule(conflict.clone()));
     }
     report.egraph_nodes = egraph.total_number_of_nodes();
     report.egraph_classes = egraph.number_of_classes();
-    report.iterations = runner.iterations.len();
+    report.iterations = iterations;
     report.stop_reason = stop_reason_text(&stop_reason);
     let searched = search::search(&egraph, program, &built.classes, &built.rows, options)?;
     report.greedy_cost_us = searched.greedy_us;
