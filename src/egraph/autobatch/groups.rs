@@ -41,15 +41,11 @@ enum Operand {
 /// program can run with.
 pub(crate) fn find_groups(program: &Program) -> (Vec<Group>, usize) {
     let expr = program.expr.as_ref();
-    let mut varies = vec![false; expr.len()];
+    let varies = depends_on_input(program);
     let mut depth = vec![0usize; expr.len()];
     let mut keys: HashMap<(usize, Op, Vec<Operand>), usize> = HashMap::new();
     let mut groups: Vec<Group> = vec![];
     for (i, node) in expr.iter().enumerate() {
-        varies[i] = match node.as_var() {
-            Some(v) => program.is_input(v.as_str()),
-            None => node.children().iter().any(|&c| varies[usize::from(c)]),
-        };
         depth[i] = node
             .children()
             .iter()
@@ -86,6 +82,19 @@ pub(crate) fn find_groups(program: &Program) -> (Vec<Group>, usize) {
     groups.sort_by_key(|g| (g.depth, g.members[0]));
     order_for_layout(program, &mut groups);
     (groups, signatures)
+}
+
+/// Whether each node depends on an input of `program`.
+pub(crate) fn depends_on_input(program: &Program) -> Vec<bool> {
+    let mut varies: Vec<bool> = Vec::with_capacity(program.node_count());
+    for node in program.expr.as_ref() {
+        let v = match node.as_var() {
+            Some(name) => program.is_input(name.as_str()),
+            None => node.children().iter().any(|&c| varies[usize::from(c)]),
+        };
+        varies.push(v);
+    }
+    varies
 }
 
 /// Whether the op has a batched form (the batching rules cover it).

@@ -26,7 +26,7 @@ use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
 use crate::ir::{Dtype, Num, Op, Program, Run, Structural};
 use egg::{Id, Language};
-use groups::{computes, find_groups, Group};
+use groups::{computes, depends_on_input, find_groups, Group};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -266,19 +266,6 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
         program: chosen,
         report,
     })
-}
-
-/// Whether each node depends on an input of `program`.
-fn depends_on_input(program: &Program) -> Vec<bool> {
-    let mut varies: Vec<bool> = Vec::with_capacity(program.node_count());
-    for node in program.expr.as_ref() {
-        let v = match node.as_var() {
-            Some(name) => program.is_input(name.as_str()),
-            None => node.children().iter().any(|&c| varies[usize::from(c)]),
-        };
-        varies.push(v);
-    }
-    varies
 }
 
 /// The e-graph of a program with its groups' batched alternatives.

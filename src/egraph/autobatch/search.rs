@@ -14,7 +14,7 @@ use crate::ir::{Op, Program};
 use egg::{Id, Language};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// The plan the search kept.
@@ -98,9 +98,16 @@ pub(super) fn search(
         Some((extracted, cost, batched))
     };
     // The cheapest of several choices, priced on every thread.
+    // Past the search's time limit, the plans not yet priced are skipped.
+    let late = AtomicBool::new(false);
     let cheapest = |choices: Vec<Vec<bool>>| -> Option<Best> {
         choices
             .into_par_iter()
+            .filter(|_| {
+                let over = start.elapsed() > options.search_limit;
+                late.fetch_or(over, Ordering::Relaxed);
+                !over
+            })
             .filter_map(|taken| plan(Some(&taken)).map(|(p, cost, batched)| (p, cost, taken, batched)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
     };
@@ -148,6 +155,7 @@ pub(super) fn search(
         }
     }
     let priced = priced.into_inner();
+    cut_off |= late.into_inner();
     let (program, cost_us, _, taken) =
         best.ok_or_else(|| Error::Internal("autobatch: no plan could be extracted".into()))?;
     Ok(Searched {
