@@ -3,9 +3,10 @@
 
 mod common;
 use batchgraph::{
-    autobatch, expand_loops, AutobatchOptions, Batcher, Interpreter, Op, Program, Run, Strategy, MAX_NODES,
+    autobatch, expand_loops, AutobatchOptions, Batcher, ExactLimits, Interpreter, Op, Program, Run, Strategy, MAX_NODES,
 };
 use common::{batchable_random_programs, random_values, rel_diff, Rng};
+use std::time::Duration;
 
 /// The question's own drawing: two copies of the per-example graph and a node averaging their losses.
 const TWO_COPIES: &str = "input x1: [3]
@@ -62,6 +63,52 @@ fn the_two_copy_program_runs_one_matmul_over_stacked_rows() {
     assert!(done.report.cost_after_us < done.report.cost_before_us);
     assert!(difference(&program, &done.program, 1) < 1e-12);
     insta::assert_snapshot!(done.program.to_text());
+}
+
+/// Greedy extraction prices each member's row of the shared batched op as the
+/// whole op and keeps the copies apart; exact extraction pays for it once.
+#[test]
+fn exact_extraction_batches_the_two_copies_where_greedy_extraction_does_not() {
+    let done = autobatch(&parse(TWO_COPIES), &AutobatchOptions::default()).unwrap();
+    let e = done.report.extraction.expect("groups were found, so both extracted");
+    assert_eq!(e.exact_status, "optimal");
+    let (greedy, exact) = (e.greedy_dag_cost.unwrap(), e.exact_dag_cost.unwrap());
+    assert!(exact < greedy, "exact {exact} against greedy {greedy}");
+    let predicted = e.exact_predicted_us.unwrap();
+    assert!(predicted < done.report.greedy_cost_us.unwrap(), "{e:?}");
+    // The search over groups finds the same plan; the exact one is no worse.
+    assert!(predicted <= done.report.cost_after_us * (1.0 + 1e-9), "{e:?}");
+}
+
+/// A limit ends exact extraction with a note in the report, never an error:
+/// the search's plan stands.
+#[test]
+fn exact_extraction_cut_off_by_a_limit_says_so() {
+    for (limits, says) in [
+        (
+            ExactLimits {
+                nodes: 5,
+                ..ExactLimits::default()
+            },
+            "not run: 40 candidate nodes, above the limit of 5",
+        ),
+        (
+            ExactLimits {
+                time: Duration::ZERO,
+                ..ExactLimits::default()
+            },
+            "cut off by the time limit",
+        ),
+    ] {
+        let options = AutobatchOptions {
+            exact: limits,
+            ..AutobatchOptions::default()
+        };
+        let done = autobatch(&parse(TWO_COPIES), &options).unwrap();
+        let e = done.report.extraction.unwrap();
+        assert!(e.exact_status.starts_with(says), "{}", e.exact_status);
+        assert_eq!(matmuls(&done.program), 1);
+    }
 }
 
 /// `batch --strategy unroll --expand` output, fed back in, autobatches to the
@@ -125,7 +172,7 @@ fn two_tiny_ops_stay_apart_when_stacking_costs_more() {
 #[test]
 fn random_written_out_programs_keep_their_values_and_gradients() {
     let mut rng = Rng::new(19);
-    let mut batched = 0;
+    let (mut batched, mut exact) = (0, 0);
     for (k, example) in batchable_random_programs(30, &mut rng).into_iter().enumerate() {
         let unrolled = Batcher::new(&example)
             .size(3)
@@ -142,6 +189,14 @@ fn random_written_out_programs_keep_their_values_and_gradients() {
             let done = autobatch(&written_out, &options).unwrap_or_else(|e| panic!("{e}\n{}", written_out.to_text()));
             let r = &done.report;
             assert!(r.cost_after_us <= r.cost_before_us, "program {k}: {r:?}");
+            if let Some(e) = r.extraction.as_ref().filter(|e| e.exact_status == "optimal") {
+                exact += 1;
+                let (greedy, exact) = (e.greedy_dag_cost.unwrap(), e.exact_dag_cost.unwrap());
+                assert!(
+                    exact <= greedy * (1.0 + 1e-9),
+                    "program {k}: exact {exact}, greedy {greedy}"
+                );
+            }
             batched += usize::from(r.groups_taken > 0);
             let text = done.program.to_text();
             assert_eq!(parse(&text).to_text(), text, "program {k}");
@@ -157,6 +212,7 @@ fn random_written_out_programs_keep_their_values_and_gradients() {
         batched >= 30,
         "only {batched} of 60 autobatched programs run a group batched"
     );
+    assert!(exact >= 30, "exact extraction proved only {exact} of 60 optimal");
 }
 
 /// The gradient and JVP programs of an autobatched program (`grad`, `jvp`)

@@ -52,20 +52,9 @@ pub fn extract_dag_greedy_where(
     dtype: Dtype,
     allowed: &dyn Fn(Id, &Op) -> bool,
 ) -> Option<Extraction> {
-    // A per-row node runs once per row of its loop: price it so, here, so
-    // that each class's choice already sees what a loop multiplies.
-    let node_cost = |class: Id, index: usize| {
-        let node = &egraph[class].nodes[index];
-        if !allowed(class, node) {
-            return f64::INFINITY;
-        }
-        let inputs: Vec<&Shape> = node.children().iter().map(|&c| &egraph[c].data.shape).collect();
-        let runs = if egraph[class].data.per_row {
-            egraph.analysis.batch as f64
-        } else {
-            1.0
-        };
-        runs * profile.op_cost(node, &inputs, &egraph[class].data.shape, dtype)
+    let node_cost = |class: Id, index: usize| match allowed(class, &egraph[class].nodes[index]) {
+        true => node_cost(egraph, class, index, profile, dtype),
+        false => f64::INFINITY,
     };
     let mut parents: HashMap<Id, Vec<(Id, usize)>> = HashMap::default();
     let mut queue: VecDeque<(Id, usize)> = VecDeque::new();
@@ -158,6 +147,20 @@ pub fn extract_dag_greedy_where(
         cost: all.values().sum(),
         choice,
     })
+}
+
+/// What a node costs where it stands: the op's cost on its class's shapes,
+/// times the rows of its loop for a per-row node (priced here, so that each
+/// class's choice already sees what a loop multiplies).
+pub(crate) fn node_cost(egraph: &Graph, class: Id, index: usize, profile: &CostProfile, dtype: Dtype) -> f64 {
+    let node = &egraph[class].nodes[index];
+    let inputs: Vec<&Shape> = node.children().iter().map(|&c| &egraph[c].data.shape).collect();
+    let runs = if egraph[class].data.per_row {
+        egraph.analysis.batch as f64
+    } else {
+        1.0
+    };
+    runs * profile.op_cost(node, &inputs, &egraph[class].data.shape, dtype)
 }
 
 /// Nodes with more children than this are priced after the narrower ones settle.

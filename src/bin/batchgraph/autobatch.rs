@@ -85,6 +85,21 @@ pub fn autobatch_command(args: AutobatchArgs) -> Result<(), Error> {
         if r.search_cut_off { " (cut off at its time limit)" } else { "" },
         r.seconds,
     );
+    if let Some(e) = &r.extraction {
+        let _ = writeln!(
+            err,
+            "  extraction: greedy DAG cost {} in {:.4} s; exact {} in {:.4} s, {}{}",
+            e.greedy_dag_cost.map_or("-".into(), |c| format!("{c:.3}")),
+            e.greedy_seconds,
+            e.exact_dag_cost.map_or("-".into(), |c| format!("{c:.3}")),
+            e.exact_seconds,
+            e.exact_status,
+            match e.exact_predicted_us {
+                Some(us) => format!(" (its program: {us:.1} µs predicted)"),
+                None => String::new(),
+            },
+        );
+    }
     for g in &r.groups {
         let _ = writeln!(
             err,

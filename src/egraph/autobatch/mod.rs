@@ -18,9 +18,12 @@
 mod groups;
 mod search;
 
+pub use search::ExtractionReport;
+
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::batch::{saturate, stop_reason_text};
 use crate::egraph::cost::{predict_us, CostProfile};
+use crate::egraph::extract_exact::ExactLimits;
 use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
@@ -62,6 +65,9 @@ pub struct AutobatchOptions {
     /// Run every group batched, whatever the cost model says: to measure
     /// what the batched program costs where the model keeps it apart.
     pub batch_every_group: bool,
+    /// Limits of the exact extraction run beside the search (its time is
+    /// also bounded by what is left of `search_limit`).
+    pub exact: ExactLimits,
 }
 
 impl Default for AutobatchOptions {
@@ -78,6 +84,7 @@ impl Default for AutobatchOptions {
             search_limit: Duration::from_secs(10),
             min_gain: 0.05,
             batch_every_group: false,
+            exact: ExactLimits::default(),
         }
     }
 }
@@ -145,6 +152,9 @@ pub struct AutobatchReport {
     pub stop_reason: String,
     /// Seconds spent in all (grouping, rewriting, searching).
     pub seconds: f64,
+    /// Greedy against exact extraction of the whole e-graph (absent when no
+    /// group was found: nothing was extracted).
+    pub extraction: Option<ExtractionReport>,
     /// Anything else worth knowing.
     pub notes: Vec<String>,
     /// Every group found.
@@ -198,6 +208,7 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
         iterations: 0,
         stop_reason: "no rewriting (no group)".into(),
         seconds: 0.0,
+        extraction: None,
         notes: vec![],
         groups: vec![],
     };
@@ -231,6 +242,7 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
     report.search = searched.how.clone();
     report.plans_priced = searched.priced;
     report.search_cut_off = searched.cut_off;
+    report.extraction = Some(searched.extraction.clone());
     report.groups = groups
         .iter()
         .zip(&searched.taken)
@@ -369,4 +381,110 @@ fn stack_of(egraph: &mut Graph, program: &Program, classes: &[Id], operands: &[u
     }
     let stacked: Vec<Id> = operands.iter().map(|&o| classes[o]).collect();
     egraph.add(Op::structural(Structural::Stack, &stacked))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Exact extraction against an independent brute force on the e-graphs
+    //! autobatching builds (small enough to enumerate).
+
+    use super::*;
+    use crate::egraph::extract::node_cost;
+    use crate::egraph::extract_exact::{extract_dag_exact, ExactStatus};
+
+    /// The cheapest acyclic choice for `roots`, by depth-first enumeration of
+    /// every choice of node for every class reached (pruned by the best so far).
+    fn brute_force(egraph: &Graph, roots: &[Id], profile: &CostProfile, dtype: Dtype) -> f64 {
+        fn go(
+            egraph: &Graph,
+            cost: &dyn Fn(Id, usize) -> f64,
+            pending: &mut Vec<Id>,
+            chosen: &mut Vec<(Id, usize)>,
+            spent: f64,
+            best: &mut f64,
+        ) {
+            if spent >= *best {
+                return;
+            }
+            let Some(class) = pending.pop() else {
+                *best = spent;
+                return;
+            };
+            if chosen.iter().any(|&(c, _)| c == class) {
+                go(egraph, cost, pending, chosen, spent, best);
+            } else {
+                for (index, node) in egraph[class].nodes.iter().enumerate() {
+                    let own = cost(class, index);
+                    let children: Vec<Id> = node.children().iter().map(|&c| egraph.find(c)).collect();
+                    // A child already on the path above would close a cycle: a
+                    // chosen class's descendants may not include it.
+                    if !own.is_finite() || reaches(egraph, chosen, &children, class) {
+                        continue;
+                    }
+                    let depth = pending.len();
+                    pending.extend(children.iter().copied());
+                    chosen.push((class, index));
+                    go(egraph, cost, pending, chosen, spent + own, best);
+                    chosen.pop();
+                    pending.truncate(depth);
+                }
+            }
+            pending.push(class);
+        }
+        /// Whether `target` is among `from` or reachable from them through chosen nodes.
+        fn reaches(egraph: &Graph, chosen: &[(Id, usize)], from: &[Id], target: Id) -> bool {
+            let mut stack = from.to_vec();
+            let mut seen = vec![];
+            while let Some(c) = stack.pop() {
+                if c == target {
+                    return true;
+                }
+                if seen.contains(&c) {
+                    continue;
+                }
+                seen.push(c);
+                if let Some(&(_, n)) = chosen.iter().find(|&&(k, _)| k == c) {
+                    stack.extend(egraph[c].nodes[n].children().iter().map(|&x| egraph.find(x)));
+                }
+            }
+            false
+        }
+        let cost = |class: Id, index: usize| node_cost(egraph, class, index, profile, dtype);
+        let mut best = f64::INFINITY;
+        let mut pending: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
+        go(egraph, &cost, &mut pending, &mut vec![], 0.0, &mut best);
+        best
+    }
+
+    #[test]
+    fn exact_extraction_equals_brute_force_and_beats_greedy_on_the_two_copies() {
+        let program = Program::parse(
+            "two copies",
+            "input x1: [3]\ninput x2: [3]\nparam w: [4, 3]\n\
+             fn f(x, w) = tanh(w @ x)\nfn g(a, b, x) = sum(a * b) + sum(x)\n\
+             out s = (g(f(x1, w), f(x1, w), x1) + g(f(x2, w), f(x2, w), x2)) / 2",
+        )
+        .unwrap();
+        let options = AutobatchOptions::default();
+        let (groups, _) = find_groups(&program);
+        let built = build(&program, &groups);
+        let (egraph, _, _) = saturate(built.egraph, &options.rules, 10_000, 30, Duration::from_secs(10));
+        let roots: Vec<Id> = program
+            .outputs
+            .iter()
+            .map(|(_, id)| egraph.find(built.classes[usize::from(*id)]))
+            .collect();
+        let (profile, dtype) = (&options.profile, options.dtype);
+        let greedy = crate::egraph::extract::extract_dag_greedy(&egraph, &roots, profile, dtype).unwrap();
+        let exact = extract_dag_exact(&egraph, &roots, profile, dtype, Some(&greedy), &options.exact);
+        assert_eq!(exact.status, ExactStatus::Optimal);
+        let found = exact.extraction.unwrap().cost;
+        let truth = brute_force(&egraph, &roots, profile, dtype);
+        assert!((found - truth).abs() < 1e-9, "exact {found}, brute force {truth}");
+        assert!(
+            found < greedy.cost - 1e-9,
+            "exact {found} is not below greedy {}",
+            greedy.cost
+        );
+    }
 }

@@ -8,11 +8,13 @@
 use super::AutobatchOptions;
 use crate::egraph::analysis::Graph;
 use crate::egraph::cost::predict_us;
-use crate::egraph::extract::{extract_dag, extract_dag_greedy_where};
+use crate::egraph::extract::{extract_dag, extract_dag_greedy_where, Extraction};
+use crate::egraph::extract_exact::{extract_dag_exact, ExactLimits};
 use crate::error::{Error, Result};
 use crate::ir::{Op, Program};
 use egg::{Id, Language};
 use rayon::prelude::*;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -29,6 +31,34 @@ pub(super) struct Searched {
     pub how: String,
     pub priced: usize,
     pub cut_off: bool,
+    /// Greedy against exact extraction, unconstrained, on the same e-graph.
+    pub extraction: ExtractionReport,
+}
+
+/// Greedy and exact DAG extraction of the whole e-graph, side by side: the
+/// cost each optimises (the sum of its nodes' costs, each class once), the
+/// time each took and what the cost model predicts for each program.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExtractionReport {
+    /// DAG cost of greedy extraction's choice (µs, summed per node).
+    pub greedy_dag_cost: Option<f64>,
+    /// Seconds greedy extraction took.
+    pub greedy_seconds: f64,
+    /// DAG cost of exact extraction's choice, when it gave one.
+    pub exact_dag_cost: Option<f64>,
+    /// Seconds exact extraction took (building the program and solving).
+    pub exact_seconds: f64,
+    /// How exact extraction ended: optimal, cut off by a limit (and the gap), or not run.
+    pub exact_status: String,
+    /// Candidate nodes in the exact extractor's integer program.
+    pub exact_nodes: usize,
+    /// Cycles found in a solution and cut, each costing a solve again.
+    pub exact_cycles_cut: usize,
+    /// The cost model's prediction for the exact extraction's program (µs).
+    pub exact_predicted_us: Option<f64>,
+    /// Whether the program returned is the exact extraction's (it priced
+    /// below every plan of the search over groups).
+    pub exact_chosen: bool,
 }
 
 /// A plan: its program, predicted µs, the groups forced to their rows, and
@@ -58,16 +88,9 @@ pub(super) fn search(
         .map(|(_, id)| egraph.find(classes[usize::from(*id)]))
         .collect();
     let priced = AtomicUsize::new(0);
-    let plan = |taken: Option<&[bool]>| -> Option<(Program, f64, Vec<bool>)> {
+    // A choice of nodes as a program, priced, with the groups it runs batched.
+    let realize = |extraction: &Extraction| -> Option<(Program, f64, Vec<bool>)> {
         priced.fetch_add(1, Ordering::Relaxed);
-        let allowed = |class: Id, node: &Op| match (taken, rows_in.get(&class)) {
-            (Some(taken), Some(rows)) => match rows.iter().find(|(_, row)| row == node) {
-                Some(&(g, _)) => taken[g],
-                None => !rows.iter().any(|&(g, _)| taken[g]),
-            },
-            _ => true,
-        };
-        let extraction = extract_dag_greedy_where(egraph, &roots, &options.profile, options.dtype, &allowed)?;
         let (expr, placed) = extract_dag(
             &roots,
             |c| egraph[c].nodes[extraction.choice[&c]].clone(),
@@ -97,6 +120,17 @@ pub(super) fn search(
             .collect();
         Some((extracted, cost, batched))
     };
+    let plan = |taken: Option<&[bool]>| -> Option<(Program, f64, Vec<bool>)> {
+        let allowed = |class: Id, node: &Op| match (taken, rows_in.get(&class)) {
+            (Some(taken), Some(rows)) => match rows.iter().find(|(_, row)| row == node) {
+                Some(&(g, _)) => taken[g],
+                None => !rows.iter().any(|&(g, _)| taken[g]),
+            },
+            _ => true,
+        };
+        let extraction = extract_dag_greedy_where(egraph, &roots, &options.profile, options.dtype, &allowed)?;
+        realize(&extraction)
+    };
     // The cheapest of several choices, priced on every thread.
     // Past the search's time limit, the plans not yet priced are skipped.
     let late = AtomicBool::new(false);
@@ -111,7 +145,39 @@ pub(super) fn search(
             .filter_map(|taken| plan(Some(&taken)).map(|(p, cost, batched)| (p, cost, taken, batched)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
     };
-    let greedy_us = plan(None).map(|(_, cost, _)| cost);
+    let greedy_start = Instant::now();
+    let greedy = extract_dag_greedy_where(egraph, &roots, &options.profile, options.dtype, &|_, _| true);
+    let greedy_seconds = greedy_start.elapsed().as_secs_f64();
+    let greedy_us = greedy.as_ref().and_then(&realize).map(|(_, cost, _)| cost);
+    // Exact extraction of the whole e-graph, from greedy's choice, within
+    // what is left of the search's time.
+    let limits = ExactLimits {
+        time: options
+            .exact
+            .time
+            .min(options.search_limit.saturating_sub(start.elapsed())),
+        ..options.exact.clone()
+    };
+    let exact = extract_dag_exact(
+        egraph,
+        &roots,
+        &options.profile,
+        options.dtype,
+        greedy.as_ref(),
+        &limits,
+    );
+    let exact_plan = exact.extraction.as_ref().and_then(&realize);
+    let mut extraction = ExtractionReport {
+        greedy_dag_cost: greedy.as_ref().map(|g| g.cost),
+        greedy_seconds,
+        exact_dag_cost: exact.extraction.as_ref().map(|e| e.cost),
+        exact_seconds: exact.seconds,
+        exact_status: exact.status.describe(),
+        exact_nodes: exact.nodes,
+        exact_cycles_cut: exact.cycles_cut,
+        exact_predicted_us: exact_plan.as_ref().map(|p| p.1),
+        exact_chosen: false,
+    };
     let count = rows.len();
     let better = |candidate: Option<Best>, best: &mut Option<Best>| -> bool {
         match candidate {
@@ -154,6 +220,12 @@ pub(super) fn search(
             }
         }
     }
+    // The exact extraction's program is one more plan.
+    if let Some((p, cost, batched)) = exact_plan {
+        if !options.batch_every_group {
+            extraction.exact_chosen = better(Some((p, cost, batched.clone(), batched)), &mut best);
+        }
+    }
     let priced = priced.into_inner();
     cut_off |= late.into_inner();
     let (program, cost_us, _, taken) =
@@ -166,5 +238,6 @@ pub(super) fn search(
         how,
         priced,
         cut_off,
+        extraction,
     })
 }
