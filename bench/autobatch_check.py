@@ -12,8 +12,12 @@ command line only (a release build: `cargo build --release`; standard Python).
    group batched (`autobatch --all`) each timed twice (`bench`, the faster
    median kept), and whether `autobatch`'s pick is the faster one (a pick
    within 5% of the faster counts as right).
+3. Greedy against exact extraction on every program of 1 and 2 and the
+   two-copy drawing: the DAG cost each finds, the time each takes, how exact
+   extraction ended, and the cost model's price of each one's program. No
+   timing runs: `--extraction-only` prints this part alone.
 
-    python3 bench/autobatch_check.py [--seconds 0.5] [--out DIR] [--json OUT.json]
+    python3 bench/autobatch_check.py [--seconds 0.5] [--out DIR] [--json OUT.json] [--extraction-only]
 """
 
 import argparse
@@ -101,15 +105,52 @@ def grid(out, seconds):
     return rows
 
 
+def extraction(out):
+    rows = []
+    print("greedy against exact extraction (DAG cost: the sum of the chosen nodes' costs, each once):")
+    cases = [("two copies", "examples/two_copies.graph", "grad")]
+    for example in ["seed", "mlp3"]:
+        for size in [2, 8, 64]:
+            expanded = os.path.join(out, f"{example}_{size}.graph")
+            run(["batch", f"examples/{example}.graph", "--size", str(size), "--strategy", "unroll", "--expand"], expanded)
+            cases.append((f"{example} B = {size}", expanded, "grad"))
+    for n in [2, 8, 64]:
+        for h in [4, 16, 128, 1024]:
+            path = os.path.join(out, f"copies_{n}_{h}.graph")
+            lines = [f"input x{i}: [{h}]" for i in range(n)] + [f"param W: [{h}, {h}]"]
+            open(path, "w").write("\n".join(lines + [f"out y{i} = tanh(W @ x{i})" for i in range(n)]) + "\n")
+            cases.append((f"grid {n} x h={h}", path, "eval"))
+    print(f"  {'program':16} {'nodes':>6} {'greedy':>8} {'(ms)':>7} {'exact':>8} {'(ms)':>7}  {'status':10} "
+          f"{'greedy plan µs':>14} {'exact plan µs':>13}")
+    for name, path, run_for in cases:
+        report = os.path.join(out, name.replace(" ", "_").replace("=", "") + ".extraction.json")
+        run(["autobatch", path, "--for", run_for, "--report", report])
+        r = json.load(open(report))
+        e = r["extraction"]
+        fmt = lambda v, spec: format(v, spec) if v is not None else "-"
+        rows.append(dict(program=name, run=run_for, egraph_nodes=r["egraph_nodes"], greedy_plan_us=r["greedy_cost_us"], **e))
+        print(f"  {name:16} {e['exact_nodes']:>6} {fmt(e['greedy_dag_cost'], '8.3f')} {e['greedy_seconds'] * 1e3:7.2f} "
+              f"{fmt(e['exact_dag_cost'], '8.3f')} {e['exact_seconds'] * 1e3:7.2f}  {e['exact_status']:10} "
+              f"{fmt(r['greedy_cost_us'], '14.1f')} {fmt(e['exact_predicted_us'], '13.1f')}", flush=True)
+    lower = sum(1 for r in rows if r["exact_dag_cost"] is not None and r["exact_dag_cost"] < r["greedy_dag_cost"] - 1e-9)
+    optimal = sum(1 for r in rows if r["exact_status"] == "optimal")
+    print(f"  exact proved optimal on {optimal} of {len(rows)}; below greedy on {lower}")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--out", default=None, help="folder for the programs and reports (default: a temporary one)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--extraction-only", action="store_true", help="only part 3 (no timing runs)")
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="autobatch-check-")
     os.makedirs(out, exist_ok=True)
-    result = dict(written_out=written_out(out, args.seconds), grid=grid(out, args.seconds))
+    if args.extraction_only:
+        result = dict(extraction=extraction(out))
+    else:
+        result = dict(written_out=written_out(out, args.seconds), grid=grid(out, args.seconds), extraction=extraction(out))
     if args.json:
         json.dump(result, open(args.json, "w"), indent=1)
 
