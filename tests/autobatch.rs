@@ -80,6 +80,35 @@ fn exact_extraction_batches_the_two_copies_where_greedy_extraction_does_not() {
     assert!(predicted <= done.report.cost_after_us * (1.0 + 1e-9), "{e:?}");
 }
 
+/// The result comes with a proof per output: a chain of rewrites, each step
+/// naming its rule, from the program as written to the program returned,
+/// through the equalities autobatching adds (a member is a row of its group's op).
+#[test]
+fn the_result_is_proved_equal_to_the_program_as_written() {
+    let program = parse(TWO_COPIES);
+    let options = AutobatchOptions {
+        explain: true,
+        ..AutobatchOptions::default()
+    };
+    let done = autobatch(&program, &options).unwrap();
+    assert_eq!(done.proofs.len(), 1);
+    let (name, steps) = &done.proofs[0];
+    assert_eq!(name, "s");
+    let written: egg::RecExpr<Op> = program.expr.as_ref()[..=usize::from(program.outputs[0].1)]
+        .to_vec()
+        .into();
+    assert_eq!(steps[0], written.to_string());
+    assert!(steps.len() > 2, "{steps:#?}");
+    assert!(steps[1..].iter().all(|s| s.contains("Rewrite")), "{steps:#?}");
+    assert!(steps.iter().any(|s| s.contains("group-member")), "{steps:#?}");
+    assert!(steps.iter().any(|s| s.contains("vmap-matvec-right")), "{steps:#?}");
+    // Without asking, no proof (recording explanations costs time).
+    assert!(autobatch(&program, &AutobatchOptions::default())
+        .unwrap()
+        .proofs
+        .is_empty());
+}
+
 /// A limit ends exact extraction with a note in the report, never an error:
 /// the search's plan stands.
 #[test]

@@ -69,15 +69,20 @@ pub(crate) fn var(name: &str) -> Var {
     name.parse().expect("a pattern variable")
 }
 
-/// Adds `node` and merges it into `eclass`; returns it if that changed anything.
-pub(crate) fn union_with(egraph: &mut Graph, eclass: Id, node: Op) -> Vec<Id> {
+/// Adds `node` and merges it into `eclass` by `rule`; returns it if that changed anything.
+pub(crate) fn union_with(egraph: &mut Graph, eclass: Id, node: Op, rule: Symbol) -> Vec<Id> {
     let id = egraph.add(node);
-    union_id(egraph, eclass, id)
+    union_id(egraph, eclass, id, rule)
 }
 
-/// Merges class `id` into `eclass`; returns it if that changed anything.
-pub(crate) fn union_id(egraph: &mut Graph, eclass: Id, id: Id) -> Vec<Id> {
-    if egraph.union(eclass, id) {
+/// Merges class `id` into `eclass` by `rule` (named in explanations, when the
+/// e-graph records them); returns it if that changed anything.
+pub(crate) fn union_id(egraph: &mut Graph, eclass: Id, id: Id, rule: Symbol) -> Vec<Id> {
+    let changed = match egraph.are_explanations_enabled() {
+        true => egraph.union_trusted(eclass, id, rule),
+        false => egraph.union(eclass, id),
+    };
+    if changed {
         vec![id]
     } else {
         vec![]
@@ -97,7 +102,7 @@ impl Applier<Op, ShapeAnalysis> for BroadcastAlign {
         eclass: Id,
         subst: &Subst,
         _: Option<&PatternAst<Op>>,
-        _: Symbol,
+        rule: Symbol,
     ) -> Vec<Id> {
         let operands = [subst[var("?a")], subst[var("?b")]];
         let rank = operands.iter().map(|&c| egraph[c].data.shape.rank()).max().unwrap_or(0);
@@ -118,7 +123,7 @@ impl Applier<Op, ShapeAnalysis> for BroadcastAlign {
                 *slot = v;
             }
         }
-        union_with(egraph, eclass, Op::Binary(self.0, batched))
+        union_with(egraph, eclass, Op::Binary(self.0, batched), rule)
     }
 }
 
@@ -132,7 +137,7 @@ impl Applier<Op, ShapeAnalysis> for AxisShift {
         eclass: Id,
         subst: &Subst,
         _: Option<&PatternAst<Op>>,
-        _: Symbol,
+        rule: Symbol,
     ) -> Vec<Id> {
         let (a, k) = (subst[var("?a")], subst[var("?k")]);
         let Some(axis) = egraph[k].data.constant else {
@@ -140,7 +145,7 @@ impl Applier<Op, ShapeAnalysis> for AxisShift {
         };
         let batched = egraph.add(Op::Vmap(a));
         let shifted = egraph.add(Op::Num(Num(axis + 1.0)));
-        union_with(egraph, eclass, Op::ReduceAxis(self.0, [batched, shifted]))
+        union_with(egraph, eclass, Op::ReduceAxis(self.0, [batched, shifted]), rule)
     }
 }
 
@@ -153,7 +158,7 @@ impl Applier<Op, ShapeAnalysis> for ReduceAll {
         eclass: Id,
         subst: &Subst,
         _: Option<&PatternAst<Op>>,
-        _: Symbol,
+        rule: Symbol,
     ) -> Vec<Id> {
         let a = subst[var("?a")];
         let rank = egraph[a].data.shape.rank();
@@ -162,6 +167,6 @@ impl Applier<Op, ShapeAnalysis> for ReduceAll {
             let axis = literal(egraph, axis);
             value = egraph.add(Op::ReduceAxis(self.0, [value, axis]));
         }
-        union_id(egraph, eclass, value)
+        union_id(egraph, eclass, value, rule)
     }
 }

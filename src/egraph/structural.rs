@@ -71,7 +71,7 @@ impl Applier<Op, crate::egraph::ShapeAnalysis> for UnderVmap {
         eclass: Id,
         subst: &Subst,
         _: Option<&PatternAst<Op>>,
-        _: Symbol,
+        rule: Symbol,
     ) -> Vec<Id> {
         let nodes = egraph[subst[var("?t")]].nodes.clone();
         let mut changed = vec![];
@@ -82,7 +82,7 @@ impl Applier<Op, crate::egraph::ShapeAnalysis> for UnderVmap {
                 _ => None,
             };
             if let Some(id) = built {
-                changed.extend(union_id(egraph, eclass, id));
+                changed.extend(union_id(egraph, eclass, id, rule));
             }
         }
         changed

@@ -33,6 +33,10 @@ pub struct AutobatchArgs {
     /// Run every group batched, whatever the cost model says (to time what it would cost).
     #[arg(long)]
     all: bool,
+    /// Write, per output, the proof that the result equals the program as
+    /// written: the chain of rewrites, one term per line with its rule.
+    #[arg(long, value_name = "PROOF.txt")]
+    explain: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,6 +61,7 @@ pub fn autobatch_command(args: AutobatchArgs) -> Result<(), Error> {
         dtype: args.dtype.into(),
         rules,
         batch_every_group: args.all,
+        explain: args.explain.is_some(),
         ..AutobatchOptions::default()
     };
     let done = autobatch(&program, &options)?;
@@ -66,6 +71,18 @@ pub fn autobatch_command(args: AutobatchArgs) -> Result<(), Error> {
     }
     if let Some(path) = &args.svg {
         write(path, &to_svg(&done.program).map_err(Error::Io)?)?;
+    }
+    if let Some(path) = &args.explain {
+        let mut text = String::new();
+        for (name, steps) in &done.proofs {
+            text += &format!(
+                "# {name}: the program as written = the program returned, in {} steps\n",
+                steps.len() - 1
+            );
+            text += &steps.join("\n");
+            text += "\n";
+        }
+        write(path, &text)?;
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(

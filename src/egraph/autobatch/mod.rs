@@ -68,6 +68,10 @@ pub struct AutobatchOptions {
     /// Limits of the exact extraction run beside the search (its time is
     /// also bounded by what is left of `search_limit`).
     pub exact: ExactLimits,
+    /// Prove each output of the result equal to the output as written: the
+    /// chain of rewrites (egg's explanations) that joins them, in
+    /// [`Autobatched::proofs`]. Recording explanations slows rewriting.
+    pub explain: bool,
 }
 
 impl Default for AutobatchOptions {
@@ -85,6 +89,7 @@ impl Default for AutobatchOptions {
             min_gain: 0.05,
             batch_every_group: false,
             exact: ExactLimits::default(),
+            explain: false,
         }
     }
 }
@@ -168,6 +173,10 @@ pub struct Autobatched {
     pub program: Program,
     /// What was found and chosen.
     pub report: AutobatchReport,
+    /// With [`AutobatchOptions::explain`]: per output, its name and the
+    /// proof that the result's output equals the one as written, one term
+    /// per line, each with the rule that rewrote it (egg's flat explanation).
+    pub proofs: Vec<(String, Vec<String>)>,
 }
 
 /// Finds groups of independent same-signature nodes in `program` and runs
@@ -220,10 +229,11 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
         return Ok(Autobatched {
             program: program.clone(),
             report,
+            proofs: vec![],
         });
     }
-    let built = build(program, &groups);
-    let (egraph, iterations, stop_reason) = saturate(
+    let built = build(program, &groups, options.explain);
+    let (mut egraph, iterations, stop_reason) = saturate(
         built.egraph,
         &options.rules,
         options.node_limit,
@@ -274,10 +284,31 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
     report.copies_after = copies(&chosen);
     report.cost_after_us = price(&chosen);
     report.seconds = start.elapsed().as_secs_f64();
+    let proofs = match options.explain {
+        true => prove(&mut egraph, program, &chosen),
+        false => vec![],
+    };
     Ok(Autobatched {
         program: chosen,
         report,
+        proofs,
     })
+}
+
+/// Per output, the chain of rewrites that makes `after`'s output equal to
+/// `before`'s in the e-graph both were extracted from.
+fn prove(egraph: &mut Graph, before: &Program, after: &Program) -> Vec<(String, Vec<String>)> {
+    // A program's nodes are in topological order: those up to a root are its expression.
+    let rooted = |p: &Program, root: Id| -> egg::RecExpr<Op> { p.expr.as_ref()[..=usize::from(root)].to_vec().into() };
+    before
+        .outputs
+        .iter()
+        .zip(&after.outputs)
+        .map(|((name, a), (_, b))| {
+            let mut explanation = egraph.explain_equivalence(&rooted(before, *a), &rooted(after, *b));
+            (name.clone(), explanation.get_flat_strings())
+        })
+        .collect()
 }
 
 /// The e-graph of a program with its groups' batched alternatives.
@@ -292,10 +323,15 @@ struct Built {
 /// Adds the program, then for each group (by depth) the per-row template
 /// `op(row(A1), w, ...)` over stacked operands `A` (shared operands as they
 /// are), its spec `Y = vmap(template)`, and `member_j = index(Y, j)`.
-fn build(program: &Program, groups: &[Group]) -> Built {
+/// With `explain`, the e-graph records why each union holds (egg's
+/// explanations), so that equalities can be proved after rewriting.
+fn build(program: &Program, groups: &[Group], explain: bool) -> Built {
     let mut analysis = ShapeAnalysis::new(program.var_shapes());
     analysis.batch = 1;
     let mut egraph = Graph::new(analysis);
+    if explain {
+        egraph = egraph.with_explanations_enabled();
+    }
     let expr = program.expr.as_ref();
     let mut classes: Vec<Id> = Vec::with_capacity(expr.len());
     for node in expr {
@@ -327,7 +363,7 @@ fn build(program: &Program, groups: &[Group]) -> Built {
                 let stacked = stack_of(&mut egraph, program, &classes, &operands);
                 let row = egraph.add(Op::Row(stacked));
                 let spec = egraph.add(Op::Vmap(row));
-                egraph.union(spec, stacked);
+                egraph.union_trusted(spec, stacked, "vmap-of-row: vmap(row(s)) = s");
                 row
             };
             children.push(child);
@@ -344,7 +380,7 @@ fn build(program: &Program, groups: &[Group]) -> Built {
             let row_number = egraph.add(Op::Num(Num(j as f64)));
             let index = Op::structural(Structural::Index, &[spec, row_number]);
             let id = egraph.add(index.clone());
-            egraph.union(classes[m], id);
+            egraph.union_trusted(classes[m], id, "group-member: member j = index(group op, j)");
             members.push((classes[m], index));
         }
         batched.push((spec, template));
@@ -355,7 +391,7 @@ fn build(program: &Program, groups: &[Group]) -> Built {
         if let Some((Structural::Stack, operands)) = node.as_structural() {
             let operands: Vec<usize> = operands.iter().map(|&c| usize::from(c)).collect();
             if let Some(&g) = by_members.get(operands.as_slice()) {
-                egraph.union(classes[i], batched[g].0);
+                egraph.union_trusted(classes[i], batched[g].0, "group-stack: stack(members) = group op");
             }
         }
     }
@@ -467,7 +503,7 @@ mod tests {
         .unwrap();
         let options = AutobatchOptions::default();
         let (groups, _) = find_groups(&program);
-        let built = build(&program, &groups);
+        let built = build(&program, &groups, false);
         let (egraph, _, _) = saturate(built.egraph, &options.rules, 10_000, 30, Duration::from_secs(10));
         let roots: Vec<Id> = program
             .outputs
