@@ -30,11 +30,20 @@ fn quick_walk_through_checks_and_draws() {
     let peaks: Vec<u64> = accumulation.iter().map(|a| a["peak_bytes"].as_u64().unwrap()).collect();
     assert!(peaks.windows(2).all(|w| w[1] < w[0]), "{peaks:?}");
     assert_eq!(summary["timings"].as_array().unwrap().len(), 5);
+    // Section 6: the two-copy drawing, autobatched, proved equal, same values and gradients.
+    let auto = &summary["autobatch"];
+    assert!(auto["difference"].as_f64().unwrap() < 1e-12, "{auto}");
+    assert!(auto["proof_steps"].as_u64().unwrap() > 0, "{auto}");
+    let kernels = auto["kernels"].as_array().unwrap();
+    assert!(kernels[1].as_u64().unwrap() < kernels[0].as_u64().unwrap(), "{auto}");
+    let proof = std::fs::read_to_string(dir.join("two_copies_proof.txt")).unwrap();
+    assert!(proof.contains("group-member"), "{proof}");
     for name in [
         "seed.svg",
         "seed_b2_unrolled.svg",
         "seed_b2_fused.svg",
         "time_per_example.svg",
+        "two_copies_side_by_side.svg",
     ] {
         let svg = std::fs::read_to_string(dir.join(name)).unwrap();
         assert!(svg.contains("<svg"), "{name}");

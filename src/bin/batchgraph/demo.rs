@@ -1,6 +1,7 @@
 //! The walk-through: how mini-batching fits the computational-graph picture,
 //! answered by running the seed graph, with numbers and pictures.
 
+use crate::demo_autobatch::{autobatched_copies, AutobatchSummary};
 use batchgraph::{
     expand_loops, grad, line_chart_svg, random_values, time_side_by_side, to_svg, Batcher, Chart, CostProfile, Error,
     Interpreter, Program, Result, Run, Series, Strategy, Tensor, Values, MAX_NODES,
@@ -64,6 +65,8 @@ pub struct DemoSummary {
     pub timings: Vec<TimingRow>,
     /// The gradient of one batch of 64 computed in passes.
     pub accumulation: Vec<Accumulation>,
+    /// The two-copy drawing, autobatched.
+    pub autobatch: AutobatchSummary,
     /// Files written.
     pub files: Vec<PathBuf>,
 }
@@ -82,7 +85,7 @@ pub fn best_time_us(budget: Duration, mut f: impl FnMut()) -> f64 {
     best
 }
 
-fn write_file(path: &Path, text: &str, files: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str, files: &mut Vec<PathBuf>) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
     files.push(path.to_path_buf());
     Ok(())
@@ -93,14 +96,14 @@ fn max_abs_diff(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
 }
 
 /// Prints `text` indented by four spaces.
-fn indented(out: &mut dyn Write, text: &str) -> Result<()> {
+pub(crate) fn indented(out: &mut dyn Write, text: &str) -> Result<()> {
     for line in text.lines() {
         writeln!(out, "    {line}").map_err(io)?;
     }
     Ok(())
 }
 
-fn io(e: std::io::Error) -> Error {
+pub(crate) fn io(e: std::io::Error) -> Error {
     Error::Io(e.to_string())
 }
 
@@ -115,6 +118,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
     let timings = speed(&seed, options, out, &mut files)?;
     gradient_programs(&seed, options, out, &mut files)?;
     let accumulation = accumulation(&seed, options, out)?;
+    let autobatch = autobatched_copies(options, out, &mut files)?;
     writeln!(out, "\nPictures written to {}:", options.out.display()).map_err(io)?;
     for f in &files {
         writeln!(out, "    {}", f.display()).map_err(io)?;
@@ -124,6 +128,7 @@ pub fn run_demo(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoSummar
         gradient_differences: (differences[0], differences[1]),
         timings,
         accumulation,
+        autobatch,
         files,
     };
     let json = serde_json::to_string_pretty(&summary).expect("serializable");

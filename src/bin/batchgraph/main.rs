@@ -5,6 +5,7 @@ mod autobatch;
 mod bench;
 mod cost_check;
 mod demo;
+mod demo_autobatch;
 
 use batchgraph::{
     calibrate, check_rule, expand_loops, json_from_str, named_to_json, parse_file, to_dot, to_onnx, to_svg,
