@@ -109,6 +109,34 @@ fn the_result_is_proved_equal_to_the_program_as_written() {
         .is_empty());
 }
 
+/// Elementwise ops on vectors of different lengths group too: one op over
+/// their concatenation, each member a slice of it (DyNet's concatenation of
+/// elementwise operands); chains keep the concatenated layout.
+#[test]
+fn groups_of_different_sizes_concatenate() {
+    let program = parse(
+        "input a: [3]\ninput b: [5]\ninput c: [7]\n\
+         out s = sum(exp(tanh(a) * a)) + sum(exp(tanh(b) * b)) * 2 + sum(exp(tanh(c) * c))",
+    );
+    let options = AutobatchOptions {
+        batch_every_group: true,
+        ..AutobatchOptions::default()
+    };
+    let done = autobatch(&program, &options).unwrap();
+    let r = &done.report;
+    assert_eq!(r.groups.iter().filter(|g| g.ragged).count(), 3, "{r:?}");
+    let text = done.program.to_text();
+    assert_eq!(text.matches("concat(").count(), 1, "{text}");
+    assert_eq!(text.matches("tanh(").count(), 1, "{text}");
+    assert_eq!(text.matches("slice(").count(), 3, "{text}");
+    assert_eq!(r.kernels_after, r.lower_bound, "{text}");
+    assert_eq!(parse(&text).to_text(), text);
+    assert!(difference(&program, &done.program, 7) < 1e-12);
+    // Shapes that differ beyond the first axis, or ops that broadcast, do not group.
+    let apart = parse("input a: [3, 2]\ninput b: [5, 4]\nout s = sum(tanh(a)) + sum(tanh(b))");
+    assert_eq!(autobatch(&apart, &options).unwrap().report.groups_found, 0);
+}
+
 /// A limit ends exact extraction with a note in the report, never an error:
 /// the search's plan stands.
 #[test]

@@ -120,11 +120,12 @@ pub fn autobatch_command(args: AutobatchArgs) -> Result<(), Error> {
     for g in &r.groups {
         let _ = writeln!(
             err,
-            "  depth {:>3}  {:>4} x {:<40} {}",
+            "  depth {:>3}  {:>4} x {:<40} {}{}",
             g.depth,
             g.members,
             g.op,
-            if g.taken { "batched" } else { "kept apart" }
+            if g.taken { "batched" } else { "kept apart" },
+            if g.ragged { " (sizes differ: concatenated)" } else { "" }
         );
     }
     for note in &r.notes {

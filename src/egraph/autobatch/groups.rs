@@ -24,6 +24,9 @@ pub(crate) struct Group {
     pub members: Vec<usize>,
     /// Their depth.
     pub depth: usize,
+    /// Members of different sizes (along the first axis), batched by
+    /// concatenating them, not stacking: elementwise ops only.
+    pub ragged: bool,
 }
 
 /// One operand in a signature.
@@ -70,6 +73,7 @@ pub(crate) fn find_groups(program: &Program) -> (Vec<Group>, usize) {
             groups.push(Group {
                 members: vec![],
                 depth: depth[i],
+                ragged: false,
             });
         }
         groups[g].members.push(i);
@@ -78,10 +82,51 @@ pub(crate) fn find_groups(program: &Program) -> (Vec<Group>, usize) {
         .iter()
         .filter(|g| computes(&program.expr[g.members[0].into()]))
         .count();
+    let ragged = ragged_groups(program, &groups, &depth, &varies);
+    // Each ragged group runs its members' signatures as one.
+    let signatures = signatures - ragged.iter().map(|g| g.members.len() - 1).sum::<usize>();
     groups.retain(|g| g.members.len() >= 2);
+    groups.extend(ragged);
     groups.sort_by_key(|g| (g.depth, g.members[0]));
     order_for_layout(program, &mut groups);
     (groups, signatures)
+}
+
+/// Elementwise nodes left alone by the exact signatures because their sizes
+/// differ, grouped again with the size of the first axis left out (DyNet
+/// concatenates such operands): one op over the concatenation, each member a
+/// slice of it. Only where that is an identity: an elementwise op (no
+/// broadcasting: every operand varies and has the node's shape), rank 1 or more.
+fn ragged_groups(program: &Program, groups: &[Group], depth: &[usize], varies: &[bool]) -> Vec<Group> {
+    let expr = program.expr.as_ref();
+    let mut keys: HashMap<(usize, Op, Vec<usize>), usize> = HashMap::new();
+    let mut found: Vec<Group> = vec![];
+    for &i in groups.iter().filter(|g| g.members.len() == 1).map(|g| &g.members[0]) {
+        let node = &expr[i];
+        let dims = program.shape(Id::from(i)).dims().to_vec();
+        let elementwise = matches!(node, Op::Unary(..) | Op::Binary(..))
+            && !dims.is_empty()
+            && node
+                .children()
+                .iter()
+                .all(|&c| varies[usize::from(c)] && program.shape(c).dims() == dims.as_slice());
+        if !elementwise {
+            continue;
+        }
+        let kind = node.clone().map_children(|_| Id::from(0));
+        let next = found.len();
+        let g = *keys.entry((depth[i], kind, dims[1..].to_vec())).or_insert(next);
+        if g == next {
+            found.push(Group {
+                members: vec![],
+                depth: depth[i],
+                ragged: true,
+            });
+        }
+        found[g].members.push(i);
+    }
+    found.retain(|g| g.members.len() >= 2);
+    found
 }
 
 /// Whether each node depends on an input of `program`.

@@ -103,6 +103,9 @@ pub struct GroupReport {
     pub depth: usize,
     /// How many nodes it batches.
     pub members: usize,
+    /// Whether its members differ in size (batched by concatenating, each a
+    /// slice of the result) rather than stacked.
+    pub ragged: bool,
     /// Whether the chosen program runs it batched.
     pub taken: bool,
 }
@@ -260,6 +263,7 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
             op: program.expr[g.members[0].into()].to_string(),
             depth: g.depth,
             members: g.members.len(),
+            ragged: g.ragged,
             taken,
         })
         .collect();
@@ -347,6 +351,12 @@ fn build(program: &Program, groups: &[Group], explain: bool) -> Built {
         .map(|(g, group)| (group.members.as_slice(), g))
         .collect();
     for group in groups {
+        if group.ragged {
+            let (whole, members) = build_ragged(&mut egraph, program, &classes, group, &by_members, &batched);
+            batched.push((whole, whole));
+            rows.push(members);
+            continue;
+        }
         let first = &expr[group.members[0]];
         let mut children = vec![];
         for p in 0..first.children().len() {
@@ -355,9 +365,12 @@ fn build(program: &Program, groups: &[Group], explain: bool) -> Built {
                 .iter()
                 .map(|&m| usize::from(expr[m].children()[p]))
                 .collect();
+            let earlier = by_members
+                .get(operands.as_slice())
+                .filter(|&&h| h < batched.len() && !groups[h].ragged);
             let child = if operands.iter().all(|&o| o == operands[0]) {
                 classes[operands[0]]
-            } else if let Some(&h) = by_members.get(operands.as_slice()).filter(|&&h| h < batched.len()) {
+            } else if let Some(&h) = earlier {
                 batched[h].1
             } else {
                 let stacked = stack_of(&mut egraph, program, &classes, &operands);
@@ -390,13 +403,74 @@ fn build(program: &Program, groups: &[Group], explain: bool) -> Built {
     for (i, node) in expr.iter().enumerate() {
         if let Some((Structural::Stack, operands)) = node.as_structural() {
             let operands: Vec<usize> = operands.iter().map(|&c| usize::from(c)).collect();
-            if let Some(&g) = by_members.get(operands.as_slice()) {
+            if let Some(&g) = by_members.get(operands.as_slice()).filter(|&&g| !groups[g].ragged) {
                 egraph.union_trusted(classes[i], batched[g].0, "group-stack: stack(members) = group op");
             }
         }
     }
     egraph.rebuild();
     Built { egraph, classes, rows }
+}
+
+/// A ragged group (members of different lengths, elementwise): the op over
+/// the concatenation of each operand's members along the first axis (an
+/// earlier ragged group's result when the operands are its members, in
+/// order), and each member's slice of it: (the whole, (member class, slice)).
+fn build_ragged(
+    egraph: &mut Graph,
+    program: &Program,
+    classes: &[Id],
+    group: &Group,
+    by_members: &HashMap<&[usize], usize>,
+    batched: &[(Id, Id)],
+) -> (Id, Vec<(Id, Op)>) {
+    let expr = program.expr.as_ref();
+    let first = &expr[group.members[0]];
+    let axis = egraph.add(Op::Num(Num(0.0)));
+    let mut children = vec![];
+    for p in 0..first.children().len() {
+        let operands: Vec<usize> = group
+            .members
+            .iter()
+            .map(|&m| usize::from(expr[m].children()[p]))
+            .collect();
+        // Ragged groups read only ragged groups' results as a whole (their
+        // members are elementwise, so an earlier group of the same members is ragged too).
+        let child = match by_members.get(operands.as_slice()).filter(|&&h| h < batched.len()) {
+            Some(&h) => batched[h].0,
+            None => {
+                let mut parts: Vec<Id> = operands.iter().map(|&o| classes[o]).collect();
+                parts.push(axis);
+                egraph.add(Op::structural(Structural::Concat, &parts))
+            }
+        };
+        children.push(child);
+    }
+    let mut next = children.into_iter();
+    let whole = egraph.add(
+        first
+            .clone()
+            .map_children(|_| next.next().expect("one child per operand")),
+    );
+    let mut members = vec![];
+    let mut start = 0;
+    for &m in &group.members {
+        let length = program.shape(Id::from(m)).dims()[0];
+        let (from, to) = (
+            egraph.add(Op::Num(Num(start as f64))),
+            egraph.add(Op::Num(Num((start + length) as f64))),
+        );
+        let slice = Op::structural(Structural::Slice, &[whole, axis, from, to]);
+        let id = egraph.add(slice.clone());
+        egraph.union_trusted(
+            classes[m],
+            id,
+            "ragged-member: member j = slice(op of the concatenation, its range)",
+        );
+        members.push((classes[m], slice));
+        start += length;
+    }
+    (whole, members)
 }
 
 /// The operands stacked: `s` itself when they are `index(s, 0)`, ...,
