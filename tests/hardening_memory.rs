@@ -65,3 +65,70 @@ fn batch_of_a_ten_thousand_step_chain_fits_in_a_gigabyte() {
     let nodes = report["chosen"]["nodes"].as_u64().unwrap();
     assert!((30_000..30_010).contains(&nodes), "{nodes} nodes");
 }
+
+fn batchgraph(args: &[&str]) -> Output {
+    batchgraph_within(u64::MAX, args)
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn assert_close(got: &serde_json::Value, want: &serde_json::Value, what: &str) {
+    let flat = |v: &serde_json::Value| -> Vec<f64> {
+        let mut out = vec![];
+        let mut stack = vec![v.clone()];
+        while let Some(v) = stack.pop() {
+            match v {
+                serde_json::Value::Array(items) => stack.extend(items.into_iter().rev()),
+                other => out.push(other.as_f64().unwrap()),
+            }
+        }
+        out
+    };
+    let (got, want) = (flat(got), flat(want));
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
+            "{what}: {got:?} against {want:?}"
+        );
+    }
+}
+
+/// Item 7: the gradient program of a `chunks` loop whose chunk size does
+/// not divide the rows wrote the chunk's rows as a literal in the body's
+/// cotangent, so `grad` refused a program `eval --grad` runs. Its values
+/// now equal `eval --grad`'s, for chunk sizes that divide the rows and not.
+#[test]
+fn grad_of_chunks_whose_size_does_not_divide_the_rows_equals_eval_grad() {
+    let inputs = temp_file(
+        "chunks/x.json",
+        r#"{"x": [[1,2,3],[4,5,6],[7,8,9],[1,-2,3],[0.5,1,2],[3,3,1],[2,-1,0.25]]}"#,
+    );
+    for k in [1, 2, 3, 4, 7] {
+        let program = temp_file(
+            &format!("chunks/k{k}.graph"),
+            &format!("input x: [7, 3]\nout s = mean(chunks(sum(rows(x, {k}) * 3, 1), 7, {k}), 0)\n"),
+        );
+        let expected = json(&batchgraph(&["eval", &program, "--inputs", &inputs, "--grad"]));
+        let grad = batchgraph(&["grad", &program]);
+        assert!(grad.status.success(), "chunks of {k}: {}", stderr(&grad));
+        let grad_program = temp_file(
+            &format!("chunks/grad_k{k}.graph"),
+            &String::from_utf8(grad.stdout).unwrap(),
+        );
+        let got = json(&batchgraph(&["eval", &grad_program, "--inputs", &inputs]));
+        assert_close(
+            &got["outputs"]["s"],
+            &expected["outputs"]["s"],
+            &format!("s, chunks of {k}"),
+        );
+        assert_close(
+            &got["outputs"]["grad_x"],
+            &expected["grads"]["x"],
+            &format!("grad_x, chunks of {k}"),
+        );
+    }
+}
