@@ -132,3 +132,21 @@ fn grad_of_chunks_whose_size_does_not_divide_the_rows_equals_eval_grad() {
         );
     }
 }
+
+/// Item 12: a map over the wrong number of rows was reported at an empty
+/// line past the end of the file; it is reported at the map, with its text.
+#[test]
+fn a_map_over_the_wrong_number_of_rows_is_reported_at_the_map() {
+    let file = temp_file("map_rows.graph", "input x: [3, 2]\nout s = sum(map(row(x) * 2, 4))\n");
+    let inputs = temp_file("map_rows.json", r#"{"x": [[1, 2], [3, 4], [5, 6]]}"#);
+    let out = batchgraph(&["eval", &file, "--inputs", &inputs]);
+    assert!(!out.status.success());
+    let message = stderr(&out);
+    assert!(message.contains("map_rows.graph:2:13:"), "{message}");
+    assert!(
+        message.contains("a loop over 4 rows reads a value of shape [3, 2]"),
+        "{message}"
+    );
+    assert!(message.contains("2 | out s = sum(map(row(x) * 2, 4))"), "{message}");
+    assert!(message.contains("            ^"), "{message}");
+}
