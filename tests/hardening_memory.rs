@@ -150,3 +150,55 @@ fn a_map_over_the_wrong_number_of_rows_is_reported_at_the_map() {
     assert!(message.contains("2 | out s = sum(map(row(x) * 2, 4))"), "{message}");
     assert!(message.contains("            ^"), "{message}");
 }
+
+/// Runs `call`, failing the test naming `function` if it panics; its result otherwise.
+fn no_panic<R>(function: &str, call: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(r) => r,
+        Err(_) => panic!("{function} panicked instead of returning an error"),
+    }
+}
+
+/// Item 9: a zero-size dimension, declared or in the values given, then
+/// `gradient` (and every other run of the interpreter): an error naming the
+/// shape, never a panic (tests run in a debug build, with overflow checks).
+#[test]
+fn a_zero_size_dimension_is_an_error_for_every_interpreter_run() {
+    use batchgraph::{Binary, Decl, Interpreter, Op, Program, Shape, Tensor, Values};
+    use egg::{Id, RecExpr, Symbol};
+    let mut expr = RecExpr::default();
+    let x = expr.add(Op::Var(Symbol::from("x")));
+    let y = expr.add(Op::Binary(Binary::Mul, [x, x]));
+    expr.add(Op::Reduce(batchgraph::Reduce::Sum, y));
+    let declared = |dims: &[usize]| {
+        let decl = Decl {
+            name: "x".into(),
+            shape: Shape(dims.to_vec()),
+        };
+        Program::new(
+            vec![decl],
+            vec![],
+            expr.clone(),
+            vec![("s".into(), Id::from(2))],
+            vec![],
+        )
+    };
+    for dims in [&[0][..], &[0, 3], &[3, 0]] {
+        let e = no_panic("Program::new", || declared(dims)).unwrap_err().to_string();
+        assert!(e.contains("zero dimension"), "{dims:?}: {e}");
+    }
+    let program = declared(&[2, 3]).unwrap();
+    for dims in [&[0][..], &[0, 3], &[2, 0], &[0, 0]] {
+        let values: Values<f64> = [("x".to_string(), Tensor::<f64>::zeros(ndarray::IxDyn(dims)))].into();
+        let interpreter = Interpreter::new(&program);
+        let e = no_panic("Interpreter::gradient", || interpreter.gradient(&values))
+            .err()
+            .unwrap_or_else(|| panic!("gradient of values of shape {dims:?} for x: [2, 3]"))
+            .to_string();
+        assert!(e.contains('x') && e.contains("[2, 3]"), "{dims:?}: {e}");
+        assert!(no_panic("Interpreter::evaluate", || interpreter.evaluate(&values)).is_err());
+        assert!(no_panic("Interpreter::tangents", || interpreter.tangents(&values, &values)).is_err());
+        let fused = Interpreter::new(&program).fuse(true).check_finite(true);
+        assert!(no_panic("Interpreter::gradient (fused)", || fused.gradient(&values)).is_err());
+    }
+}
