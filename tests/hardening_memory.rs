@@ -202,3 +202,39 @@ fn a_zero_size_dimension_is_an_error_for_every_interpreter_run() {
         assert!(no_panic("Interpreter::gradient (fused)", || fused.gradient(&values)).is_err());
     }
 }
+
+/// Item 10: `--check-finite` inside a loop named the value the loop's
+/// cotangent reached (`the gradient of `x``) or the loop's consumer (`the
+/// tangent of mean`) where the fused plan names `sqrt`: the loop run now
+/// checks each derivative through the body's ops and names the same op.
+#[test]
+fn check_finite_names_the_same_op_in_loop_and_fused_plans() {
+    let program = temp_file("finite/sqrt.graph", "input x: [3]\nout s = sum(sqrt(x))\n");
+    let inputs = temp_file("finite/x.json", r#"{"x": [[0, 1, 2], [1, 1, 1]]}"#);
+    let tangents = temp_file("finite/t.json", r#"{"x": [[1, 1, 1], [1, 1, 1]]}"#);
+    let mut messages: Vec<(String, String)> = vec![];
+    for strategy in ["fuse", "unroll"] {
+        let batched = batchgraph(&["batch", &program, "--size", "2", "--strategy", strategy]);
+        assert!(batched.status.success(), "{}", stderr(&batched));
+        let file = temp_file(
+            &format!("finite/{strategy}.graph"),
+            &String::from_utf8(batched.stdout).unwrap(),
+        );
+        for run in ["--grad", "--tangents"] {
+            let mut args = vec!["eval", &file, "--inputs", &inputs, "--check-finite", run];
+            if run == "--tangents" {
+                args.push(&tangents);
+            }
+            let out = batchgraph(&args);
+            assert!(!out.status.success(), "{strategy} {run}: no error");
+            messages.push((format!("{strategy} {run}"), stderr(&out)));
+        }
+    }
+    for (run, message) in &messages {
+        let expected = match run.ends_with("--grad") {
+            true => "the gradient through sqrt",
+            false => "the tangent of sqrt",
+        };
+        assert!(message.contains(expected), "{run}: {message}");
+    }
+}

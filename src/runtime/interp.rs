@@ -659,7 +659,7 @@ impl<'p> Interpreter<'p> {
                     tangents: None,
                 };
                 let fresh: Vec<usize> = body.outer.iter().copied().filter(|&c| grads[c].is_none()).collect();
-                let row_bytes = map_backward(self.program, body, outer, &g, &mut grads)?;
+                let row_bytes = map_backward(self.program, body, outer, &g, &mut grads, self.check_finite)?;
                 peak = peak.max(live + row_bytes);
                 live += fresh
                     .iter()
