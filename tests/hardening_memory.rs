@@ -350,3 +350,79 @@ fn the_memory_budget_is_a_promise_for_random_programs() {
     }
     assert!(chosen >= 24, "only {chosen} budgets had a plan");
 }
+
+/// Item 9: each public function of the library, fed the bad inputs of the
+/// report's kind (names that are not there, the wrong number of outputs, a
+/// batch size of 0, ragged or mistyped values), returns an `Err`: never a
+/// panic in this debug build.
+#[test]
+fn public_functions_return_errors_for_bad_input() {
+    use batchgraph::{grad, jvp, tensor_from_json, values_from_json, Batcher, Program};
+    let two_outputs = Program::parse("two.graph", "input x: [2]\nout a = sum(x)\nout b = x * 2\n").unwrap();
+    let vector = Program::parse("vector.graph", "input x: [2]\nout y = x * 2\n").unwrap();
+    let unknown = ["nope".to_string()];
+    let errors: Vec<(&str, Option<String>)> = vec![
+        (
+            "grad of two outputs",
+            no_panic("grad", || grad(&two_outputs, None))
+                .err()
+                .map(|e| e.to_string()),
+        ),
+        (
+            "grad of a vector output",
+            no_panic("grad", || grad(&vector, None)).err().map(|e| e.to_string()),
+        ),
+        (
+            "grad with respect to an unknown name",
+            no_panic("grad", || grad(&vector, Some(&unknown)))
+                .err()
+                .map(|e| e.to_string()),
+        ),
+        (
+            "jvp in an unknown name",
+            no_panic("jvp", || jvp(&vector, Some(&unknown)))
+                .err()
+                .map(|e| e.to_string()),
+        ),
+        (
+            "batch of size 0",
+            no_panic("Batcher::run", || Batcher::new(&vector).size(0).run())
+                .err()
+                .map(|e| e.to_string()),
+        ),
+        (
+            "batch over an unknown name",
+            no_panic("Batcher::run", || Batcher::new(&vector).over(["nope"]).run())
+                .err()
+                .map(|e| e.to_string()),
+        ),
+        (
+            "a ragged array",
+            no_panic("tensor_from_json", || {
+                tensor_from_json::<f64>("x", &serde_json::json!([[1, 2], [3]]))
+            })
+            .err()
+            .map(|e| e.to_string()),
+        ),
+        (
+            "a string for a number",
+            no_panic("tensor_from_json", || {
+                tensor_from_json::<f64>("x", &serde_json::json!(["a"]))
+            })
+            .err()
+            .map(|e| e.to_string()),
+        ),
+        (
+            "values that are not an object",
+            no_panic("values_from_json", || {
+                values_from_json::<f64>("v", &serde_json::json!([1]))
+            })
+            .err()
+            .map(|e| e.to_string()),
+        ),
+    ];
+    for (case, error) in errors {
+        let message = error.unwrap_or_else(|| panic!("{case}: accepted"));
+        assert!(!message.is_empty(), "{case}");
+    }
+}
