@@ -404,14 +404,14 @@ fn batch_under_a_memory_budget_reports_the_chosen_plan() {
         "--size",
         "1000",
         "--memory",
-        "300KB",
+        "500KB",
         "--report",
         &report,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("chunks("), "{}", stdout(&o));
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert!(r["chosen"]["predicted_peak_bytes"].as_u64().unwrap() <= 300_000, "{r}");
+    assert!(r["chosen"]["predicted_peak_bytes"].as_u64().unwrap() <= 500_000, "{r}");
     assert_eq!(r["run"], "grad");
     assert!(r["plans"].as_array().unwrap().len() > 4, "{r}");
 }

@@ -62,6 +62,7 @@ pub(crate) fn rule(
         comment,
         origin: ORIGIN.into(),
         lhs,
+        rhs: None,
     }
 }
 

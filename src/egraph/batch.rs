@@ -25,7 +25,7 @@ use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
 use crate::ir::{predict_peak_bytes, BatchReduce, Binary, Decl, Dtype, Num, Op, Program, Reduce, Run, Structural};
 use egg::StopReason;
-use egg::{Id, Language, Runner, Symbol};
+use egg::{BackoffScheduler, Id, Language, Runner, Symbol};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -141,6 +141,16 @@ struct Candidates {
     candidates: Vec<Result<Plan>>,
     unroll: Option<PlanSummary>,
     fuse: Option<PlanSummary>,
+}
+
+/// The per-example program with a spec for every mapped subterm, rewritten:
+/// what the fused and the mixed plans start from.
+struct Saturated {
+    egraph: Graph,
+    example: Vec<Id>,
+    spec: Vec<Option<Id>>,
+    iterations: usize,
+    stop_reason: StopReason,
 }
 
 struct Plan {
@@ -328,8 +338,11 @@ impl<'p> Batcher<'p> {
     /// The plans to choose from, and the two pure plans' summaries for the report.
     fn candidates(&self, over: &[String]) -> Result<Candidates> {
         self.check_size(over)?;
-        let unroll = self.plan(over, Ways::Loop);
-        let fuse = self.plan(over, Ways::FuseWhereFusible);
+        // The fused and the mixed plans start from the same saturated
+        // e-graph: rewrite once (the time of a long program is there).
+        let saturated = self.saturated(over);
+        let unroll = self.plan(over, Ways::Loop, &saturated);
+        let fuse = self.plan(over, Ways::FuseWhereFusible, &saturated);
         let (unroll_summary, fuse_summary) = (
             unroll.as_ref().ok().map(Plan::summary),
             fuse.as_ref().ok().map(Plan::summary),
@@ -338,7 +351,7 @@ impl<'p> Batcher<'p> {
             Strategy::Unroll => vec![unroll],
             Strategy::Fuse => vec![fuse],
             // Fused first: of two plans that cost the same, the simpler name wins.
-            Strategy::Auto => vec![fuse, self.plan(over, Ways::Both), unroll],
+            Strategy::Auto => vec![fuse, self.plan(over, Ways::Both, &saturated), unroll],
         };
         if self.memory_budget.is_some() && self.strategy != Strategy::Unroll {
             candidates.extend(self.chunk_plans(over, candidates.iter().flatten().find(|p| p.name == "fused")));
@@ -590,14 +603,45 @@ impl<'p> Batcher<'p> {
         )?)
     }
 
-    fn plan(&self, over: &[String], ways: Ways) -> Result<Plan> {
+    /// The per-example program and its specs added, then rewritten.
+    fn saturated(&self, over: &[String]) -> Saturated {
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let mut egraph = Graph::new(self.analysis(&batched));
         let (example, spec) = self.add_program(&mut egraph, &batched);
-        let (mut iterations, mut stop_reason) = (0, StopReason::Other("no rewriting (loop only)".into()));
-        if ways != Ways::Loop {
-            (egraph, iterations, stop_reason) = self.saturate(egraph);
+        let (egraph, iterations, stop_reason) = self.saturate(egraph);
+        Saturated {
+            egraph,
+            example,
+            spec,
+            iterations,
+            stop_reason,
         }
+    }
+
+    /// The plan of `ways`: the loop from the per-example program alone, the
+    /// others from a copy of `saturated`.
+    fn plan(&self, over: &[String], ways: Ways, saturated: &Saturated) -> Result<Plan> {
+        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+        let (mut egraph, example, spec, iterations, stop_reason) = match ways {
+            Ways::Loop => {
+                let mut egraph = Graph::new(self.analysis(&batched));
+                let (example, spec) = self.add_program(&mut egraph, &batched);
+                (
+                    egraph,
+                    example,
+                    spec,
+                    0,
+                    StopReason::Other("no rewriting (loop only)".into()),
+                )
+            }
+            Ways::FuseWhereFusible | Ways::Both => (
+                saturated.egraph.clone(),
+                saturated.example.clone(),
+                saturated.spec.clone(),
+                saturated.iterations,
+                saturated.stop_reason.clone(),
+            ),
+        };
         // Which specs have no implementation other than themselves.
         let unfused: Vec<usize> = (0..example.len())
             .filter(|&i| spec[i].is_some_and(|s| egraph[s].nodes.iter().all(|n| matches!(n, Op::Vmap(_)))))
@@ -658,12 +702,20 @@ pub(crate) fn saturate(
     iter_limit: usize,
     time_limit: Duration,
 ) -> (Graph, usize, StopReason) {
+    // A batching rule matches once per op of the program: egg's default
+    // limit of 1,000 matches would ban it for rounds on a long program
+    // (each round searching every rule over the whole e-graph), so the limit
+    // grows with the program; it still stops a rule that multiplies nodes.
+    let match_limit = (2 * egraph.total_number_of_nodes()).max(1_000);
+    let scheduler = BackoffScheduler::default().with_initial_match_limit(match_limit);
+    let rewrites = rules.rewrites_for(&egraph);
     let runner = Runner::default()
+        .with_scheduler(scheduler)
         .with_egraph(egraph)
         .with_node_limit(node_limit)
         .with_iter_limit(iter_limit)
         .with_time_limit(time_limit)
-        .run(&rules.rewrites());
+        .run(&rewrites);
     let stop_reason = runner
         .stop_reason
         .unwrap_or_else(|| StopReason::Other("not run".into()));

@@ -10,21 +10,23 @@
 
 use crate::egraph::analysis::Graph;
 use crate::egraph::cost::CostProfile;
+use crate::egraph::cost_map::CostMap;
 use crate::ir::{Dtype, Op, Shape};
 use egg::{Id, Language};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::VecDeque;
-use std::rc::Rc;
 
 /// Builds the chosen DAG as an expression; it lives in the IR, where CSE uses it too.
 pub use crate::ir::extract_dag;
 
 /// What one class costs: its chosen node, the classes that choice needs
-/// (itself included) with each one's own cost, and their sum.
+/// (itself included) with each one's own cost, and their sum. The map is
+/// persistent: a class shares it with its children but for its own entries,
+/// which keeps extraction near-linear along deep chains.
 #[derive(Clone, Debug)]
 struct CostSet {
     node: usize,
-    costs: Rc<HashMap<Id, f64>>,
+    costs: CostMap,
     total: f64,
 }
 
@@ -70,7 +72,10 @@ pub fn extract_dag_greedy_where(
             }
         }
     }
-    let mut best: HashMap<Id, CostSet> = HashMap::default();
+    // By class id (an index into the e-graph's nodes): hashing every look-up
+    // was a quarter of the time on a long program.
+    let mut best: Vec<Option<CostSet>> = vec![None; egraph.nodes().len()];
+    let at = |c: &Id| usize::from(*c);
     // Wide nodes (a stack of many members) union many sets: they wait until
     // everything narrower has settled, so that each is priced once per
     // settling, not once per child that improves (quadratic in the width).
@@ -94,33 +99,30 @@ pub fn extract_dag_greedy_where(
             continue;
         }
         let children: Vec<Id> = node.children().iter().map(|&c| egraph.find(c)).collect();
-        if !children.iter().all(|c| best.contains_key(c)) {
+        if !children.iter().all(|c| best[at(c)].is_some()) {
             continue;
         }
-        // Start from the largest child's set (shared, cloned once) and add the rest.
-        let largest = children.iter().max_by_key(|c| best[c].costs.len());
-        let mut costs: HashMap<Id, f64> = largest.map(|c| (*best[c].costs).clone()).unwrap_or_default();
+        // Start from the largest child's set and add the rest (a class in
+        // two sets keeps the cost in the later child's).
+        let set = |c: &Id| best[at(c)].as_ref().expect("every child is priced");
+        let largest = children.iter().max_by_key(|c| set(c).costs.len());
+        let mut costs = largest.map(|c| set(c).costs.clone()).unwrap_or_default();
         for c in &children {
             if Some(c) != largest {
-                for (&k, &v) in best[c].costs.iter() {
-                    costs.insert(k, v);
-                }
+                costs = set(c).costs.union(&costs);
             }
         }
-        if costs.contains_key(&class) {
+        if costs.get(class).is_some() {
             continue; // would close a cycle
         }
-        costs.insert(class, own);
-        let total: f64 = costs.values().sum();
-        if best.get(&class).is_none_or(|b| total < b.total) {
-            best.insert(
-                class,
-                CostSet {
-                    node: index,
-                    costs: Rc::new(costs),
-                    total,
-                },
-            );
+        let costs = costs.union(&CostMap::single(class, own));
+        let total = costs.total();
+        if best[at(&class)].as_ref().is_none_or(|b| total < b.total) {
+            best[at(&class)] = Some(CostSet {
+                node: index,
+                costs,
+                total,
+            });
             for &(parent, parent_index) in parents.get(&class).into_iter().flatten() {
                 if queued.insert((parent, parent_index)) {
                     queue.push_back((parent, parent_index));
@@ -135,9 +137,9 @@ pub fn extract_dag_greedy_where(
         if choice.contains_key(&class) {
             continue;
         }
-        let set = best.get(&class)?;
+        let set = best[at(&class)].as_ref()?;
         choice.insert(class, set.node);
-        all.insert(class, set.costs[&class]);
+        all.insert(class, set.costs.get(class)?);
         stack.extend(egraph[class].nodes[set.node].children().iter().map(|&c| egraph.find(c)));
     }
     if has_cycle(egraph, &choice) {

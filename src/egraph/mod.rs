@@ -12,6 +12,7 @@ pub mod batch;
 pub mod chunking;
 pub mod class_rules;
 pub mod cost;
+mod cost_map;
 pub mod extract;
 pub mod extract_exact;
 pub mod rules;

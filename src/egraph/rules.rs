@@ -13,8 +13,9 @@
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::{appliers, class_rules};
 use crate::error::{Conflict, Error, Result};
-use crate::ir::Op;
-use egg::{Condition, ConditionalApplier, Id, Pattern, Rewrite, Subst, Var};
+use crate::ir::{Binary, Op, Unary};
+use egg::{Condition, ConditionalApplier, ENodeOrVar, Id, Pattern, Rewrite, Subst, Var};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// The rule files shipped with the crate, compiled in.
@@ -294,6 +295,8 @@ pub struct Rule {
     pub lhs: Pattern<Op>,
     /// The rewrite itself.
     pub rewrite: Rewrite<Op, ShapeAnalysis>,
+    /// The right-hand side of a text rule (a Rust applier's is code).
+    pub rhs: Option<Pattern<Op>>,
 }
 
 impl Rule {
@@ -315,9 +318,22 @@ impl Rule {
             name: rule.name,
             origin: rule.origin,
             lhs: rule.lhs,
+            rhs: Some(rule.rhs),
             rewrite,
         }
     }
+}
+
+/// An elementwise op with its children cleared: which op of the tables it is.
+fn elementwise_kind(op: &Op) -> Option<Op> {
+    let zero = Id::from(0);
+    if let Op::Unary(u, _) = op {
+        return Some(Op::Unary(*u, zero));
+    }
+    if let Op::Binary(b, _) = op {
+        return Some(Op::Binary(*b, [zero; 2]));
+    }
+    None
 }
 
 /// The rules a batcher runs.
@@ -417,5 +433,38 @@ impl RuleSet {
     /// The egg rewrites.
     pub fn rewrites(&self) -> Vec<Rewrite<Op, ShapeAnalysis>> {
         self.rules.iter().map(|r| r.rewrite.clone()).collect()
+    }
+
+    /// The rewrites that can match in `egraph` as it grows: a rule whose
+    /// left side needs an elementwise op that neither the e-graph holds nor
+    /// any rule makes is left out. egg searches every rule over every class
+    /// of its root op each round, so on a long program the rules of ops it
+    /// does not use were most of the time. A text rule makes the ops of its
+    /// right side; a Rust applier makes the elementwise op it matched, and
+    /// `step`, `*` and `+` (the structural rules' padding and broadcasting).
+    pub fn rewrites_for(&self, egraph: &Graph) -> Vec<Rewrite<Op, ShapeAnalysis>> {
+        let mut made: HashSet<Op> = HashSet::new();
+        for class in egraph.classes() {
+            made.extend(class.nodes.iter().filter_map(elementwise_kind));
+        }
+        let zero = Id::from(0);
+        made.extend([
+            Op::Unary(Unary::Step, zero),
+            Op::Binary(Binary::Mul, [zero; 2]),
+            Op::Binary(Binary::Add, [zero; 2]),
+        ]);
+        for rhs in self.rules.iter().filter_map(|r| r.rhs.as_ref()) {
+            made.extend(rhs.ast.as_ref().iter().filter_map(|n| match n {
+                ENodeOrVar::ENode(op) => elementwise_kind(op),
+                ENodeOrVar::Var(_) => None,
+            }));
+        }
+        let can_match = |rule: &&Rule| {
+            rule.lhs.ast.as_ref().iter().all(|n| match n {
+                ENodeOrVar::ENode(op) => elementwise_kind(op).is_none_or(|kind| made.contains(&kind)),
+                ENodeOrVar::Var(_) => true,
+            })
+        };
+        self.rules.iter().filter(can_match).map(|r| r.rewrite.clone()).collect()
     }
 }

@@ -4,7 +4,7 @@
 use crate::front::lex::lex;
 use crate::front::source::{ParseError, Source, Span, MAX_CALL_DEPTH, MAX_NODES};
 use crate::front::syntax::{Expr, Parser, Statement};
-use crate::ir::{Binary, ChildInfo, Decl, Num, Op, Program, Shape, Unary};
+use crate::ir::{find_loops_located, Binary, ChildInfo, Decl, Num, Op, Program, Shape, Unary};
 use egg::{Id, Language, RecExpr, Symbol};
 use std::collections::HashMap;
 
@@ -39,6 +39,8 @@ struct Elaborator<'a> {
     call_depth: usize,
     /// Whether each node runs per row of a loop (reads a `row`), checked as it is written.
     per_row: Vec<bool>,
+    /// Where each node was written, for errors found once the program is whole.
+    spans: Vec<Span>,
 }
 
 impl Elaborator<'_> {
@@ -61,6 +63,7 @@ impl Elaborator<'_> {
         let per_row = self.loop_check(&op, at)?;
         self.per_row.push(per_row);
         self.shapes.push(shape);
+        self.spans.push(at);
         // A plain Vec: egg's RecExpr::add costs O(len) per call.
         self.expr.push(op);
         Ok(Id::from(self.expr.len() - 1))
@@ -242,6 +245,7 @@ pub fn parse_program(file: &str, text: &str) -> Result<Program, ParseError> {
         declared: HashMap::new(),
         call_depth: 0,
         per_row: Vec::new(),
+        spans: Vec::new(),
     };
     let (mut inputs, mut params, mut outputs, mut names) = (vec![], vec![], vec![], vec![]);
     let empty = HashMap::new();
@@ -306,6 +310,10 @@ pub fn parse_program(file: &str, text: &str) -> Result<Program, ParseError> {
             column: 1,
         };
         return Err(src.error(end, "the program has no `out` statement: expected at least one output"));
+    }
+    // A loop's errors are known once the program is whole: at the loop.
+    if let Err((node, e)) = find_loops_located(&el.expr, &el.shapes) {
+        return Err(src.shape_error(el.spans[node], e));
     }
     let end = Span {
         line: src.lines.len(),

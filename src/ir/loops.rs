@@ -78,20 +78,30 @@ fn loop_error(reason: String) -> ShapeError {
 
 /// Finds and checks the loops of `expr` (whose node shapes are `shapes`).
 pub fn find_loops(expr: &[Op], shapes: &[Shape]) -> Result<Loops, ShapeError> {
+    find_loops_located(expr, shapes).map_err(|(_, e)| e)
+}
+
+/// [`find_loops`], an error with the index of the node it is about (the
+/// loop, or the `row` read outside one), so the parser can point at it.
+pub fn find_loops_located(expr: &[Op], shapes: &[Shape]) -> Result<Loops, (usize, ShapeError)> {
     let mut per_row = vec![false; expr.len()];
     for (i, node) in expr.iter().enumerate() {
         if let Op::Row(y) | Op::Rows([y, _]) = node {
             if per_row[usize::from(*y)] {
-                return Err(loop_error(format!(
-                    "{node}: loops do not nest (rows of a value computed per row)"
-                )));
+                return Err((
+                    i,
+                    loop_error(format!("{node}: loops do not nest (rows of a value computed per row)")),
+                ));
             }
         }
         if let Some(body) = node.loop_body() {
             if !per_row[usize::from(body)] {
-                return Err(loop_error(format!(
-                    "{node}: the body does not read row(...) or rows(...), so every row would be the same"
-                )));
+                return Err((
+                    i,
+                    loop_error(format!(
+                        "{node}: the body does not read row(...) or rows(...), so every row would be the same"
+                    )),
+                ));
             }
         }
         per_row[i] = node.is_per_row(|c| per_row[usize::from(c)]);
@@ -103,8 +113,8 @@ pub fn find_loops(expr: &[Op], shapes: &[Shape]) -> Result<Loops, ShapeError> {
         };
         let chunk = matches!(node, Op::Chunks(_)).then(|| shapes[body].dims()[0]);
         let rows = shapes[i].dims()[0];
-        let found = loop_body(expr, shapes, &per_row, body, rows, chunk)?;
-        check_last_chunk(expr, shapes, &found, &expr[i])?;
+        let found = loop_body(expr, shapes, &per_row, body, rows, chunk).map_err(|e| (i, e))?;
+        check_last_chunk(expr, shapes, &found, &expr[i]).map_err(|e| (i, e))?;
         bodies[i] = Some(found);
     }
     check_rows_inside_maps(expr, &per_row)?;
@@ -204,13 +214,13 @@ fn check_last_chunk(expr: &[Op], shapes: &[Shape], body: &LoopBody, node: &Op) -
 }
 
 /// No value outside a loop may read a per-row value, except through `map`.
-fn check_rows_inside_maps(expr: &[Op], per_row: &[bool]) -> Result<(), ShapeError> {
+fn check_rows_inside_maps(expr: &[Op], per_row: &[bool]) -> Result<(), (usize, ShapeError)> {
     for (i, node) in expr.iter().enumerate() {
         if per_row[i] || node.loop_body().is_some() {
             continue;
         }
         if node.children().iter().any(|&c| per_row[usize::from(c)]) {
-            return Err(loop_error(format!("{node}: reads a row(...) outside of map")));
+            return Err((i, loop_error(format!("{node}: reads a row(...) outside of map"))));
         }
     }
     Ok(())

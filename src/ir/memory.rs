@@ -70,6 +70,9 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
     for i in (0..expr.len()).filter(|&i| !loops.per_row[i] && !schedule.is_interior(i)) {
         if let Some(body) = &loops.bodies[i] {
             let row = if early.is_some_and(|(l, _, _)| l == i) {
+                // The cotangents of the outer values it reads are made, and
+                // kept for the backward sweep, as its rows are swept back.
+                live += early_outer_grads(program, body).map(bytes).sum::<usize>();
                 body_backward_bytes(program, body, element)
             } else {
                 body_forward_bytes(program, body, element)
@@ -90,11 +93,21 @@ pub fn predict_peak_bytes(program: &Program, run: Run, element: usize) -> usize 
     if run == Run::Eval {
         return peak;
     }
-    backward_peak(program, &schedule, element, early.map(|(_, root, _)| root)).max(peak)
+    backward_peak(program, &schedule, element, early.map(|(l, root, _)| (l, root))).max(peak)
+}
+
+/// The outer values that the early loop's row-by-row backward sweep gives a
+/// cotangent, before the backward sweep of the rest begins.
+fn early_outer_grads<'a>(program: &'a Program, body: &'a LoopBody) -> impl Iterator<Item = usize> + 'a {
+    let expr = program.expr.as_ref();
+    body.outer
+        .iter()
+        .copied()
+        .filter(move |&c| expr[c].as_num().is_none() && reaches_outer(program, body, c))
 }
 
 /// The backward sweep's peak, replaying `Interpreter::gradient`.
-fn backward_peak(program: &Program, schedule: &Schedule, element: usize, early_root: Option<usize>) -> usize {
+fn backward_peak(program: &Program, schedule: &Schedule, element: usize, early: Option<(usize, usize)>) -> usize {
     let expr = program.expr.as_ref();
     let loops = program.loops();
     let bytes = |i: usize| size(program.shape(i.into()), element);
@@ -106,6 +119,18 @@ fn backward_peak(program: &Program, schedule: &Schedule, element: usize, early_r
     let mut peak = live;
     let mut has_grad = vec![false; expr.len()];
     has_grad[usize::from(*root)] = true;
+    // The output's own cotangent, the seed.
+    live += bytes(usize::from(*root));
+    // The early loop's cotangents of outer values: held from the start, and
+    // swept back from there like any other.
+    if let Some(body) = early.and_then(|(l, _)| loops.bodies[l].as_ref()) {
+        for c in early_outer_grads(program, body) {
+            has_grad[c] = true;
+            live += bytes(c);
+        }
+    }
+    peak = peak.max(live);
+    let early_root = early.map(|(_, root)| root);
     for i in (0..expr.len()).rev() {
         if expr[i].as_var().is_some() || !held(i) || !has_grad[i] {
             continue;

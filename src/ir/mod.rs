@@ -26,7 +26,7 @@ pub mod unary;
 
 pub use binary::{Assoc, Binary, Lane, PartialReads};
 pub use limits::MAX_NODES;
-pub use loops::{early_loop, expand_loops, find_loops, main_children, main_uses, LoopBody, Loops};
+pub use loops::{early_loop, expand_loops, find_loops, find_loops_located, main_children, main_uses, LoopBody, Loops};
 pub use memory::predict_peak_bytes;
 pub use modes::{BatchReduce, Dtype, Run};
 pub use op::{Flops, Num, Op};

@@ -371,7 +371,17 @@ impl<'p> Interpreter<'p> {
                     tangents: tangents.map(|_| s.tangents.as_slice()),
                 };
                 let run = match early.as_mut().filter(|e| e.node == i) {
-                    Some(e) => map_forward_backward(self.program, i, body, outer, &e.g, e.grads, self.check_finite)?,
+                    Some(e) => {
+                        let fresh: Vec<usize> = body.outer.iter().copied().filter(|&c| e.grads[c].is_none()).collect();
+                        let run = map_forward_backward(self.program, i, body, outer, &e.g, e.grads, self.check_finite)?;
+                        // The outer values' cotangents it made are held until the backward sweep.
+                        live += fresh
+                            .iter()
+                            .filter_map(|&c| e.grads[c].as_ref())
+                            .map(bytes)
+                            .sum::<usize>();
+                        run
+                    }
                     None => map_forward(self.program, i, body, outer, self.check_finite)?,
                 };
                 s.peak_bytes = s.peak_bytes.max(live + run.row_bytes + bytes(&run.value));
@@ -633,7 +643,10 @@ impl<'p> Interpreter<'p> {
         )?;
         let seed = scalar(T::one());
         // The values held, and the output's own cotangent, which the sweep releases like any other.
-        let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum::<usize>() + bytes(&seed);
+        // (and the cotangents an early loop made of the values it reads).
+        let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum::<usize>()
+            + bytes(&seed)
+            + grads.iter().flatten().map(bytes).sum::<usize>();
         grads[usize::from(root)] = Some(seed);
         let mut peak = live;
         let loops = self.program.loops();
@@ -659,7 +672,7 @@ impl<'p> Interpreter<'p> {
                     tangents: None,
                 };
                 let fresh: Vec<usize> = body.outer.iter().copied().filter(|&c| grads[c].is_none()).collect();
-                let row_bytes = map_backward(self.program, body, outer, &g, &mut grads)?;
+                let row_bytes = map_backward(self.program, body, outer, &g, &mut grads, self.check_finite)?;
                 peak = peak.max(live + row_bytes);
                 live += fresh
                     .iter()

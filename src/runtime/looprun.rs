@@ -61,9 +61,15 @@ fn literal<'a>(program: &'a Program, node: &'a Op) -> impl Fn(usize) -> f64 + 'a
 }
 
 pub(crate) fn not_finite<T: Scalar>(node: &Op, value: &Tensor<T>) -> Result<()> {
+    finite_or(value, || node.to_string())
+}
+
+/// An error naming `what` (an op, or a derivative through one) if `value`
+/// holds a NaN or an infinity: inside a loop as outside.
+fn finite_or<T: Scalar>(value: &Tensor<T>, what: impl FnOnce() -> String) -> Result<()> {
     match value.iter().find(|v| !v.is_finite()) {
         Some(bad) => Err(Error::NotFinite {
-            op: node.to_string(),
+            op: what(),
             value: bad.to_f64().unwrap_or(f64::NAN),
             shape: Shape(value.shape().to_vec()).to_string(),
         }),
@@ -117,6 +123,9 @@ fn body_row<T: Scalar>(
         };
         if check_finite {
             not_finite(node, &value)?;
+            if let Some(t) = &tangent {
+                finite_or(t, || format!("the tangent of {node}"))?;
+            }
         }
         held += bytes(&value) + tangent.as_ref().map_or(0, bytes);
         local[n] = Some(value);
@@ -219,6 +228,9 @@ pub(crate) fn accumulate<T: Scalar>(slot: &mut Option<Tensor<T>>, cotangent: Ten
 
 /// One row's backward sweep through the body (its values in `local`), from
 /// `g_row` at the body's root; returns the bytes of the cotangents it made.
+/// With `check_finite`, a cotangent that is not finite is an error naming
+/// the op it went through, as the run without loops names it.
+#[allow(clippy::too_many_arguments)]
 fn row_backward<T: Scalar>(
     program: &Program,
     body: &LoopBody,
@@ -227,7 +239,8 @@ fn row_backward<T: Scalar>(
     local: &[Option<Tensor<T>>],
     g_row: Tensor<T>,
     grads: &mut [Option<Tensor<T>>],
-) -> usize {
+    check_finite: bool,
+) -> Result<usize> {
     let per_row = &program.loops().per_row;
     let expr = program.expr.as_ref();
     let mut local_grads: Vec<Option<Tensor<T>>> = vec![None; program.node_count()];
@@ -257,6 +270,11 @@ fn row_backward<T: Scalar>(
             if expr[child].as_num().is_some() {
                 continue;
             }
+            if check_finite {
+                finite_or(&cotangent, || {
+                    format!("the gradient through {node} (operand {})", position + 1)
+                })?;
+            }
             held += bytes(&cotangent);
             if per_row[child] {
                 accumulate(&mut local_grads[child], cotangent);
@@ -265,7 +283,7 @@ fn row_backward<T: Scalar>(
             }
         }
     }
-    held
+    Ok(held)
 }
 
 /// Sweeps loop `m` backwards given its cotangent `g`, adding the cotangents
@@ -277,13 +295,15 @@ pub(crate) fn map_backward<T: Scalar>(
     outer: Outer<'_, '_, T>,
     g: &Tensor<T>,
     grads: &mut [Option<Tensor<T>>],
+    check_finite: bool,
 ) -> Result<usize> {
     let n = program.node_count();
     let (mut local, mut unused) = (vec![None; n], vec![None; n]);
     let mut peak = 0;
     for b in 0..body.iterations() {
         let held = body_row(program, body, b, outer, &mut local, &mut unused, false)?;
-        peak = peak.max(held + row_backward(program, body, b, outer, &local, take(g, body, b), grads));
+        let g_row = take(g, body, b);
+        peak = peak.max(held + row_backward(program, body, b, outer, &local, g_row, grads, check_finite)?);
         for &i in &body.nodes {
             local[i] = None;
         }
@@ -316,7 +336,8 @@ pub(crate) fn map_forward_backward<T: Scalar>(
             b,
             local[root].as_ref().expect("the root was computed"),
         );
-        row_bytes = row_bytes.max(held + row_backward(program, body, b, outer, &local, take(g, body, b), grads));
+        let g_row = take(g, body, b);
+        row_bytes = row_bytes.max(held + row_backward(program, body, b, outer, &local, g_row, grads, check_finite)?);
         for &i in &body.nodes {
             local[i] = None;
         }

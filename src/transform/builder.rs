@@ -243,9 +243,27 @@ impl Builder {
         if self.shape(a) == shape {
             return Ok(a);
         }
+        if self.follows_a_short_last_chunk(a, shape) {
+            // `k` written as a literal would be wrong for the last chunk:
+            // broadcast the other axes only, so the leading one follows `a`.
+            let mut other_axes = shape.clone();
+            other_axes.0[0] = 1;
+            let zeros = self.zeros(&other_axes)?;
+            return self.add(Op::Binary(Binary::Add, [a, zeros]));
+        }
         let mut children = vec![a];
         children.extend(shape.dims().iter().map(|&d| self.int(d)));
         self.add(Op::structural(Structural::Broadcast, &children))
+    }
+
+    /// Whether `a` is a chunk of a `chunks` loop whose last chunk has fewer
+    /// rows than `k`, and `shape` keeps its leading axis of `k` rows.
+    fn follows_a_short_last_chunk(&self, a: Id, shape: &Shape) -> bool {
+        let Some(LoopRows { rows, chunk: Some(k) }) = self.loop_rows(a) else {
+            return false;
+        };
+        let leading = |s: &Shape| s.dims().first().copied();
+        rows % k != 0 && self.rank(a) == shape.rank() && leading(self.shape(a)) == Some(k) && leading(shape) == Some(k)
     }
 
     /// Zeros of `shape`.
