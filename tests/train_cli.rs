@@ -125,6 +125,17 @@ fn bad_data_fails_before_training_and_writes_nothing() {
 }
 
 #[test]
+fn zero_steps_or_epochs_are_refused() {
+    let dir = scratch("zero");
+    for length in [["--steps", "0"], ["--epochs", "0"]] {
+        let o = train(&dir.join("out"), &length);
+        assert_eq!(o.status.code(), Some(1), "{length:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("nothing to train"), "{}", text(&o.stderr));
+        assert!(!dir.join("out").exists());
+    }
+}
+
+#[test]
 fn an_out_folder_holding_other_files_is_refused_up_front() {
     let dir = scratch("foreign");
     std::fs::write(dir.join("notes.txt"), "mine").unwrap();

@@ -273,6 +273,11 @@ pub fn train_command(args: TrainArgs) -> Result<(), Error> {
         Length::Epochs(n) => n * per_epoch,
         Length::Steps(n) => n,
     };
+    if total == 0 {
+        return Err(Error::Unsupported(
+            "nothing to train: --epochs and --steps must be at least 1".into(),
+        ));
+    }
 
     let bar = progress_bar(total);
     let mut trainer = Trainer::new(&step, params, lr);
