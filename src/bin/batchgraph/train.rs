@@ -224,6 +224,45 @@ fn progress_bar(total: usize) -> ProgressBar {
     bar
 }
 
+/// The run as JSON (`summary.json`): the options, the totals and every epoch's metrics.
+fn summary_json(
+    args: &TrainArgs,
+    step: &Step,
+    examples: usize,
+    lr: f64,
+    total: usize,
+    seconds: f64,
+    epochs: &[EpochMetrics],
+) -> Value {
+    let last = epochs.last().expect("the last step is evaluated");
+    json!({
+        "program": args.file.display().to_string(),
+        "data": args.data.display().to_string(),
+        "held_out": args.held_out.as_ref().map(|p| p.display().to_string()),
+        "examples": examples,
+        "batch": args.batch,
+        "plan": step.plan_name,
+        "optimizer": step.options.optimizer.name(),
+        "lr": lr,
+        "seed": args.seed,
+        "init": args.init.as_ref().map(|p| p.display().to_string()),
+        "steps": total,
+        "examples_seen": total * args.batch,
+        "training_seconds": seconds,
+        "examples_per_second": (total * args.batch) as f64 / seconds.max(1e-9),
+        "final": {
+            "train": metrics_json(&last.train),
+            "held_out": last.held_out.as_ref().map(metrics_json),
+        },
+        "epochs": epochs.iter().map(|e| json!({
+            "epoch": e.epoch,
+            "step": e.step,
+            "train": metrics_json(&e.train),
+            "held_out": e.held_out.as_ref().map(metrics_json),
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// Runs `train`.
 pub fn train_command(args: TrainArgs) -> Result<(), Error> {
     let program = parse_file(&args.file)?;
@@ -340,32 +379,7 @@ pub fn train_command(args: TrainArgs) -> Result<(), Error> {
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64() - evaluating;
     let last = epochs.last().expect("the last step is evaluated");
-    let summary = json!({
-        "program": args.file.display().to_string(),
-        "data": args.data.display().to_string(),
-        "held_out": args.held_out.as_ref().map(|p| p.display().to_string()),
-        "examples": data.len,
-        "batch": args.batch,
-        "plan": step.plan_name,
-        "optimizer": optimizer.name(),
-        "lr": lr,
-        "seed": args.seed,
-        "init": args.init.as_ref().map(|p| p.display().to_string()),
-        "steps": total,
-        "examples_seen": total * args.batch,
-        "training_seconds": seconds,
-        "examples_per_second": (total * args.batch) as f64 / seconds.max(1e-9),
-        "final": {
-            "train": metrics_json(&last.train),
-            "held_out": last.held_out.as_ref().map(metrics_json),
-        },
-        "epochs": epochs.iter().map(|e| json!({
-            "epoch": e.epoch,
-            "step": e.step,
-            "train": metrics_json(&e.train),
-            "held_out": e.held_out.as_ref().map(metrics_json),
-        })).collect::<Vec<_>>(),
-    });
+    let summary = summary_json(&args, &step, data.len, lr, total, seconds, &epochs);
     let chart = loss_chart(&losses, &epochs, args.batch)?;
     write_out(&args.out, |dir| {
         write_params(&step.model, &trainer.params, &dir.join("params.npz"))?;
