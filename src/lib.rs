@@ -11,14 +11,15 @@
 //! language), [`ir`] (ops, shapes, programs), [`egraph`] (rules, cost,
 //! extraction, batching), [`transform`] (derivatives as programs),
 //! [`runtime`] (the interpreter), [`measure`] (rule soundness and cost
-//! calibration, by running the interpreter), [`export`] (ONNX)
+//! calibration, by running the interpreter), [`export`] (ONNX), [`train`]
+//! (data, optimizers, the training step as a program, the noise scale)
 //! and, with the `pictures` feature, [`pictures`]. Everything is re-exported here.
 //!
 //! The stages are layers, and an import points down only (`tests/layers.rs`
 //! enforces it): [`ir`] imports no other stage; the crate's error type sits
 //! on it; [`front`], [`egraph`], [`transform`] and [`runtime`] import only
 //! those two (and [`transform`] the [`egraph`] too, for its simplifier);
-//! [`measure`], [`export`] and [`pictures`] import any of the stages below.
+//! [`measure`], [`export`], [`train`] and [`pictures`] import any of the stages below.
 //!
 //! ```
 //! use batchgraph::Program;
@@ -44,6 +45,7 @@ pub mod measure;
 #[cfg(feature = "pictures")]
 pub mod pictures;
 pub mod runtime;
+pub mod train;
 pub mod transform;
 
 pub use egg::StopReason;

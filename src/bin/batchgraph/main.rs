@@ -95,6 +95,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Price and time every plan of each program over a range of batch sizes: the cost model's regret and error.
     CostCheck(cost_check::CostCheckArgs),
+    /// Train a program's params on data: the gradient and the optimizer's update as one step program.
+    Train(train::TrainArgs),
+    /// The gradient noise scale B_simple at given params, from per-example gradients.
+    NoiseScale(noise_scale::NoiseScaleArgs),
     /// The walk-through on the seed graph: graphs, costs, gradient checks, timings, pictures.
     Demo {
         /// Folder for the pictures.
@@ -282,6 +286,10 @@ macro_rules! say {
         write!(stdout, $($arg)*).and_then(|_| stdout.flush()).map_err(stdout_error)?
     }};
 }
+
+// After `say!`, which they use.
+mod noise_scale;
+mod train;
 
 /// The error for a failed write to stdout; exits at once on a closed pipe.
 fn stdout_error(e: std::io::Error) -> Error {
@@ -626,6 +634,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Bench(args) => bench::bench(args),
         Command::CostCheck(args) => cost_check::cost_check_command(args),
         Command::Autobatch(args) => autobatch::autobatch_command(args),
+        Command::Train(args) => train::train_command(args),
+        Command::NoiseScale(args) => noise_scale::noise_scale_command(args),
     }
 }
 
