@@ -94,3 +94,33 @@ fn the_reports_relu_rule_cannot_change_the_loss() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(!stdout(&o).contains("UNSOUND"), "{}", stdout(&o));
 }
+
+/// Item 11: a literal that overflows f32 was silently infinity (an input of
+/// 1e300 is refused); now it is refused the same way, naming the literal
+/// readably (`--check-finite` named it with 301 digits).
+#[test]
+fn a_literal_that_overflows_f32_is_an_error_naming_it() {
+    let program = temp_file("literal/prog.graph", "input x: [2]\nout s = sum(x * 1e300 * 1e-300)\n");
+    let values = temp_file("literal/x.json", "{\"x\": [1, 2]}");
+    for extra in [&[][..], &["--check-finite"][..], &["--grad"][..]] {
+        let mut args = vec!["eval", &program, "--inputs", &values, "--dtype", "f32"];
+        args.extend(extra);
+        let o = batchgraph(&args);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains("the literal 1e300 is too large for the element type"),
+            "{extra:?}: {}",
+            stderr(&o)
+        );
+    }
+    // The f32 model (which returned NaN) is refused too; the f64 one is written.
+    let onnx = temp_file("literal/model.onnx", "");
+    let o = batchgraph(&["export", &program, "--dtype", "f32", "--onnx", &onnx]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("the literal 1e300"), "{}", stderr(&o));
+    let o = batchgraph(&["export", &program, "--dtype", "f64", "--onnx", &onnx]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // In f64 the literal fits, and the value is the program's.
+    let o = batchgraph(&["eval", &program, "--inputs", &values]);
+    assert!(stdout(&o).contains("\"s\":3.0"), "{}{}", stdout(&o), stderr(&o));
+}
