@@ -284,6 +284,16 @@ impl<'p> Emitter<'p> {
         let keepdims = || vec![attr_int("keepdims", 0)];
         Ok(match node {
             Op::Var(v) => v.to_string(),
+            Op::Num(n) if self.dtype == Dtype::F32 && n.0.is_finite() && !(n.0 as f32).is_finite() => {
+                return Err(Error::ExportUnsupported {
+                    op: format!("the literal {n}"),
+                    dtype: Some("f32"),
+                    reason: format!(
+                        "the literal {n} is too large for f32 (largest {:e}); export with --dtype f64",
+                        f32::MAX
+                    ),
+                })
+            }
             Op::Num(n) if self.data_use[usize::from(id)] => self.literal(n.0),
             Op::Num(_) => String::new(),
             Op::Unary(Unary::Step, a) => {

@@ -61,6 +61,9 @@ impl fmt::Display for Num {
             write!(f, "-0")
         } else if self.0 == self.0.trunc() && self.0.abs() < 1e15 {
             write!(f, "{}", self.0 as i64)
+        } else if self.0.is_finite() && (self.0.abs() >= 1e15 || self.0.abs() < 1e-5) {
+            // 1e300, not its 301 digits (also the shortest string that parses back).
+            write!(f, "{:e}", self.0)
         } else {
             write!(f, "{}", self.0)
         }

@@ -8,6 +8,14 @@
 //! the left side. An op of any arity (`permute`, `stack`, `broadcast`) whose
 //! operands after the first are variables is tried at every arity the
 //! checker can instantiate.
+//!
+//! Each instance is evaluated on several draws of values ([`Draw`]): positive
+//! (where log, sqrt and division are defined), signed with zeros, tied
+//! (a few small integers, so equal values across elements and operands) and
+//! large. A rule must hold on each, elementwise and exactly as IEEE
+//! arithmetic goes: where the left side is NaN the right side must be NaN
+//! too (a rule must not turn a domain error into a number, as `a / a => 1`
+//! would at 0), and infinities must match.
 
 use crate::egraph::{Graph, Rule, ShapeAnalysis};
 use crate::ir::structural::Count;
@@ -20,6 +28,38 @@ const BATCH: usize = 3;
 const MAX_RANK: usize = 4;
 /// The most operands of a `stack` the checker tries.
 const MAX_STACKED: usize = 3;
+
+/// The values an instance is evaluated on: a rule must hold on every draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Draw {
+    /// In (0.25, 1.75), where log, sqrt, division and powers are defined.
+    Positive,
+    /// In (-1.75, 1.75), about a quarter of them exactly 0.
+    Signed,
+    /// Integers in -2..=2: ties across elements and operands.
+    Ties,
+    /// Integers in -4..=4 times 2^30: large, and exact under + and *, so
+    /// sums in another order still agree.
+    Large,
+}
+
+impl Draw {
+    const ALL: [Draw; 4] = [Draw::Positive, Draw::Signed, Draw::Ties, Draw::Large];
+
+    fn value(self, rng: &mut Rng) -> f64 {
+        match self {
+            Draw::Positive => rng.uniform(0.25, 1.75),
+            Draw::Signed if rng.below(4) == 0 => 0.0,
+            Draw::Signed => rng.uniform(-1.75, 1.75),
+            Draw::Ties => rng.below(5) as f64 - 2.0,
+            Draw::Large => (rng.below(9) as f64 - 4.0) * (1u64 << 30) as f64,
+        }
+    }
+
+    fn tensor(self, shape: &Shape, rng: &mut Rng) -> Tensor<f64> {
+        Tensor::from_shape_fn(ndarray::IxDyn(shape.dims()), |_| self.value(rng))
+    }
+}
 
 /// How one pattern variable is instantiated.
 #[derive(Clone, Copy, Debug)]
@@ -113,17 +153,17 @@ fn side(term: &RecExpr<Op>, decls: &[Decl]) -> Result<Program, String> {
 }
 
 /// One instantiation: the variables' declarations (batched shapes), their
-/// values, and the per-example shapes the e-graph's analysis needs.
+/// values (one set per [`Draw`]), and the per-example shapes the e-graph's analysis needs.
 struct Instance {
     bindings: HashMap<Var, Binding>,
     decls: Vec<Decl>,
-    values: Values<f64>,
+    values: Vec<(Draw, Values<f64>)>,
     analysis: ShapeAnalysis,
 }
 
 fn instance(bindings: HashMap<Var, Binding>, dim: usize, rng: &mut Rng) -> Instance {
     let mut decls = vec![];
-    let mut values = HashMap::new();
+    let mut values: Vec<(Draw, Values<f64>)> = Draw::ALL.iter().map(|&d| (d, HashMap::new())).collect();
     let mut analysis = ShapeAnalysis {
         batch: BATCH,
         ..Default::default()
@@ -141,8 +181,9 @@ fn instance(bindings: HashMap<Var, Binding>, dim: usize, rng: &mut Rng) -> Insta
             example.clone()
         };
         let name = var_name(v, false).to_string();
-        // In (0.25, 1.75) so that log, sqrt, division and powers are defined.
-        values.insert(name.clone(), rng.tensor(shape.dims(), 0.25, 1.75));
+        for (draw, values) in &mut values {
+            values.insert(name.clone(), draw.tensor(&shape, rng));
+        }
         if mapped {
             analysis.vars.insert(var_name(v, true), example);
             analysis.over.insert(var_name(v, true));
@@ -204,11 +245,15 @@ fn alternatives(rule: &Rule, lhs: &RecExpr<Op>, analysis: ShapeAnalysis) -> Resu
     Ok(terms)
 }
 
-fn agree(l: &Tensor<f64>, r: &Tensor<f64>) -> bool {
+/// Elementwise agreement within rounding (relative to the element or to
+/// `scale`, the largest input, whichever is larger: sums in another order
+/// differ by rounding of the terms, not of the result): NaN only against NaN,
+/// an infinity only against the same infinity.
+fn agree(l: &Tensor<f64>, r: &Tensor<f64>, scale: f64) -> bool {
     l.shape() == r.shape()
-        && l.iter()
-            .zip(r.iter())
-            .all(|(a, b)| (a - b).abs() <= 1e-9 * a.abs().max(1.0) || (a.is_nan() && b.is_nan()))
+        && l.iter().zip(r.iter()).all(|(&a, &b)| {
+            a == b || (a.is_nan() && b.is_nan()) || (a.is_finite() && (a - b).abs() <= 1e-9 * a.abs().max(scale))
+        })
 }
 
 /// Checks one instance: `Ok(true)` if the rule applied and every alternative agrees.
@@ -227,18 +272,28 @@ fn check_instance(rule: &Rule, pattern: &LeftSide, inst: Instance, dim: usize) -
             rule.name, rule.origin
         )
     };
-    let run = |p: &Program| {
-        Interpreter::new(p)
-            .evaluate(&inst.values)
-            .map(|e| e.outputs[0].1.clone())
-    };
-    let expected = run(&left).map_err(|e| failure(format!("left side fails: {e}")))?;
+    let run = |p: &Program, values: &Values<f64>| Interpreter::new(p).evaluate(values).map(|e| e.outputs[0].1.clone());
     let terms = alternatives(rule, &lhs, inst.analysis).map_err(|e| failure(format!("it builds {e}")))?;
-    for term in &terms {
-        let right = side(term, &inst.decls).map_err(|e| failure(format!("right side {term} fails: {e}")))?;
-        let got = run(&right).map_err(|e| failure(format!("right side {term} fails: {e}")))?;
-        if !agree(&expected, &got) {
-            return Err(failure(format!("left gives {expected}, right ({term}) gives {got}")));
+    let rights = terms
+        .iter()
+        .map(|term| side(term, &inst.decls).map_err(|e| failure(format!("right side {term} fails: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (draw, values) in &inst.values {
+        let scale = values
+            .values()
+            .flat_map(|v| v.iter())
+            .fold(1.0, |m: f64, x| m.max(x.abs()));
+        let expected = run(&left, values).map_err(|e| failure(format!("left side fails: {e}")))?;
+        for (term, right) in terms.iter().zip(&rights) {
+            let got = run(right, values).map_err(|e| failure(format!("right side {term} fails: {e}")))?;
+            if !agree(&expected, &got, scale) {
+                let mut inputs: Vec<String> = values.iter().map(|(name, v)| format!("{name} = {v}")).collect();
+                inputs.sort();
+                return Err(failure(format!(
+                    "on {draw:?} values ({}) left gives {expected}, right ({term}) gives {got}",
+                    inputs.join(", ")
+                )));
+            }
         }
     }
     Ok(!terms.is_empty())

@@ -301,12 +301,30 @@ impl<'p> Interpreter<'p> {
         self
     }
 
+    /// A literal that overflows the element type (1e300 in f32) is an error,
+    /// as an input of that size is, not an infinity.
+    fn check_literals<T: Scalar>(&self) -> Result<()> {
+        for node in self.program.expr.as_ref() {
+            match node.as_num() {
+                Some(n) if n.is_finite() && !T::of(n).is_finite() => {
+                    return Err(Error::Values(format!(
+                        "the literal {node} is too large for the element type (largest {:e})",
+                        T::max_value().to_f64().unwrap_or(f64::MAX)
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The value of `node`'s child at `position` if it is a number literal, else NaN.
     fn literal<'a>(&'a self, node: &'a Op) -> impl Fn(usize) -> f64 + 'a {
         move |position| self.program.literal(node.children()[position]).unwrap_or(f64::NAN)
     }
 
     fn check_values<T: Scalar>(&self, values: &Values<T>, what: &str, all_required: bool) -> Result<()> {
+        self.check_literals::<T>()?;
         let declared: Vec<_> = self.program.inputs.iter().chain(&self.program.params).collect();
         // A set, so that checking stays linear in the declarations (a program may have thousands).
         let names: std::collections::HashSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();

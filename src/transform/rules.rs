@@ -208,10 +208,13 @@ fn binary_term(
     if !wanted([l, r][side]) {
         return Ok(None);
     }
-    let d = b.instantiate(k.partial_graph(side), &[("?a", l), ("?b", r), ("?y", node)])?;
-    if b.constant(d) == Some(0.0) {
+    // Only a partial that is zero by definition is left out; one that is a
+    // zero-valued operand (`x * 0`) is multiplied, so that an infinite `t`
+    // gives NaN, as in the interpreter and JAX.
+    if k.partial_graph(side) == "0" {
         return Ok(None);
     }
+    let d = b.instantiate(k.partial_graph(side), &[("?a", l), ("?b", r), ("?y", node)])?;
     b.mul(t, d).map(Some)
 }
 
