@@ -815,3 +815,79 @@ fn the_training_step_matches_the_interpreter() {
     }
     run_jobs(&jobs);
 }
+
+/// Where ONNX Runtime's own kernels part from `eval` (issue 21, item 13): f64
+/// Softplus overflows from 710 on, f32 Sigmoid flushes sigmoid(-20) to 0, and
+/// ReduceMax / ReduceMin ignore a NaN that is not first. The exporter lowers
+/// these ops so that the model gives `eval`'s values there, NaN for NaN.
+#[test]
+fn exported_models_agree_with_eval_at_the_extremes() {
+    let nan = f64::NAN;
+    let cases: Vec<(&str, Vec<f64>)> = vec![
+        ("softplus(x)", vec![709.0, 710.0, 800.0, -800.0, 0.5, -30.0]),
+        ("sigmoid(x)", vec![-20.0, -30.0, 20.0, 0.0, -80.0, 3.0]),
+        ("max(x)", vec![1.0, nan, 3.0, 2.0, 0.0, -1.0]),
+        ("min(x)", vec![1.0, 2.0, -3.0, nan, 0.0, 5.0]),
+        ("max(x)", vec![1.0, f64::INFINITY, 3.0, 2.0, 0.0, -1.0]),
+    ];
+    // The same through an axis: a NaN in the second row only.
+    let axis: Vec<f64> = vec![1.0, 2.0, 3.0, 4.0, nan, 6.0];
+    let script = r#"
+import json, sys
+import numpy as np
+import onnxruntime as ort
+model, dtype, values, shape = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+x = np.array([float(v) for v in values], dtype={"f32": np.float32, "f64": np.float64}[dtype]).reshape(shape)
+session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+(y,) = session.run(None, {"x": x})
+print(json.dumps([repr(float(v)) for v in np.asarray(y, dtype=np.float64).ravel()]))
+"#;
+    let mut checked = 0;
+    let mut jobs: Vec<(String, Vec<f64>, Vec<usize>)> = cases
+        .into_iter()
+        .map(|(body, values)| (format!("input x: [6]\nout y = {body}"), values, vec![6]))
+        .collect();
+    for op in ["max", "min"] {
+        jobs.push((format!("input x: [2, 3]\nout y = {op}(x, 1)"), axis.clone(), vec![2, 3]));
+    }
+    for (text, values, shape) in &jobs {
+        let program = Program::parse("extremes", text).unwrap();
+        for dtype in [Dtype::F32, Dtype::F64] {
+            let options = ExportOptions {
+                dtype,
+                ..ExportOptions::default()
+            };
+            let model = export(&program, &options, &format!("extremes-{checked}.onnx"));
+            let input = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), values.clone()).unwrap();
+            let mut inputs = Values::new();
+            inputs.insert("x".to_string(), input);
+            let expected = interpret(&program, &rounded(&inputs, dtype), dtype);
+            let strings: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+            let output = Command::new(python())
+                .args(["-c", script])
+                .arg(&model)
+                .arg(dtype_name(dtype))
+                .arg(serde_json::to_string(&strings).unwrap())
+                .arg(serde_json::to_string(shape).unwrap())
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            let got: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+            let got: Vec<f64> = got.iter().map(|s| s.parse().unwrap()).collect();
+            let want: Vec<f64> = expected[0].1.iter().copied().collect();
+            let tolerance = match dtype {
+                Dtype::F32 => 1e-6,
+                Dtype::F64 => 1e-12,
+            };
+            for (g, w) in got.iter().zip(&want) {
+                let same = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tolerance * w.abs();
+                assert!(
+                    same,
+                    "{text} in {dtype:?} at {values:?}: ONNX Runtime {got:?}, eval {want:?}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 14);
+}

@@ -235,6 +235,60 @@ impl<'p> Emitter<'p> {
         self.node("Squeeze", vec![product, last], vec![])
     }
 
+    /// `softplus(a)` as `eval` computes it, `max(a, 0) + log1p(exp(-|a|))`:
+    /// ONNX Runtime's Softplus overflows in f64 from 710 on (exp of the input).
+    /// ONNX has no log1p: `log(w) * u / (w - 1)` with `w = 1 + u` is exact to
+    /// rounding (Goldberg's trick), and `u` itself where `w` rounds to 1.
+    fn softplus(&mut self, a: Id) -> String {
+        let x = self.value(a);
+        let positive = self.node("Relu", vec![x.clone()], vec![]);
+        let magnitude = self.node("Abs", vec![x], vec![]);
+        let negative = self.node("Neg", vec![magnitude], vec![]);
+        let u = self.node("Exp", vec![negative], vec![]);
+        let one = self.literal(1.0);
+        let w = self.node("Add", vec![one.clone(), u.clone()], vec![]);
+        let d = self.node("Sub", vec![w.clone(), one], vec![]);
+        let log = self.node("Log", vec![w], vec![]);
+        let scaled = self.node("Mul", vec![log, u.clone()], vec![]);
+        let ratio = self.node("Div", vec![scaled, d.clone()], vec![]);
+        let zero = self.literal(0.0);
+        let rounds_to_one = self.node("Equal", vec![d, zero], vec![]);
+        let log1p = self.node("Where", vec![rounds_to_one, u, ratio], vec![]);
+        self.node("Add", vec![positive, log1p], vec![])
+    }
+
+    /// `sigmoid(a)` as `1 / (1 + exp(-a))`: ONNX Runtime's f32 Sigmoid flushes
+    /// values under about 1e-8 to 0 (sigmoid(-20) is 2.1e-9 in `eval`).
+    fn sigmoid(&mut self, a: Id) -> String {
+        let x = self.value(a);
+        let negative = self.node("Neg", vec![x], vec![]);
+        let exp = self.node("Exp", vec![negative], vec![]);
+        let one = self.literal(1.0);
+        let sum = self.node("Add", vec![one, exp], vec![]);
+        self.node("Reciprocal", vec![sum], vec![])
+    }
+
+    /// A reduction over all axes, or over axis `k`. Max and min propagate a
+    /// NaN, as `eval` does: ONNX Runtime's ReduceMax and ReduceMin ignore one
+    /// that is not first, so the sum of the NaNs (0 when there are none: NaN
+    /// where the input is NaN, 0 elsewhere) is added.
+    fn reduce(&mut self, r: Reduce, a: Id, k: Option<Id>) -> String {
+        let x = self.value(a);
+        let axes: Vec<String> = k.map(|k| self.ints(vec![self.integer(k)], false)).into_iter().collect();
+        let keepdims = vec![attr_int("keepdims", 0)];
+        let reduced = self.node(reduce_op(r), [vec![x.clone()], axes.clone()].concat(), keepdims.clone());
+        match r {
+            Reduce::Sum | Reduce::Mean => reduced,
+            Reduce::Max | Reduce::Min => {
+                let is_nan = self.node("IsNaN", vec![x.clone()], vec![]);
+                let zero = self.literal(0.0);
+                let nans = self.node("Where", vec![is_nan, x, zero], vec![]);
+                let any = self.node("ReduceSum", [vec![nans], axes].concat(), keepdims);
+                self.node("Add", vec![reduced, any], vec![])
+            }
+        }
+    }
+
     /// The structural op `s` of `children` from its op file's ONNX form.
     fn structural(&mut self, s: Structural, children: &[Id]) -> String {
         let arrays = s.arrays_of(children.len()).expect("shape inference checked the arity");
@@ -281,7 +335,6 @@ impl<'p> Emitter<'p> {
 
     /// The ONNX nodes of one program node; returns the name of its value.
     fn op_value(&mut self, id: Id, node: &Op) -> Result<String> {
-        let keepdims = || vec![attr_int("keepdims", 0)];
         Ok(match node {
             Op::Var(v) => v.to_string(),
             Op::Num(n) if self.dtype == Dtype::F32 && n.0.is_finite() && !(n.0 as f32).is_finite() => {
@@ -311,13 +364,12 @@ impl<'p> Emitter<'p> {
                     ),
                 })
             }
+            Op::Unary(Unary::Softplus, a) => self.softplus(*a),
+            Op::Unary(Unary::Sigmoid, a) => self.sigmoid(*a),
             Op::Unary(u, a) => self.node(u.onnx_op(), vec![self.value(*a)], vec![]),
             Op::Binary(b, [l, r]) => self.node(binary_op(*b), vec![self.value(*l), self.value(*r)], vec![]),
-            Op::Reduce(r, a) => self.node(reduce_op(*r), vec![self.value(*a)], keepdims()),
-            Op::ReduceAxis(r, [a, k]) => {
-                let axes = self.ints(vec![self.integer(*k)], false);
-                self.node(reduce_op(*r), vec![self.value(*a), axes], keepdims())
-            }
+            Op::Reduce(r, a) => self.reduce(*r, *a, None),
+            Op::ReduceAxis(r, [a, k]) => self.reduce(*r, *a, Some(*k)),
             Op::MatMul([a, b]) => self.matmul(*a, *b),
             Op::Structural(s, children) => self.structural(*s, children),
             Op::Vmap(_) => return Err(vmap_refused()),
