@@ -15,11 +15,11 @@
 //!   means over the batches, the ratio of the means, and its standard error
 //!   by the jackknife over batches ([`TwoBatchEstimate`]).
 
-use crate::egraph::{Batcher, Strategy};
 use crate::error::{Error, Result};
-use crate::ir::{BatchReduce, Program};
+use crate::ir::Program;
 use crate::runtime::{Interpreter, Values};
 use crate::train::data::Dataset;
+use crate::train::run::per_example_by_size;
 use crate::train::step::loss_program;
 use crate::transform::grad;
 use ndarray::Axis;
@@ -90,21 +90,7 @@ pub fn noise_scale(
     }
     let gradient = grad(&model, Some(&names))?;
     let batch = batch.clamp(1, data.len);
-    let mut sizes = vec![batch];
-    if !data.len.is_multiple_of(batch) {
-        sizes.push(data.len % batch);
-    }
-    let programs: Vec<(usize, Program)> = sizes
-        .into_iter()
-        .map(|size| {
-            let batched = Batcher::new(&gradient)
-                .size(size)
-                .reduce(BatchReduce::None)
-                .strategy(Strategy::Fuse)
-                .run()?;
-            Ok((size, batched.program))
-        })
-        .collect::<Result<_>>()?;
+    let programs = per_example_by_size(&gradient, data.len, batch)?;
     let mut batches = vec![];
     let mut start = 0;
     while start < data.len {

@@ -210,22 +210,7 @@ impl Evaluator {
             }
         };
         let program = restrict(model, &outputs)?;
-        let chunk = len.min(Self::CHUNK);
-        let mut sizes = vec![chunk];
-        if !len.is_multiple_of(chunk) {
-            sizes.push(len % chunk);
-        }
-        let programs = sizes
-            .into_iter()
-            .map(|size| {
-                let batched = Batcher::new(&program)
-                    .size(size)
-                    .reduce(BatchReduce::None)
-                    .strategy(Strategy::Fuse)
-                    .run()?;
-                Ok((size, batched.program))
-            })
-            .collect::<Result<_>>()?;
+        let programs = per_example_by_size(&program, len, Self::CHUNK)?;
         Ok(Evaluator {
             programs,
             loss: loss.into(),
@@ -264,6 +249,28 @@ impl Evaluator {
 }
 
 /// How many rows of `scores` have their largest entry where `labels` has its largest.
+/// `program` batched fused over `size` examples (outputs per example, not
+/// reduced), and over the remainder when `size` does not divide `len`: the
+/// programs that run `len` examples in passes of `size`.
+pub(crate) fn per_example_by_size(program: &Program, len: usize, size: usize) -> Result<Vec<(usize, Program)>> {
+    let size = size.clamp(1, len.max(1));
+    let mut sizes = vec![size];
+    if !len.is_multiple_of(size) {
+        sizes.push(len % size);
+    }
+    sizes
+        .into_iter()
+        .map(|size| {
+            let batched = Batcher::new(program)
+                .size(size)
+                .reduce(BatchReduce::None)
+                .strategy(Strategy::Fuse)
+                .run()?;
+            Ok((size, batched.program))
+        })
+        .collect()
+}
+
 fn count_correct(scores: &Tensor<f64>, labels: &Tensor<f64>) -> usize {
     let argmax = |row: ndarray::ArrayViewD<f64>| {
         row.iter()

@@ -360,11 +360,7 @@ fn build(program: &Program, groups: &[Group], explain: bool) -> Built {
         let first = &expr[group.members[0]];
         let mut children = vec![];
         for p in 0..first.children().len() {
-            let operands: Vec<usize> = group
-                .members
-                .iter()
-                .map(|&m| usize::from(expr[m].children()[p]))
-                .collect();
+            let operands = operand_of_each(expr, group, p);
             let earlier = by_members
                 .get(operands.as_slice())
                 .filter(|&&h| h < batched.len() && !groups[h].ragged);
@@ -429,11 +425,7 @@ fn build_ragged(
     let axis = egraph.add(Op::Num(Num(0.0)));
     let mut children = vec![];
     for p in 0..first.children().len() {
-        let operands: Vec<usize> = group
-            .members
-            .iter()
-            .map(|&m| usize::from(expr[m].children()[p]))
-            .collect();
+        let operands = operand_of_each(expr, group, p);
         // Ragged groups read only ragged groups' results as a whole (their
         // members are elementwise, so an earlier group of the same members is ragged too).
         let child = match by_members.get(operands.as_slice()).filter(|&&h| h < batched.len()) {
@@ -471,6 +463,15 @@ fn build_ragged(
         start += length;
     }
     (whole, members)
+}
+
+/// Operand `p` of each member of `group`, in its order.
+fn operand_of_each(expr: &[Op], group: &Group, p: usize) -> Vec<usize> {
+    group
+        .members
+        .iter()
+        .map(|&m| usize::from(expr[m].children()[p]))
+        .collect()
 }
 
 /// The operands stacked: `s` itself when they are `index(s, 0)`, ...,
