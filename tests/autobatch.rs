@@ -137,6 +137,32 @@ fn groups_of_different_sizes_concatenate() {
     assert_eq!(autobatch(&apart, &options).unwrap().report.groups_found, 0);
 }
 
+/// A program that shares much is exponential written as a tree, which is how
+/// proofs print terms: its proof is refused up front with a note, not a hang.
+#[test]
+fn a_proof_too_large_to_print_is_refused_with_a_note() {
+    let mut text = String::from("input x1: [3]\ninput x2: [3]\n");
+    for c in 1..=2 {
+        let mut previous = format!("x{c}");
+        for i in 0..40 {
+            text += &format!("let a{c}_{i} = tanh({previous}) * tanh({previous})\n");
+            previous = format!("a{c}_{i}");
+        }
+    }
+    text += "out s = sum(a1_39) + sum(a2_39)\n";
+    let options = AutobatchOptions {
+        explain: true,
+        ..AutobatchOptions::default()
+    };
+    let done = autobatch(&parse(&text), &options).unwrap();
+    assert!(done.proofs.is_empty());
+    assert!(
+        done.report.notes.iter().any(|n| n.contains("no proof for `s`")),
+        "{:?}",
+        done.report.notes
+    );
+}
+
 /// A limit ends exact extraction with a note in the report, never an error:
 /// the search's plan stands.
 #[test]

@@ -289,7 +289,7 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
     report.cost_after_us = price(&chosen);
     report.seconds = start.elapsed().as_secs_f64();
     let proofs = match options.explain {
-        true => prove(&mut egraph, program, &chosen),
+        true => prove(&mut egraph, program, &chosen, &mut report.notes),
         false => vec![],
     };
     Ok(Autobatched {
@@ -301,18 +301,37 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
 
 /// Per output, the chain of rewrites that makes `after`'s output equal to
 /// `before`'s in the e-graph both were extracted from.
-fn prove(egraph: &mut Graph, before: &Program, after: &Program) -> Vec<(String, Vec<String>)> {
+fn prove(egraph: &mut Graph, before: &Program, after: &Program, notes: &mut Vec<String>) -> Vec<(String, Vec<String>)> {
     // A program's nodes are in topological order: those up to a root are its expression.
     let rooted = |p: &Program, root: Id| -> egg::RecExpr<Op> { p.expr.as_ref()[..=usize::from(root)].to_vec().into() };
-    before
-        .outputs
-        .iter()
-        .zip(&after.outputs)
-        .map(|((name, a), (_, b))| {
-            let mut explanation = egraph.explain_equivalence(&rooted(before, *a), &rooted(after, *b));
-            (name.clone(), explanation.get_flat_strings())
-        })
-        .collect()
+    let mut proofs = vec![];
+    for ((name, a), (_, b)) in before.outputs.iter().zip(&after.outputs) {
+        let (a, b) = (rooted(before, *a), rooted(after, *b));
+        // Explanations print terms as trees: a program that shares much grows
+        // exponentially so written, so such a proof is refused up front.
+        let largest = tree_size(&a).max(tree_size(&b));
+        if largest > PROOF_TREE_LIMIT {
+            notes.push(format!(
+                "no proof for `{name}`: its terms written as trees have {largest} nodes (the limit is {PROOF_TREE_LIMIT})"
+            ));
+            continue;
+        }
+        proofs.push((name.clone(), egraph.explain_equivalence(&a, &b).get_flat_strings()));
+    }
+    proofs
+}
+
+/// Most nodes of a term written as a tree for which a proof is written.
+const PROOF_TREE_LIMIT: u128 = 20_000;
+
+/// Nodes of `expr`'s root written as a tree (shared subterms once per use), saturating.
+fn tree_size(expr: &egg::RecExpr<Op>) -> u128 {
+    let mut sizes: Vec<u128> = Vec::with_capacity(expr.len());
+    for node in expr.as_ref() {
+        let children = node.children().iter().map(|&c| sizes[usize::from(c)]);
+        sizes.push(children.fold(1u128, u128::saturating_add));
+    }
+    sizes.last().copied().unwrap_or(0)
 }
 
 /// The e-graph of a program with its groups' batched alternatives.
