@@ -144,12 +144,12 @@ fn a_proof_too_large_to_print_is_refused_with_a_note() {
     let mut text = String::from("input x1: [3]\ninput x2: [3]\n");
     for c in 1..=2 {
         let mut previous = format!("x{c}");
-        for i in 0..40 {
+        for i in 0..16 {
             text += &format!("let a{c}_{i} = tanh({previous}) * tanh({previous})\n");
             previous = format!("a{c}_{i}");
         }
     }
-    text += "out s = sum(a1_39) + sum(a2_39)\n";
+    text += "out s = sum(a1_15) + sum(a2_15)\n";
     let options = AutobatchOptions {
         explain: true,
         ..AutobatchOptions::default()
