@@ -631,6 +631,22 @@ fn a_saved_calibration_is_the_default_profile() {
     assert_eq!(read()["profile"], "cpu (calibrated)");
 }
 
+/// A profile saved before the model gained a term is refused naming the
+/// missing field, and says how to get a complete one.
+#[test]
+fn a_profile_from_an_older_version_says_to_calibrate_again() {
+    let mut profile = serde_json::to_value(batchgraph::CostProfile::cpu()).unwrap();
+    profile.as_object_mut().unwrap().remove("fold_ns");
+    let path = temp_file("old/profile.json", &profile.to_string());
+    let o = batchgraph(&["batch", "examples/seed.graph", "--size", "2", "--profile", &path]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("missing field `fold_ns`") && e.contains("calibrate --save"),
+        "{e}"
+    );
+}
+
 /// `autobatch` prints the program (which parses back), a summary naming the
 /// groups, and a JSON report; `bench --autobatch` times both halves.
 #[test]

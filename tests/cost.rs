@@ -47,6 +47,50 @@ fn a_loop_costs_its_body_once_per_row() {
     }
 }
 
+/// An op sending cotangents to two operands pays the second at
+/// `backward_operand_us`, in the main sweep and in a loop body alike: a second
+/// cotangent shares the op's dispatch.
+#[test]
+fn a_second_cotangent_is_priced_apart_from_the_op() {
+    let with = |us: f64, program: &Program| {
+        let profile = CostProfile {
+            backward_operand_us: us,
+            ..CostProfile::cpu()
+        };
+        predict_us(&profile, program, Run::Grad, Dtype::F64)
+    };
+    // `a * b` sends two cotangents, `sum` one: one second cotangent per run.
+    let product = parse("param a: [4]\nparam b: [4]\nout s = sum(a * b)");
+    assert!((with(1.0, &product) - with(0.0, &product) - 1.0).abs() < 1e-9);
+    // A literal operand gets no cotangent.
+    let scaled = parse("param a: [4]\nout s = sum(a * 2)");
+    assert_eq!(with(1.0, &scaled), with(0.0, &scaled));
+    // In a loop of 8 rows, `r * a` sends two each row.
+    let looped = parse("input x: [8, 4]\nparam a: [4]\nlet r = row(x)\nout s = sum(map(sum(r * a), 8))");
+    assert!((with(1.0, &looped) - with(0.0, &looped) - 8.0).abs() < 1e-9);
+}
+
+/// A reduction along an axis folds every element in turn: its price grows
+/// with the elements at `fold_ns` each, whichever axis it folds.
+#[test]
+fn a_reduction_along_an_axis_pays_for_each_element_folded() {
+    let with = |ns: f64, program: &Program| {
+        let profile = CostProfile {
+            fold_ns: ns,
+            ..CostProfile::cpu()
+        };
+        predict_us(&profile, program, Run::Eval, Dtype::F64)
+    };
+    for axis in [0, 1] {
+        let reduced = parse(&format!("input a: [100, 10]\nout s = sum(a, {axis})"));
+        let extra = with(1.0, &reduced) - with(0.0, &reduced);
+        assert!(
+            (extra - 1.0).abs() < 1e-9,
+            "axis {axis}: 1,000 elements at 1 ns cost {extra} µs more"
+        );
+    }
+}
+
 /// f32 elements move half the bytes and run faster products: a large program costs less in f32.
 #[test]
 fn the_element_type_is_priced() {

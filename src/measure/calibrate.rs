@@ -12,7 +12,7 @@ use crate::measure::timing::{time_runs, timed_interpreter, values_for};
 use std::time::Duration;
 
 /// Time spent timing each calibration program.
-const BUDGET: Duration = Duration::from_millis(40);
+const BUDGET: Duration = Duration::from_millis(30);
 
 /// The median µs of one run of `text` (fused unless `fuse` is false), in `dtype`.
 fn timed(text: &str, run: Run, fuse: bool, dtype: Dtype) -> Result<f64> {
@@ -34,6 +34,8 @@ fn timed(text: &str, run: Run, fuse: bool, dtype: Dtype) -> Result<f64> {
 
 /// The shape the chains' values have: small, as a per-example program's or a small batch's are.
 const CHAIN_SHAPE: &str = "16, 4";
+/// The elements of a [`CHAIN_SHAPE`] value.
+const CHAIN_ELEMENTS: f64 = 64.0;
 
 /// `t{0} = x * w`, then `n` more links `t{i} = t{i-1} * 0.999`, over `x: [16, 4]`.
 fn chain(n: usize) -> String {
@@ -50,6 +52,17 @@ fn chain_of_params(n: usize) -> String {
     let mut text = format!("input x: [{CHAIN_SHAPE}]\nparam w: []\nlet t0 = x * w\n");
     for i in 1..=n {
         text = format!("param p{i}: []\n") + &text + &format!("let t{i} = t{} * p{i}\n", i - 1);
+    }
+    text.push_str(&format!("out y = sum(t{n})\n"));
+    text
+}
+
+/// [`chain`] whose links each multiply by one shared value `u`: every link
+/// sends two cotangents (to the chain and to `u`), and `u` adds them up.
+fn chain_of_two_operands(n: usize) -> String {
+    let mut text = format!("input x: [{CHAIN_SHAPE}]\nparam w: []\nlet u = x * w\nlet t0 = u * 0.999\n");
+    for i in 1..=n {
+        text.push_str(&format!("let t{i} = t{} * u\n", i - 1));
     }
     text.push_str(&format!("out y = sum(t{n})\n"));
     text
@@ -132,6 +145,18 @@ fn calibrate_once() -> Result<CostProfile> {
     let op_and_back = slope(grad[1], grad[0], (long - short) as f64);
     let backward_op_us = (op_and_back - op_us).max(0.0);
     let grad_run_us = (grad[0] - run_us - (short + 2) as f64 * op_and_back).max(0.0);
+    // A second operand's cotangent: the same links sending two cotangents each,
+    // the shared operand adding them up (a pass over the chain's 64 elements).
+    let two = |n| -> Result<[f64; 2]> {
+        let text = chain_of_two_operands(n);
+        Ok([
+            timed(&text, Run::Eval, false, Dtype::F64)?,
+            timed(&text, Run::Grad, false, Dtype::F64)?,
+        ])
+    };
+    let (two_short, two_long) = (two(short)?, two(long)?);
+    let links = (long - short) as f64;
+    let back_of_two = slope(two_long[1], two_short[1], links) - slope(two_long[0], two_short[0], links);
     // Looking up a variable: the same chain with a param per link instead of a literal.
     let lookups = timed(&chain_of_params(long), Run::Eval, false, Dtype::F64)?;
     let var_us = slope(lookups, eval[1], long as f64);
@@ -225,6 +250,9 @@ fn calibrate_once() -> Result<CostProfile> {
     };
     let small = 16384;
     let cache_bytes_per_us = 3.0 * 8.0 * small as f64 / own(add(small, Dtype::F64)?);
+    // The second cotangent, beyond the first and the shared operand's adding up.
+    let added_us = 3.0 * 8.0 * CHAIN_ELEMENTS / cache_bytes_per_us;
+    let backward_operand_us = (back_of_two - backward_op_us - added_us).max(0.0);
     let f32_add_ns = own(add(small, Dtype::F32)?) * 1000.0 / small as f64;
     let cheap_ns = PerDtype {
         f32: (f32_add_ns - 3.0 * 4.0 / cache_bytes_per_us * 1000.0).max(0.0),
@@ -265,6 +293,18 @@ fn calibrate_once() -> Result<CostProfile> {
         Dtype::F64,
     )?);
     let lane_ns = ((per_row - 5.0 * 8.0 * rows as f64 / cache_bytes_per_us) * 1000.0 / rows as f64).max(0.0);
+    // Folding along an axis: a sum and a max over rows of 16, per element beyond its bytes.
+    let fold = |r: &str| -> Result<f64> {
+        let (rows, n) = (4096.0, 16.0);
+        let t = own(timed(
+            &format!("input a: [{rows}, {n}]\nout c = {r}(a, 1)\n"),
+            Run::Eval,
+            true,
+            Dtype::F64,
+        )?);
+        Ok(((t - 8.0 * rows * (n + 1.0) / cache_bytes_per_us) * 1000.0 / (rows * n)).max(0.0))
+    };
+    let fold_ns = (fold("sum")? + fold("max")?) / 2.0;
     // Threads: a long pass and a large product, on every thread against on one.
     let pass = "input a: [1048576]\nout c = tanh(a) * 0.5 + 0.25\n";
     let thread_speedup = (on_one_thread(|| timed(pass, Run::Eval, true, Dtype::F32))?
@@ -281,6 +321,7 @@ fn calibrate_once() -> Result<CostProfile> {
         var_us,
         op_us,
         backward_op_us,
+        backward_operand_us,
         group_us,
         fused_step_us,
         loop_run_us,
@@ -292,6 +333,7 @@ fn calibrate_once() -> Result<CostProfile> {
         transcendental_ns,
         strided_ns,
         lane_ns,
+        fold_ns,
         gemm_row_ns,
         gemm_flops_per_us,
         cache_bytes,

@@ -442,8 +442,14 @@ fn profile(name: &str) -> Result<CostProfile, Error> {
         "cpu" => Ok(CostProfile::cpu()),
         "gpu" => Ok(CostProfile::gpu()),
         path => {
-            let profile: CostProfile = serde_json::from_value(read_json(Path::new(path))?)
-                .map_err(|e| Error::Values(format!("{path}: not a cost profile: {e}")))?;
+            let profile: CostProfile = serde_json::from_value(read_json(Path::new(path))?).map_err(|e| {
+                // A profile saved before the model gained a term lacks its field.
+                let again = match e.to_string().starts_with("missing field") {
+                    true => " (saved by an older batchgraph? run `batchgraph calibrate --save` again)",
+                    false => "",
+                };
+                Error::Values(format!("{path}: not a cost profile: {e}{again}"))
+            })?;
             profile.validate().map_err(|e| Error::Values(format!("{path}: {e}")))?;
             Ok(profile)
         }

@@ -55,6 +55,9 @@ pub struct CostProfile {
     pub op_us: f64,
     /// Sending one cotangent back through an op in the backward sweep.
     pub backward_op_us: f64,
+    /// Each further operand an op sends a cotangent to, beyond the first (a
+    /// second cotangent shares the op's dispatch but is a result of its own).
+    pub backward_operand_us: f64,
     /// Running one fused chain (its set-up, beyond the elements).
     pub group_us: f64,
     /// Each link of a fused chain, beyond its elements.
@@ -79,6 +82,9 @@ pub struct CostProfile {
     /// Nanoseconds per lane of an op that walks its operands lane by lane (a
     /// broadcast binary op, a reduction folding one lane per result).
     pub lane_ns: f64,
+    /// Nanoseconds per element a reduction along an axis folds: each combine
+    /// waits for the one before it (latency, not bandwidth).
+    pub fold_ns: f64,
     /// Nanoseconds per row of a GEMM's result, beyond its arithmetic (what
     /// makes a tall product with few columns, `[8192, 5] @ [5, 3]`, slow).
     pub gemm_row_ns: PerDtype,
@@ -108,6 +114,7 @@ impl CostProfile {
             var_us: 0.129,
             op_us: 0.196,
             backward_op_us: 0.536,
+            backward_operand_us: 0.36,
             group_us: 0.245,
             fused_step_us: 0.0505,
             loop_run_us: 0.475,
@@ -119,6 +126,7 @@ impl CostProfile {
             transcendental_ns: PerDtype { f32: 0.472, f64: 2.82 },
             strided_ns: 1.06,
             lane_ns: 4.23,
+            fold_ns: 0.59,
             gemm_row_ns: PerDtype { f32: 3.92, f64: 2.31 },
             gemm_flops_per_us: PerDtype {
                 f32: 94_000.0,
@@ -142,6 +150,7 @@ impl CostProfile {
             var_us: 0.0,
             op_us: 5.0,
             backward_op_us: 5.0,
+            backward_operand_us: 5.0,
             group_us: 5.0,
             fused_step_us: 0.0,
             loop_run_us: 5.0,
@@ -153,6 +162,7 @@ impl CostProfile {
             transcendental_ns: PerDtype { f32: 0.002, f64: 0.004 },
             strided_ns: 0.002,
             lane_ns: 0.0,
+            fold_ns: 0.0,
             gemm_row_ns: PerDtype { f32: 0.0, f64: 0.0 },
             gemm_flops_per_us: PerDtype {
                 f32: 10_000_000.0,
@@ -177,6 +187,7 @@ impl CostProfile {
             ("var_us", self.var_us),
             ("op_us", self.op_us),
             ("backward_op_us", self.backward_op_us),
+            ("backward_operand_us", self.backward_operand_us),
             ("group_us", self.group_us),
             ("fused_step_us", self.fused_step_us),
             ("loop_run_us", self.loop_run_us),
@@ -190,6 +201,7 @@ impl CostProfile {
             ("transcendental_ns.f64", self.transcendental_ns.f64),
             ("strided_ns", self.strided_ns),
             ("lane_ns", self.lane_ns),
+            ("fold_ns", self.fold_ns),
             ("gemm_row_ns.f32", self.gemm_row_ns.f32),
             ("gemm_row_ns.f64", self.gemm_row_ns.f64),
         ];

@@ -220,10 +220,12 @@ impl<'a> Model<'a> {
 
     /// A reduction of node `a` giving `results` elements. The runtime stores
     /// every value row-major and folds it as contiguous blocks (one pass over
-    /// the input, one write per result), whatever the axis.
+    /// the input, one write per result), whatever the axis; each element is a
+    /// combine that waits for the one before.
     fn reduce_axis_us(&self, a: usize, results: f64) -> f64 {
         let elements = self.elements(a);
-        (elements + results) * self.pass.element_ns(Flops::Cheap) / 1000.0
+        elements * self.p.fold_ns / 1000.0
+            + results * self.pass.element_ns(Flops::Cheap) / 1000.0
             + self.pass.bytes_us((elements + results) * self.pass.esize)
     }
 
@@ -280,7 +282,7 @@ impl<'a> Model<'a> {
         let node = &self.program.expr[i.into()];
         let n = self.elements(i);
         let pass = &self.pass;
-        let overhead = self.p.backward_op_us * wanted.len().max(1) as f64;
+        let overhead = self.p.backward_op_us + self.p.backward_operand_us * wanted.len().saturating_sub(1) as f64;
         if let Some(group) = self.schedule.group(i) {
             let ns: f64 = group.steps().iter().map(|s| pass.step_ns(*s)).sum();
             let others: f64 = wanted.iter().skip(1).map(|&c| self.elements(c)).sum();
@@ -375,7 +377,9 @@ impl<'a> Model<'a> {
                             .iter()
                             .filter(|&&c| expr[usize::from(c)].as_num().is_none())
                             .count();
-                        self.p.loop_backward_op_us + self.vjp_work_us(n, &expr[n], wanted, true)
+                        self.p.loop_backward_op_us
+                            + self.p.backward_operand_us * wanted.saturating_sub(1) as f64
+                            + self.vjp_work_us(n, &expr[n], wanted, true)
                     })
                     .sum::<f64>();
         }
