@@ -53,7 +53,7 @@ pub use egraph::{
     autobatch, chunk_plan, chunk_sizes, extract_dag, extract_dag_exact, extract_dag_greedy, extract_dag_greedy_where,
     parse_rule_file, predict_times, predict_us, stop_reason_text, work, AutobatchOptions, AutobatchReport, Autobatched,
     BatchReport, Batched, Batcher, ClassData, Conditions, CostProfile, ExactExtraction, ExactLimits, ExactStatus,
-    Extraction, ExtractionReport, Graph, GroupReport, PerDtype, PlanSummary, PredictedTimes, Rule, RuleSet,
+    Extraction, ExtractionReport, Graph, GreedyDag, GroupReport, PerDtype, PlanSummary, PredictedTimes, Rule, RuleSet,
     ShapeAnalysis, Strategy, TextRule, Work, BUILTIN_RULE_FILES,
 };
 pub use error::{Conflict, Error, Result};

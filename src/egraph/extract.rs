@@ -46,7 +46,7 @@ pub fn extract_dag_greedy(egraph: &Graph, roots: &[Id], profile: &CostProfile, d
 }
 
 /// [`extract_dag_greedy`] choosing only nodes that `allowed(class, node)`
-/// accepts: how the autobatcher fixes which groups run batched.
+/// accepts.
 pub fn extract_dag_greedy_where(
     egraph: &Graph,
     roots: &[Id],
@@ -54,101 +54,164 @@ pub fn extract_dag_greedy_where(
     dtype: Dtype,
     allowed: &dyn Fn(Id, &Op) -> bool,
 ) -> Option<Extraction> {
-    let node_cost = |class: Id, index: usize| match allowed(class, &egraph[class].nodes[index]) {
-        true => node_cost(egraph, class, index, profile, dtype),
-        false => f64::INFINITY,
-    };
-    let mut parents: HashMap<Id, Vec<(Id, usize)>> = HashMap::default();
-    let mut queue: VecDeque<(Id, usize)> = VecDeque::new();
-    let mut queued: HashSet<(Id, usize)> = HashSet::default();
-    for class in egraph.classes() {
-        for (index, node) in class.nodes.iter().enumerate() {
-            if node.is_leaf() {
-                queue.push_back((class.id, index));
-                queued.insert((class.id, index));
-            }
-            for &child in node.children() {
-                parents.entry(egraph.find(child)).or_default().push((class.id, index));
+    let dag = GreedyDag::new(egraph, profile, dtype);
+    dag.extract(roots, &|n| {
+        let (class, index) = dag.slot(n);
+        allowed(class, &egraph[class].nodes[index])
+    })
+}
+
+/// An e-graph laid out for greedy DAG extraction, repeated under different
+/// restrictions (how the autobatcher prices its plans): every node numbered
+/// once, with its cost, its canonical children and, per class, the nodes
+/// that read it. What depends only on the e-graph is computed once here.
+pub struct GreedyDag<'a> {
+    egraph: &'a Graph,
+    /// Per class id (canonical ones), the number of its first node.
+    first: Vec<usize>,
+    /// Per node: its class and its index among the class's nodes.
+    slots: Vec<(Id, usize)>,
+    costs: Vec<f64>,
+    children: Vec<Box<[Id]>>,
+    /// Per class id: the nodes that have it as a child.
+    parents: Vec<Vec<usize>>,
+}
+
+impl<'a> GreedyDag<'a> {
+    /// Numbers and prices the nodes of a rebuilt `egraph`, with costs from `profile` in `dtype`.
+    pub fn new(egraph: &'a Graph, profile: &CostProfile, dtype: Dtype) -> Self {
+        let ids = egraph.nodes().len();
+        let mut dag = GreedyDag {
+            egraph,
+            first: vec![usize::MAX; ids],
+            slots: vec![],
+            costs: vec![],
+            children: vec![],
+            parents: vec![vec![]; ids],
+        };
+        for class in egraph.classes() {
+            dag.first[usize::from(class.id)] = dag.slots.len();
+            for (index, node) in class.nodes.iter().enumerate() {
+                let n = dag.slots.len();
+                dag.slots.push((class.id, index));
+                dag.costs.push(node_cost(egraph, class.id, index, profile, dtype));
+                let children: Box<[Id]> = node.children().iter().map(|&c| egraph.find(c)).collect();
+                for &c in children.iter() {
+                    dag.parents[usize::from(c)].push(n);
+                }
+                dag.children.push(children);
             }
         }
+        dag
     }
-    // By class id (an index into the e-graph's nodes): hashing every look-up
-    // was a quarter of the time on a long program.
-    let mut best: Vec<Option<CostSet>> = vec![None; egraph.nodes().len()];
-    let at = |c: &Id| usize::from(*c);
-    // Wide nodes (a stack of many members) union many sets: they wait until
-    // everything narrower has settled, so that each is priced once per
-    // settling, not once per child that improves (quadratic in the width).
-    let mut wide: VecDeque<(Id, usize)> = VecDeque::new();
-    loop {
-        let (class, index) = match queue.pop_front() {
-            Some(item) if egraph[item.0].nodes[item.1].children().len() > WIDE => {
-                wide.push_back(item); // still queued: the wide queue holds it
+
+    /// How many nodes there are (numbered from 0).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the e-graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The class of node `n` and its index among the class's nodes.
+    pub fn slot(&self, n: usize) -> (Id, usize) {
+        self.slots[n]
+    }
+
+    /// The number of the `index`th node of (canonical) `class`.
+    pub fn number(&self, class: Id, index: usize) -> usize {
+        self.first[usize::from(class)] + index
+    }
+
+    /// The cheapest DAG greedy finds for `roots`, choosing only nodes `n`
+    /// that `allowed(n)` accepts; `None` if some root has no finite-cost
+    /// implementation.
+    pub fn extract(&self, roots: &[Id], allowed: &dyn Fn(usize) -> bool) -> Option<Extraction> {
+        let egraph = self.egraph;
+        let mut queue: VecDeque<usize> = (0..self.len()).filter(|&n| self.children[n].is_empty()).collect();
+        let mut queued = vec![false; self.len()];
+        queue.iter().for_each(|&n| queued[n] = true);
+        // By class id (an index into the e-graph's nodes): hashing every look-up
+        // was a quarter of the time on a long program.
+        let mut best: Vec<Option<CostSet>> = vec![None; egraph.nodes().len()];
+        let at = |c: &Id| usize::from(*c);
+        // Wide nodes (a stack of many members) union many sets: they wait until
+        // everything narrower has settled, so that each is priced once per
+        // settling, not once per child that improves (quadratic in the width).
+        let mut wide: VecDeque<usize> = VecDeque::new();
+        loop {
+            let n = match queue.pop_front() {
+                Some(n) if self.children[n].len() > WIDE => {
+                    wide.push_back(n); // still queued: the wide queue holds it
+                    continue;
+                }
+                Some(n) => n,
+                None => match wide.pop_front() {
+                    Some(n) => n,
+                    None => break,
+                },
+            };
+            queued[n] = false;
+            let (class, index) = self.slots[n];
+            let own = self.costs[n];
+            if !own.is_finite() || !allowed(n) {
                 continue;
             }
-            Some(item) => item,
-            None => match wide.pop_front() {
-                Some(item) => item,
-                None => break,
-            },
-        };
-        queued.remove(&(class, index));
-        let node = &egraph[class].nodes[index];
-        let own = node_cost(class, index);
-        if !own.is_finite() {
-            continue;
-        }
-        let children: Vec<Id> = node.children().iter().map(|&c| egraph.find(c)).collect();
-        if !children.iter().all(|c| best[at(c)].is_some()) {
-            continue;
-        }
-        // Start from the largest child's set and add the rest (a class in
-        // two sets keeps the cost in the later child's).
-        let set = |c: &Id| best[at(c)].as_ref().expect("every child is priced");
-        let largest = children.iter().max_by_key(|c| set(c).costs.len());
-        let mut costs = largest.map(|c| set(c).costs.clone()).unwrap_or_default();
-        for c in &children {
-            if Some(c) != largest {
-                costs = set(c).costs.union(&costs);
+            let children = &self.children[n];
+            if !children.iter().all(|c| best[at(c)].is_some()) {
+                continue;
             }
-        }
-        if costs.get(class).is_some() {
-            continue; // would close a cycle
-        }
-        let costs = costs.union(&CostMap::single(class, own));
-        let total = costs.total();
-        if best[at(&class)].as_ref().is_none_or(|b| total < b.total) {
-            best[at(&class)] = Some(CostSet {
-                node: index,
-                costs,
-                total,
-            });
-            for &(parent, parent_index) in parents.get(&class).into_iter().flatten() {
-                if queued.insert((parent, parent_index)) {
-                    queue.push_back((parent, parent_index));
+            // Start from the largest child's set and add the rest (a class in
+            // two sets keeps the cost in the later child's).
+            let set = |c: &Id| best[at(c)].as_ref().expect("every child is priced");
+            let largest = children.iter().max_by_key(|c| set(c).costs.len());
+            let mut costs = largest.map(|c| set(c).costs.clone()).unwrap_or_default();
+            for c in children.iter() {
+                if Some(c) != largest {
+                    costs = set(c).costs.union(&costs);
+                }
+            }
+            if costs.get(class).is_some() {
+                continue; // would close a cycle
+            }
+            let costs = costs.union(&CostMap::single(class, own));
+            let total = costs.total();
+            if best[at(&class)].as_ref().is_none_or(|b| total < b.total) {
+                best[at(&class)] = Some(CostSet {
+                    node: index,
+                    costs,
+                    total,
+                });
+                for &parent in &self.parents[at(&class)] {
+                    if !queued[parent] {
+                        queued[parent] = true;
+                        queue.push_back(parent);
+                    }
                 }
             }
         }
-    }
-    let mut choice = HashMap::default();
-    let mut all: HashMap<Id, f64> = HashMap::default();
-    let mut stack: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
-    while let Some(class) = stack.pop() {
-        if choice.contains_key(&class) {
-            continue;
+        let mut choice = HashMap::default();
+        let mut all: HashMap<Id, f64> = HashMap::default();
+        let mut stack: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
+        while let Some(class) = stack.pop() {
+            if choice.contains_key(&class) {
+                continue;
+            }
+            let set = best[at(&class)].as_ref()?;
+            choice.insert(class, set.node);
+            all.insert(class, set.costs.get(class)?);
+            stack.extend(self.children[self.number(class, set.node)].iter().copied());
         }
-        let set = best[at(&class)].as_ref()?;
-        choice.insert(class, set.node);
-        all.insert(class, set.costs.get(class)?);
-        stack.extend(egraph[class].nodes[set.node].children().iter().map(|&c| egraph.find(c)));
+        if has_cycle(egraph, &choice) {
+            return None;
+        }
+        Some(Extraction {
+            cost: all.values().sum(),
+            choice,
+        })
     }
-    if has_cycle(egraph, &choice) {
-        return None;
-    }
-    Some(Extraction {
-        cost: all.values().sum(),
-        choice,
-    })
 }
 
 /// What a node costs where it stands: the op's cost on its class's shapes,

@@ -8,7 +8,7 @@
 use super::AutobatchOptions;
 use crate::egraph::analysis::Graph;
 use crate::egraph::cost::predict_us;
-use crate::egraph::extract::{extract_dag, extract_dag_greedy_where, Extraction};
+use crate::egraph::extract::{extract_dag, Extraction, GreedyDag};
 use crate::egraph::extract_exact::{extract_dag_exact, ExactLimits};
 use crate::error::{Error, Result};
 use crate::ir::{Op, Program};
@@ -120,15 +120,14 @@ pub(super) fn search(
             .collect();
         Some((extracted, cost, batched))
     };
+    // Laid out and priced once; each plan only restricts which nodes it may choose.
+    let dag = GreedyDag::new(egraph, &options.profile, options.dtype);
+    let restriction = Restriction::new(&dag, egraph, &rows_in);
     let plan = |taken: Option<&[bool]>| -> Option<(Program, f64, Vec<bool>)> {
-        let allowed = |class: Id, node: &Op| match (taken, rows_in.get(&class)) {
-            (Some(taken), Some(rows)) => match rows.iter().find(|(_, row)| row == node) {
-                Some(&(g, _)) => taken[g],
-                None => !rows.iter().any(|&(g, _)| taken[g]),
-            },
-            _ => true,
+        let extraction = match taken {
+            Some(taken) => dag.extract(&roots, &|n| restriction.allows(n, taken))?,
+            None => dag.extract(&roots, &|_| true)?,
         };
-        let extraction = extract_dag_greedy_where(egraph, &roots, &options.profile, options.dtype, &allowed)?;
         realize(&extraction)
     };
     // The cheapest of several choices, priced on every thread.
@@ -146,7 +145,7 @@ pub(super) fn search(
             .min_by(|a, b| a.1.total_cmp(&b.1))
     };
     let greedy_start = Instant::now();
-    let greedy = extract_dag_greedy_where(egraph, &roots, &options.profile, options.dtype, &|_, _| true);
+    let greedy = dag.extract(&roots, &|_| true);
     let greedy_seconds = greedy_start.elapsed().as_secs_f64();
     let greedy_us = greedy.as_ref().and_then(&realize).map(|(_, cost, _)| cost);
     // Exact extraction of the whole e-graph, from greedy's choice, within
@@ -240,4 +239,38 @@ pub(super) fn search(
         cut_off,
         extraction,
     })
+}
+
+/// Which nodes a plan may choose, given which groups it runs batched: in a
+/// member's class, the node that is its row of a taken group, and the
+/// member's own nodes only when none of its groups is taken.
+struct Restriction {
+    /// Per node: the group it is a row of, if any.
+    row_of: Vec<Option<usize>>,
+    /// Per node: the groups of its class (empty outside members' classes).
+    groups: Vec<Vec<usize>>,
+}
+
+impl Restriction {
+    fn new(dag: &GreedyDag, egraph: &Graph, rows_in: &HashMap<Id, Vec<(usize, Op)>>) -> Self {
+        let mut restriction = Restriction {
+            row_of: vec![None; dag.len()],
+            groups: vec![vec![]; dag.len()],
+        };
+        for (&class, rows) in rows_in {
+            for (index, node) in egraph[class].nodes.iter().enumerate() {
+                let n = dag.number(class, index);
+                restriction.row_of[n] = rows.iter().find(|(_, row)| row == node).map(|&(g, _)| g);
+                restriction.groups[n] = rows.iter().map(|&(g, _)| g).collect();
+            }
+        }
+        restriction
+    }
+
+    fn allows(&self, n: usize, taken: &[bool]) -> bool {
+        match self.row_of[n] {
+            Some(g) => taken[g],
+            None => !self.groups[n].iter().any(|&g| taken[g]),
+        }
+    }
 }
