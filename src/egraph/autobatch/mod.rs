@@ -88,7 +88,12 @@ impl Default for AutobatchOptions {
             search_limit: Duration::from_secs(10),
             min_gain: 0.05,
             batch_every_group: false,
-            exact: ExactLimits::default(),
+            // Half a second: within the compile-time budget of a large program
+            // (it solves every checked program in under 0.2 s).
+            exact: ExactLimits {
+                time: Duration::from_millis(500),
+                ..ExactLimits::default()
+            },
             explain: false,
         }
     }
