@@ -147,3 +147,26 @@ fn micro_batches_compute_the_mean_of_per_example_gradients_without_the_stacks() 
         }
     }
 }
+
+/// A budget of 1,000,000 bytes for a step at B = 256 (the gradient program run forward): before the
+/// contraction no plan fit (the smallest held 4,388,424 bytes); now one does, and its measured peak
+/// is within the budget. At B = 1024 none fits yet: the micro-batches do not accumulate (the error
+/// names the smallest peak).
+#[test]
+fn a_one_megabyte_budget_fits_a_step_of_256_digits() {
+    let gradient = digits_gradient();
+    let budget = 1_000_000;
+    let plan = |b: usize| {
+        Batcher::new(&gradient)
+            .size(b)
+            .memory_budget(Some(budget))
+            .price_for(Run::Eval)
+            .run()
+    };
+    let chosen = plan(256).unwrap();
+    let values = values_for(&chosen.program, &mut Rng::new(0x20c));
+    let (_, peak) = outputs(&chosen.program, &values);
+    assert!(peak <= budget, "{}: measured {peak} bytes", chosen.report.chosen.name);
+    let refused = plan(1024).unwrap_err().to_string();
+    assert!(refused.contains("no plan fits in 1000000 bytes"), "{refused}");
+}
