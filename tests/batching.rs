@@ -583,7 +583,7 @@ fn a_batched_program_with_loops_batches_again() {
         .run()
         .unwrap()
         .program;
-    let chunked = batchgraph::chunk_plan(&fused, &["x"].into_iter().collect(), Reduce::Mean, 2).unwrap();
+    let chunked = batchgraph::chunk_plan(&fused, &["x"].into_iter().collect(), 2).unwrap();
     let refused = Batcher::new(&chunked).size(2).run().unwrap_err().to_string();
     assert!(refused.contains("`chunks` loop is not supported"), "{refused}");
 }

@@ -89,8 +89,9 @@ fn loop_and_chunked_plans_compute_what_the_fused_plan_computes() {
                 assert_same(&fused, &looped, &values, &format!("loop plan, B = {b}, {reduce:?}"));
                 for k in [1, 2, 3, 5].into_iter().filter(|&k| k < b) {
                     // Fused plans with an unfused op already loop: those are not chunked.
-                    let Ok(chunked) = chunk_plan(&fused, &batched, reduce, k) else {
-                        assert!(fused.loops().any(), "{}", fused.to_text());
+                    let chunked = chunk_plan(&fused, &batched, k);
+                    let Ok(chunked) = chunked else {
+                        assert!(fused.loops().any(), "{}\n{}", chunked.unwrap_err(), fused.to_text());
                         continue;
                     };
                     assert_same(
@@ -124,7 +125,7 @@ fn printed_loops_parse_back() {
             .program;
         let batched: HashSet<&str> = over.iter().copied().collect();
         let mut plans = vec![looped];
-        plans.extend(chunk_plan(&fused, &batched, BatchReduce::Mean, 2));
+        plans.extend(chunk_plan(&fused, &batched, 2));
         for plan in plans {
             let text = plan.to_text();
             let again = Program::parse("printed", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -150,7 +151,7 @@ fn printed_plans_snapshots() {
         .run()
         .unwrap()
         .program;
-    let chunked = chunk_plan(&fused, &["x", "y"].into_iter().collect(), BatchReduce::Mean, 3).unwrap();
+    let chunked = chunk_plan(&fused, &["x", "y"].into_iter().collect(), 3).unwrap();
     insta::assert_snapshot!("mlp_b8_chunks_of_3", chunked.to_text());
     let mixed = Batcher::new(&example("mixed")).size(8).run().unwrap().program;
     insta::assert_snapshot!("mixed_b8_auto", mixed.to_text());

@@ -537,3 +537,32 @@ fn the_evaluator_counts_correct_classes() {
     assert_eq!(metrics.accuracy, Some(0.75));
     assert!((metrics.loss - 0.5).abs() < 1e-15, "{}", metrics.loss);
 }
+
+/// Issue 20, item 4 (bad data): an `.npz` whose array header declares a huge
+/// shape (10 GB of f64) in a file of a few hundred bytes is refused from the
+/// header, before any of it is read (not an allocation of 10 GB, nor a short read).
+#[test]
+fn an_npz_header_declaring_a_huge_array_is_refused_before_reading() {
+    let error = load_error("huge.npz", |p| {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(p).unwrap());
+        let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1250000000,), }".to_string();
+        while !(10 + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        let options = zip::write::SimpleFileOptions::default();
+        for name in ["x.npy", "y.npy"] {
+            zip.start_file(name, options).unwrap();
+            zip.write_all(b"\x93NUMPY\x01\x00").unwrap();
+            zip.write_all(&(header.len() as u16).to_le_bytes()).unwrap();
+            zip.write_all(header.as_bytes()).unwrap();
+            zip.write_all(&[0u8; 64]).unwrap();
+        }
+        zip.finish().unwrap();
+    });
+    assert!(
+        error.contains("`x` declares shape [1250000000] of 8-byte elements: 10000000000 bytes"),
+        "{error}"
+    );
+}

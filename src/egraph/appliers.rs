@@ -9,6 +9,9 @@
 //!   axis `k + 1` (the batch axis comes first).
 //! - `reduce-all`: `vmap` of `r(e)` over all elements, at any rank: `r` over
 //!   every axis but the batch axis, last axis first.
+//! - `contract-outer`: the sum (or mean) over axis 0 of a stack of outer
+//!   products, `sum(expand(a, 2) * expand(b, 1), 0)`, is the matmul
+//!   `transpose(a) @ b`: a batched weight gradient without its `[B, m, n]` stack.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::rules::Rule;
@@ -45,8 +48,37 @@ pub fn rules() -> Vec<Rule> {
             ReduceAll(op),
         ));
     }
+    for &op in Reduce::ALL {
+        let name = op.name();
+        if !contracts(op) {
+            continue;
+        }
+        for swapped in [false, true] {
+            let (suffix, product) = match swapped {
+                false => ("", "(* (expand ?a 2) (expand ?b 1))"),
+                true => ("-swapped", "(* (expand ?b 1) (expand ?a 2))"),
+            };
+            rules.push(rule(
+                format!("contract-outer/{name}{suffix}"),
+                format!("{name} over rows i of the outer products a_i b_i^T = transpose(a) @ b{} for matrices a, b of equal rows", match op {
+                    Reduce::Mean => " / rows",
+                    Reduce::Sum | Reduce::Max | Reduce::Min => "",
+                }),
+                &format!("({name} {product} 0)"),
+                ContractOuter(op),
+            ));
+        }
+    }
     rules.extend(structural::rules());
     rules
+}
+
+/// Whether a reduction over the rows of a stack of outer products is a contraction (it is linear).
+fn contracts(op: Reduce) -> bool {
+    match op {
+        Reduce::Sum | Reduce::Mean => true,
+        Reduce::Max | Reduce::Min => false,
+    }
 }
 
 pub(crate) fn rule(
@@ -168,6 +200,46 @@ impl Applier<Op, ShapeAnalysis> for ReduceAll {
             let axis = literal(egraph, axis);
             value = egraph.add(Op::ReduceAxis(self.0, [value, axis]));
         }
+        union_id(egraph, eclass, value, rule)
+    }
+}
+
+/// `sum(expand(a, 2) * expand(b, 1), 0) = transpose(a) @ b` for `a: [r, m]`,
+/// `b: [r, n]`; the mean divides by `r`, counted from `a` itself
+/// (`sum(step(a) * 0 + 1, 0)`, exactly `r` whatever `a` holds) so that no
+/// rule writes the batch size as a literal (a fused program is the same text
+/// at every B: it chunks and exports with a symbolic batch axis).
+struct ContractOuter(Reduce);
+
+impl Applier<Op, ShapeAnalysis> for ContractOuter {
+    fn apply_one(
+        &self,
+        egraph: &mut Graph,
+        eclass: Id,
+        subst: &Subst,
+        _: Option<&PatternAst<Op>>,
+        rule: Symbol,
+    ) -> Vec<Id> {
+        let (a, b) = (subst[var("?a")], subst[var("?b")]);
+        let (sa, sb) = (egraph[a].data.shape.dims(), egraph[b].data.shape.dims());
+        if sa.len() != 2 || sb.len() != 2 || sa[0] != sb[0] {
+            return vec![];
+        }
+        let transposed = egraph.add(Op::structural(Structural::Transpose, &[a]));
+        let product = egraph.add(Op::MatMul([transposed, b]));
+        let value = match self.0 {
+            Reduce::Sum => product,
+            Reduce::Mean => {
+                let (zero, one) = (literal(egraph, 0), literal(egraph, 1));
+                let step = egraph.add(Op::Unary(crate::ir::Unary::Step, a));
+                let nothing = egraph.add(Op::Binary(Binary::Mul, [step, zero]));
+                let ones = egraph.add(Op::Binary(Binary::Add, [nothing, one]));
+                let rows = egraph.add(Op::ReduceAxis(Reduce::Sum, [ones, zero]));
+                let rows = egraph.add(Op::structural(Structural::Expand, &[rows, one]));
+                egraph.add(Op::Binary(Binary::Div, [product, rows]))
+            }
+            Reduce::Max | Reduce::Min => return vec![],
+        };
         union_id(egraph, eclass, value, rule)
     }
 }

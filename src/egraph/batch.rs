@@ -370,7 +370,7 @@ impl<'p> Batcher<'p> {
         chunk_sizes(self.size)
             .into_iter()
             .map(|k| {
-                let program = chunk_plan(&fused.program, &batched, self.reduce, k)?;
+                let program = chunk_plan(&fused.program, &batched, k)?;
                 Ok(Plan {
                     name: format!("chunks of {k}"),
                     notes: vec![],
@@ -608,6 +608,9 @@ impl<'p> Batcher<'p> {
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let mut egraph = Graph::new(self.analysis(&batched));
         let (example, spec) = self.add_program(&mut egraph, &batched);
+        // The outputs' reductions over the batch are rewritten too (a mean of
+        // outer products is a matmul: `contract-outer`).
+        self.output_roots(&mut egraph, &example, &spec);
         let (egraph, iterations, stop_reason) = self.saturate(egraph);
         Saturated {
             egraph,

@@ -153,6 +153,26 @@ pub fn read_npz<R: Read + Seek>(source: &str, reader: R) -> Result<Values<f64>> 
         total = total.saturating_add(entry.size());
     }
     check_size(&format!("{source} (unpacked)"), total)?;
+    // Then each array's header: it declares the shape, which could be far
+    // more than the file holds (a few bytes claiming 10 GB).
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i).map_err(|e| bad(&e))?;
+        let (name, held) = (entry.name().trim_end_matches(".npy").to_string(), entry.size());
+        let (shape, element) = npy_header(entry).map_err(|e| Error::Values(format!("{source}: `{name}`: {e}")))?;
+        let declared = shape
+            .iter()
+            .try_fold(element, |n, &d| n.checked_mul(d))
+            .unwrap_or(u64::MAX);
+        check_size(
+            &format!("{source}: `{name}` declares shape {shape:?} of {element}-byte elements"),
+            declared,
+        )?;
+        if declared > held {
+            return Err(Error::Values(format!(
+                "{source}: `{name}` declares shape {shape:?} of {element}-byte elements ({declared} bytes) but holds {held} bytes"
+            )));
+        }
+    }
     let mut npz = ndarray_npy::NpzReader::new(zip.into_inner()).map_err(|e| bad(&e))?;
     let names = npz.names().map_err(|e| bad(&e))?;
     let mut arrays = Values::new();
@@ -161,6 +181,56 @@ pub fn read_npz<R: Read + Seek>(source: &str, reader: R) -> Result<Values<f64>> 
         arrays.insert(name, array);
     }
     Ok(arrays)
+}
+
+/// The shape and the element size an `.npy` header declares, read from the header alone.
+fn npy_header(mut reader: impl Read) -> std::result::Result<(Vec<u64>, u64), String> {
+    let short = |e: std::io::Error| format!("not an .npy array: {e}");
+    let mut magic = [0u8; 8];
+    reader.read_exact(&mut magic).map_err(short)?;
+    if &magic[..6] != b"\x93NUMPY" {
+        return Err("not an .npy array (no NUMPY magic)".into());
+    }
+    let length = match magic[6] {
+        1 => {
+            let mut b = [0u8; 2];
+            reader.read_exact(&mut b).map_err(short)?;
+            u16::from_le_bytes(b) as usize
+        }
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            reader.read_exact(&mut b).map_err(short)?;
+            u32::from_le_bytes(b) as usize
+        }
+        v => return Err(format!("an .npy of unknown version {v}")),
+    };
+    // numpy writes headers of a few hundred bytes; one of megabytes is not one.
+    if length > 1 << 16 {
+        return Err(format!("an .npy header of {length} bytes"));
+    }
+    let mut header = vec![0u8; length];
+    reader.read_exact(&mut header).map_err(short)?;
+    let header = String::from_utf8_lossy(&header);
+    let unreadable = || format!("an .npy header numpy would not write: {}", header.trim());
+    let after = |key: &str| header.find(key).map(|at| &header[at + key.len()..]);
+    let descr = after("'descr':")
+        .and_then(|rest| rest.split(['\'', '"']).nth(1))
+        .ok_or_else(unreadable)?;
+    let element: u64 = descr
+        .trim_start_matches(['<', '>', '|', '='])
+        .get(1..)
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(unreadable)?;
+    let tuple = after("'shape':")
+        .and_then(|rest| Some(&rest[rest.find('(')? + 1..rest.find(')')?]))
+        .ok_or_else(unreadable)?;
+    let shape = tuple
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse::<u64>().map_err(|_| unreadable()))
+        .collect::<std::result::Result<Vec<u64>, String>>()?;
+    Ok((shape, element))
 }
 
 /// One array, converted to f64 from whichever element type it was stored in.

@@ -200,10 +200,7 @@ fn batched_gradient(model: &Program, options: &StepOptions) -> Result<(Program, 
         }
         Plan::MicroBatch(k) => {
             let fused = batcher.strategy(Strategy::Fuse).run()?.program;
-            Ok((
-                chunk_plan(&fused, &over, BatchReduce::Mean, k)?,
-                format!("chunks of {k}"),
-            ))
+            Ok((chunk_plan(&fused, &over, k)?, format!("chunks of {k}")))
         }
         Plan::Memory(bytes) => {
             // The step runs the gradient program forward: that is the run to fit.
