@@ -191,3 +191,29 @@ fn gradient_programs_agree_with_eval_on_zero_operands_under_infinite_cotangents(
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Item 3: a batched reduction over every element of a matrix was two
+/// reductions, one per axis (`max(max(x + b, 2), 1)`), so a tie split its
+/// gradient per row first: [[0.25, 0.25], [0, 0.5]] at x = [[1, 1], [0, 1]].
+/// The per-example program and JAX give 1/3 to each of the three tied
+/// elements; every plan must too.
+#[test]
+fn a_tied_maximum_over_a_matrix_shares_its_gradient_evenly_in_every_plan() {
+    use batchgraph::{Batcher, Interpreter, Strategy};
+    let program =
+        batchgraph::parse_program("tie.graph", "input x: [2, 2]\nparam b: [2, 2]\nout s = max(x + b)\n").unwrap();
+    let x = ndarray::arr3(&[[[1.0, 1.0], [0.0, 1.0]]]).into_dyn();
+    let b = ndarray::Array::zeros(ndarray::IxDyn(&[2, 2]));
+    let third = 1.0 / 3.0;
+    let even = ndarray::arr2(&[[third, third], [0.0, third]]).into_dyn();
+    for strategy in [Strategy::Fuse, Strategy::Auto, Strategy::Unroll] {
+        let batched = Batcher::new(&program).size(1).strategy(strategy).run().unwrap().program;
+        let values: batchgraph::Values<f64> = [("x".into(), x.clone()), ("b".into(), b.clone())].into_iter().collect();
+        let grads = Interpreter::new(&batched).gradient(&values).unwrap().grads;
+        for (name, g) in &grads {
+            let g = g.to_shape(ndarray::IxDyn(&[2, 2])).unwrap();
+            let off = (&g - &even).iter().fold(0.0f64, |m, d| m.max(d.abs()));
+            assert!(off < 1e-12, "{strategy:?}: grad {name} = {g}\n{}", batched.to_text());
+        }
+    }
+}
