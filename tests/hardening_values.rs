@@ -172,11 +172,6 @@ fn gradient_programs_agree_with_eval_on_zero_operands_under_infinite_cotangents(
     for &op in batchgraph::Binary::ALL {
         let symbol = op.symbol();
         for term in [format!("(x {symbol} 0)"), format!("(0 {symbol} x)")] {
-            // Not this item: d(0 ^ x)/dx is `y * log(0)` = NaN in the gradient
-            // program, 0 in the interpreter (and JAX); left for a separate fix.
-            if op == batchgraph::Binary::Pow && term.starts_with("(0") {
-                continue;
-            }
             for (outer, z) in [("sqrt", 0.0), ("sqrt", 1.0)] {
                 let source = format!("input x: []\ninput z: []\nout s = {outer}({term} * 0 + z)\n");
                 if let Err(e) = grad_program_agrees(&source, &[("x", 0.75), ("z", z)]) {
@@ -186,6 +181,222 @@ fn gradient_programs_agree_with_eval_on_zero_operands_under_infinite_cotangents(
                 if let Err(e) = grad_program_agrees(&source, &[("x", 0.75), ("z", z)]) {
                     failures.push(e);
                 }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Item 3: a batched reduction over every element of a matrix was two
+/// reductions, one per axis (`max(max(x + b, 2), 1)`), so a tie split its
+/// gradient per row first: [[0.25, 0.25], [0, 0.5]] at x = [[1, 1], [0, 1]].
+/// The per-example program and JAX give 1/3 to each of the three tied
+/// elements; every plan must too.
+#[test]
+fn a_tied_maximum_over_a_matrix_shares_its_gradient_evenly_in_every_plan() {
+    use batchgraph::{Batcher, Interpreter, Strategy};
+    let program =
+        batchgraph::parse_program("tie.graph", "input x: [2, 2]\nparam b: [2, 2]\nout s = max(x + b)\n").unwrap();
+    let x = ndarray::arr3(&[[[1.0, 1.0], [0.0, 1.0]]]).into_dyn();
+    let b = ndarray::Array::zeros(ndarray::IxDyn(&[2, 2]));
+    let third = 1.0 / 3.0;
+    let even = ndarray::arr2(&[[third, third], [0.0, third]]).into_dyn();
+    for strategy in [Strategy::Fuse, Strategy::Auto, Strategy::Unroll] {
+        let batched = Batcher::new(&program).size(1).strategy(strategy).run().unwrap().program;
+        let values: batchgraph::Values<f64> = [("x".into(), x.clone()), ("b".into(), b.clone())].into_iter().collect();
+        let grads = Interpreter::new(&batched).gradient(&values).unwrap().grads;
+        for (name, g) in &grads {
+            let g = g.to_shape(ndarray::IxDyn(&[2, 2])).unwrap();
+            let off = (&g - &even).iter().fold(0.0f64, |m, d| m.max(d.abs()));
+            assert!(off < 1e-12, "{strategy:?}: grad {name} = {g}\n{}", batched.to_text());
+        }
+    }
+}
+
+/// A JAX reference number: a JSON number, or "nan", "inf", "-inf" as a string.
+fn jax_number(v: &serde_json::Value) -> f64 {
+    match v {
+        serde_json::Value::String(s) => s.parse().unwrap(),
+        v => v.as_f64().unwrap(),
+    }
+}
+
+/// Equal, NaN only to NaN, else within 1e-12 relative (infinities equal).
+fn same(got: f64, want: f64) -> bool {
+    got == want || (got.is_nan() && want.is_nan()) || (got - want).abs() <= 1e-12 * want.abs().max(1.0)
+}
+
+fn load_zero_derivatives() -> serde_json::Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/zero_derivatives.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn scalars(pairs: &[(&str, f64)]) -> batchgraph::Values<f64> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), ndarray::arr0(*v).into_dyn()))
+        .collect()
+}
+
+/// Found with item 4: `d(0 ^ x)/dx` was `y * log(0)` = NaN in the gradient
+/// program where the interpreter gave 0. Against JAX over a grid with 0 and
+/// negative values on both sides: reverse mode (fused and not), the `grad`
+/// program, forward mode and the `jvp` program along each operand.
+#[test]
+fn power_gradients_agree_with_jax_at_zero_and_negative_values() {
+    let reference = load_zero_derivatives();
+    let program = batchgraph::parse_program("pow.graph", "input a: []\ninput b: []\nout s = a ^ b\n").unwrap();
+    let grad = batchgraph::grad(&program, None).unwrap();
+    let jvp = batchgraph::jvp(&program, None).unwrap();
+    let mut failures = vec![];
+    for case in reference["pow"].as_array().unwrap() {
+        let (a, b) = (jax_number(&case["a"]), jax_number(&case["b"]));
+        let want = [jax_number(&case["da"]), jax_number(&case["db"])];
+        let values = scalars(&[("a", a), ("b", b)]);
+        let first = |t: &batchgraph::Tensor<f64>| *t.first().unwrap();
+        let mut got: Vec<(String, [f64; 2])> = vec![];
+        for fuse in [true, false] {
+            let grads = batchgraph::Interpreter::new(&program)
+                .fuse(fuse)
+                .gradient(&values)
+                .unwrap()
+                .grads;
+            got.push((
+                format!("reverse (fuse {fuse})"),
+                [first(&grads[0].1), first(&grads[1].1)],
+            ));
+        }
+        let outputs = batchgraph::Interpreter::new(&grad).evaluate(&values).unwrap().outputs;
+        got.push(("the grad program".into(), [first(&outputs[1].1), first(&outputs[2].1)]));
+        // Along each operand with the other's tangent 0 (JAX's jvp: da * 1 + db * 0).
+        let along = |i: usize| -> batchgraph::Values<f64> {
+            scalars(&[("a", (i == 0) as u8 as f64), ("b", (i == 1) as u8 as f64)])
+        };
+        let forward: Vec<f64> = (0..2)
+            .map(|i| {
+                first(
+                    &batchgraph::Interpreter::new(&program)
+                        .tangents(&values, &along(i))
+                        .unwrap()
+                        .jvp[0]
+                        .1,
+                )
+            })
+            .collect();
+        let mut jvp_values = values.clone();
+        let symbolic: Vec<f64> = (0..2)
+            .map(|i| {
+                for (k, name) in ["a", "b"].iter().enumerate() {
+                    jvp_values.insert(jvp.inputs[2 + k].name.clone(), along(i)[*name].clone());
+                }
+                first(
+                    &batchgraph::Interpreter::new(&jvp)
+                        .evaluate(&jvp_values)
+                        .unwrap()
+                        .outputs[1]
+                        .1,
+                )
+            })
+            .collect();
+        let jax_forward = [want[0] * 1.0 + want[1] * 0.0, want[0] * 0.0 + want[1] * 1.0];
+        for (way, [da, db]) in got {
+            if !same(da, want[0]) || !same(db, want[1]) {
+                failures.push(format!(
+                    "{a} ^ {b}: {way} gives ({da}, {db}), JAX ({}, {})",
+                    want[0], want[1]
+                ));
+            }
+        }
+        for (way, t) in [("forward mode", forward), ("the jvp program", symbolic)] {
+            if !same(t[0], jax_forward[0]) || !same(t[1], jax_forward[1]) {
+                failures.push(format!("{a} ^ {b}: {way} gives {t:?}, JAX {jax_forward:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Found with item 4: `sign` and `step` under an infinite cotangent gave NaN
+/// (inf * 0) in the interpreter where the gradient program and JAX (a
+/// symbolic zero) give 0. The JAX cases, then every op of the unary table
+/// whose derivative is 0 by definition, alone and after `sqrt` (in a fused
+/// chain and not): reverse mode, the grad program, and forward mode against
+/// the jvp program.
+#[test]
+fn ops_whose_derivative_is_zero_send_nothing_back_as_in_jax() {
+    let reference = load_zero_derivatives();
+    let mut failures = vec![];
+    let mut check = |source: &str, x: f64, want: Option<(f64, f64)>| {
+        let program = batchgraph::parse_program("zero.graph", source).unwrap();
+        let values = scalars(&[("x", x), ("z", 0.0)]);
+        let first = |t: &batchgraph::Tensor<f64>| *t.first().unwrap();
+        let reverse = |fuse: bool| {
+            let grads = batchgraph::Interpreter::new(&program)
+                .fuse(fuse)
+                .gradient(&values)
+                .unwrap()
+                .grads;
+            (first(&grads[0].1), first(&grads[1].1))
+        };
+        let want = want.unwrap_or((0.0, reverse(false).1));
+        let outputs = batchgraph::Interpreter::new(&batchgraph::grad(&program, None).unwrap())
+            .evaluate(&values)
+            .unwrap()
+            .outputs;
+        let ways = [
+            ("reverse, fused", reverse(true)),
+            ("reverse, unfused", reverse(false)),
+            ("the grad program", (first(&outputs[1].1), first(&outputs[2].1))),
+        ];
+        for (way, (gx, gz)) in ways {
+            if !same(gx, want.0) || !same(gz, want.1) {
+                failures.push(format!(
+                    "{source}at x = {x}: {way} gives ({gx}, {gz}), expected {want:?}"
+                ));
+            }
+        }
+        // Forward along x alone (z's tangent 0), against the jvp program.
+        let along = scalars(&[("x", 1.0), ("z", 0.0)]);
+        let forward = first(
+            &batchgraph::Interpreter::new(&program)
+                .tangents(&values, &along)
+                .unwrap()
+                .jvp[0]
+                .1,
+        );
+        let jvp = batchgraph::jvp(&program, None).unwrap();
+        let mut all = values.clone();
+        for (k, name) in ["x", "z"].iter().enumerate() {
+            all.insert(jvp.inputs[2 + k].name.clone(), along[*name].clone());
+        }
+        let symbolic = first(&batchgraph::Interpreter::new(&jvp).evaluate(&all).unwrap().outputs[1].1);
+        if !same(forward, symbolic) {
+            failures.push(format!(
+                "{source}at x = {x}: forward mode gives {forward}, the jvp program {symbolic}"
+            ));
+        }
+    };
+    for case in reference["programs"].as_array().unwrap() {
+        let want = (jax_number(&case["grads"]["x"]), jax_number(&case["grads"]["z"]));
+        check(
+            case["program"].as_str().unwrap(),
+            jax_number(&case["inputs"]["x"]),
+            Some(want),
+        );
+    }
+    let zero: Vec<_> = batchgraph::Unary::ALL
+        .iter()
+        .filter(|u| u.derivative_is_zero())
+        .collect();
+    assert!(!zero.is_empty());
+    for u in zero {
+        for form in [
+            format!("sqrt({u}(x) + z)"),
+            format!("sqrt({u}(sqrt(x)) + z)"),
+            format!("sqrt({u}(x) * 2 + z)"),
+        ] {
+            for x in [0.0, 1.0, -1.0] {
+                check(&format!("input x: []\ninput z: []\nout s = {form}\n"), x, None);
             }
         }
     }

@@ -19,7 +19,7 @@ fn slice_concat_and_pad_compute_numpys_values() {
     let x = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn();
     let y = array![[7.0], [8.0]].into_dyn();
     let decls = "input x: [2, 3]\ninput y: [2, 1]\n";
-    let cases: [(&str, ArrayD<f64>); 5] = [
+    let cases: [(&str, ArrayD<f64>); 8] = [
         ("slice(x, 1, 1, 3)", array![[2.0, 3.0], [5.0, 6.0]].into_dyn()),
         ("slice(x, 0, 1, 2)", array![[4.0, 5.0, 6.0]].into_dyn()),
         (
@@ -30,6 +30,16 @@ fn slice_concat_and_pad_compute_numpys_values() {
         (
             "pad(x, 1, 0, 1)",
             array![[1.0, 2.0, 3.0, 0.0], [4.0, 5.0, 6.0, 0.0]].into_dyn(),
+        ),
+        // numpy's x.reshape(6), x.reshape(3, 2), and a transposed (not row-major) operand.
+        ("reshape(x, 0, 6)", array![1.0, 2.0, 3.0, 4.0, 5.0, 6.0].into_dyn()),
+        (
+            "reshape(x, 0, 3, 2)",
+            array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn(),
+        ),
+        (
+            "reshape(transpose(x), 1, 2, 1)",
+            array![[[1.0], [4.0]], [[2.0], [5.0]], [[3.0], [6.0]]].into_dyn(),
         ),
     ];
     for (expression, expected) in cases {
@@ -106,6 +116,24 @@ fn bad_structural_calls_name_the_op_and_the_shapes() {
                 shape: shape(&[2, 3]),
             }),
             "pad: axis 3 is out of range for shape [2, 3]",
+        ),
+        (
+            "reshape(x, 1, 2)",
+            Some(ShapeError::Reshape {
+                axis: 1,
+                elements: 3,
+                into: shape(&[2]),
+                shape: shape(&[2, 3]),
+            }),
+            "reshape: the axes from 1 of [2, 3] hold 3 elements, which [2] does not",
+        ),
+        (
+            "reshape(x, 0, 6, 0)",
+            Some(ShapeError::Zero {
+                op: "reshape".into(),
+                position: 4,
+            }),
+            "reshape: argument 4 must be at least 1",
         ),
         // Caught by the parser before any shape is known: no shape error behind it.
         (

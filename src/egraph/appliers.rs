@@ -7,8 +7,9 @@
 //!   axis, so that numpy broadcasting lines its axes up as before.
 //! - `axis-shift`: `vmap` of `r(e, k)` for a reduction `r`: the same op on
 //!   axis `k + 1` (the batch axis comes first).
-//! - `reduce-all`: `vmap` of `r(e)` over all elements, at any rank: `r` over
-//!   every axis but the batch axis, last axis first.
+//! - `reduce-all`: `vmap` of `r(e)` over all elements, at any rank: `r` along
+//!   axis 1 of the batched value with every axis but the batch axis reshaped
+//!   into one (one reduction, so ties share the gradient as they do per example).
 //! - `contract-outer`: the sum (or mean) over axis 0 of a stack of outer
 //!   products, `sum(expand(a, 2) * expand(b, 1), 0)`, is the matmul
 //!   `transpose(a) @ b`: a batched weight gradient without its `[B, m, n]` stack.
@@ -43,7 +44,7 @@ pub fn rules() -> Vec<Rule> {
         ));
         rules.push(rule(
             format!("reduce-all/{name}"),
-            format!("{name}(A[b]) = {name}(...{name}({name}(A, r), r - 1)..., 1)[b] for A[b] of rank r"),
+            format!("{name}(A[b]) = {name}(reshape(A, 1, n), 1)[b] for A[b] of n elements"),
             &format!("(vmap ({name} ?a))"),
             ReduceAll(op),
         ));
@@ -182,6 +183,9 @@ impl Applier<Op, ShapeAnalysis> for AxisShift {
     }
 }
 
+/// The reduction over every element of an example: one reduction over the
+/// example's axes laid out as one (`reshape`), not one reduction per axis,
+/// which would split a tie's gradient per row before across rows.
 struct ReduceAll(Reduce);
 
 impl Applier<Op, ShapeAnalysis> for ReduceAll {
@@ -194,12 +198,27 @@ impl Applier<Op, ShapeAnalysis> for ReduceAll {
         rule: Symbol,
     ) -> Vec<Id> {
         let a = subst[var("?a")];
-        let rank = egraph[a].data.shape.rank();
+        let shape = &egraph[a].data.shape;
+        let (rank, elements) = (shape.rank(), shape.elements());
         let mut value = egraph.add(Op::Vmap(a));
-        for axis in (1..=rank).rev() {
-            let axis = literal(egraph, axis);
-            value = egraph.add(Op::ReduceAxis(self.0, [value, axis]));
+        if rank == 0 {
+            return union_id(egraph, eclass, value, rule);
         }
+        if elements == 0 {
+            // `reshape` refuses a zero-size dimension, and an empty example has
+            // no tie to share: one reduction per axis, last axis first.
+            for axis in (1..=rank).rev() {
+                let axis = literal(egraph, axis);
+                value = egraph.add(Op::ReduceAxis(self.0, [value, axis]));
+            }
+            return union_id(egraph, eclass, value, rule);
+        }
+        if rank > 1 {
+            let (one, n) = (literal(egraph, 1), literal(egraph, elements));
+            value = egraph.add(Op::structural(Structural::Reshape, &[value, one, n]));
+        }
+        let axis = literal(egraph, 1);
+        value = egraph.add(Op::ReduceAxis(self.0, [value, axis]));
         union_id(egraph, eclass, value, rule)
     }
 }

@@ -292,6 +292,8 @@ fn structural_rows_axis(
         Structural::Index => t.checked_sub(1),
         Structural::Stack | Structural::Repeat => Some(t + 1),
         Structural::Slice | Structural::Pad | Structural::Concat => (int(ints[0])? != t).then_some(t),
+        // The axes before the first reshaped one stay as they are.
+        Structural::Reshape => (t < int(ints[0])?).then_some(t),
         // Broadcasting to a shape fixed in the program fixes the number of rows.
         Structural::Broadcast => None,
     }

@@ -212,13 +212,15 @@ binary_ops! {
     Div = "/", precedence 2 Left, Cheap, tested on (0.5, 2.0),
         |a, b, y| value a / b, d_a reads (b) b.recip(), d_b reads (b, y) -y / b, graph ("(/ 1 ?b)", "(- (/ ?y ?b))");
     /// `a ^ b`, numpy's `power`. As in JAX, `d/da` is 0 where `b` is 0 (also at
-    /// `a = 0`) and `d/db` is 0 where `a` is 0. The graph forms are the plain
-    /// formulas: they give NaN at those points of `a = 0` (the interpreter's 0).
+    /// `a = 0`), and `d/db` is `y * log(a)` with a 0 `a` read as 1 (so 0 where
+    /// `a` is 0, unless `y` is infinite: `0 ^ -1`). The graph forms say the same
+    /// without a select: `b - step(|b|)` is `b - 1` except at `b = 0`, where
+    /// `a ^ 0 = 1`; `a + (1 - step(|a|))` is `a` except at `a = 0`, where it is 1.
     Pow = "^", precedence 4 Right, Transcendental, tested on (0.5, 2.0),
         |a, b, y| value power(a, b),
         d_a reads (a, b) if b == T::zero() { T::zero() } else { b * power(a, b - T::one()) },
-        d_b reads (a, y) if a == T::zero() { T::zero() } else { y * a.ln() },
-        graph ("(* ?b (^ ?a (- ?b 1)))", "(* ?y (log ?a))");
+        d_b reads (a, y) y * (if a == T::zero() { T::one() } else { a }).ln(),
+        graph ("(* ?b (^ ?a (- ?b (step (abs ?b)))))", "(* ?y (log (+ ?a (- 1 (step (abs ?a))))))");
 }
 
 /// One operand's run along the last axis of a broadcast result.

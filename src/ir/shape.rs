@@ -157,6 +157,18 @@ pub enum ShapeError {
         /// The operand's shape.
         shape: Shape,
     },
+    /// `reshape` to dimensions that do not hold the elements of the axes reshaped.
+    #[error("reshape: the axes from {axis} of {shape} hold {elements} elements, which {into} does not")]
+    Reshape {
+        /// The first axis reshaped.
+        axis: usize,
+        /// The number of elements in the axes reshaped.
+        elements: usize,
+        /// The new dimensions.
+        into: Shape,
+        /// The operand's shape.
+        shape: Shape,
+    },
     /// A structural op given a number of arguments it does not take.
     #[error("{op} takes {takes}; it was given {given}")]
     Arity {
@@ -412,6 +424,12 @@ fn structural(op: &Op, s: Structural, arity: usize, children: &[ChildInfo]) -> R
         Problem::Zero { position } => ShapeError::Zero {
             op: s.name().into(),
             position: position + 1,
+        },
+        Problem::Reshape { elements } => ShapeError::Reshape {
+            axis: ints[0],
+            elements,
+            into: Shape(ints[1..].to_vec()),
+            shape: shape_of(0),
         },
         Problem::Symbolic { axis } => ShapeError::Loop {
             reason: format!("{s}: axis {axis} of {} has no fixed size", shape_of(0)),

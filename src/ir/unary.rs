@@ -143,6 +143,14 @@ macro_rules! unary_ops {
                 match self { $(Unary::$variant => $graph,)* }
             }
 
+            /// Whether `f'` is 0 by definition (its graph is `0`: `step`, `sign`):
+            /// the op then sends no cotangent and no tangent at all, so an
+            /// infinite or NaN one stops there (`inf * 0` would be NaN), as in
+            /// JAX (a symbolic zero) and the gradient programs.
+            pub fn derivative_is_zero(self) -> bool {
+                self.derivative_graph() == "0"
+            }
+
             /// The ONNX op (opset 18) that computes it.
             pub fn onnx_op(self) -> &'static str {
                 match self { $(Unary::$variant => $onnx,)* }

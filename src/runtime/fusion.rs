@@ -196,7 +196,9 @@ fn for_blocks<E: Send>(data: &mut [E], len: usize, f: impl Fn(usize, &mut [E]) +
 /// Runs `group` backward: given its input's value, its result `output` and the
 /// result's cotangent `g`, returns the input's cotangent (in `g`'s buffer) and
 /// the cotangent of each link's other operand (by link; None for a unary link
-/// and where `wanted` says no).
+/// and where `wanted` says no). A link whose derivative is 0 by definition
+/// (`step`, `sign`) sends nothing back: the input and the links before it get
+/// None, as in the unfused VJP (so an infinite cotangent gives no NaN there).
 pub fn backward_group<'a, T: Scalar>(
     group: &Group,
     input: ArrayViewD<'a, T>,
@@ -204,7 +206,12 @@ pub fn backward_group<'a, T: Scalar>(
     g: Tensor<T>,
     value: &dyn Fn(usize) -> ArrayViewD<'a, T>,
     wanted: &dyn Fn(usize) -> bool,
-) -> (Tensor<T>, Vec<Option<Tensor<T>>>) {
+) -> (Option<Tensor<T>>, Vec<Option<Tensor<T>>>) {
+    let live_from = group
+        .steps()
+        .iter()
+        .rposition(|step| matches!(step, Step::Unary { op, .. } if Unary::ALL[*op].derivative_is_zero()))
+        .map_or(0, |dead| dead + 1);
     let operands = Operands::new(group, value);
     let others = operands.others();
     let input = input.as_standard_layout();
@@ -220,8 +227,9 @@ pub fn backward_group<'a, T: Scalar>(
     let mut sums: Vec<Option<Vec<T>>> = group
         .others()
         .zip(&others)
-        .map(|(node, o)| match (node, o) {
-            (Some(node), Some(o)) if wanted(node) => Some(vec![T::zero(); o.data.len()]),
+        .enumerate()
+        .map(|(j, (node, o))| match (node, o) {
+            (Some(node), Some(o)) if j >= live_from && wanted(node) => Some(vec![T::zero(); o.data.len()]),
             _ => None,
         })
         .collect();
@@ -229,6 +237,7 @@ pub fn backward_group<'a, T: Scalar>(
     let sweep = BlockSweep {
         group,
         recompute: links_to_recompute(group.steps(), &wanted_sums),
+        live_from,
         others: &others,
         input: input.as_slice().expect("row-major"),
         output: output.as_slice().expect("row-major"),
@@ -267,7 +276,7 @@ pub fn backward_group<'a, T: Scalar>(
         .zip(group.others())
         .map(|(s, o)| shaped(s, o))
         .collect();
-    (g, others)
+    ((live_from == 0).then_some(g), others)
 }
 
 /// `a + b`, operand by operand.
@@ -286,6 +295,8 @@ struct BlockSweep<'s, T> {
     /// Links (from the second) whose entering values are recomputed: the others' are
     /// not read, and the input stands in for them.
     recompute: usize,
+    /// The first link swept back: the one after the last whose derivative is 0 by definition.
+    live_from: usize,
     others: &'s [Option<Other<'s, T>>],
     input: &'s [T],
     output: &'s [T],
@@ -314,7 +325,7 @@ impl<T: Scalar> BlockSweep<'_, T> {
             j if j <= self.recompute => &inside[j - 1][..],
             _ => input,
         };
-        for j in (0..steps.len()).rev() {
+        for j in (self.live_from..steps.len()).rev() {
             let result = match j + 1 == steps.len() {
                 true => &self.output[offset..end],
                 false => entering(j + 1),

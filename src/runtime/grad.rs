@@ -267,7 +267,7 @@ pub fn op_vjp_of<T: Scalar>(
         Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => {
             unreachable!("the interpreter differentiates loops itself")
         }
-        Op::Unary(u, _) => vec![Some(u.chain(a, out, g))],
+        Op::Unary(u, _) => vec![(!u.derivative_is_zero()).then(|| u.chain(a, out, g))],
         Op::Binary(b, _) => (0..2)
             .map(|i| wanted(i).then(|| binary_chain(*b, a, args[1], out, g, i)))
             .collect(),
@@ -299,7 +299,7 @@ pub fn op_jvp<T: Scalar>(
         Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => {
             unreachable!("the interpreter differentiates loops itself")
         }
-        Op::Unary(u, _) => t[0].map(|ta| u.chain(a, out, ta)),
+        Op::Unary(u, _) => t[0].filter(|_| !u.derivative_is_zero()).map(|ta| u.chain(a, out, ta)),
         Op::Binary(b, _) => sum_terms(
             t[0].map(|ta| binary_tangent(*b, a, args[1], out, ta, 0)),
             t[1].map(|tb| binary_tangent(*b, a, args[1], out, tb, 1)),

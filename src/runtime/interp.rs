@@ -536,7 +536,9 @@ impl<'p> Interpreter<'p> {
         let wanted = |n: usize| on_path[n];
         let (input, others) = backward_group(group, view(group.input()), out, g, &view, &wanted);
         Sent::Routed(
-            std::iter::once((group.input(), input))
+            input
+                .map(|input| (group.input(), input))
+                .into_iter()
                 .chain(group.others_with(others))
                 .collect(),
         )

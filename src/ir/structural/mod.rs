@@ -1,5 +1,6 @@
 //! The structural ops: data movement (`transpose`, `permute`, `expand`,
-//! `index`, `stack`, `repeat`, `broadcast`, `slice`, `concat`, `pad`).
+//! `index`, `stack`, `repeat`, `broadcast`, `slice`, `concat`, `pad`,
+//! `reshape`).
 //! **One file per op holds everything about it**, as JAX registers a
 //! primitive with its rules in one block: its call name and operands, its
 //! shape rule (generic over [`Extent`], so the same rule infers concrete
@@ -12,7 +13,7 @@
 //! and its transpose rule is written once against [`Emit`]: the gradient
 //! programs run it on a graph builder, the interpreter runs it on values.
 //! Transposes pair up: `slice` with `pad`, `concat` with `slice`, `index`
-//! with `pad`, `stack` with `index`; each is a constant number of nodes.
+//! with `pad`, `stack` with `index`, `reshape` with itself; each is a constant number of nodes.
 //!
 //! A node's children are its array operands, then its integer operands
 //! (axes, rows, sizes), all literals. The table at the bottom of this file
@@ -96,6 +97,11 @@ pub enum Problem {
     Zero {
         /// Position among the node's children.
         position: usize,
+    },
+    /// The new dimensions of `reshape` do not hold the `elements` of the axes reshaped.
+    Reshape {
+        /// The number of elements in the axes reshaped.
+        elements: usize,
     },
     /// The rule needs the size of an axis that is symbolic (the batch axis of an export).
     Symbolic {
@@ -389,6 +395,7 @@ structural_ops! {
     Slice => slice::Slice,
     Concat => concat::Concat,
     Pad => pad::Pad,
+    Reshape => reshape::Reshape,
 }
 
 impl Structural {
