@@ -45,6 +45,7 @@ pub mod measure;
 #[cfg(feature = "pictures")]
 pub mod pictures;
 pub mod runtime;
+pub mod structure;
 pub mod train;
 pub mod transform;
 
