@@ -45,6 +45,8 @@ pub struct ProgramBuilder {
     shapes: Vec<Shape>,
     outputs: Vec<(String, Id)>,
     names: Vec<(Id, String)>,
+    /// Every name declared, so that declaring stays linear in a program of thousands of inputs.
+    declared: std::collections::HashSet<String>,
 }
 
 impl ProgramBuilder {
@@ -64,9 +66,6 @@ impl ProgramBuilder {
     }
 
     fn declare(&mut self, name: &str, dims: &[usize], input: bool) -> Result<Id> {
-        if self.inputs.iter().chain(&self.params).any(|d| d.name == name) {
-            return Err(Error::Values(format!("builder: `{name}` is declared twice")));
-        }
         let decl = Decl {
             name: name.to_string(),
             shape: Shape(dims.to_vec()),
@@ -74,6 +73,9 @@ impl ProgramBuilder {
         decl.shape
             .check_size()
             .map_err(|reason| Error::Values(format!("builder: `{name}`: {reason}")))?;
+        if !self.declared.insert(name.to_string()) {
+            return Err(Error::Values(format!("builder: `{name}` is declared twice")));
+        }
         let shape = decl.shape.clone();
         match input {
             true => self.inputs.push(decl),

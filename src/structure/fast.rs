@@ -279,10 +279,14 @@ impl FastPath {
                 .map(|k| gather_arg(batch, &group.calls, k, &cell.args[k], &outs, table))
                 .collect();
             let v = &mut values[group.cell];
-            for (k, a) in args.iter().enumerate() {
-                v.insert(arg_name(k), a.clone());
+            for (k, a) in args.into_iter().enumerate() {
+                v.insert(arg_name(k), a);
             }
             let evaluation = Interpreter::new(&b.forward).evaluate(v)?;
+            // The arguments, kept for the backward sweep (moved, not copied).
+            let args: Vec<Tensor<f64>> = (0..cell.args.len())
+                .map(|k| v.remove(&arg_name(k)).expect("inserted above"))
+                .collect();
             for (o, (_, stacked)) in evaluation.outputs.into_iter().enumerate() {
                 for (j, &c) in group.calls.iter().enumerate() {
                     let row = stacked.index_axis(Axis(0), j).to_owned();
