@@ -45,6 +45,7 @@ pub mod measure;
 #[cfg(feature = "pictures")]
 pub mod pictures;
 pub mod runtime;
+pub mod structure;
 pub mod train;
 pub mod transform;
 
@@ -58,7 +59,7 @@ pub use egraph::{
 };
 pub use error::{Conflict, Error, Result};
 pub use export::{to_onnx, DynamicBatch, ExportOptions};
-pub use front::{parse_file, parse_program, ParseError, MAX_CALL_DEPTH, MAX_NESTING};
+pub use front::{parse_file, parse_program, ParseError, ProgramBuilder, MAX_CALL_DEPTH, MAX_NESTING};
 pub use ir::{
     broadcast, expand_loops, infer_shapes, matmul, Assoc, BatchReduce, Binary, ChildInfo, Decl, Dtype, Flops, LoopBody,
     Loops, Num, Op, Program, Reduce, Run, Scalar, Shape, ShapeError, Structural, Unary, MAX_ELEMENTS, MAX_NODES,

@@ -4,7 +4,8 @@
 //! ir                                   imports no other stage (the error type is ir::error)
 //! error                                ir (the crate root's re-export of ir::error)
 //! front, egraph, transform, runtime    ir, error (transform also egraph: its simplifier)
-//! measure, export, pictures, train     any stage of the rows above
+//! measure, export, pictures, train,    any stage of the rows above
+//! structure
 //! lib.rs, src/bin                      anything
 //! ```
 //!
@@ -32,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("export", &["ir", "error", "front", "egraph", "transform", "runtime"]),
     ("pictures", &["ir", "error", "front", "egraph", "transform", "runtime"]),
     ("train", &["ir", "error", "front", "egraph", "transform", "runtime"]),
+    ("structure", &["ir", "error", "front", "egraph", "transform", "runtime"]),
 ];
 
 fn allowed(stage: &str) -> Option<&'static [&'static str]> {

@@ -21,7 +21,9 @@ pub mod unloop;
 
 pub use crate::ir::BatchReduce;
 pub use analysis::{ClassData, Graph, ShapeAnalysis};
-pub use autobatch::{autobatch, AutobatchOptions, AutobatchReport, Autobatched, ExtractionReport, GroupReport};
+pub use autobatch::{
+    autobatch, kernel_bound, AutobatchOptions, AutobatchReport, Autobatched, ExtractionReport, GroupReport,
+};
 pub use batch::{stop_reason_text, BatchReport, Batched, Batcher, PlanSummary, Strategy};
 pub use chunking::{chunk_plan, chunk_sizes};
 pub use cost::{predict_times, predict_us, work, CostProfile, PerDtype, PredictedTimes, Work};

@@ -722,9 +722,16 @@ impl<'p> Interpreter<'p> {
             // Every reader of this value has been swept back: it is not needed any more.
             live -= s.values[i].take().map_or(0, |v| bytes(&v));
         }
+        // Each variable's node, found in one pass: looking each name up by a scan
+        // of the program was quadratic in a program with thousands of inputs.
+        let var_ids: HashMap<egg::Symbol, usize> = expr
+            .iter()
+            .enumerate()
+            .filter_map(|(i, node)| node.as_var().map(|v| (v, i)))
+            .collect();
         let mut var_grad = |name: &str, shape: &[usize]| {
-            let id = self.program.var_id(name);
-            id.and_then(|i| grads[usize::from(i)].take())
+            let id = var_ids.get(&egg::Symbol::from(name));
+            id.and_then(|&i| grads[i].take())
                 .unwrap_or_else(|| Tensor::zeros(ndarray::IxDyn(shape)))
         };
         let grads = self

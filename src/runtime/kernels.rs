@@ -161,7 +161,12 @@ fn mat_mat<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     if m * n <= SPLIT_K_RESULTS && k >= 2 * SPLIT_K_MIN_DEPTH && threads_for(m * n * k) > 1 {
         return split_k(a, b);
     }
-    let mut out = Array2::<T>::uninit((m, n));
+    gemm_product(a, b)
+}
+
+/// `a @ b` by one call of the GEMM, whatever the shapes.
+fn gemm_product<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    let mut out = Array2::<T>::uninit((a.nrows(), b.ncols()));
     // SAFETY: `gemm_into` writes every element of `out` (it never reads it).
     unsafe {
         gemm_into(a, b, out.as_mut_ptr().cast::<T>(), out.strides());
@@ -182,7 +187,9 @@ fn dot_rows<T: Scalar>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
         }
         return out;
     }
-    let flipped = mat_mat(w, a.reversed_axes());
+    // The GEMM itself, not `mat_mat`: with W of few rows too, the flipped
+    // product is again a few rows times a transposed matrix, and would flip back.
+    let flipped = gemm_product(w, a.reversed_axes());
     flipped.reversed_axes().as_standard_layout().into_owned()
 }
 
@@ -633,6 +640,23 @@ mod tests {
 
     fn filled(m: usize, n: usize, seed: usize) -> Array2<f64> {
         Array2::from_shape_fn((m, n), |(i, j)| ((i * 7 + j * 3 + seed) % 11) as f64 - 5.0)
+    }
+
+    /// A few rows times a transposed matrix of few rows (`x @ transpose(W)`,
+    /// x 8 x 128, W 5 x 128: a batch of vectors against a small output layer):
+    /// flipped it is again a few rows times a transposed matrix, which flipped
+    /// back recursed until the stack overflowed.
+    #[test]
+    fn few_rows_times_a_transposed_matrix_of_few_rows() {
+        for (m, n) in [(8, 5), (3, 2), (8, 8), (1, 5)] {
+            let (a, w) = (filled(m, 128, 1), filled(n, 128, 2));
+            let b = w.t();
+            assert_eq!(
+                mat_mat(a.view(), b),
+                naive(&a, &b.to_owned()),
+                "{m} x 128 @ (128 x {n})"
+            );
+        }
     }
 
     /// The matrix-vector shortcuts (one row, one column, a transposed operand)

@@ -187,6 +187,20 @@ pub struct Autobatched {
     pub proofs: Vec<(String, Vec<String>)>,
 }
 
+/// The kernels of `program` as written and the fewest it could run with
+/// every group batched: [`AutobatchReport::kernels_before`] and
+/// [`AutobatchReport::lower_bound`] without rewriting anything (one pass over
+/// the program), for callers that batch by other means and count against the
+/// same bound (`crate::structure`'s level schedule).
+pub fn kernel_bound(program: &Program) -> (usize, usize) {
+    let (_, signatures) = find_groups(program);
+    let varies = depends_on_input(program);
+    let expr = program.expr.as_ref();
+    let kernels = expr.iter().filter(|op| computes(op)).count();
+    let fixed = (0..expr.len()).filter(|&i| computes(&expr[i]) && !varies[i]).count();
+    (kernels, signatures + fixed)
+}
+
 /// Finds groups of independent same-signature nodes in `program` and runs
 /// each as one batched op where the cost model says it pays.
 pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autobatched> {

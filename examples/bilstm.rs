@@ -1,0 +1,150 @@
+//! BiLSTM tagger training on batches of new WikiNER-like sentences (issue 23):
+//! sentences per second with and without autobatching at B = 1, 8, 32, 64,
+//! 256, the time by phase, kernels against the lower bound, a chart; then,
+//! on 64 sentences of one length, the fast path against the per-sentence
+//! program batched by `batch --strategy fuse` (hand batching's stand-in).
+//!
+//! Run: `cargo run --release --example bilstm [-- OUT_DIR [EXAMPLES [SIZES]]]`
+//! (default out/structure, 1280 sentences per batch size, SIZES
+//! comma-separated, default 1,8,32,64,256).
+
+#[path = "common/structure.rs"]
+mod common;
+
+use batchgraph::structure::pipeline::step_fast;
+use batchgraph::structure::{
+    batch_program, bilstm_tagger, init_params, random_sentence, sentence_batch, wikiner_like_sentences, FastPath,
+    Model, TaggerSizes,
+};
+use batchgraph::{BatchReduce, Batcher, Interpreter, Rng, Strategy, Tensor, Values};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let out = PathBuf::from(args.get(1).map_or("out/structure", String::as_str));
+    let examples: usize = args.get(2).map_or(1280, |n| n.parse().expect("EXAMPLES is a number"));
+    let s = TaggerSizes::wikiner();
+    let model = bilstm_tagger(s);
+    let start = Instant::now();
+    let mut fast = FastPath::new(&model).expect("compile the cells");
+    println!(
+        "BiLSTM tagger (hidden {} per direction, embeddings {} from {} words, {} tags), SGD; WikiNER-like sentences, new ones every batch.",
+        s.hidden, s.embed, s.vocab, s.tags
+    );
+    println!(
+        "Cells compiled once: {:.2} s; re-declared at any row count: {}.\n",
+        start.elapsed().as_secs_f64(),
+        fast.generic()
+    );
+    let make = |seed: u64, size: usize| {
+        sentence_batch(&wikiner_like_sentences(&mut Rng::new(seed), size, s.vocab, s.tags), s).expect("sentences")
+    };
+    let mut rows = vec![];
+    for size in common::sizes(args.get(3)) {
+        rows.push(common::measure(
+            &model,
+            &mut fast,
+            size,
+            common::batches_for(size, examples),
+            &make,
+        ));
+        eprintln!("B = {size} done");
+    }
+    common::print_table(&rows, "sentences");
+    for r in &rows {
+        println!(
+            "B = {}: loss {:.4} on the first batch, {:.4} on the last",
+            r.size, r.first_loss, r.last_loss
+        );
+    }
+    common::draw(
+        &rows,
+        "BiLSTM tagger, WikiNER-like sentences: training speed",
+        "sentences",
+        &out.join("bilstm.svg"),
+    );
+    equal_lengths(&model, s, &mut fast);
+}
+
+/// 64 sentences of 20 tokens: the fast path against the per-sentence program
+/// batched by the batcher (`--strategy fuse`, the mean loss), forward and
+/// backward, the same sentences, 10 runs each after one warm-up.
+fn equal_lengths(model: &Model, s: TaggerSizes, fast: &mut FastPath) {
+    let (size, length, runs) = (64, 20, 10);
+    let mut rng = Rng::new(7);
+    let sentences: Vec<_> = (0..size)
+        .map(|_| random_sentence(&mut rng, length, s.vocab, s.tags))
+        .collect();
+    let params = init_params(model, 1);
+    let batch = sentence_batch(&sentences, s).expect("sentences");
+    // The per-sentence program, batched over its inputs (the looked-up rows and the labels).
+    let one = sentence_batch(&sentences[..1], s).expect("one sentence");
+    let (program, _) = batch_program(model, &one, &params).expect("program");
+    let over: Vec<String> = program.inputs.iter().map(|d| d.name.clone()).collect();
+    let start = Instant::now();
+    let fused = Batcher::new(&program)
+        .over(over.clone())
+        .size(size)
+        .strategy(Strategy::Fuse)
+        .reduce(BatchReduce::Mean)
+        .run()
+        .expect("batch --strategy fuse");
+    let batching = start.elapsed();
+    let mut values: Values<f64> = Values::new();
+    let per_sentence: Vec<Values<f64>> = (0..size)
+        .map(|e| {
+            batch_program(model, &sentence_batch(&sentences[e..e + 1], s).unwrap(), &params)
+                .unwrap()
+                .1
+        })
+        .collect();
+    for name in &over {
+        let rows: Vec<_> = per_sentence.iter().map(|v| v[name].view()).collect();
+        values.insert(
+            name.clone(),
+            ndarray::stack(ndarray::Axis(0), &rows).expect("equal shapes"),
+        );
+    }
+    for (name, _) in &model.params {
+        values.insert(name.to_string(), params[*name].clone());
+    }
+    let interpreter = Interpreter::new(&fused.program);
+    let fused_loss = interpreter.gradient(&values).expect("fused gradient").outputs[0]
+        .1
+        .sum();
+    let start = Instant::now();
+    for _ in 0..runs {
+        interpreter.gradient(&values).expect("fused gradient");
+    }
+    let fused_time = start.elapsed() / runs;
+    let mut p = params.clone();
+    let plan = fast.plan(&batch).expect("plan");
+    let fast_loss = fast.run(&batch, &plan, &p).expect("fast").loss;
+    let start = Instant::now();
+    for _ in 0..runs {
+        // The gradient only (no update), as the fused run: step_fast without its SGD.
+        let _: Tensor<f64> = fast
+            .run(&batch, &plan, &p)
+            .expect("fast")
+            .grads
+            .remove("b_tag")
+            .unwrap();
+    }
+    let fast_time = start.elapsed() / runs;
+    let _ = step_fast(fast, &batch, &mut p, 0.0);
+    println!("\nEqual lengths: {size} sentences of {length} tokens, forward and backward (the mean of {runs} runs):");
+    println!(
+        "- `batch --strategy fuse` on the per-sentence program: {:.2} ms ({:.0} sentences/s; batching it took {:.2} s once)",
+        fused_time.as_secs_f64() * 1e3,
+        size as f64 / fused_time.as_secs_f64(),
+        batching.as_secs_f64()
+    );
+    println!(
+        "- the fast path: {:.2} ms ({:.0} sentences/s): {:.0}% of the fused program's speed",
+        fast_time.as_secs_f64() * 1e3,
+        size as f64 / fast_time.as_secs_f64(),
+        100.0 * fused_time.as_secs_f64() / fast_time.as_secs_f64()
+    );
+    println!("- losses: fused {fused_loss:.12}, fast path {fast_loss:.12}");
+}

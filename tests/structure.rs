@@ -1,0 +1,227 @@
+//! Examples that differ in structure (issue 23): Tree-LSTMs over random
+//! SST-like trees and a BiLSTM tagger over WikiNER-like sentences, each batch
+//! written as one program. The general autobatcher keeps its values and
+//! gradients; the fast path (cells batched once, a schedule by depth) gives
+//! the program's loss and, for every param and the embedding matrix, the mean
+//! of the per-example gradients (each example's program run alone) to 1e-10;
+//! edge cases give right answers or clear errors.
+
+use batchgraph::structure::fast::make_plan;
+use batchgraph::structure::*;
+use batchgraph::{autobatch, AutobatchOptions, Interpreter, Rng, Tensor, Values};
+
+fn small_tree() -> TreeLstmSizes {
+    TreeLstmSizes {
+        hidden: 4,
+        embed: 3,
+        vocab: 20,
+        classes: 5,
+    }
+}
+
+fn small_tagger() -> TaggerSizes {
+    TaggerSizes {
+        hidden: 3,
+        embed: 2,
+        vocab: 20,
+        tags: 4,
+    }
+}
+
+fn max_diff(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Every gradient in `actual` equals `expected`'s to `tolerance`, and both have the same names.
+/// With `all_used`, no gradient may be all zero (the check would be empty).
+fn assert_grads_equal(actual: &Values<f64>, expected: &Values<f64>, tolerance: f64, all_used: bool) {
+    let mut names: Vec<&String> = expected.keys().collect();
+    names.sort();
+    assert_eq!(actual.len(), expected.len(), "{names:?}");
+    for name in names {
+        let d = max_diff(&actual[name], &expected[name]);
+        assert!(d <= tolerance, "gradient of {name} differs by {d}");
+        assert!(
+            !all_used || expected[name].iter().any(|&x| x != 0.0),
+            "gradient of {name} is all zero: the check would be empty"
+        );
+    }
+}
+
+fn tree_case(n: usize, seed: u64) -> (Model, Batch, Values<f64>) {
+    let s = small_tree();
+    let trees = sst_like_trees(&mut Rng::new(seed), n, s.vocab, s.classes);
+    (tree_lstm(s), tree_batch(&trees, s), init_params(&tree_lstm(s), seed))
+}
+
+fn sentence_case(lengths: &[usize], seed: u64) -> (Model, Batch, Values<f64>) {
+    let s = small_tagger();
+    let mut rng = Rng::new(seed);
+    let sentences: Vec<Sentence> = lengths
+        .iter()
+        .map(|&n| random_sentence(&mut rng, n, s.vocab, s.tags))
+        .collect();
+    let model = bilstm_tagger(s);
+    let params = init_params(&model, seed);
+    (model, sentence_batch(&sentences, s).unwrap(), params)
+}
+
+#[test]
+fn the_batch_program_is_the_mean_of_the_examples_and_repeats_from_a_seed() {
+    let (model, batch, params) = tree_case(5, 3);
+    let (_, again, _) = tree_case(5, 3);
+    assert_eq!(batch, again);
+    let (loss, _, _) = unbatched_gradient(&model, &batch, &params).unwrap();
+    let mean: f64 = (0..5)
+        .map(|e| unbatched_gradient(&model, &batch.example(e), &params).unwrap().0)
+        .sum::<f64>()
+        / 5.0;
+    assert!((loss - mean).abs() < 1e-12, "{loss} against {mean}");
+}
+
+/// The general path at small sizes: the batch's program through `autobatch`
+/// keeps the unbatched program's values and gradients.
+#[test]
+fn autobatching_a_batch_program_keeps_its_values_and_gradients() {
+    for (model, batch, params) in [tree_case(2, 11), sentence_case(&[2, 3], 12)] {
+        let (program, values) = batch_program(&model, &batch, &params).unwrap();
+        let options = AutobatchOptions {
+            batch_every_group: true,
+            ..AutobatchOptions::default()
+        };
+        let batched = autobatch(&program, &options).unwrap();
+        assert!(batched.report.groups_taken > 0, "{:?}", batched.report.notes);
+        assert!(batched.report.kernels_after < batched.report.kernels_before);
+        let expected = Interpreter::new(&program).gradient(&values).unwrap();
+        let actual = Interpreter::new(&batched.program).gradient(&values).unwrap();
+        let d = max_diff(&actual.outputs[0].1, &expected.outputs[0].1);
+        assert!(d < 1e-10, "loss differs by {d}");
+        for ((name, a), (_, e)) in actual.grads.iter().zip(&expected.grads) {
+            assert!(max_diff(a, e) < 1e-10, "gradient of {name}");
+        }
+    }
+}
+
+#[test]
+fn the_fast_path_gradient_is_the_mean_of_the_per_example_gradients() {
+    for (model, batch, params) in [tree_case(6, 21), sentence_case(&[1, 4, 7, 2], 22)] {
+        let mut fast = FastPath::new(&model).unwrap();
+        assert!(fast.generic(), "a cell's batched program depends on its row count");
+        let plan = fast.plan(&batch).unwrap();
+        let outcome = fast.run(&batch, &plan, &params).unwrap();
+        let (loss, grads, _) = unbatched_gradient(&model, &batch, &params).unwrap();
+        assert!((outcome.loss - loss).abs() < 1e-12, "{} against {loss}", outcome.loss);
+        assert_grads_equal(&outcome.grads, &grads, 1e-10, true);
+        let mean = per_example_mean_gradient(&model, &batch, &params).unwrap();
+        assert_grads_equal(&outcome.grads, &mean, 1e-10, true);
+    }
+}
+
+#[test]
+fn the_fast_path_runs_one_batched_cell_per_cell_and_level() {
+    let (model, batch, params) = tree_case(8, 31);
+    let mut fast = FastPath::new(&model).unwrap();
+    let plan = fast.plan(&batch).unwrap();
+    let outcome = fast.run(&batch, &plan, &params).unwrap();
+    let groups: usize = plan.levels.iter().map(Vec::len).sum();
+    assert_eq!(outcome.launches, groups);
+    // Leaves at level 0; each inner level has inner nodes and perhaps roots' heads.
+    assert_eq!(plan.levels[0].len(), 1);
+    let deepest = batch.calls.len();
+    assert!(plan.levels.len() < deepest);
+    let (program, _) = batch_program(&model, &batch, &params).unwrap();
+    let (kernels, bound) = batchgraph::egraph::kernel_bound(&program);
+    assert!(outcome.kernels < kernels);
+    assert!(
+        outcome.kernels as f64 <= 1.2 * bound as f64,
+        "{} kernels against the bound {bound}",
+        outcome.kernels
+    );
+}
+
+#[test]
+fn a_repeated_structure_reuses_its_plan() {
+    let (model, batch, params) = tree_case(3, 41);
+    let mut fast = FastPath::new(&model).unwrap();
+    fast.plan(&batch).unwrap();
+    // The same trees with other words and labels: the same structure.
+    let mut other = batch.clone();
+    for call in &mut other.calls {
+        for arg in &mut call.args {
+            if let Arg::Lookup(row) = arg {
+                *row = (*row + 1) % 20;
+            }
+        }
+    }
+    fast.plan(&other).unwrap();
+    let (_, different, _) = tree_case(3, 42);
+    fast.plan(&different).unwrap();
+    assert_eq!((fast.plan_hits, fast.plan_misses), (1, 2));
+    let plan = fast.plan(&other).unwrap();
+    assert!(fast.run(&other, &plan, &params).unwrap().loss.is_finite());
+    assert_eq!(make_plan(&other, 3).levels.len(), plan.levels.len());
+}
+
+#[test]
+fn edge_cases_give_right_answers_or_clear_errors() {
+    let s = small_tree();
+    let model = tree_lstm(s);
+    let params = init_params(&model, 5);
+    let mut fast = FastPath::new(&model).unwrap();
+    // An empty batch is refused by both paths.
+    let empty = tree_batch(&[], s);
+    let message = fast.plan(&empty).unwrap_err().to_string();
+    assert!(message.contains("empty batch"), "{message}");
+    assert!(unbatched_gradient(&model, &empty, &params)
+        .unwrap_err()
+        .to_string()
+        .contains("empty batch"));
+    // A tree of one leaf, alone and beside others; a batch of one.
+    let one_leaf = LabelledTree {
+        tree: Tree::Leaf(3),
+        label: 2,
+    };
+    let mut trees = sst_like_trees(&mut Rng::new(6), 2, s.vocab, s.classes);
+    trees.push(one_leaf.clone());
+    for batch in [
+        tree_batch(&[one_leaf], s),
+        tree_batch(&trees, s),
+        tree_batch(&trees[..1], s),
+    ] {
+        let plan = fast.plan(&batch).unwrap();
+        let outcome = fast.run(&batch, &plan, &params).unwrap();
+        let mean = per_example_mean_gradient(&model, &batch, &params).unwrap();
+        for (name, g) in &mean {
+            assert!(max_diff(&outcome.grads[name], g) < 1e-10, "{name}");
+        }
+    }
+    // A sentence of no words is refused, naming it.
+    let t = small_tagger();
+    let bad = Sentence {
+        words: vec![],
+        tags: vec![],
+    };
+    assert!(sentence_batch(&[bad], t)
+        .unwrap_err()
+        .to_string()
+        .contains("sentence 0"));
+}
+
+#[test]
+fn sentences_of_length_one_and_ten_thousand() {
+    let (model, batch, params) = sentence_case(&[1], 51);
+    let mut fast = FastPath::new(&model).unwrap();
+    let plan = fast.plan(&batch).unwrap();
+    let outcome = fast.run(&batch, &plan, &params).unwrap();
+    // One token: the next-step params get no gradient.
+    let mean = per_example_mean_gradient(&model, &batch, &params).unwrap();
+    assert_grads_equal(&outcome.grads, &mean, 1e-10, false);
+    // 10,000 tokens: 20,000 LSTM steps on 10,001 levels; memory linear in the length.
+    let (_, long, _) = sentence_case(&[10_000], 52);
+    let plan = fast.plan(&long).unwrap();
+    assert_eq!(plan.levels.len(), 10_001);
+    let outcome = fast.run(&long, &plan, &params).unwrap();
+    assert!(outcome.loss.is_finite() && outcome.loss > 0.0);
+    assert!(outcome.grads.values().all(|g| g.iter().all(|x| x.is_finite())));
+}
