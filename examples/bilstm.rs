@@ -40,28 +40,14 @@ fn main() {
     let make = |seed: u64, size: usize| {
         sentence_batch(&wikiner_like_sentences(&mut Rng::new(seed), size, s.vocab, s.tags), s).expect("sentences")
     };
-    let mut rows = vec![];
-    for size in common::sizes(args.get(3)) {
-        rows.push(common::measure(
-            &model,
-            &mut fast,
-            size,
-            common::batches_for(size, examples),
-            &make,
-        ));
-        eprintln!("B = {size} done");
-    }
-    common::print_table(&rows, "sentences");
-    for r in &rows {
-        println!(
-            "B = {}: loss {:.4} on the first batch, {:.4} on the last",
-            r.size, r.first_loss, r.last_loss
-        );
-    }
-    common::draw(
-        &rows,
-        "BiLSTM tagger, WikiNER-like sentences: training speed",
+    common::measure_and_report(
+        &model,
+        &mut fast,
+        &common::sizes(args.get(3)),
+        examples,
+        &make,
         "sentences",
+        "BiLSTM tagger, WikiNER-like sentences: training speed",
         &out.join("bilstm.svg"),
     );
     equal_lengths(&model, s, &mut fast);

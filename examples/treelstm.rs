@@ -32,28 +32,14 @@ fn main() {
         fast.generic()
     );
     let make = |seed: u64, size: usize| tree_batch(&sst_like_trees(&mut Rng::new(seed), size, s.vocab, s.classes), s);
-    let mut rows = vec![];
-    for size in common::sizes(args.get(3)) {
-        rows.push(common::measure(
-            &model,
-            &mut fast,
-            size,
-            common::batches_for(size, examples),
-            &make,
-        ));
-        eprintln!("B = {size} done");
-    }
-    common::print_table(&rows, "sentences");
-    for r in &rows {
-        println!(
-            "B = {}: loss {:.4} on the first batch, {:.4} on the last",
-            r.size, r.first_loss, r.last_loss
-        );
-    }
-    common::draw(
-        &rows,
-        "Tree-LSTM, SST-like trees: training speed",
+    common::measure_and_report(
+        &model,
+        &mut fast,
+        &common::sizes(args.get(3)),
+        examples,
+        &make,
         "sentences",
+        "Tree-LSTM, SST-like trees: training speed",
         &out.join("treelstm.svg"),
     );
 }

@@ -9,8 +9,8 @@
 
 mod common;
 use batchgraph::{
-    autobatch, chunk_plan, expand_loops, AutobatchOptions, BatchReduce, Batcher, Interpreter, Program, Reduce,
-    Strategy, Tensor, Values, MAX_NODES,
+    autobatch, chunk_plan, expand_loops, AutobatchOptions, Batcher, Interpreter, Program, Reduce, Strategy, Tensor,
+    Values, MAX_NODES,
 };
 use common::{grad_program_difference, json_tensor, jvp_program_difference, load_reference, rel_diff, Rng};
 use ndarray::{Axis, IxDyn};
@@ -54,10 +54,7 @@ fn every_plan(program: &Program, b: usize) -> Vec<(String, Program)> {
     let fused = plans[1].1.clone();
     let over: HashSet<&str> = ["x"].into_iter().collect();
     for k in (1..b).filter(|&k| !b.is_multiple_of(k) || k == 1) {
-        plans.push((
-            format!("chunks of {k}"),
-            chunk_plan(&fused, &over, BatchReduce::Mean, k).unwrap(),
-        ));
+        plans.push((format!("chunks of {k}"), chunk_plan(&fused, &over, k).unwrap()));
     }
     // The copies written out, grouped back by autobatching (every group taken).
     let copies = expand_loops(&plans[0].1, MAX_NODES).unwrap();

@@ -165,3 +165,32 @@ pub fn draw(rows: &[Row], title: &str, unit: &str, path: &Path) {
 pub fn batches_for(size: usize, examples: usize) -> usize {
     (examples / size).max(2)
 }
+
+/// Measures every batch size in `sizes` ([`measure`]), prints the table and
+/// each size's first and last loss, and draws the chart to `path`: what
+/// both examples report.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_and_report(
+    model: &Model,
+    fast: &mut FastPath,
+    sizes: &[usize],
+    examples: usize,
+    make: &dyn Fn(u64, usize) -> Batch,
+    unit: &str,
+    title: &str,
+    path: &Path,
+) {
+    let mut rows = vec![];
+    for &size in sizes {
+        rows.push(measure(model, fast, size, batches_for(size, examples), make));
+        eprintln!("B = {size} done");
+    }
+    print_table(&rows, unit);
+    for r in &rows {
+        println!(
+            "B = {}: loss {:.4} on the first batch, {:.4} on the last",
+            r.size, r.first_loss, r.last_loss
+        );
+    }
+    draw(&rows, title, unit, path);
+}
