@@ -1,10 +1,13 @@
 //! Shape inference as an egg [`Analysis`]: every e-class knows its shape,
 //! whether it is a number literal, and whether it depends on a batched input.
 
+use crate::egraph::rule_search::ClassIndex;
 use crate::error::Conflict;
 use crate::ir::{ChildInfo, Op, Shape};
 use egg::{Analysis, DidMerge, EGraph, Id, Language, Symbol};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// What every e-class knows.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +41,37 @@ pub struct ShapeAnalysis {
     /// Shape errors found while adding or merging, each naming the op or the
     /// two shapes: a non-empty list means some rewrite was unsound.
     pub conflicts: Vec<Conflict>,
+    /// Renewed, unique across e-graphs, by every node added and every union:
+    /// equal stamps mean the same e-graph (or an unchanged copy).
+    pub stamp: u64,
+    /// The rules' search index and the stamp it was built at.
+    pub(crate) class_index: ClassIndexCache,
+}
+
+/// The rules' search index ([`crate::egraph::rule_search`]) for
+/// one state of the e-graph. A copy of the e-graph keeps it: the stamp says
+/// whether it is still that state.
+#[derive(Debug, Default)]
+pub(crate) struct ClassIndexCache(pub(crate) Mutex<Option<(u64, Arc<ClassIndex>)>>);
+
+impl Clone for ClassIndexCache {
+    fn clone(&self) -> Self {
+        let cached = self.0.lock().expect("the index is never left half-built").clone();
+        ClassIndexCache(Mutex::new(cached))
+    }
+}
+
+impl std::ops::Deref for ClassIndexCache {
+    type Target = Mutex<Option<(u64, Arc<ClassIndex>)>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// A stamp no e-graph has had.
+fn next_stamp() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl ShapeAnalysis {
@@ -57,6 +91,7 @@ impl Analysis<Op> for ShapeAnalysis {
     type Data = ClassData;
 
     fn make(egraph: &mut Graph, enode: &Op, _id: Id) -> ClassData {
+        egraph.analysis.stamp = next_stamp();
         let data = |id: Id| &egraph[id].data;
         let (shape, mapped) = if let Some(v) = enode.as_var() {
             let declared = egraph.analysis.vars.get(&v).cloned();
@@ -98,6 +133,7 @@ impl Analysis<Op> for ShapeAnalysis {
     }
 
     fn merge(&mut self, a: &mut ClassData, b: ClassData) -> DidMerge {
+        self.stamp = next_stamp();
         if a.shape != b.shape {
             self.conflicts.push(Conflict::Merged {
                 left: a.shape.clone(),

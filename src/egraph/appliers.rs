@@ -15,6 +15,7 @@
 //!   `transpose(a) @ b`: a batched weight gradient without its `[B, m, n]` stack.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::rule_search::RuleSearcher;
 use crate::egraph::rules::Rule;
 use crate::egraph::structural;
 use crate::ir::{Binary, Num, Op, Reduce, Structural};
@@ -90,7 +91,7 @@ pub(crate) fn rule(
 ) -> Rule {
     let lhs: Pattern<Op> = lhs.parse().expect("applier patterns parse");
     Rule {
-        rewrite: Rewrite::new(name.as_str(), lhs.clone(), applier).expect("a valid rewrite"),
+        rewrite: Rewrite::new(name.as_str(), RuleSearcher::new(lhs.clone()), applier).expect("a valid rewrite"),
         name,
         comment,
         origin: ORIGIN.into(),

@@ -11,6 +11,7 @@
 //! `== != < <= > >=`.
 
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
+use crate::egraph::rule_search::RuleSearcher;
 use crate::egraph::{appliers, class_rules};
 use crate::error::{Conflict, Error, Result};
 use crate::ir::{Binary, Op, Unary};
@@ -306,7 +307,8 @@ impl Rule {
             condition: rule.conditions.clone(),
             applier: rule.rhs.clone(),
         };
-        let rewrite = Rewrite::new(rule.name.as_str(), rule.lhs.clone(), applier).expect("checked when parsed");
+        let rewrite = Rewrite::new(rule.name.as_str(), RuleSearcher::new(rule.lhs.clone()), applier)
+            .expect("checked when parsed");
         let (lhs, rhs) = (&rule.lhs, &rule.rhs);
         let conditions = if rule.conditions.0.is_empty() {
             String::new()

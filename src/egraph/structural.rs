@@ -16,12 +16,13 @@
 //! a symbolic batch axis.
 
 use crate::egraph::analysis::Graph;
-use crate::egraph::appliers::{literal, rule, union_id, var};
+use crate::egraph::appliers::{literal, union_id, var};
+use crate::egraph::rule_search::RuleSearcher;
 use crate::egraph::rules::Rule;
 use crate::error::Result;
 use crate::ir::structural::{BatchEmit, Emit, Node, Structural};
 use crate::ir::{Op, Reduce, Shape};
-use egg::{Applier, Id, PatternAst, Subst, Symbol};
+use egg::{Applier, Id, PatternAst, Rewrite, Subst, Symbol};
 
 const ORIGIN: &str = "a Rust applier (src/egraph/structural.rs, the op's rule in src/ir/structural/)";
 
@@ -31,27 +32,37 @@ pub fn rules() -> Vec<Rule> {
         .iter()
         .map(|&s| {
             let spec = s.batch_rule();
-            let mut rule = rule(
+            under_vmap_rule(
                 spec.name.into(),
                 spec.identity.into(),
-                "(vmap ?t)",
-                UnderVmap(Batch::Op(s)),
-            );
-            rule.lhs = spec.lhs.parse().expect("structural patterns parse");
-            rule.origin = ORIGIN.into();
-            rule
+                spec.lhs,
+                &Op::Structural(s, Box::new([])),
+                Batch::Op(s),
+            )
         })
         .collect();
-    let mut matmul = rule(
+    rules.push(under_vmap_rule(
         "matmul/batched-gemm".into(),
         "A[b] @ C[b] = squeeze(promote(A) @ promote(C))[b]: vectors made matrices, mapped ranks aligned after the batch axis, one @".into(),
-        "(vmap ?t)",
-        UnderVmap(Batch::MatMul),
-    );
-    matmul.lhs = "(vmap (@ ?a ?b))".parse().expect("a pattern");
-    matmul.origin = ORIGIN.into();
-    rules.push(matmul);
+        "(vmap (@ ?a ?b))",
+        &Op::MatMul([Id::from(0); 2]),
+        Batch::MatMul,
+    ));
     rules
+}
+
+/// A rule that matches `(vmap ?t)` where `?t`'s class holds an `op` node and
+/// runs `batch` on it; `lhs` is the pattern it is shown (and checked) as.
+fn under_vmap_rule(name: String, comment: String, lhs: &str, op: &Op, batch: Batch) -> Rule {
+    let rewrite = Rewrite::new(name.as_str(), RuleSearcher::under_vmap(op), UnderVmap(batch)).expect("a valid rewrite");
+    Rule {
+        name,
+        comment,
+        origin: ORIGIN.into(),
+        lhs: lhs.parse().expect("structural patterns parse"),
+        rhs: None,
+        rewrite,
+    }
 }
 
 /// Which rule an applier runs.
