@@ -327,3 +327,38 @@ fn a_kept_forward_then_backward_is_the_gradient_of_the_seeded_outputs() {
         .to_string();
     assert!(missing.contains("no value for `y`"), "{missing}");
 }
+
+/// The loss heads (the calls nothing reads) all wait for the last level, so
+/// each head cell runs once per batch, however deep each example ends; every
+/// other call stays at its depth (one past the deepest call it reads).
+#[test]
+fn the_loss_heads_wait_for_the_last_level() {
+    for (_, batch, _) in [tree_case(8, 31), sentence_case(&[1, 4, 7, 2], 22)] {
+        let plan = make_plan(&batch, 5);
+        let heads: Vec<usize> = (0..batch.calls.len())
+            .filter(|&i| batch.calls[i].loss.is_some())
+            .collect();
+        let last = plan.levels.last().unwrap();
+        let in_last: Vec<usize> = last.iter().flat_map(|g| g.calls.clone()).collect();
+        assert_eq!(in_last, heads, "the last level holds the heads, and only them");
+        assert_eq!(last.len(), 1, "one head cell, one group");
+        let mut level = vec![0; batch.calls.len()];
+        for (l, groups) in plan.levels.iter().enumerate() {
+            for g in groups {
+                g.calls.iter().for_each(|&c| level[c] = l);
+            }
+        }
+        for (i, call) in batch.calls.iter().enumerate().filter(|(_, c)| c.loss.is_none()) {
+            let depth = call
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    Arg::Call(c, _) => Some(level[*c] + 1),
+                    Arg::Lookup(_) | Arg::Data(_) => None,
+                })
+                .max()
+                .unwrap_or(0);
+            assert_eq!(level[i], depth, "call {i}");
+        }
+    }
+}

@@ -1,21 +1,23 @@
 //! The fast path: TensorFlow Fold's dynamic batching with cells batched by
 //! the e-graph. Each cell's calls are a vmap of its body, so the body is
 //! batched once by the [`Batcher`] (`--strategy fuse`: a shared W times
-//! stacked vectors is one GEMM) and cached: a forward program (outputs
-//! stacked) and a vector-Jacobian program (`v = sum(out * g)` over the
-//! outputs, summed over the rows, so its gradient is the rows' VJPs and the
-//! params' summed gradient). A batched program whose nodes do not depend on
-//! the row count (checked by batching at 2 and at 3 rows and comparing) is
-//! re-declared at any row count with no further rewriting; otherwise it is
-//! batched once per row count met.
+//! stacked vectors is one GEMM) into a forward program (outputs stacked) and
+//! cached. A batched program whose nodes do not depend on the row count
+//! (checked by batching at 2 and at 3 rows and comparing) is re-declared at
+//! any row count with no further rewriting; otherwise it is batched once per
+//! row count met.
 //!
 //! Per batch the work is linear in the calls: each call's level is one more
-//! than the deepest call it reads (Fold's depth), the calls of one cell at one
+//! than the deepest call it reads (Fold's depth; the calls nothing reads, the
+//! loss heads, all wait for the last level), the calls of one cell at one
 //! level run as one batched program, their arguments gathered into stacked
-//! rows and their outputs scattered back; the backward sweep goes down the
-//! levels, gathering cotangents and scattering the VJPs (a looked-up row's
-//! into the embedding's gradient). The plan (levels and members) is cached by
-//! the batch's structure, so a batch whose structure repeats reuses it.
+//! rows from the outputs of earlier levels. Each level's forward runs once and
+//! keeps its values ([`Kept`]); the backward sweep goes down the levels, each
+//! group's outputs' cotangents (stacked as its outputs are) seeding its kept
+//! forward's backward sweep, and the arguments' cotangents scattered to the
+//! rows that made them (a looked-up row's into the embedding's gradient). The
+//! plan (levels and members) is cached by the batch's structure, so a batch
+//! whose structure repeats reuses it.
 
 use super::graph::{Arg, Batch, Cell, Model};
 use crate::egraph::{kernel_bound, BatchReduce, Batcher, Strategy};
@@ -310,9 +312,13 @@ impl FastPath {
             .map(|g| vec![None; self.model.cells[g.cell].outputs])
             .collect();
         for (gi, group) in groups.iter().enumerate() {
-            if let Some(w) = batch.calls[group.calls[0]].loss {
-                debug_assert!(group.calls.iter().all(|&c| batch.calls[c].loss.is_some()));
-                let weights = group.calls.iter().map(|&c| batch.calls[c].loss.unwrap_or(w)).collect();
+            // A loss head's output is seeded with its weight; a call of the same cell that is not a head, with 0.
+            if group.calls.iter().any(|&c| batch.calls[c].loss.is_some()) {
+                let weights = group
+                    .calls
+                    .iter()
+                    .map(|&c| batch.calls[c].loss.unwrap_or(0.0))
+                    .collect();
                 let stacked = Tensor::from_shape_vec(IxDyn(&[group.calls.len()]), weights)
                     .map_err(|e| Error::Values(e.to_string()))?;
                 cots[gi][0] = Some(stacked);
@@ -440,24 +446,40 @@ fn structure_key(batch: &Batch) -> Vec<u64> {
     key
 }
 
-/// Levels by depth (one more than the deepest call read), each level's calls grouped by cell.
+/// Levels by depth (one more than the deepest call read), each level's calls
+/// grouped by cell; except that the calls no call reads (the loss heads) all
+/// wait for the last level, one past the deepest call that is read, so that
+/// each head cell runs once, not once per depth its examples end at.
 pub fn make_plan(batch: &Batch, cells: usize) -> Plan {
     let mut level = vec![0usize; batch.calls.len()];
-    let mut levels: Vec<Vec<Vec<usize>>> = vec![];
+    let mut read = vec![false; batch.calls.len()];
     for (i, call) in batch.calls.iter().enumerate() {
         level[i] = call
             .args
             .iter()
             .filter_map(|a| match a {
-                Arg::Call(c, _) => Some(level[*c] + 1),
+                Arg::Call(c, _) => {
+                    read[*c] = true;
+                    Some(level[*c] + 1)
+                }
                 Arg::Lookup(_) | Arg::Data(_) => None,
             })
             .max()
             .unwrap_or(0);
-        if levels.len() <= level[i] {
-            levels.resize(level[i] + 1, vec![vec![]; cells]);
+    }
+    // Every call a sink reads is read, so a sink's own level is at most this one.
+    let last = (0..level.len())
+        .filter(|&i| read[i])
+        .map(|i| level[i] + 1)
+        .max()
+        .unwrap_or(0);
+    let mut levels: Vec<Vec<Vec<usize>>> = vec![];
+    for (i, call) in batch.calls.iter().enumerate() {
+        let at = if read[i] { level[i] } else { last };
+        if levels.len() <= at {
+            levels.resize(at + 1, vec![vec![]; cells]);
         }
-        levels[level[i]][call.cell].push(i);
+        levels[at][call.cell].push(i);
     }
     Plan {
         levels: levels
