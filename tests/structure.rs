@@ -225,3 +225,140 @@ fn sentences_of_length_one_and_ten_thousand() {
     assert!(outcome.loss.is_finite() && outcome.loss > 0.0);
     assert!(outcome.grads.values().all(|g| g.iter().all(|x| x.is_finite())));
 }
+
+/// A program with two outputs, the second also read by the first (as a
+/// cell's `c` is): `t = tanh(W @ x)`, `o0 = t * t * y`, `o1 = t`; and, with
+/// `seeded`, the scalar `sum(o0 * g0) + sum(o1 * g1)` instead.
+fn two_outputs(seeded: bool) -> batchgraph::Program {
+    let mut b = batchgraph::ProgramBuilder::new();
+    let x = b.input("x", &[3]).unwrap();
+    let y = b.input("y", &[2]).unwrap();
+    let w = b.param("w", &[2, 3]).unwrap();
+    let wx = b.matmul(w, x).unwrap();
+    let t = b.tanh(wx).unwrap();
+    let tt = b.mul(t, t).unwrap();
+    let o0 = b.mul(tt, y).unwrap();
+    if !seeded {
+        b.output("o0", o0).unwrap();
+        b.output("o1", t).unwrap();
+        return b.finish().unwrap();
+    }
+    let g0 = b.input("g0", &[2]).unwrap();
+    let g1 = b.input("g1", &[2]).unwrap();
+    let p0 = b.mul(o0, g0).unwrap();
+    let s0 = b.sum(p0).unwrap();
+    let p1 = b.mul(t, g1).unwrap();
+    let s1 = b.sum(p1).unwrap();
+    let v = b.add(s0, s1).unwrap();
+    b.output("v", v).unwrap();
+    b.finish().unwrap()
+}
+
+/// Reverse mode split in two (what the fast path runs per level): a forward
+/// sweep that keeps its values, some moved in and some borrowed, then a
+/// backward sweep from cotangents of the outputs given later, equals the
+/// gradient of the seeded sum of the outputs; a missing seed is a zero one;
+/// wrong seeds and missing values are clear errors.
+#[test]
+fn a_kept_forward_then_backward_is_the_gradient_of_the_seeded_outputs() {
+    let mut rng = Rng::new(5);
+    let (x, y, w) = (
+        rng.tensor(&[3], -1.0, 1.0),
+        rng.tensor(&[2], -1.0, 1.0),
+        rng.tensor(&[2, 3], -1.0, 1.0),
+    );
+    let (g0, g1) = (rng.tensor(&[2], -1.0, 1.0), rng.tensor(&[2], -1.0, 1.0));
+    let program = two_outputs(false);
+    let seeded = two_outputs(true);
+    let mut shared: Values<f64> = Values::new();
+    shared.insert("w".into(), w.clone());
+    shared.insert("unused".into(), rng.tensor(&[7], 0.0, 1.0));
+    let owned = |with_y: bool| {
+        let mut v: Values<f64> = Values::new();
+        v.insert("x".into(), x.clone());
+        if with_y {
+            v.insert("y".into(), y.clone());
+        }
+        v
+    };
+    let interpreter = Interpreter::new(&program).with_respect_to(["x", "w"]);
+    for (seeds, zero_first) in [
+        (vec![Some(g0.clone()), Some(g1.clone())], false),
+        (vec![None, Some(g1.clone())], true),
+    ] {
+        let kept = interpreter.forward_kept(owned(true), &shared).unwrap();
+        let evaluated = Interpreter::new(&program)
+            .evaluate(
+                &[("x", &x), ("y", &y), ("w", &w)]
+                    .map(|(n, v)| (n.to_string(), v.clone()))
+                    .into(),
+            )
+            .unwrap();
+        assert_eq!(kept.output(0), &evaluated.outputs[0].1);
+        assert_eq!(kept.output(1), &evaluated.outputs[1].1);
+        let grads = kept.backward(seeds).unwrap();
+        let g0_used = if zero_first {
+            Tensor::zeros(g0.raw_dim())
+        } else {
+            g0.clone()
+        };
+        let all: Values<f64> = [("x", &x), ("y", &y), ("w", &w), ("g0", &g0_used), ("g1", &g1)]
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .into();
+        let want = Interpreter::new(&seeded)
+            .with_respect_to(["x", "w"])
+            .gradient(&all)
+            .unwrap();
+        assert_eq!(grads.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["x", "w"]);
+        for ((name, got), (_, expected)) in grads.iter().zip(&want.grads) {
+            assert!(max_diff(got, expected) < 1e-14, "{name}: {got} against {expected}");
+        }
+    }
+    let error = |r: batchgraph::Result<Vec<(String, Tensor<f64>)>>| r.unwrap_err().to_string();
+    let kept = || interpreter.forward_kept(owned(true), &shared).unwrap();
+    let few = error(kept().backward(vec![Some(g0.clone())]));
+    assert!(few.contains("1 cotangents for 2 outputs"), "{few}");
+    let misshapen = error(kept().backward(vec![None, Some(rng.tensor(&[3], 0.0, 1.0))]));
+    assert!(misshapen.contains("`o1`") && misshapen.contains("[3]"), "{misshapen}");
+    let missing = interpreter
+        .forward_kept(owned(false), &shared)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(missing.contains("no value for `y`"), "{missing}");
+}
+
+/// The loss heads (the calls nothing reads) all wait for the last level, so
+/// each head cell runs once per batch, however deep each example ends; every
+/// other call stays at its depth (one past the deepest call it reads).
+#[test]
+fn the_loss_heads_wait_for_the_last_level() {
+    for (_, batch, _) in [tree_case(8, 31), sentence_case(&[1, 4, 7, 2], 22)] {
+        let plan = make_plan(&batch, 5);
+        let heads: Vec<usize> = (0..batch.calls.len())
+            .filter(|&i| batch.calls[i].loss.is_some())
+            .collect();
+        let last = plan.levels.last().unwrap();
+        let in_last: Vec<usize> = last.iter().flat_map(|g| g.calls.clone()).collect();
+        assert_eq!(in_last, heads, "the last level holds the heads, and only them");
+        assert_eq!(last.len(), 1, "one head cell, one group");
+        let mut level = vec![0; batch.calls.len()];
+        for (l, groups) in plan.levels.iter().enumerate() {
+            for g in groups {
+                g.calls.iter().for_each(|&c| level[c] = l);
+            }
+        }
+        for (i, call) in batch.calls.iter().enumerate().filter(|(_, c)| c.loss.is_none()) {
+            let depth = call
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    Arg::Call(c, _) => Some(level[*c] + 1),
+                    Arg::Lookup(_) | Arg::Data(_) => None,
+                })
+                .max()
+                .unwrap_or(0);
+            assert_eq!(level[i], depth, "call {i}");
+        }
+    }
+}

@@ -20,6 +20,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+mod kept;
+pub use kept::Kept;
+
 /// Values by name: one for every input and param.
 pub type Values<T> = HashMap<String, Tensor<T>>;
 
@@ -358,10 +361,12 @@ impl<'p> Interpreter<'p> {
     }
 
     /// The forward sweep; with `retain` every value is kept (for a backward
-    /// sweep), else each is dropped after its last use.
+    /// sweep), else each is dropped after its last use. An input or param in
+    /// `owned` is moved into the sweep (held by it), the others borrowed from `values`.
     fn sweep<'v, T: Scalar>(
         &'v self,
         values: &'v Values<T>,
+        mut owned: Values<T>,
         tangents: Option<&Values<T>>,
         retain: bool,
         mut early: Option<EarlyLoop<'_, T>>,
@@ -376,10 +381,16 @@ impl<'p> Interpreter<'p> {
         let mut times = std::mem::take(&mut s.times);
         let mut remaining = self.uses.clone();
         let mut live = 0usize;
+        for (i, node) in expr.iter().enumerate() {
+            if let Some(value) = node.as_var().and_then(|v| owned.remove(v.as_str())) {
+                live += bytes(&value);
+                s.values[i] = Some(Cow::Owned(value));
+            }
+        }
         let loops = self.program.loops();
         let schedule = self.schedule(tangents.is_some());
         for (i, node) in expr.iter().enumerate() {
-            if loops.per_row[i] || schedule.is_interior(i) {
+            if loops.per_row[i] || schedule.is_interior(i) || s.values[i].is_some() {
                 continue;
             }
             let _clock = Clock::start(times.get_mut(i));
@@ -593,7 +604,7 @@ impl<'p> Interpreter<'p> {
 
     fn evaluate_here<T: Scalar>(&self, values: &Values<T>) -> Result<Evaluation<T>> {
         self.check_values(values, "values", true)?;
-        let mut s = self.sweep(values, None, false, None)?;
+        let mut s = self.sweep(values, Values::new(), None, false, None)?;
         let times = self.timed.then(|| NodeTimes {
             forward: std::mem::take(&mut s.times),
             backward: vec![Duration::ZERO; s.values.len()],
@@ -653,6 +664,7 @@ impl<'p> Interpreter<'p> {
         let early_nodes = early.as_ref().map(|(l, r, _)| (*l, *r));
         let mut s = self.sweep(
             values,
+            Values::new(),
             None,
             true,
             early.as_ref().map(|(node, _, g)| EarlyLoop {
@@ -661,17 +673,39 @@ impl<'p> Interpreter<'p> {
                 grads: &mut grads,
             }),
         )?;
-        let seed = scalar(T::one());
-        // The values held, and the output's own cotangent, which the sweep releases like any other.
+        let output = s.values[usize::from(root)].as_deref().unwrap().clone();
+        grads[usize::from(root)] = Some(scalar(T::one()));
+        let (peak, back_times) = self.backward_sweep(&mut s, &mut grads, early_nodes)?;
+        Ok(Gradients {
+            outputs: vec![(name.clone(), output)],
+            grads: self.var_grads(grads)?,
+            peak_bytes: peak.max(s.peak_bytes),
+            times: self.timed.then_some(NodeTimes {
+                forward: s.times,
+                backward: back_times,
+            }),
+        })
+    }
+
+    /// The backward sweep over the values `s` kept, from the cotangents in
+    /// `grads` (the outputs' seeds, and any an early loop made): every node's
+    /// cotangent sent to its operands, down to the inputs and params, whose
+    /// cotangents stay in `grads`. The values are released as it goes. Returns
+    /// the most bytes held and the time per node (when timed).
+    fn backward_sweep<T: Scalar>(
+        &self,
+        s: &mut Sweep<'_, T>,
+        grads: &mut Vec<Option<Tensor<T>>>,
+        early_nodes: Option<(usize, usize)>,
+    ) -> Result<(usize, Vec<Duration>)> {
+        let expr = self.program.expr.as_ref();
+        // The values held and the seeds, which the sweep releases like any other cotangent
         // (and the cotangents an early loop made of the values it reads).
         let mut live: usize = s.values.iter().flatten().map(|v| bytes(v)).sum::<usize>()
-            + bytes(&seed)
             + grads.iter().flatten().map(bytes).sum::<usize>();
-        grads[usize::from(root)] = Some(seed);
         let mut peak = live;
         let loops = self.program.loops();
         let schedule = self.schedule(false);
-        let output = s.values[usize::from(root)].as_deref().unwrap().clone();
         let on_path = self.on_gradient_path();
         let mut back_times = vec![Duration::ZERO; if self.timed { expr.len() } else { 0 }];
         for i in (0..expr.len()).rev() {
@@ -692,7 +726,7 @@ impl<'p> Interpreter<'p> {
                     tangents: None,
                 };
                 let fresh: Vec<usize> = body.outer.iter().copied().filter(|&c| grads[c].is_none()).collect();
-                let row_bytes = map_backward(self.program, body, outer, &g, &mut grads, self.check_finite)?;
+                let row_bytes = map_backward(self.program, body, outer, &g, grads, self.check_finite)?;
                 peak = peak.max(live + row_bytes);
                 live += fresh
                     .iter()
@@ -722,6 +756,13 @@ impl<'p> Interpreter<'p> {
             // Every reader of this value has been swept back: it is not needed any more.
             live -= s.values[i].take().map_or(0, |v| bytes(&v));
         }
+        Ok((peak, back_times))
+    }
+
+    /// The gradient of every input and param differentiated with respect to,
+    /// in declaration order, taken from the backward sweep's `grads` (zero where none reached it).
+    fn var_grads<T: Scalar>(&self, mut grads: Vec<Option<Tensor<T>>>) -> Result<Vec<(String, Tensor<T>)>> {
+        let expr = self.program.expr.as_ref();
         // Each variable's node, found in one pass: looking each name up by a scan
         // of the program was quadratic in a program with thousands of inputs.
         let var_ids: HashMap<egg::Symbol, usize> = expr
@@ -746,15 +787,7 @@ impl<'p> Interpreter<'p> {
             // Finite cotangents can still sum to an infinity.
             self.finite(g, || format!("the gradient of `{name}`"))?;
         }
-        Ok(Gradients {
-            outputs: vec![(name.clone(), output)],
-            grads,
-            peak_bytes: peak.max(s.peak_bytes),
-            times: self.timed.then_some(NodeTimes {
-                forward: s.times,
-                backward: back_times,
-            }),
-        })
+        Ok(grads)
     }
 
     /// Forward mode: every output and its tangent, given tangents of the
@@ -762,7 +795,7 @@ impl<'p> Interpreter<'p> {
     pub fn tangents<T: Scalar>(&self, values: &Values<T>, tangents: &Values<T>) -> Result<Tangents<T>> {
         self.check_values(values, "values", true)?;
         self.check_values(tangents, "tangents", false)?;
-        let s = self.sweep(values, Some(tangents), false, None)?;
+        let s = self.sweep(values, Values::new(), Some(tangents), false, None)?;
         let jvp = self
             .program
             .outputs

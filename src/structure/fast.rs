@@ -1,44 +1,44 @@
 //! The fast path: TensorFlow Fold's dynamic batching with cells batched by
 //! the e-graph. Each cell's calls are a vmap of its body, so the body is
 //! batched once by the [`Batcher`] (`--strategy fuse`: a shared W times
-//! stacked vectors is one GEMM) and cached: a forward program (outputs
-//! stacked) and a vector-Jacobian program (`v = sum(out * g)` over the
-//! outputs, summed over the rows, so its gradient is the rows' VJPs and the
-//! params' summed gradient). A batched program whose nodes do not depend on
-//! the row count (checked by batching at 2 and at 3 rows and comparing) is
-//! re-declared at any row count with no further rewriting; otherwise it is
-//! batched once per row count met.
+//! stacked vectors is one GEMM) into a forward program (outputs stacked) and
+//! cached. A batched program whose nodes do not depend on the row count
+//! (checked by batching at 2 and at 3 rows and comparing) is re-declared at
+//! any row count with no further rewriting; otherwise it is batched once per
+//! row count met.
 //!
 //! Per batch the work is linear in the calls: each call's level is one more
-//! than the deepest call it reads (Fold's depth), the calls of one cell at one
+//! than the deepest call it reads (Fold's depth; the calls nothing reads, the
+//! loss heads, all wait for the last level), the calls of one cell at one
 //! level run as one batched program, their arguments gathered into stacked
-//! rows and their outputs scattered back; the backward sweep goes down the
-//! levels, gathering cotangents and scattering the VJPs (a looked-up row's
-//! into the embedding's gradient). The plan (levels and members) is cached by
-//! the batch's structure, so a batch whose structure repeats reuses it.
+//! rows from the outputs of earlier levels. Each level's forward runs once and
+//! keeps its values ([`Kept`]); the backward sweep goes down the levels, each
+//! group's outputs' cotangents (stacked as its outputs are) seeding its kept
+//! forward's backward sweep, and the arguments' cotangents scattered to the
+//! rows that made them (a looked-up row's into the embedding's gradient). The
+//! plan (levels and members) is cached by the batch's structure, so a batch
+//! whose structure repeats reuses it.
 
 use super::graph::{Arg, Batch, Cell, Model};
 use crate::egraph::{kernel_bound, BatchReduce, Batcher, Strategy};
 use crate::error::{Error, Result};
 use crate::front::ProgramBuilder;
 use crate::ir::{Decl, Program, Shape};
-use crate::runtime::{Interpreter, Tensor, Values};
-use egg::Id;
+use crate::runtime::{Interpreter, Kept, Tensor, Values};
 use ndarray::{Axis, IxDyn};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// One cell's batched programs, at one row count.
+/// One cell's batched program, at one row count.
 #[derive(Clone, Debug)]
 struct Batched {
     forward: Program,
-    vjp: Program,
     /// Kernels the forward program runs.
     kernels: usize,
 }
 
-/// One cell, compiled: its batched programs at 2 rows (the template) and
-/// whether they hold at any row count.
+/// One cell, compiled: its batched program at 2 rows (the template) and
+/// whether it holds at any row count.
 #[derive(Clone, Debug)]
 struct Compiled {
     template: Batched,
@@ -92,13 +92,8 @@ fn arg_name(k: usize) -> String {
     format!("a{k}")
 }
 
-fn cot_name(k: usize) -> String {
-    format!("g{k}")
-}
-
-/// The per-example program of `cell` (arguments `a0..`, outputs `o0..`), and
-/// with `vjp`, its vector-Jacobian product `v = sum(o0 * g0) + ...` instead.
-fn cell_program(model: &Model, cell: &Cell, vjp: bool) -> Result<Program> {
+/// The per-example program of `cell` (arguments `a0..`, outputs `o0..`).
+fn cell_program(model: &Model, cell: &Cell) -> Result<Program> {
     let mut b = ProgramBuilder::new();
     let mut args = vec![];
     for (k, dims) in cell.args.iter().enumerate() {
@@ -115,49 +110,29 @@ fn cell_program(model: &Model, cell: &Cell, vjp: bool) -> Result<Program> {
         params.push(b.param(p, dims)?);
     }
     let outs = (cell.body)(&mut b, &args, &params)?;
-    if !vjp {
-        for (k, &o) in outs.iter().enumerate() {
-            b.output(&format!("o{k}"), o)?;
-        }
-        return b.finish();
-    }
-    let mut v: Option<Id> = None;
     for (k, &o) in outs.iter().enumerate() {
-        let dims = b.shape(o).dims().to_vec();
-        let g = b.input(&cot_name(k), &dims)?;
-        let og = b.mul(o, g)?;
-        let term = b.sum(og)?;
-        v = Some(match v {
-            Some(v) => b.add(v, term)?,
-            None => term,
-        });
+        b.output(&format!("o{k}"), o)?;
     }
-    b.output(
-        "v",
-        v.ok_or_else(|| Error::Values(format!("cell {} has no output", cell.name)))?,
-    )?;
     b.finish()
 }
 
 /// `program` batched over its inputs at `rows` rows by the e-graph.
-fn batch_cell(program: &Program, rows: usize, reduce: BatchReduce) -> Result<Program> {
+fn batch_cell(program: &Program, rows: usize) -> Result<Program> {
     let over: Vec<String> = program.inputs.iter().map(|d| d.name.clone()).collect();
     Ok(Batcher::new(program)
         .over(over)
         .size(rows)
         .strategy(Strategy::Fuse)
-        .reduce(reduce)
+        .reduce(BatchReduce::None)
         .run()?
         .program)
 }
 
-fn batch_both(model: &Model, cell: &Cell, rows: usize) -> Result<Batched> {
-    let forward = batch_cell(&cell_program(model, cell, false)?, rows, BatchReduce::None)?;
-    let vjp = batch_cell(&cell_program(model, cell, true)?, rows, BatchReduce::Sum)?;
+fn batch_forward(model: &Model, cell: &Cell, rows: usize) -> Result<Batched> {
+    let forward = batch_cell(&cell_program(model, cell)?, rows)?;
     Ok(Batched {
         kernels: kernel_bound(&forward).0,
         forward,
-        vjp,
     })
 }
 
@@ -189,10 +164,10 @@ impl FastPath {
     pub fn new(model: &Model) -> Result<FastPath> {
         let mut cells = vec![];
         for cell in &model.cells {
-            let template = batch_both(model, cell, 2)?;
-            let three = batch_both(model, cell, 3)?;
-            let generic = template.forward.expr == three.forward.expr && template.vjp.expr == three.vjp.expr;
-            let example = cell_program(model, cell, false)?;
+            let template = batch_forward(model, cell, 2)?;
+            let three = batch_forward(model, cell, 3)?;
+            let generic = template.forward.expr == three.forward.expr;
+            let example = cell_program(model, cell)?;
             let output_shapes = example
                 .outputs
                 .iter()
@@ -214,12 +189,12 @@ impl FastPath {
         })
     }
 
-    /// Whether every cell's batched programs hold at any row count (compiled once, re-declared per level).
+    /// Whether every cell's batched program holds at any row count (compiled once, re-declared per level).
     pub fn generic(&self) -> bool {
         self.cells.iter().all(|c| c.generic)
     }
 
-    /// Cell `cell`'s batched programs at `rows` rows, from the cache.
+    /// Cell `cell`'s batched program at `rows` rows, from the cache.
     fn batched(&mut self, cell: usize, rows: usize) -> Result<Rc<Batched>> {
         if let Some(b) = self.cells[cell].by_rows.get(&rows) {
             return Ok(b.clone());
@@ -228,10 +203,9 @@ impl FastPath {
         let b = match compiled.generic {
             true => Batched {
                 forward: at_rows(&compiled.template.forward, rows)?,
-                vjp: at_rows(&compiled.template.vjp, rows)?,
                 kernels: compiled.template.kernels,
             },
-            false => batch_both(&self.model, &self.model.cells[cell], rows)?,
+            false => batch_forward(&self.model, &self.model.cells[cell], rows)?,
         };
         let b = Rc::new(b);
         self.cells[cell].by_rows.insert(rows, b.clone());
@@ -253,54 +227,53 @@ impl FastPath {
     }
 
     /// Runs `batch` forward and backward with `params` (the model's params and
-    /// its embedding matrix): the loss and every gradient.
+    /// its embedding matrix): the loss and every gradient. Each group's
+    /// forward runs once, its values kept ([`Kept`]) until the backward sweep
+    /// comes down to its level with its outputs' cotangents.
     pub fn run(&mut self, batch: &Batch, plan: &Plan, params: &Values<f64>) -> Result<Outcome> {
         let table = params
             .get(self.model.embedding.0)
             .ok_or_else(|| Error::Values(format!("no value for `{}`", self.model.embedding.0)))?;
-        let mut values: Vec<Values<f64>> = self
-            .model
-            .cells
-            .iter()
-            .map(|cell| {
-                cell.params
-                    .iter()
-                    .map(|p| (p.to_string(), params[*p].clone()))
-                    .collect()
-            })
-            .collect();
-        let mut outs: Vec<Vec<Tensor<f64>>> = vec![vec![]; batch.calls.len()];
-        let (mut loss, mut kernels, mut launches) = (0.0, 0, 0);
-        let mut gathered: Vec<Vec<Tensor<f64>>> = vec![];
-        for group in plan.levels.iter().flatten() {
-            let b = self.batched(group.cell, group.calls.len())?;
-            let cell = &self.model.cells[group.cell];
-            let args: Vec<Tensor<f64>> = (0..cell.args.len())
-                .map(|k| gather_arg(batch, &group.calls, k, &cell.args[k], &outs, table))
-                .collect();
-            let v = &mut values[group.cell];
-            for (k, a) in args.into_iter().enumerate() {
-                v.insert(arg_name(k), a);
+        let groups: Vec<&Group> = plan.levels.iter().flatten().collect();
+        // Where each call's outputs are: its group and its row there.
+        let mut at = vec![(0, 0); batch.calls.len()];
+        for (gi, group) in groups.iter().enumerate() {
+            for (j, &c) in group.calls.iter().enumerate() {
+                at[c] = (gi, j);
             }
-            let evaluation = Interpreter::new(&b.forward).evaluate(v)?;
-            // The arguments, kept for the backward sweep (moved, not copied).
-            let args: Vec<Tensor<f64>> = (0..cell.args.len())
-                .map(|k| v.remove(&arg_name(k)).expect("inserted above"))
-                .collect();
-            for (o, (_, stacked)) in evaluation.outputs.into_iter().enumerate() {
-                for (j, &c) in group.calls.iter().enumerate() {
-                    let row = stacked.index_axis(Axis(0), j).to_owned();
-                    if let (0, Some(w)) = (o, batch.calls[c].loss) {
-                        loss += w * row.sum();
-                    }
-                    outs[c].push(row);
+        }
+        let programs = groups
+            .iter()
+            .map(|g| self.batched(g.cell, g.calls.len()))
+            .collect::<Result<Vec<_>>>()?;
+        let interpreters: Vec<Interpreter> = groups
+            .iter()
+            .zip(&programs)
+            .map(|(group, b)| Interpreter::new(&b.forward).with_respect_to(self.wrt(batch, group)))
+            .collect();
+        let (mut loss, mut kernels) = (0.0, 0);
+        let mut kept: Vec<Kept<f64>> = Vec::with_capacity(groups.len());
+        for (gi, group) in groups.iter().enumerate() {
+            let cell = &self.model.cells[group.cell];
+            let args = (0..cell.args.len())
+                .map(|k| {
+                    Ok((
+                        arg_name(k),
+                        gather_arg(batch, group, k, &cell.args[k], &kept, &at, table)?,
+                    ))
+                })
+                .collect::<Result<Values<f64>>>()?;
+            let level = interpreters[gi].forward_kept(args, params)?;
+            for (j, &c) in group.calls.iter().enumerate() {
+                if let Some(w) = batch.calls[c].loss {
+                    loss += w * level.output(0).index_axis(Axis(0), j).sum();
                 }
             }
-            kernels += b.kernels;
-            launches += 1;
-            gathered.push(args);
+            kernels += programs[gi].kernels;
+            kept.push(level);
         }
-        let grads = self.backward(batch, plan, params, &outs, gathered, values)?;
+        let launches = kept.len();
+        let grads = self.backward(batch, &groups, &at, params, kept)?;
         Ok(Outcome {
             loss,
             grads,
@@ -309,66 +282,76 @@ impl FastPath {
         })
     }
 
+    /// The inputs and params a group's gradient is wanted for: its cell's
+    /// params and every argument but data (a label has no gradient).
+    fn wrt(&self, batch: &Batch, group: &Group) -> Vec<String> {
+        let cell = &self.model.cells[group.cell];
+        (0..cell.args.len())
+            .filter(|&k| !matches!(batch.calls[group.calls[0]].args[k], Arg::Data(_)))
+            .map(arg_name)
+            .chain(cell.params.iter().map(|p| p.to_string()))
+            .collect()
+    }
+
+    /// The backward sweep, group by group down the levels: each group's
+    /// outputs' cotangents (stacked, as its outputs are) seed its kept
+    /// forward's backward sweep; the arguments' cotangents are scattered to
+    /// the rows of the groups that made them (a looked-up row's into the
+    /// embedding's gradient) and the params' summed.
     fn backward(
-        &mut self,
+        &self,
         batch: &Batch,
-        plan: &Plan,
+        groups: &[&Group],
+        at: &[(usize, usize)],
         params: &Values<f64>,
-        outs: &[Vec<Tensor<f64>>],
-        mut gathered: Vec<Vec<Tensor<f64>>>,
-        mut values: Vec<Values<f64>>,
+        mut kept: Vec<Kept<f64>>,
     ) -> Result<Values<f64>> {
-        let mut cots: Vec<Vec<Option<Tensor<f64>>>> = outs.iter().map(|o| vec![None; o.len()]).collect();
-        for (c, call) in batch.calls.iter().enumerate() {
-            if let Some(w) = call.loss {
-                cots[c][0] = Some(Tensor::from_elem(outs[c][0].raw_dim(), w));
+        // Each group's outputs' cotangents, stacked; None while nothing reached them.
+        let mut cots: Vec<Vec<Option<Tensor<f64>>>> = groups
+            .iter()
+            .map(|g| vec![None; self.model.cells[g.cell].outputs])
+            .collect();
+        for (gi, group) in groups.iter().enumerate() {
+            // A loss head's output is seeded with its weight; a call of the same cell that is not a head, with 0.
+            if group.calls.iter().any(|&c| batch.calls[c].loss.is_some()) {
+                let weights = group
+                    .calls
+                    .iter()
+                    .map(|&c| batch.calls[c].loss.unwrap_or(0.0))
+                    .collect();
+                let stacked = Tensor::from_shape_vec(IxDyn(&[group.calls.len()]), weights)
+                    .map_err(|e| Error::Values(e.to_string()))?;
+                cots[gi][0] = Some(stacked);
             }
         }
-        let mut grads: Values<f64> = self
-            .model
-            .params
-            .iter()
-            .map(|(n, _)| (n.to_string(), Tensor::zeros(params[*n].raw_dim())))
-            .collect();
+        let mut sums: HashMap<String, Tensor<f64>> = HashMap::new();
         let table = self.model.embedding.0;
         let mut table_grad = Tensor::zeros(params[table].raw_dim());
-        let groups: Vec<&Group> = plan.levels.iter().flatten().collect();
-        for (gi, group) in groups.iter().enumerate().rev() {
-            let args = gathered.pop().expect("one gathered set per group");
-            debug_assert_eq!(gathered.len(), gi);
-            if group.calls.iter().all(|&c| cots[c].iter().all(Option::is_none)) {
+        for gi in (0..groups.len()).rev() {
+            let level = kept.pop().expect("one kept forward per group");
+            let seeds = std::mem::take(&mut cots[gi]);
+            if seeds.iter().all(Option::is_none) {
                 continue;
             }
-            let b = self.batched(group.cell, group.calls.len())?;
-            let cell = &self.model.cells[group.cell];
-            let v = &mut values[group.cell];
-            for (k, a) in args.into_iter().enumerate() {
-                v.insert(arg_name(k), a);
-            }
-            for (o, shape) in self.cells[group.cell].output_shapes.iter().enumerate() {
-                v.insert(cot_name(o), gather_cotangent(&group.calls, o, shape, &cots));
-            }
-            let wrt: Vec<String> = (0..cell.args.len())
-                .filter(|&k| !matches!(batch.calls[group.calls[0]].args[k], Arg::Data(_)))
-                .map(arg_name)
-                .chain(cell.params.iter().map(|p| p.to_string()))
-                .collect();
-            let gradient = Interpreter::new(&b.vjp).with_respect_to(wrt).gradient(v)?;
-            for (name, g) in gradient.grads {
-                if let Some(total) = grads.get_mut(&name) {
-                    *total += &g;
-                    continue;
-                }
+            let group = groups[gi];
+            for (name, g) in level.backward(seeds)? {
                 let Some(k) = name.strip_prefix('a').and_then(|k| k.parse::<usize>().ok()) else {
+                    add_into(&mut sums, name, g);
                     continue;
                 };
                 for (j, &c) in group.calls.iter().enumerate() {
                     let row = g.index_axis(Axis(0), j);
                     match &batch.calls[c].args[k] {
-                        Arg::Call(p, o) => match &mut cots[*p][*o] {
-                            Some(t) => *t += &row,
-                            slot @ None => *slot = Some(row.to_owned()),
-                        },
+                        Arg::Call(p, o) => {
+                            let (pg, pj) = at[*p];
+                            let slot = cots[pg][*o].get_or_insert_with(|| {
+                                let mut dims = vec![groups[pg].calls.len()];
+                                dims.extend_from_slice(self.cells[groups[pg].cell].output_shapes[*o].dims());
+                                Tensor::zeros(IxDyn(&dims))
+                            });
+                            let mut target = slot.index_axis_mut(Axis(0), pj);
+                            target += &row;
+                        }
                         Arg::Lookup(r) => {
                             let mut target = table_grad.index_axis_mut(Axis(0), *r);
                             target += &row;
@@ -378,45 +361,71 @@ impl FastPath {
                 }
             }
         }
+        let mut grads: Values<f64> = self
+            .model
+            .params
+            .iter()
+            .map(|(n, _)| {
+                let g = match sums.remove(*n) {
+                    Some(g) if g.is_standard_layout() => g,
+                    Some(g) => g.as_standard_layout().into_owned(),
+                    None => Tensor::zeros(params[*n].raw_dim()),
+                };
+                (n.to_string(), g)
+            })
+            .collect();
         grads.insert(table.to_string(), table_grad);
         Ok(grads)
     }
 }
 
-/// Argument `k` of `calls`, stacked: `[calls, dims...]`.
-fn gather_arg(
-    batch: &Batch,
-    calls: &[usize],
-    k: usize,
-    dims: &[usize],
-    outs: &[Vec<Tensor<f64>>],
-    table: &Tensor<f64>,
-) -> Tensor<f64> {
-    let mut shape = vec![calls.len()];
-    shape.extend_from_slice(dims);
-    let mut stacked = Tensor::zeros(IxDyn(&shape));
-    for (j, &c) in calls.iter().enumerate() {
-        let mut row = stacked.index_axis_mut(Axis(0), j);
-        match &batch.calls[c].args[k] {
-            Arg::Call(p, o) => row.assign(&outs[*p][*o]),
-            Arg::Lookup(r) => row.assign(&table.index_axis(Axis(0), *r)),
-            Arg::Data(v) => row.iter_mut().zip(v).for_each(|(d, s)| *d = *s),
+/// Adds `g` into `sums[name]`. The first is kept in its own layout (a
+/// param read transposed gets its gradient transposed), so that the later
+/// ones, of the same layout, add element by element in memory order.
+fn add_into(sums: &mut HashMap<String, Tensor<f64>>, name: String, g: Tensor<f64>) {
+    match sums.get_mut(&name) {
+        Some(total) => *total += &g,
+        None => {
+            sums.insert(name, g);
         }
     }
-    stacked
 }
 
-/// Output `o`'s cotangents of `calls`, stacked (zero where none reached a call).
-fn gather_cotangent(calls: &[usize], o: usize, shape: &Shape, cots: &[Vec<Option<Tensor<f64>>>]) -> Tensor<f64> {
-    let mut dims = vec![calls.len()];
-    dims.extend_from_slice(shape.dims());
-    let mut stacked = Tensor::zeros(IxDyn(&dims));
-    for (j, &c) in calls.iter().enumerate() {
-        if let Some(t) = &cots[c][o] {
-            stacked.index_axis_mut(Axis(0), j).assign(t);
+/// Argument `k` of `group`'s calls, stacked: `[calls, dims...]`, read from
+/// the kept outputs of earlier groups (`at`: each call's group and row), the
+/// embedding matrix, or the data; row after row into one buffer, without
+/// zeroing it first.
+fn gather_arg(
+    batch: &Batch,
+    group: &Group,
+    k: usize,
+    dims: &[usize],
+    kept: &[Kept<f64>],
+    at: &[(usize, usize)],
+    table: &Tensor<f64>,
+) -> Result<Tensor<f64>> {
+    let mut shape = vec![group.calls.len()];
+    shape.extend_from_slice(dims);
+    let width: usize = dims.iter().product();
+    let mut data = Vec::with_capacity(group.calls.len() * width);
+    for &c in &group.calls {
+        let row = match &batch.calls[c].args[k] {
+            Arg::Call(p, o) => {
+                let (pg, pj) = at[*p];
+                kept[pg].output(*o).index_axis(Axis(0), pj)
+            }
+            Arg::Lookup(r) => table.index_axis(Axis(0), *r),
+            Arg::Data(v) => {
+                data.extend_from_slice(v);
+                continue;
+            }
+        };
+        match row.as_slice() {
+            Some(slice) => data.extend_from_slice(slice),
+            None => data.extend(row.iter()),
         }
     }
-    stacked
+    Tensor::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::Values(format!("gathering argument {k}: {e}")))
 }
 
 /// The batch's structure, as numbers: each call's cell and what its arguments read
@@ -437,24 +446,40 @@ fn structure_key(batch: &Batch) -> Vec<u64> {
     key
 }
 
-/// Levels by depth (one more than the deepest call read), each level's calls grouped by cell.
+/// Levels by depth (one more than the deepest call read), each level's calls
+/// grouped by cell; except that the calls no call reads (the loss heads) all
+/// wait for the last level, one past the deepest call that is read, so that
+/// each head cell runs once, not once per depth its examples end at.
 pub fn make_plan(batch: &Batch, cells: usize) -> Plan {
     let mut level = vec![0usize; batch.calls.len()];
-    let mut levels: Vec<Vec<Vec<usize>>> = vec![];
+    let mut read = vec![false; batch.calls.len()];
     for (i, call) in batch.calls.iter().enumerate() {
         level[i] = call
             .args
             .iter()
             .filter_map(|a| match a {
-                Arg::Call(c, _) => Some(level[*c] + 1),
+                Arg::Call(c, _) => {
+                    read[*c] = true;
+                    Some(level[*c] + 1)
+                }
                 Arg::Lookup(_) | Arg::Data(_) => None,
             })
             .max()
             .unwrap_or(0);
-        if levels.len() <= level[i] {
-            levels.resize(level[i] + 1, vec![vec![]; cells]);
+    }
+    // Every call a sink reads is read, so a sink's own level is at most this one.
+    let last = (0..level.len())
+        .filter(|&i| read[i])
+        .map(|i| level[i] + 1)
+        .max()
+        .unwrap_or(0);
+    let mut levels: Vec<Vec<Vec<usize>>> = vec![];
+    for (i, call) in batch.calls.iter().enumerate() {
+        let at = if read[i] { level[i] } else { last };
+        if levels.len() <= at {
+            levels.resize(at + 1, vec![vec![]; cells]);
         }
-        levels[level[i]][call.cell].push(i);
+        levels[at][call.cell].push(i);
     }
     Plan {
         levels: levels
