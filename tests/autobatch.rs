@@ -3,7 +3,8 @@
 
 mod common;
 use batchgraph::{
-    autobatch, expand_loops, AutobatchOptions, Batcher, ExactLimits, Interpreter, Op, Program, Run, Strategy, MAX_NODES,
+    autobatch, expand_loops, AutobatchOptions, Batcher, Dtype, ExactLimits, Interpreter, Op, Program, Run, Strategy,
+    MAX_NODES,
 };
 use common::{batchable_random_programs, random_values, rel_diff, Rng};
 use std::time::Duration;
@@ -85,8 +86,8 @@ fn the_two_copy_program_runs_one_matmul_over_stacked_rows() {
 #[test]
 fn exact_extraction_batches_the_two_copies_where_greedy_extraction_does_not() {
     let summed = autobatch(&parse(TWO_COPIES), &AutobatchOptions::default()).unwrap();
-    let e = summed.report.extraction.expect("groups were found");
-    assert_eq!(e.exact_dag_cost, e.greedy_dag_cost, "{e:?}");
+    let r = &summed.report;
+    assert!(r.greedy_cost_us.unwrap() <= r.cost_after_us * (1.0 + 1e-9), "{r:?}");
     let done = autobatch(&parse(TWO_OUTPUTS), &AutobatchOptions::default()).unwrap();
     assert_eq!(matmuls(&done.program), 1, "{}", done.program.to_text());
     let e = done.report.extraction.expect("groups were found, so both extracted");
@@ -242,6 +243,37 @@ fn expanded_copies_autobatch_to_one_matmul_per_layer() {
             assert_eq!(done.report.kernels_after, done.report.lower_bound, "B = {size}");
         }
     }
+}
+
+/// Exact extraction solves one integer program whatever element type the run
+/// is priced in (its nodes priced in f32), so its time does not depend on the
+/// type; the plans, its own included, are still priced in the run's type.
+#[test]
+fn exact_extraction_is_the_same_problem_in_f32_and_f64() {
+    let example = parse(include_str!("../examples/mlp3.graph"));
+    let unrolled = Batcher::new(&example).size(8).strategy(Strategy::Unroll).run().unwrap();
+    let written_out = expand_loops(&unrolled.program, MAX_NODES).unwrap();
+    let run = |dtype: Dtype| {
+        let options = AutobatchOptions {
+            dtype,
+            ..AutobatchOptions::default()
+        };
+        autobatch(&written_out, &options).unwrap().report
+    };
+    let (f32, f64) = (run(Dtype::F32), run(Dtype::F64));
+    let (e32, e64) = (f32.extraction.clone().unwrap(), f64.extraction.clone().unwrap());
+    assert_eq!(e32.exact_status, "optimal");
+    assert_eq!(
+        (e32.exact_nodes, e32.exact_dag_cost),
+        (e64.exact_nodes, e64.exact_dag_cost)
+    );
+    assert!(e32.exact_dag_cost.unwrap() <= e32.greedy_dag_cost.unwrap() * (1.0 + 1e-9));
+    assert!(
+        f64.cost_after_us > f32.cost_after_us,
+        "{} against {} µs",
+        f64.cost_after_us,
+        f32.cost_after_us
+    );
 }
 
 #[test]
