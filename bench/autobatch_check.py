@@ -2,6 +2,8 @@
 """Measures what `batchgraph autobatch` finds and what it is worth, with the
 command line only (a release build: `cargo build --release`; standard Python).
 
+0. The two-copy drawing's gradient run: as written, autobatched, and
+   `batch --strategy fuse` of the per-example program (seed.graph) at B = 2.
 1. Written-out copies fed back in: `batch --strategy unroll --expand` output of
    examples/seed.graph and examples/mlp3.graph at B = 2, 8 and 64, autobatched
    (priced for the gradient), against `batch --strategy fuse` of the
@@ -9,15 +11,20 @@ command line only (a release build: `cargo build --release`; standard Python).
    gradient run of each timed with `batchgraph bench --grad`.
 2. The grid: N written-out copies of tanh(W @ x_i), N in {2, 8, 64}, hidden
    size h in {4, 16, 128, 1024}, forward run: the copies as written and every
-   group batched (`autobatch --all`) each timed twice (`bench`, the faster
-   median kept), and whether `autobatch`'s pick is the faster one (a pick
-   within 5% of the faster counts as right).
+   group batched (`autobatch --all`), timed interleaved, and whether
+   `autobatch`'s pick is the faster one (a pick within 5% of the faster
+   counts as right).
 3. Greedy against exact extraction on every program of 1 and 2 and the
    two-copy drawing: the DAG cost each finds, the time each takes, how exact
    extraction ended, and the cost model's price of each one's program. No
    timing runs: `--extraction-only` prints this part alone.
 
-    python3 bench/autobatch_check.py [--seconds 0.5] [--out DIR] [--json OUT.json] [--extraction-only]
+Each timing runs the two (or three) programs compared in turn, `--passes`
+times (the order alternating), and keeps each one's best median: on a shared
+machine a spell of load then falls on both sides alike.
+
+    python3 bench/autobatch_check.py [--seconds 0.5] [--passes 3] [--parts two,written,grid,extraction]
+                                     [--out DIR] [--json OUT.json] [--extraction-only]
 """
 
 import argparse
@@ -43,12 +50,26 @@ def bench(path, seconds, grad=False):
     return json.loads(run(args).stdout.strip().splitlines()[-1])["median_us"]
 
 
+def best_of_interleaved(paths, seconds, passes, grad=False):
+    """Each program's best median over `passes` passes, the programs timed in
+    turn within each pass (the order alternating between passes), so that a
+    spell of load on the shared machine falls on both sides alike."""
+    best = [float("inf")] * len(paths)
+    for p in range(passes):
+        order = list(range(len(paths)))
+        if p % 2:
+            order.reverse()
+        for i in order:
+            best[i] = min(best[i], bench(paths[i], seconds, grad))
+    return best
+
+
 def counts(path):
     text = open(path).read()
     return text.count("@")
 
 
-def written_out(out, seconds):
+def written_out(out, seconds, passes):
     rows = []
     print("written-out copies, autobatched, against batch --strategy fuse (gradient runs, µs):")
     for example in ["seed", "mlp3"]:
@@ -65,8 +86,7 @@ def written_out(out, seconds):
             fused_report = os.path.join(out, f"{example}_{size}.fused.report.json")
             run(["autobatch", fused, "--report", fused_report])
             fused_kernels = json.load(open(fused_report))["kernels_before"]
-            t_auto = min(bench(auto, seconds, True), bench(auto, seconds, True))
-            t_fused = min(bench(fused, seconds, True), bench(fused, seconds, True))
+            t_auto, t_fused = best_of_interleaved([auto, fused], seconds, passes, grad=True)
             row = dict(example=example, size=size, kernels_written=r["kernels_before"], kernels_autobatched=r["kernels_after"],
                        kernels_fused=fused_kernels, matmuls_autobatched=counts(auto), matmuls_fused=counts(fused),
                        autobatched_us=t_auto, fused_us=t_fused, autobatch_seconds=r["seconds"])
@@ -77,7 +97,7 @@ def written_out(out, seconds):
     return rows
 
 
-def grid(out, seconds):
+def grid(out, seconds, passes):
     rows = []
     print("the grid: N copies of tanh(W @ x_i), forward runs (µs):")
     for n in [2, 8, 64]:
@@ -91,8 +111,7 @@ def grid(out, seconds):
             report = os.path.join(out, f"copies_{n}_{h}.report.json")
             run(["autobatch", path, "--for", "eval", "--report", report])
             r = json.load(open(report))
-            apart = min(bench(path, seconds), bench(path, seconds))
-            together = min(bench(batched, seconds), bench(batched, seconds))
+            apart, together = best_of_interleaved([path, batched], seconds, passes)
             picks_batched = r["groups_taken"] > 0
             close = abs(apart - together) / min(apart, together) < 0.05
             right = close or picks_batched == (together < apart)
@@ -103,6 +122,19 @@ def grid(out, seconds):
                   flush=True)
     print(f"  {sum(r['right'] for r in rows)} of {len(rows)} picks are the faster (or within 5% of it)")
     return rows
+
+
+def two_copies(out, seconds, passes):
+    """The two-copy drawing's gradient run: as written, autobatched, and
+    `batch --strategy fuse` of the per-example program (seed.graph) at B = 2."""
+    auto = os.path.join(out, "two_copies.autobatched.graph")
+    fused = os.path.join(out, "seed_2.fused.graph")
+    run(["autobatch", "examples/two_copies.graph"], auto)
+    run(["batch", "examples/seed.graph", "--size", "2", "--strategy", "fuse"], fused)
+    written, batched, fuse = best_of_interleaved(["examples/two_copies.graph", auto, fused], seconds, passes, grad=True)
+    print(f"the two-copy drawing, gradient runs (µs): as written {written:.1f}, autobatched {batched:.1f}, "
+          f"batch --strategy fuse of seed.graph at B = 2 {fuse:.1f} (autobatched / fuse = {batched / fuse:.2f})", flush=True)
+    return dict(written_us=written, autobatched_us=batched, fused_us=fuse)
 
 
 def extraction(out):
@@ -144,13 +176,22 @@ def main():
     parser.add_argument("--out", default=None, help="folder for the programs and reports (default: a temporary one)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--extraction-only", action="store_true", help="only part 3 (no timing runs)")
+    parser.add_argument("--passes", type=int, default=3, help="timing passes; each side's best median is kept")
+    parser.add_argument("--parts", default="two,written,grid,extraction",
+                        help="comma-separated parts to run: two (the two-copy drawing), written, grid, extraction")
     args = parser.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="autobatch-check-")
     os.makedirs(out, exist_ok=True)
-    if args.extraction_only:
-        result = dict(extraction=extraction(out))
-    else:
-        result = dict(written_out=written_out(out, args.seconds), grid=grid(out, args.seconds), extraction=extraction(out))
+    parts = ["extraction"] if args.extraction_only else args.parts.split(",")
+    result = {}
+    if "two" in parts:
+        result["two_copies"] = two_copies(out, args.seconds, args.passes)
+    if "written" in parts:
+        result["written_out"] = written_out(out, args.seconds, args.passes)
+    if "grid" in parts:
+        result["grid"] = grid(out, args.seconds, args.passes)
+    if "extraction" in parts:
+        result["extraction"] = extraction(out)
     if args.json:
         json.dump(result, open(args.json, "w"), indent=1)
 

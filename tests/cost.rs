@@ -186,3 +186,31 @@ fn calibration_measures_every_term() {
     assert!(profile.op_us > 0.0 && profile.loop_op_us > 0.0, "{profile:?}");
     assert!(profile.gemm_flops_per_us.f64 > 100.0, "{profile:?}");
 }
+
+/// The backward of `index` (and `slice`) is priced as the runtime runs it:
+/// one pass adding the cotangent into its window of the operand's cotangent.
+/// Past the first (which fills the operand's zeros), sending a cotangent
+/// through a row costs the same however many rows the operand has; running
+/// the transpose rule instead pads it to the whole operand and adds that.
+#[test]
+fn a_cotangent_through_an_index_is_priced_by_its_row_not_the_operand() {
+    let second_row_us = |rows: usize, dtype: Dtype| {
+        let program = parse(&format!(
+            "param t: [{rows}, 1000]\nout s = sum(index(t, 0)) + sum(index(t, 1) * 2)"
+        ));
+        let times = batchgraph::predict_times(&CostProfile::cpu(), &program, Run::Grad, dtype);
+        // The backward sweep reaches index(t, 1) first (it comes later in the program): the second is index(t, 0).
+        let rows: Vec<usize> = (0..program.node_count())
+            .filter(|&i| program.window(i.into()).is_some())
+            .collect();
+        assert_eq!(rows.len(), 2, "{}", program.to_text());
+        times.backward_us[rows[0]]
+    };
+    for dtype in [Dtype::F32, Dtype::F64] {
+        let (few, many) = (second_row_us(2, dtype), second_row_us(256, dtype));
+        assert!(
+            few > 0.0 && (many - few).abs() < 1e-9,
+            "{dtype:?}: {few} against {many} µs"
+        );
+    }
+}

@@ -37,7 +37,7 @@ fn quick_walk_through_checks_and_draws() {
     let kernels = auto["kernels"].as_array().unwrap();
     assert!(kernels[1].as_u64().unwrap() < kernels[0].as_u64().unwrap(), "{auto}");
     let proof = std::fs::read_to_string(dir.join("two_copies_proof.txt")).unwrap();
-    assert!(proof.contains("group-member"), "{proof}");
+    assert!(proof.contains("group-sum"), "{proof}");
     for name in [
         "seed.svg",
         "seed_b2_unrolled.svg",

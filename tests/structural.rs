@@ -197,3 +197,48 @@ fn every_structural_op_is_a_kind() {
         assert!(!s.examples().is_empty(), "{s} has no example");
     }
 }
+
+/// An op that declares its result a window of its operand (`index`, `slice`)
+/// computes exactly that window, and the interpreter's reverse mode, which
+/// adds the cotangent into the window in place of running the transpose rule,
+/// agrees with the gradient program (which runs the rule), whether the
+/// operand's cotangent starts there or is added to one it already has.
+#[test]
+fn a_window_is_what_the_op_computes_and_its_cotangent_goes_into_it() {
+    let mut rng = batchgraph::Rng::new(7);
+    let mut windows = 0;
+    for &s in Structural::ALL {
+        for (decls, expression) in s.examples() {
+            let program = Program::parse("t", &format!("{decls}\nout r = {expression}")).unwrap();
+            let root = program.outputs[0].1;
+            let Some((operand, window)) = program.window(root) else {
+                continue;
+            };
+            windows += 1;
+            let values = common::random_values(&program, &mut rng, -2.0, 2.0);
+            let result = Interpreter::new(&program).evaluate(&values).unwrap().outputs[0]
+                .1
+                .clone();
+            let Op::Var(name) = &program.expr[operand] else {
+                panic!("{s}: the examples read a declared operand")
+            };
+            let whole = values[name.as_str()].clone();
+            let range = ndarray::Slice::from(window.start..window.end);
+            let mut taken = whole.slice_axis(ndarray::Axis(window.axis), range).to_owned();
+            if window.drops_axis {
+                taken = taken.index_axis_move(ndarray::Axis(window.axis), 0);
+            }
+            assert_eq!(result, taken, "{s}: {expression}");
+            for loss in [
+                format!("sum(sin({expression}))"),
+                format!("sum(sin({expression})) + sum(cos({name}))"),
+            ] {
+                let program = Program::parse("t", &format!("{decls}\nout r = {loss}")).unwrap();
+                let values = common::random_values(&program, &mut rng, -2.0, 2.0);
+                let worst = common::grad_program_difference(&program, &values);
+                assert!(worst < 1e-12, "{s}: {loss}: {worst}");
+            }
+        }
+    }
+    assert!(windows >= 2, "index and slice are windows");
+}

@@ -35,5 +35,5 @@ pub use reduce::Reduce;
 pub use scalar::{sigmoid, Scalar, TypedSlice};
 pub use schedule::{Group, Schedule, Step, GEMM_THREADS_FROM, PARALLEL_FROM};
 pub use shape::{broadcast, matmul, ChildInfo, Shape, ShapeError, MAX_ELEMENTS, MAX_RANK};
-pub use structural::{BatchEmit, Emit, Extent, Moved, Structural};
+pub use structural::{BatchEmit, Emit, Extent, Moved, Structural, Window};
 pub use unary::{DerivativeReads, Unary, VectorKernel};

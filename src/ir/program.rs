@@ -5,6 +5,7 @@ use crate::ir::loops::{find_loops, Loops};
 use crate::ir::op::Op;
 use crate::ir::print::print_program;
 use crate::ir::shape::{ChildInfo, Shape, ShapeError};
+use crate::ir::structural::Window;
 use egg::{Id, Language, RecExpr, Symbol};
 use std::collections::{HashMap, HashSet};
 
@@ -222,6 +223,20 @@ impl Program {
     /// The value of node `id` if it is a number literal.
     pub fn literal(&self, id: Id) -> Option<f64> {
         self.expr[id].as_num()
+    }
+
+    /// If node `id` is a window of its operand (an `index` or a `slice`, see
+    /// [`Window`]): the operand and the window.
+    pub fn window(&self, id: Id) -> Option<(Id, Window)> {
+        let Op::Structural(s, children) = &self.expr[id] else {
+            return None;
+        };
+        let arrays = s.arrays_of(children.len())?;
+        let ints: Option<Vec<usize>> = children[arrays..]
+            .iter()
+            .map(|&c| self.literal(c).map(|v| v as usize))
+            .collect();
+        Some((children[0], s.window(&ints?)?))
     }
 }
 

@@ -4,7 +4,7 @@
 //! op tables; the structural ops run the rules of their op files on values
 //! ([`crate::runtime::emit`]).
 
-use crate::ir::{Binary, Op, Reduce, Scalar};
+use crate::ir::{Binary, Op, Reduce, Scalar, Window};
 use crate::runtime::emit::{structural_jvp, structural_vjp};
 use crate::runtime::kernels::{
     broadcast_to, matmul, on_one_thread, reshape, sum_to_shape, threads_for, unbroadcast_view, Tensor,
@@ -279,6 +279,22 @@ pub fn op_vjp_of<T: Scalar>(
         }
         Op::Structural(s, _) => structural_vjp(*s, args, g, literal, &wanted),
     }
+}
+
+/// Adds `g`, the cotangent of a result that is the `window` of an operand of
+/// shape `shape`, into that window of the operand's cotangent `slot` (zeros
+/// of `shape` first if it has none yet): the transpose of `index` and `slice`
+/// as one pass over `g`, where running their rule would pad `g` with zeros to
+/// the operand's shape and then add the padded array to the slot.
+pub fn add_into_window<T: Scalar>(slot: &mut Option<Tensor<T>>, shape: &[usize], window: Window, g: &Tensor<T>) {
+    let acc = slot.get_or_insert_with(|| Tensor::zeros(IxDyn(shape)));
+    let range = ndarray::Slice::from(window.start..window.end);
+    let mut part = acc.slice_axis_mut(Axis(window.axis), range);
+    let g = match window.drops_axis {
+        true => g.view().insert_axis(Axis(window.axis)),
+        false => g.view(),
+    };
+    part += &g;
 }
 
 /// The tangent of `op`'s result `out` given the tangents of its children

@@ -8,9 +8,9 @@
 //! with it.
 
 use crate::error::{Error, Result};
-use crate::ir::{early_loop, main_uses, Op, Program, Scalar, Shape};
+use crate::ir::{early_loop, main_uses, Op, Program, Scalar, Shape, Window};
 use crate::runtime::fusion::{backward_group, forward_group, Group, Schedule};
-use crate::runtime::grad::{matmul_vjp, op_jvp, op_vjp_of};
+use crate::runtime::grad::{add_into_window, matmul_vjp, op_jvp, op_vjp_of};
 use crate::runtime::kernels::{matmul, run_op, scalar, Tensor};
 use crate::runtime::looprun::{accumulate, map_backward, map_forward, map_forward_backward, Outer};
 use crate::runtime::vmath;
@@ -555,6 +555,14 @@ impl<'p> Interpreter<'p> {
         )
     }
 
+    /// Node `i`'s operand and the window of it that node `i` is (an `index`
+    /// or a `slice` the backward sweep sends its cotangent through by
+    /// [`add_into_window`]), unless it ends a fused group.
+    fn window_of(&self, i: usize, schedule: &Schedule) -> Option<(usize, Window)> {
+        let (operand, window) = self.program.window(i.into())?;
+        schedule.group(i).is_none().then_some((usize::from(operand), window))
+    }
+
     /// The loop (see [`early_loop`]) whose forward and backward sweeps run together, with its cotangent.
     fn early_loop<T: Scalar>(&self) -> Option<(usize, usize, Tensor<T>)> {
         let (looped, root, weight) = early_loop(self.program, &self.uses)?;
@@ -738,18 +746,29 @@ impl<'p> Interpreter<'p> {
                 continue;
             }
             let g_bytes = bytes(&g);
-            let sent = self.cotangents(i, schedule, &s.values, g, &on_path);
-            for (position, child, cotangent) in sent.by_operand(node) {
-                if expr[child].as_num().is_some() || !on_path[child] {
-                    continue;
+            if let Some((child, window)) = self.window_of(i, schedule) {
+                if on_path[child] {
+                    self.finite(&g, || format!("the gradient through {node} (operand 1)"))?;
+                    let shape = self.program.shape(child.into()).dims();
+                    if grads[child].is_none() {
+                        live += shape.iter().product::<usize>() * std::mem::size_of::<T>();
+                    }
+                    add_into_window(&mut grads[child], shape, window, &g);
                 }
-                self.finite(&cotangent, || {
-                    format!("the gradient through {node} (operand {})", position + 1)
-                })?;
-                if grads[child].is_none() {
-                    live += bytes(&cotangent);
+            } else {
+                let sent = self.cotangents(i, schedule, &s.values, g, &on_path);
+                for (position, child, cotangent) in sent.by_operand(node) {
+                    if expr[child].as_num().is_some() || !on_path[child] {
+                        continue;
+                    }
+                    self.finite(&cotangent, || {
+                        format!("the gradient through {node} (operand {})", position + 1)
+                    })?;
+                    if grads[child].is_none() {
+                        live += bytes(&cotangent);
+                    }
+                    accumulate(&mut grads[child], cotangent);
                 }
-                accumulate(&mut grads[child], cotangent);
             }
             peak = peak.max(live);
             live -= g_bytes;

@@ -27,7 +27,7 @@ use crate::egraph::extract_exact::ExactLimits;
 use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
-use crate::ir::{Dtype, Num, Op, Program, Run, Structural};
+use crate::ir::{Binary, Dtype, Num, Op, Program, Reduce, Run, Structural};
 use egg::{Id, Language};
 use groups::{computes, depends_on_input, find_groups, Group};
 use serde::Serialize;
@@ -442,8 +442,53 @@ fn build(program: &Program, groups: &[Group], explain: bool) -> Built {
             }
         }
     }
+    group_sums(&mut egraph, program, &classes, groups, &batched);
     egraph.rebuild();
     Built { egraph, classes, rows }
+}
+
+/// A sum the program writes of a group's members (a tree of `+` whose
+/// leaves are exactly the members, each once, in any order; the tree stops
+/// at members) is the sum of the group's batched op over its rows:
+/// `m_1 + ... + m_k = sum(Y, 0)`. So the copies' losses added up, as the
+/// two-copy drawing writes them, become one reduction, as `mean(stack(...), 0)`
+/// of expanded output does: no row is taken out of `Y`, and none of its
+/// cotangents is sent back through an `index`.
+fn group_sums(egraph: &mut Graph, program: &Program, classes: &[Id], groups: &[Group], batched: &[(Id, Id)]) {
+    let expr = program.expr.as_ref();
+    let mut member_of: Vec<bool> = vec![false; expr.len()];
+    let mut by_sorted: HashMap<Vec<usize>, usize> = HashMap::new();
+    for (g, group) in groups.iter().enumerate().filter(|(_, group)| !group.ragged) {
+        group.members.iter().for_each(|&m| member_of[m] = true);
+        let mut sorted = group.members.clone();
+        sorted.sort_unstable();
+        by_sorted.insert(sorted, g);
+    }
+    let largest = groups.iter().map(|g| g.members.len()).max().unwrap_or(0);
+    let is_add = |i: usize| matches!(expr[i], Op::Binary(Binary::Add, _));
+    // Only the roots of `+` trees (an inner `+` of a tree is part of its root's).
+    let mut inner = vec![false; expr.len()];
+    for node in expr.iter().filter(|node| matches!(node, Op::Binary(Binary::Add, _))) {
+        node.children().iter().for_each(|&c| inner[usize::from(c)] = true);
+    }
+    let zero = egraph.add(Op::Num(Num(0.0)));
+    for root in (0..expr.len()).filter(|&i| is_add(i) && !inner[i] && !member_of[i]) {
+        let (mut leaves, mut pending) = (vec![], vec![root]);
+        while let Some(i) = pending.pop() {
+            match is_add(i) && !member_of[i] {
+                true => pending.extend(expr[i].children().iter().map(|&c| usize::from(c))),
+                false => leaves.push(i),
+            }
+            if leaves.len() > largest {
+                break;
+            }
+        }
+        leaves.sort_unstable();
+        if let Some(&g) = by_sorted.get(&leaves) {
+            let sum = egraph.add(Op::ReduceAxis(Reduce::Sum, [batched[g].0, zero]));
+            egraph.union_trusted(classes[root], sum, "group-sum: m_1 + ... + m_k = sum(group op, 0)");
+        }
+    }
 }
 
 /// A ragged group (members of different lengths, elementwise): the op over
@@ -607,11 +652,12 @@ mod tests {
 
     #[test]
     fn exact_extraction_equals_brute_force_and_beats_greedy_on_the_two_copies() {
+        // The copies' losses as two outputs (added up, their sum is one reduction greedy finds too).
         let program = Program::parse(
             "two copies",
             "input x1: [3]\ninput x2: [3]\nparam w: [4, 3]\n\
              fn f(x, w) = tanh(w @ x)\nfn g(a, b, x) = sum(a * b) + sum(x)\n\
-             out s = (g(f(x1, w), f(x1, w), x1) + g(f(x2, w), f(x2, w), x2)) / 2",
+             out s1 = g(f(x1, w), f(x1, w), x1)\nout s2 = g(f(x2, w), f(x2, w), x2)",
         )
         .unwrap();
         let options = AutobatchOptions::default();

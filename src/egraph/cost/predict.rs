@@ -11,7 +11,8 @@ use crate::egraph::cost::emitted::transpose_emitted;
 use crate::egraph::cost::{CostProfile, Pass};
 use crate::ir::schedule::{FEW_ROWS_MIN_DEPTH, FEW_ROWS_UP_TO, GEMV_ROWS_UP_TO};
 use crate::ir::{
-    early_loop, main_uses, Dtype, Flops, LoopBody, Op, Program, Run, Schedule, Shape, Structural, GEMM_THREADS_FROM,
+    early_loop, main_uses, Dtype, Flops, LoopBody, Op, Program, Run, Schedule, Shape, Structural, Window,
+    GEMM_THREADS_FROM,
 };
 use egg::{Id, Language};
 
@@ -122,11 +123,16 @@ impl<'a> Model<'a> {
                 .filter(|&c| on_path[c] && expr[c].as_num().is_none())
                 .collect();
             times.backward_us[i] = self.backward_us(i, &wanted);
+            let windowed = self.window(i).is_some();
             for &c in &wanted {
                 let target = self.schedule.view_of(c).unwrap_or(c);
-                if received[target] > 0 {
-                    times.backward_us[i] += self.pass.add_us(self.elements(target));
-                }
+                // A window's cotangent is added in place (priced in its pass); the first one fills zeros.
+                times.backward_us[i] += match (windowed, received[target] > 0) {
+                    (true, true) => 0.0,
+                    (true, false) => self.pass.bytes_us(self.elements(target) * self.pass.esize),
+                    (false, true) => self.pass.add_us(self.elements(target)),
+                    (false, false) => 0.0,
+                };
                 received[target] += 1;
             }
         }
@@ -290,11 +296,22 @@ impl<'a> Model<'a> {
                 + self.p.fused_step_us * group.steps().len() as f64
                 + pass.threaded(n, n * ns / 1000.0 + pass.bytes_us((4.0 * n + others) * pass.esize));
         }
+        if self.window(i).is_some() {
+            // The runtime adds the cotangent into the window of the operand's (`add_into_window`).
+            return overhead + pass.add_us(n);
+        }
         if let Op::Structural(op, children) = node {
             let positions: Vec<bool> = children.iter().map(|c| wanted.contains(&usize::from(*c))).collect();
             return overhead + self.structural_vjp_us(i, *op, children, &|k| positions[k]);
         }
         overhead + self.vjp_work_us(i, node, wanted.len(), false)
+    }
+
+    /// The window of its operand node `i` is (an `index` or `slice` not in a
+    /// fused group), whose cotangent the runtime adds in place.
+    fn window(&self, i: usize) -> Option<Window> {
+        let (_, window) = self.program.window(i.into())?;
+        self.schedule.group(i).is_none().then_some(window)
     }
 
     /// Running the transpose rule of the structural op at node `i`: each

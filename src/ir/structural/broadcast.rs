@@ -76,4 +76,8 @@ impl StructuralOp for Broadcast {
     fn label(target: &[usize]) -> String {
         label_with(Self::NAME, target)
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }

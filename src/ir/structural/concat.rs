@@ -82,4 +82,8 @@ impl StructuralOp for Concat {
     fn label(ints: &[usize]) -> String {
         format!("concat axis {}", ints[0])
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }

@@ -54,4 +54,8 @@ impl StructuralOp for Expand {
     fn label(ints: &[usize]) -> String {
         label_with("expand axis", ints)
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }

@@ -66,4 +66,13 @@ impl StructuralOp for Index {
     fn label(ints: &[usize]) -> String {
         label_with(Self::NAME, ints)
     }
+
+    fn window(ints: &[usize]) -> Option<Window> {
+        Some(Window {
+            axis: 0,
+            start: ints[0],
+            end: ints[0] + 1,
+            drops_axis: true,
+        })
+    }
 }

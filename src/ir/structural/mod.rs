@@ -265,6 +265,24 @@ impl OnnxNode {
     }
 }
 
+/// Where a structural op's result lies in its (one) array operand, when it is
+/// one window of it: elements `start..end` along `axis`, that axis dropped
+/// when `drops_axis` (`index`). Its transpose then puts the cotangent in that
+/// window of zeros, which the runtime does by writing (adding) it there in
+/// the operand's cotangent directly: one pass over the result's elements,
+/// with no padded array and no further add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The axis of the operand.
+    pub axis: usize,
+    /// First element taken along it.
+    pub start: usize,
+    /// One past the last.
+    pub end: usize,
+    /// Whether the result leaves the axis out (one element taken, as `index` does).
+    pub drops_axis: bool,
+}
+
 /// The element types kernels move: anything with a zero (for `pad`).
 pub trait Element: Clone + num_traits::Zero {}
 impl<T: Clone + num_traits::Zero> Element for T {}
@@ -305,6 +323,9 @@ pub trait StructuralOp {
     fn onnx(ints: &[usize], ranks: &[usize]) -> Vec<OnnxNode>;
     /// Its label in pictures: name and integer operands (`slice 1:3 of axis 0`).
     fn label(ints: &[usize]) -> String;
+    /// The window of its operand the result is, if it is one (see [`Window`]);
+    /// `None` for every op whose result is not a window of one operand.
+    fn window(ints: &[usize]) -> Option<Window>;
 }
 
 /// Generates [`Structural`] and its dispatching methods from the table.
@@ -379,6 +400,10 @@ macro_rules! structural_ops {
             /// Its label in pictures.
             pub fn label(self, ints: &[usize]) -> String {
                 match self { $(Structural::$variant => <$def>::label(ints),)* }
+            }
+            /// The window of its operand it takes (see [`StructuralOp::window`]).
+            pub fn window(self, ints: &[usize]) -> Option<Window> {
+                match self { $(Structural::$variant => <$def>::window(ints),)* }
             }
         }
     };

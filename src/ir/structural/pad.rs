@@ -69,4 +69,8 @@ impl StructuralOp for Pad {
     fn label(ints: &[usize]) -> String {
         format!("pad axis {} by {}, {}", ints[0], ints[1], ints[2])
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }

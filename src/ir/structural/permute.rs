@@ -57,4 +57,8 @@ impl StructuralOp for Permute {
     fn label(axes: &[usize]) -> String {
         label_with(Self::NAME, axes)
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }

@@ -68,4 +68,8 @@ impl StructuralOp for Repeat {
     fn label(ints: &[usize]) -> String {
         label_with(Self::NAME, ints)
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }

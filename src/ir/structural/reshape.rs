@@ -88,4 +88,8 @@ impl StructuralOp for Reshape {
         let dims: Vec<String> = ints[1..].iter().map(|d| d.to_string()).collect();
         format!("reshape from axis {} to [{}]", ints[0], dims.join(", "))
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }

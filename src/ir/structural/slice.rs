@@ -65,4 +65,13 @@ impl StructuralOp for Slice {
     fn label(ints: &[usize]) -> String {
         format!("slice {}:{} of axis {}", ints[1], ints[2], ints[0])
     }
+
+    fn window(ints: &[usize]) -> Option<Window> {
+        Some(Window {
+            axis: ints[0],
+            start: ints[1],
+            end: ints[2],
+            drops_axis: false,
+        })
+    }
 }

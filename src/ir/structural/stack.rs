@@ -85,4 +85,8 @@ impl StructuralOp for Stack {
     fn label(_: &[usize]) -> String {
         Self::NAME.into()
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }

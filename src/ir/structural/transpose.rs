@@ -58,4 +58,8 @@ impl StructuralOp for Transpose {
     fn label(_: &[usize]) -> String {
         Self::NAME.into()
     }
+
+    fn window(_: &[usize]) -> Option<Window> {
+        None
+    }
 }
