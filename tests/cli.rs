@@ -413,8 +413,12 @@ fn batch_under_a_memory_budget_reports_the_chosen_plan() {
         &report,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    // Micro-batches: the sums over the batch accumulated chunk by chunk.
-    assert!(stdout(&o).contains("accumulate("), "{}", stdout(&o));
+    // Micro-batches (their sums accumulated chunk by chunk when the chunk divides the rows).
+    let printed = stdout(&o);
+    assert!(
+        printed.contains("chunks(") || printed.contains("accumulate("),
+        "{printed}"
+    );
     let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert!(r["chosen"]["predicted_peak_bytes"].as_u64().unwrap() <= 500_000, "{r}");
     assert_eq!(r["run"], "grad");

@@ -19,7 +19,8 @@
 //! rows) is the sum over the chunks of the same op on each chunk, so it runs
 //! as `accumulate(op(chunk), n, k)` (divided by the count, for a mean): one
 //! accumulator of the result's shape, and no concatenated rows, so the values
-//! held do not grow with `n / k`.
+//! held do not grow with `n / k`. Only when `k` divides `n`: the gradient
+//! program of a loop whose last chunk is shorter is not built through it.
 
 use crate::error::{Error, Result};
 use crate::ir::{Binary, Num, Op, Program, Reduce, Structural};
@@ -46,7 +47,9 @@ pub fn chunk_plan(fused: &Program, batched: &HashSet<&str>, k: usize) -> Result<
             rows.saturating_sub(1)
         )));
     }
-    let kinds = Kinds::of(fused, batched);
+    // Sums accumulate when every chunk has k rows: a gradient program built
+    // through a shorter last chunk would broadcast its cotangent to k rows.
+    let kinds = Kinds::of(fused, batched, rows.is_multiple_of(k));
     let (inside, outside) = kinds.needed(fused);
     if !(0..expr.len()).any(|i| (kinds.looped(i) || kinds.summed[i]) && outside[i]) {
         return Err(refuse("no per-row value to compute in chunks"));
@@ -178,7 +181,7 @@ struct Kinds {
 }
 
 impl Kinds {
-    fn of(fused: &Program, batched: &HashSet<&str>) -> Kinds {
+    fn of(fused: &Program, batched: &HashSet<&str>, accumulating: bool) -> Kinds {
         let expr = fused.expr.as_ref();
         let mut depends = vec![false; expr.len()];
         for (i, node) in expr.iter().enumerate() {
@@ -199,7 +202,9 @@ impl Kinds {
             let summed: Vec<bool> = expr
                 .iter()
                 .enumerate()
-                .map(|(i, node)| depends[i] && axis[i].is_none() && sums_rows(fused, node, &depends, &axis))
+                .map(|(i, node)| {
+                    accumulating && depends[i] && axis[i].is_none() && sums_rows(fused, node, &depends, &axis)
+                })
                 .collect();
             let mut frontier = vec![false; expr.len()];
             for (i, node) in expr.iter().enumerate() {
