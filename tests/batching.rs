@@ -512,7 +512,7 @@ fn a_batched_program_batches_again() {
 }
 
 /// Random per-example programs over the leaves of `batchable_random_programs`
-/// that hold a `map` loop (over the rows of c) and no `chunks`.
+/// that hold a `map` loop (over the rows of c) and no `chunks` or `accumulate`.
 fn random_programs_with_a_map(count: usize, rng: &mut Rng) -> Vec<Program> {
     let mut out = vec![];
     while out.len() < count {
@@ -521,7 +521,11 @@ fn random_programs_with_a_map(count: usize, rng: &mut Rng) -> Vec<Program> {
             "input a: [3]\ninput c: [2, 3]\nparam m: [2, 3]\nparam p: [3]\nparam s: []\nout loss = sum({body})"
         );
         if let Ok(p) = Program::parse("random", &text) {
-            let chunks = p.expr.as_ref().iter().any(|n| matches!(n, batchgraph::Op::Chunks(_)));
+            let chunks = p
+                .expr
+                .as_ref()
+                .iter()
+                .any(|n| matches!(n, batchgraph::Op::Chunks(_) | batchgraph::Op::Accumulate(_)));
             if p.loops().any() && !chunks && common::depends_on(&p, &["a", "c"]) {
                 out.push(p);
             }
@@ -585,7 +589,10 @@ fn a_batched_program_with_loops_batches_again() {
         .program;
     let chunked = batchgraph::chunk_plan(&fused, &["x"].into_iter().collect(), 2).unwrap();
     let refused = Batcher::new(&chunked).size(2).run().unwrap_err().to_string();
-    assert!(refused.contains("`chunks` loop is not supported"), "{refused}");
+    assert!(
+        refused.contains("`chunks` or `accumulate` loop is not supported"),
+        "{refused}"
+    );
 }
 
 /// An unmapped operand of `concat` or `stack` holding NaN or infinity where
@@ -633,6 +640,7 @@ fn every_op_batches_through_a_rule_of_its_class() {
             | batchgraph::Op::Row(_)
             | batchgraph::Op::Chunks(_)
             | batchgraph::Op::Rows(_)
+            | batchgraph::Op::Accumulate(_)
             | batchgraph::Op::Vmap(_)
             | batchgraph::Op::Num(_)
             | batchgraph::Op::Var(_) => continue,

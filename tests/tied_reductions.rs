@@ -127,8 +127,8 @@ fn check_three_ways(plan: &Program, values: &Values<f64>, expected: &Values<f64>
             ));
         }
     }
-    // The gradient program of a `chunks` loop reading an outer value (b) is
-    // refused with a clear error (issue 20); every other plan has one.
+    // The gradient program of a `chunks` loop reading an outer value (b) sums
+    // its chunks' contributions with `accumulate` (issue 20); every plan has one.
     let symbolic = batchgraph::grad(plan, None).is_ok() || !plan.to_text().contains("chunks(");
     let d = if symbolic {
         grad_program_difference(plan, values)

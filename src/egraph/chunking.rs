@@ -12,9 +12,18 @@
 //! the per-row values the loops concatenate. A per-row value computed only
 //! from such concatenated values (and no batched input) runs outside too,
 //! rather than in a loop of its own.
+//!
+//! Gradient accumulation: a sum over the rows of per-row values (`sum(v, t)`
+//! along their row axis `t`, `sum(v)`, their means, and the contraction
+//! `a @ b` of a value with rows along its columns by one with rows along its
+//! rows) is the sum over the chunks of the same op on each chunk, so it runs
+//! as `accumulate(op(chunk), n, k)` (divided by the count, for a mean): one
+//! accumulator of the result's shape, and no concatenated rows, so the values
+//! held do not grow with `n / k`. Only when `k` divides `n`: the gradient
+//! program of a loop whose last chunk is shorter is not built through it.
 
 use crate::error::{Error, Result};
-use crate::ir::{Num, Op, Program, Structural};
+use crate::ir::{Binary, Num, Op, Program, Reduce, Structural};
 use egg::{Id, Language, RecExpr};
 use std::collections::HashSet;
 
@@ -38,9 +47,11 @@ pub fn chunk_plan(fused: &Program, batched: &HashSet<&str>, k: usize) -> Result<
             rows.saturating_sub(1)
         )));
     }
-    let kinds = Kinds::of(fused, batched);
+    // Sums accumulate when every chunk has k rows: a gradient program built
+    // through a shorter last chunk would broadcast its cotangent to k rows.
+    let kinds = Kinds::of(fused, batched, rows.is_multiple_of(k));
     let (inside, outside) = kinds.needed(fused);
-    if !(0..expr.len()).any(|i| kinds.looped(i) && outside[i]) {
+    if !(0..expr.len()).any(|i| (kinds.looped(i) || kinds.summed[i]) && outside[i]) {
         return Err(refuse("no per-row value to compute in chunks"));
     }
     let mut out: Vec<Op> = Vec::with_capacity(expr.len() * 2);
@@ -63,6 +74,12 @@ pub fn chunk_plan(fused: &Program, batched: &HashSet<&str>, k: usize) -> Result<
         if inside[i] {
             let op = match node.as_var() {
                 Some(_) => Op::Rows([whole[i].expect("placed"), k_literal]),
+                // A mean over the rows is summed per chunk, divided once at the end
+                // (a mean along another axis stays one).
+                None if kinds.summed[i] => as_sum(node).map_children(|c| {
+                    let c = usize::from(c);
+                    if kinds.depends[c] { chunked[c] } else { whole[c] }.expect("placed")
+                }),
                 None => node.clone().map_children(|c| {
                     let c = usize::from(c);
                     if kinds.depends[c] { chunked[c] } else { whole[c] }.expect("placed")
@@ -71,11 +88,29 @@ pub fn chunk_plan(fused: &Program, batched: &HashSet<&str>, k: usize) -> Result<
             chunked[i] = Some(push(op, &mut out));
         }
         if outside[i] && kinds.depends[i] && node.as_var().is_none() {
-            let op = match kinds.looped(i) {
-                true => Op::Chunks([chunked[i].expect("placed"), rows_literal, k_literal]),
-                false => node.clone().map_children(|c| whole[usize::from(c)].expect("placed")),
-            };
-            whole[i] = Some(push(op, &mut out));
+            whole[i] = Some(if kinds.looped(i) {
+                push(
+                    Op::Chunks([chunked[i].expect("placed"), rows_literal, k_literal]),
+                    &mut out,
+                )
+            } else if kinds.summed[i] {
+                let sum = push(
+                    Op::Accumulate([chunked[i].expect("placed"), rows_literal, k_literal]),
+                    &mut out,
+                );
+                match mean_count(fused, node) {
+                    Some(count) => {
+                        let count = push(Op::Num(Num(count as f64)), &mut out);
+                        push(Op::Binary(Binary::Div, [sum, count]), &mut out)
+                    }
+                    None => sum,
+                }
+            } else {
+                push(
+                    node.clone().map_children(|c| whole[usize::from(c)].expect("placed")),
+                    &mut out,
+                )
+            });
         }
     }
     let outputs = fused
@@ -92,6 +127,45 @@ pub fn chunk_plan(fused: &Program, batched: &HashSet<&str>, k: usize) -> Result<
     )?)
 }
 
+/// The op with a mean over the rows made a sum (the mean divides after accumulating).
+fn as_sum(node: &Op) -> Op {
+    match node {
+        Op::Reduce(Reduce::Mean, a) => Op::Reduce(Reduce::Sum, *a),
+        Op::ReduceAxis(Reduce::Mean, children) => Op::ReduceAxis(Reduce::Sum, *children),
+        other => other.clone(),
+    }
+}
+
+/// How many elements a mean averages (`None` for any other op).
+fn mean_count(program: &Program, node: &Op) -> Option<usize> {
+    match node {
+        Op::Reduce(Reduce::Mean, a) => Some(program.shape(*a).elements()),
+        Op::ReduceAxis(Reduce::Mean, [a, k]) => {
+            let axis = program.literal(*k)? as usize;
+            Some(program.shape(*a).dims()[axis])
+        }
+        _ => None,
+    }
+}
+
+/// Whether `node` (not per-row itself) sums its per-row operands over their
+/// rows, so that it is the sum over the chunks of itself on each chunk: a sum
+/// or mean over the row axis (or over everything), or the contraction of a
+/// matrix with rows along its columns by one with rows along its rows.
+fn sums_rows(program: &Program, node: &Op, depends: &[bool], axis: &[Option<usize>]) -> bool {
+    let at = |c: &Id| axis[usize::from(*c)].filter(|_| depends[usize::from(*c)]);
+    let linear = |r: &Reduce| matches!(r, Reduce::Sum | Reduce::Mean);
+    match node {
+        Op::Reduce(r, a) => linear(r) && at(a).is_some(),
+        Op::ReduceAxis(r, [a, k]) => linear(r) && at(a).is_some() && at(a) == program.literal(*k).map(|x| x as usize),
+        Op::MatMul([a, b]) => {
+            let rank2 = program.shape(*a).rank() == 2 && program.shape(*b).rank() == 2;
+            rank2 && at(a) == Some(1) && at(b) == Some(0)
+        }
+        _ => false,
+    }
+}
+
 /// What each node of the fused program is, for chunking.
 struct Kinds {
     /// It depends on a batched input.
@@ -102,10 +176,12 @@ struct Kinds {
     reads_input: Vec<bool>,
     /// A batched input.
     input: Vec<bool>,
+    /// Not per-row: a sum over the rows of per-row values, accumulated over the chunks.
+    summed: Vec<bool>,
 }
 
 impl Kinds {
-    fn of(fused: &Program, batched: &HashSet<&str>) -> Kinds {
+    fn of(fused: &Program, batched: &HashSet<&str>, accumulating: bool) -> Kinds {
         let expr = fused.expr.as_ref();
         let mut depends = vec![false; expr.len()];
         for (i, node) in expr.iter().enumerate() {
@@ -123,9 +199,17 @@ impl Kinds {
                     axis[i] = rows_axis(fused, node, &depends, &axis);
                 }
             }
+            let summed: Vec<bool> = expr
+                .iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    accumulating && depends[i] && axis[i].is_none() && sums_rows(fused, node, &depends, &axis)
+                })
+                .collect();
             let mut frontier = vec![false; expr.len()];
             for (i, node) in expr.iter().enumerate() {
-                if depends[i] && axis[i].is_none() {
+                // An accumulated sum reads its operands chunk by chunk: they need not be concatenated.
+                if depends[i] && axis[i].is_none() && !summed[i] {
                     for &c in node.children() {
                         frontier[usize::from(c)] |= axis[usize::from(c)].is_some();
                     }
@@ -137,7 +221,7 @@ impl Kinds {
             let misplaced: Vec<usize> = (0..expr.len()).filter(|&i| frontier[i] && axis[i] != Some(0)).collect();
             if misplaced.is_empty() {
                 let per_row: Vec<bool> = axis.iter().map(Option::is_some).collect();
-                return Kinds::from_frontier(expr, depends, &per_row, frontier);
+                return Kinds::from_frontier(expr, depends, &per_row, frontier, summed);
             }
             for i in misplaced {
                 outside_only[i] = true;
@@ -145,7 +229,13 @@ impl Kinds {
         }
     }
 
-    fn from_frontier(expr: &[Op], depends: Vec<bool>, per_row: &[bool], frontier: Vec<bool>) -> Kinds {
+    fn from_frontier(
+        expr: &[Op],
+        depends: Vec<bool>,
+        per_row: &[bool],
+        frontier: Vec<bool>,
+        summed: Vec<bool>,
+    ) -> Kinds {
         let mut reads_input = vec![false; expr.len()];
         for (i, node) in expr.iter().enumerate() {
             reads_input[i] = per_row[i]
@@ -161,6 +251,7 @@ impl Kinds {
             depends,
             frontier,
             reads_input,
+            summed,
         }
     }
 
@@ -179,7 +270,7 @@ impl Kinds {
             outside[usize::from(*root)] = true;
         }
         for i in (0..expr.len()).rev() {
-            if outside[i] && self.looped(i) {
+            if outside[i] && (self.looped(i) || self.summed[i]) {
                 inside[i] = true;
             } else if outside[i] {
                 for &c in expr[i].children() {
@@ -254,7 +345,14 @@ fn rows_axis(program: &Program, node: &Op, depends: &[bool], axis: &[Option<usiz
             }
         }
         Op::Structural(s, children) => structural_rows_axis(program, *s, children, depends, axis),
-        Op::Reduce(..) | Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) | Op::Vmap(_) | Op::Num(_) => None,
+        Op::Reduce(..)
+        | Op::Map(_)
+        | Op::Row(_)
+        | Op::Chunks(_)
+        | Op::Rows(_)
+        | Op::Accumulate(_)
+        | Op::Vmap(_)
+        | Op::Num(_) => None,
     }
 }
 

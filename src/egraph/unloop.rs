@@ -65,7 +65,7 @@ fn outer_name(c: usize) -> String {
 fn fused_body(program: &Program, body: &LoopBody, rules: &RuleSet) -> Result<Program> {
     if body.chunk.is_some() {
         return Err(Error::Unsupported(
-            "batching a program with a `chunks` loop is not supported: batch the program before chunking it".into(),
+            "batching a program with a `chunks` or `accumulate` loop is not supported: batch the program before chunking it".into(),
         ));
     }
     let expr = program.expr.as_ref();

@@ -147,7 +147,7 @@ fn node_dims(program: &Program, dynamic: &DynamicBatch, node: &Op, dims: &[Vec<D
             d.extend(dims[usize::from(*body)].iter().copied());
             d
         }
-        Op::Chunks(_) | Op::Rows(_) => return Err(super::ops::loop_refused(node)),
+        Op::Chunks(_) | Op::Rows(_) | Op::Accumulate(_) => return Err(super::ops::loop_refused(node)),
     })
 }
 

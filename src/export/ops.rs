@@ -40,7 +40,8 @@ pub fn loop_refused(node: &Op) -> Error {
         op: node.to_string(),
         dtype: None,
         reason: format!(
-            "`{node}` is part of a `chunks` loop (micro-batches), which has no ONNX form here; only `map` loops export (as an ONNX Loop)"
+            "`{node}` is part of a `chunks` or `accumulate` loop (micro-batches), whose row count is fixed: \
+             it exports with a fixed batch (an ONNX Loop), not with a symbolic one"
         ),
     }
 }
@@ -111,6 +112,8 @@ pub struct Emitter<'p> {
     next: usize,
     /// Inside a loop's body: the name of the iteration number.
     iteration: Option<String>,
+    /// Inside a `chunks` or `accumulate` body: its chunk size and rows.
+    chunk: Option<(usize, usize)>,
 }
 
 impl<'p> Emitter<'p> {
@@ -140,6 +143,7 @@ impl<'p> Emitter<'p> {
             int_constants: HashMap::new(),
             next: 0,
             iteration: None,
+            chunk: None,
         }
     }
 
@@ -378,8 +382,85 @@ impl<'p> Emitter<'p> {
                 Some(iteration) => self.node("Gather", vec![self.value(*y), iteration], vec![attr_int("axis", 0)]),
                 None => return Err(loop_refused(node)),
             },
-            Op::Chunks(_) | Op::Rows(_) => return Err(loop_refused(node)),
+            Op::Chunks(_) | Op::Accumulate(_) => self.chunk_loop(id)?,
+            Op::Rows([y, _]) => match (self.iteration.clone(), self.chunk) {
+                (Some(iteration), Some((k, n))) => self.chunk_rows(*y, iteration, k, n),
+                _ => return Err(loop_refused(node)),
+            },
         })
+    }
+
+    /// `rows(y, k)` in iteration `iteration` of a loop over `n` rows:
+    /// `Slice(y, i k, min(i k + k, n))` along axis 0 (the last chunk may be shorter).
+    fn chunk_rows(&mut self, y: Id, iteration: String, k: usize, n: usize) -> String {
+        let k_value = self.ints(vec![k as i64], true);
+        let start = self.node("Mul", vec![iteration, k_value.clone()], vec![]);
+        let past = self.node("Add", vec![start.clone(), k_value], vec![]);
+        let n_value = self.ints(vec![n as i64], true);
+        let end = self.node("Min", vec![past, n_value], vec![]);
+        let one = self.ints(vec![1], false);
+        let starts = self.node("Reshape", vec![start, one.clone()], vec![]);
+        let ends = self.node("Reshape", vec![end, one], vec![]);
+        let axes = self.ints(vec![0], false);
+        self.node("Slice", vec![self.value(y), starts, ends, axes], vec![])
+    }
+
+    /// `chunks(body, n, k)` and `accumulate(body, n, k)` as an ONNX `Loop` of
+    /// `ceil(n / k)` trips with one carried value: the chunks' results
+    /// concatenated (from an empty one) or summed (from zeros), so that a
+    /// shorter last chunk needs no padding.
+    fn chunk_loop(&mut self, id: Id) -> Result<String> {
+        let program = self.program;
+        let body = program.loops().bodies[usize::from(id)]
+            .clone()
+            .expect("a loop has a body");
+        let k = body.chunk.expect("chunks and accumulate have a chunk size");
+        let trips = self.ints(vec![body.iterations() as i64], true);
+        let mut start_dims: Vec<i64> = program.shape(id).dims().iter().map(|&d| d as i64).collect();
+        if !body.sums {
+            start_dims[0] = 0;
+        }
+        let zero = self.literal(0.0);
+        let start_shape = self.ints(start_dims, false);
+        let start = self.node("Expand", vec![zero, start_shape], vec![]);
+
+        let outer_graph = std::mem::take(&mut self.graph);
+        let outer_constants = std::mem::take(&mut self.int_constants);
+        let (iteration, cond_in, carried_in) = (self.fresh(), self.fresh(), self.fresh());
+        self.iteration = Some(iteration.clone());
+        self.chunk = Some((k, body.rows));
+        for &n in &body.nodes {
+            self.names[n] = self.op_value(Id::from(n), &program.expr[Id::from(n)])?;
+        }
+        let result = self.names[*body.nodes.last().expect("a body has nodes")].clone();
+        let carried_out = match body.sums {
+            true => self.node("Add", vec![carried_in.clone(), result], vec![]),
+            false => self.node("Concat", vec![carried_in.clone(), result], vec![attr_int("axis", 0)]),
+        };
+        let cond_out = self.node("Identity", vec![cond_in.clone()], vec![]);
+        for &n in &body.nodes {
+            self.names[n] = String::new();
+        }
+        (self.iteration, self.chunk) = (None, None);
+        self.int_constants = outer_constants;
+        let mut graph = std::mem::replace(&mut self.graph, outer_graph);
+        graph.name = Some(format!("chunks{}", usize::from(id)));
+        graph.input = vec![
+            value_info(&iteration, DataType::Int64, Some(&[])),
+            value_info(&cond_in, DataType::Bool, Some(&[])),
+            value_info(&carried_in, self.dtype.onnx(), None),
+        ];
+        graph.output = vec![
+            value_info(&cond_out, DataType::Bool, Some(&[])),
+            value_info(&carried_out, self.dtype.onnx(), None),
+        ];
+        let body_attribute = AttributeProto {
+            name: Some("body".into()),
+            r#type: Some(AttributeType::Graph as i32),
+            g: Some(graph),
+            ..Default::default()
+        };
+        Ok(self.node("Loop", vec![trips, String::new(), start], vec![body_attribute]))
     }
 
     /// `map(body, n)` as an ONNX `Loop` whose body graph holds the per-row nodes

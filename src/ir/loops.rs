@@ -23,8 +23,10 @@ pub struct LoopBody {
     pub outer: Vec<usize>,
     /// How many rows the loop covers.
     pub rows: usize,
-    /// `None` for `map` (one row at a time), `Some(k)` for `chunks` of `k` rows.
+    /// `None` for `map` (one row at a time), `Some(k)` for `chunks` or `accumulate` of `k` rows.
     pub chunk: Option<usize>,
+    /// Whether the iterations' results are summed into one (`accumulate`), not stacked.
+    pub sums: bool,
 }
 
 impl LoopBody {
@@ -111,9 +113,16 @@ pub fn find_loops_located(expr: &[Op], shapes: &[Shape]) -> Result<Loops, (usize
         let Some(body) = node.loop_body().map(usize::from) else {
             continue;
         };
-        let chunk = matches!(node, Op::Chunks(_)).then(|| shapes[body].dims()[0]);
-        let rows = shapes[i].dims()[0];
-        let found = loop_body(expr, shapes, &per_row, body, rows, chunk).map_err(|e| (i, e))?;
+        let (chunk, rows, sums) = match node {
+            Op::Accumulate([_, n, k]) => {
+                let literal = |c: &Id| expr[usize::from(*c)].as_num().map_or(0, |x| x as usize);
+                (Some(literal(k)), literal(n), true)
+            }
+            Op::Chunks(_) => (Some(shapes[body].dims()[0]), shapes[i].dims()[0], false),
+            _ => (None, shapes[i].dims()[0], false),
+        };
+        let mut found = loop_body(expr, shapes, &per_row, body, rows, chunk).map_err(|e| (i, e))?;
+        found.sums = sums;
         check_last_chunk(expr, shapes, &found, &expr[i]).map_err(|e| (i, e))?;
         bodies[i] = Some(found);
     }
@@ -173,6 +182,7 @@ fn loop_body(
         outer,
         rows,
         chunk,
+        sums: false,
     })
 }
 
@@ -204,6 +214,17 @@ fn check_last_chunk(expr: &[Op], shapes: &[Shape], body: &LoopBody, node: &Op) -
         last_shapes.insert(n, shape);
     }
     let root = body.nodes.last().expect("a body has its root");
+    if body.sums {
+        // Every chunk's result is added into one accumulator: all must have its shape.
+        if last_shapes[root] != shapes[*root] {
+            return Err(loop_error(format!(
+                "{node}: the body's result has shape {} for the last chunk, of {last} rows, and {} for the others: \
+                 accumulate adds them, so they must be equal",
+                last_shapes[root], shapes[*root]
+            )));
+        }
+        return Ok(());
+    }
     if last_shapes[root].dims().first() != Some(&last) {
         return Err(loop_error(format!(
             "{node}: the body's result has shape {} for the last chunk, of {last} rows: its leading axis must be the chunk's rows",

@@ -108,7 +108,10 @@ mod language {
         /// of the batched value `y` (JAX's `lax.map`). `chunks(body, n, k)` runs
         /// `body` once per chunk of `k` of the `n` rows (the last chunk may be
         /// smaller) and concatenates the results; inside, `rows(y, k)` is the
-        /// current chunk of `y` (micro-batches). `vmap(e)` is the
+        /// current chunk of `y` (micro-batches). `accumulate(body, n, k)` runs
+        /// its body over the same chunks and sums the results, one accumulator
+        /// of the body's shape (gradient accumulation: the sum over the batch
+        /// computed `k` rows at a time). `vmap(e)` is the
         /// batcher's spec node (the stack over the batch of `e` on each example):
         /// it is internal to the e-graph and never executed.
         pub enum Op {
@@ -122,6 +125,7 @@ mod language {
             "row" = Row(Id),
             "chunks" = Chunks([Id; 3]),
             "rows" = Rows([Id; 2]),
+            "accumulate" = Accumulate([Id; 3]),
             "vmap" = Vmap(Id),
             Num(Num),
             Var(Symbol),
@@ -131,11 +135,15 @@ mod language {
 pub use language::Op;
 
 /// The loops written as calls, with the arities they take (for error messages).
-const LOOP_CALLS: [(&str, &str); 4] = [
+const LOOP_CALLS: [(&str, &str); 5] = [
     ("map", "2 arguments (map(body, rows))"),
     ("row", "1 argument (row(batched), inside map)"),
     ("chunks", "3 arguments (chunks(body, rows, chunk))"),
-    ("rows", "2 arguments (rows(batched, chunk), inside chunks)"),
+    (
+        "rows",
+        "2 arguments (rows(batched, chunk), inside chunks or accumulate)",
+    ),
+    ("accumulate", "3 arguments (accumulate(body, rows, chunk))"),
 ];
 
 impl Op {
@@ -183,7 +191,7 @@ impl Op {
     pub fn integer_operand(&self, position: usize) -> bool {
         match self {
             Op::ReduceAxis(..) | Op::Map(_) | Op::Rows(_) => position == 1,
-            Op::Chunks(_) => position >= 1,
+            Op::Chunks(_) | Op::Accumulate(_) => position >= 1,
             Op::Structural(s, children) => s.integer_operand(position, children.len()),
             Op::Unary(..)
             | Op::Binary(..)
@@ -209,6 +217,7 @@ impl Op {
             | Op::Row(_)
             | Op::Chunks(_)
             | Op::Rows(_)
+            | Op::Accumulate(_)
             | Op::Vmap(_)
             | Op::Num(_)
             | Op::Var(_) => None,
@@ -221,7 +230,7 @@ impl Op {
     pub fn is_per_row(&self, child_per_row: impl Fn(Id) -> bool) -> bool {
         match self {
             Op::Row(_) | Op::Rows(_) => true,
-            Op::Map(_) | Op::Chunks(_) | Op::Vmap(_) => false,
+            Op::Map(_) | Op::Chunks(_) | Op::Accumulate(_) | Op::Vmap(_) => false,
             Op::Unary(..)
             | Op::Binary(..)
             | Op::Reduce(..)
@@ -236,7 +245,7 @@ impl Op {
     /// The body of a loop (`map`, `chunks`); `None` for every other op.
     pub fn loop_body(&self) -> Option<Id> {
         match self {
-            Op::Map([body, _]) | Op::Chunks([body, _, _]) => Some(*body),
+            Op::Map([body, _]) | Op::Chunks([body, _, _]) | Op::Accumulate([body, _, _]) => Some(*body),
             Op::Unary(..)
             | Op::Binary(..)
             | Op::Reduce(..)
@@ -292,6 +301,7 @@ impl Op {
             Op::Row(a),
             Op::Chunks([a, b, b]),
             Op::Rows([a, b]),
+            Op::Accumulate([a, b, b]),
             Op::Vmap(a),
             Op::Num(Num(0.0)),
             Op::Var(Symbol::from("x")),
@@ -315,11 +325,12 @@ impl Op {
             Op::Vmap(_) => 10,
             Op::Num(_) => 11,
             Op::Var(_) => 12,
+            Op::Accumulate(_) => 13,
         }
     }
 
     /// How many variants [`Op`] has: one more than the largest [`Op::kind_index`].
-    pub const KINDS: usize = 13;
+    pub const KINDS: usize = 14;
 }
 
 #[cfg(test)]

@@ -95,6 +95,7 @@ impl Printer<'_> {
             | Op::Row(_)
             | Op::Chunks(_)
             | Op::Rows(_)
+            | Op::Accumulate(_)
             | Op::Vmap(_) => {
                 let children = node.children().iter().map(|&c| self.get(c));
                 let nesting = children.clone().map(|t| t.nesting + 1).max().unwrap_or(1);

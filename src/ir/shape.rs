@@ -348,6 +348,16 @@ impl Op {
                 }
                 Shape(body[1..].to_vec()).with_leading(n as usize)
             }
+            Op::Accumulate(_) => {
+                let (n, k) = (integer_operand(self, children, 1)?, integer_operand(self, children, 2)?);
+                if n == 0 || k == 0 || k > n {
+                    return Err(ShapeError::Loop {
+                        reason: format!("accumulate: no chunk of {k} rows in {n} rows"),
+                    });
+                }
+                // The sum of the chunks' results: one accumulator of the body's shape.
+                first()
+            }
             Op::Rows(_) => {
                 let k = integer_operand(self, children, 1)?;
                 let dims = first().0;

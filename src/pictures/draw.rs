@@ -51,6 +51,7 @@ fn attribute_word(op: &Op) -> &'static str {
     match op {
         Op::ReduceAxis(..) => " axis",
         Op::Map(_) | Op::Chunks(_) => " ×",
+        Op::Accumulate(_) => " Σ",
         Op::Rows(_) => " chunk",
         Op::Row(_) => "",
         Op::Unary(..)

@@ -264,7 +264,7 @@ pub fn op_vjp_of<T: Scalar>(
     let wanted = |i: usize| literal(i).is_nan() && wanted(i);
     match op {
         Op::Num(_) | Op::Var(_) | Op::Vmap(_) => vec![],
-        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => {
+        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) | Op::Accumulate(_) => {
             unreachable!("the interpreter differentiates loops itself")
         }
         Op::Unary(u, _) => vec![(!u.derivative_is_zero()).then(|| u.chain(a, out, g))],
@@ -312,7 +312,7 @@ pub fn op_jvp<T: Scalar>(
     let a = args[0];
     match op {
         Op::Num(_) | Op::Var(_) | Op::Vmap(_) => None,
-        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => {
+        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) | Op::Accumulate(_) => {
             unreachable!("the interpreter differentiates loops itself")
         }
         Op::Unary(u, _) => t[0].filter(|_| !u.derivative_is_zero()).map(|ta| u.chain(a, out, ta)),

@@ -492,7 +492,9 @@ pub fn run_op<T: Scalar>(op: &Op, args: &[&Tensor<T>], literal: &dyn Fn(usize) -
     match op {
         Op::Num(n) => scalar(T::of(n.0)),
         Op::Var(_) | Op::Vmap(_) => unreachable!("variables are bound, vmap is never executed"),
-        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => unreachable!("the interpreter runs loops itself"),
+        Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) | Op::Accumulate(_) => {
+            unreachable!("the interpreter runs loops itself")
+        }
         Op::Unary(u, _) => u.map(a()),
         Op::Binary(b, _) => binary(*b, args[0], args[1]),
         Op::Reduce(r, _) => scalar(reduce_all(*r, a())),

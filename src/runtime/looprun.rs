@@ -6,6 +6,8 @@
 //! row `b` of `y`'s cotangent, and the cotangents of the values the body reads
 //! from outside (shared params) are summed over the rows — gradient
 //! accumulation, compiled. Only one row's intermediates are alive at once.
+//! `accumulate(body, n, k)` runs its chunks as `chunks` does and adds their
+//! results into one accumulator; every chunk's cotangent is the loop's.
 
 use crate::error::{Error, Result};
 use crate::ir::{LoopBody, Op, Program, Scalar, Shape};
@@ -142,11 +144,20 @@ fn take<T: Scalar>(y: &Tensor<T>, body: &LoopBody, i: usize) -> Tensor<T> {
     }
 }
 
-/// Writes iteration `i`'s result into its rows of `full`.
+/// Writes iteration `i`'s result into its rows of `full` (adds it, for `accumulate`).
 fn put<T: Scalar>(full: &mut Tensor<T>, body: &LoopBody, i: usize, value: &Tensor<T>) {
     match body.chunk {
+        _ if body.sums => *full += value,
         None => full.index_axis_mut(Axis(0), i).assign(value),
         Some(_) => full.slice_axis_mut(Axis(0), Slice::from(body.range(i))).assign(value),
+    }
+}
+
+/// Iteration `i`'s part of the loop's cotangent `g`: its rows, or all of it for `accumulate`.
+fn part_of<T: Scalar>(g: &Tensor<T>, body: &LoopBody, i: usize) -> Tensor<T> {
+    match body.sums {
+        true => g.clone(),
+        false => take(g, body, i),
     }
 }
 
@@ -302,7 +313,7 @@ pub(crate) fn map_backward<T: Scalar>(
     let mut peak = 0;
     for b in 0..body.iterations() {
         let held = body_row(program, body, b, outer, &mut local, &mut unused, false)?;
-        let g_row = take(g, body, b);
+        let g_row = part_of(g, body, b);
         peak = peak.max(held + row_backward(program, body, b, outer, &local, g_row, grads, check_finite)?);
         for &i in &body.nodes {
             local[i] = None;
@@ -336,7 +347,7 @@ pub(crate) fn map_forward_backward<T: Scalar>(
             b,
             local[root].as_ref().expect("the root was computed"),
         );
-        let g_row = take(g, body, b);
+        let g_row = part_of(g, body, b);
         row_bytes = row_bytes.max(held + row_backward(program, body, b, outer, &local, g_row, grads, check_finite)?);
         for &i in &body.nodes {
             local[i] = None;

@@ -127,7 +127,8 @@ impl ReverseSweep {
     }
 
     /// Before node `i`'s cotangent is used: the per-row contributions that
-    /// loop bodies made to it, summed over the rows (`sum(map(p, n), 0)`).
+    /// loop bodies made to it, summed over the rows (`sum(map(p, n), 0)`),
+    /// or over the chunks (`accumulate(p, n, k)`).
     fn finish_loops_reading(&mut self, b: &mut Builder, i: usize) -> Result<()> {
         let keys: Vec<_> = self
             .per_row
@@ -139,16 +140,18 @@ impl ReverseSweep {
                 continue;
             };
             let (_, rows, chunk) = key;
-            if chunk.is_some() {
-                return Err(Error::Unsupported(
-                    "grad through a `chunks` loop (micro-batches) that reads an outer value is not supported: \
-                     take the gradient of the unchunked program, then batch it with a memory budget"
-                        .into(),
-                ));
-            }
             let n = b.int(rows);
-            let stacked = b.add(Op::Map([per_row, n]))?;
-            let total = b.reduce_axis(Reduce::Sum, stacked, 0)?;
+            let total = match chunk {
+                // Summed over the chunks as they run: one accumulator of the outer value's shape.
+                Some(k) => {
+                    let k = b.int(k);
+                    b.add(Op::Accumulate([per_row, n, k]))?
+                }
+                None => {
+                    let stacked = b.add(Op::Map([per_row, n]))?;
+                    b.reduce_axis(Reduce::Sum, stacked, 0)?
+                }
+            };
             self.cotangent[i] = Some(match self.cotangent[i] {
                 None => total,
                 Some(sum) => b.plus(sum, total)?,

@@ -79,6 +79,8 @@ pub fn transpose_rule(b: &mut Builder, node: Id, op: &Op, g: Id, wanted: &dyn Fn
             }
         }
         Op::Chunks([body, _, k]) => give(*body, b.add(Op::Rows([g, *k])))?,
+        // Every chunk's result is added in: each gets the whole cotangent.
+        Op::Accumulate([body, _, _]) => give(*body, Ok(g))?,
         Op::Rows([y, k]) => {
             let rows = b.shape(*y).dims()[0];
             if b.loop_rows(g).is_none() {
@@ -162,7 +164,7 @@ pub fn jvp_rule(b: &mut Builder, node: Id, op: &Op, tangent: &dyn Fn(Id) -> Opti
             s.jvp(b, &node, tangent)?
         }
         Op::Row(_) | Op::Rows(_) => linear(b)?,
-        Op::Map([body, _]) | Op::Chunks([body, ..]) => match tangent(*body) {
+        Op::Map([body, _]) | Op::Chunks([body, ..]) | Op::Accumulate([body, ..]) => match tangent(*body) {
             Some(t) if b.loop_rows(t).is_none() => Some(same_every_iteration(b, op, node, t)?),
             _ => linear(b)?,
         },

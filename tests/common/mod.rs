@@ -32,6 +32,7 @@ pub fn op_text(op: &Op, x: &str, y: &str, rng: &mut Rng) -> Option<String> {
         // A loop over the rows of c: [2, 3] (the generators' batched leaf); `row` only inside it.
         Op::Map(_) => format!("map(row(c) * ({x}), 2)"),
         Op::Chunks(_) => format!("chunks(rows(c, 1) * ({x}), 2, 1)"),
+        Op::Accumulate(_) => format!("accumulate(sum(rows(c, 1) * ({x}), 0), 2, 1)"),
         Op::Row(_) | Op::Rows(_) | Op::Vmap(_) | Op::Num(_) | Op::Var(_) => return None,
     })
 }

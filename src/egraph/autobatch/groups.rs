@@ -148,7 +148,14 @@ fn batchable(op: &Op) -> bool {
         Op::Unary(..) | Op::Binary(..) | Op::Reduce(..) | Op::ReduceAxis(..) | Op::MatMul(_) | Op::Structural(..) => {
             true
         }
-        Op::Num(_) | Op::Var(_) | Op::Vmap(_) | Op::Map(_) | Op::Row(_) | Op::Chunks(_) | Op::Rows(_) => false,
+        Op::Num(_)
+        | Op::Var(_)
+        | Op::Vmap(_)
+        | Op::Map(_)
+        | Op::Row(_)
+        | Op::Chunks(_)
+        | Op::Rows(_)
+        | Op::Accumulate(_) => false,
     }
 }
 
@@ -164,7 +171,8 @@ pub(crate) fn computes(op: &Op) -> bool {
         | Op::Map(_)
         | Op::Row(_)
         | Op::Chunks(_)
-        | Op::Rows(_) => false,
+        | Op::Rows(_)
+        | Op::Accumulate(_) => false,
     }
 }
 

@@ -282,7 +282,8 @@ impl CostProfile {
                     | Op::Row(_)
                     | Op::Rows(_)
                     | Op::Map(_)
-                    | Op::Chunks(_) => flops * pass.element_ns(Flops::Cheap) / 1000.0 + pass.bytes_us(bytes),
+                    | Op::Chunks(_)
+                    | Op::Accumulate(_) => flops * pass.element_ns(Flops::Cheap) / 1000.0 + pass.bytes_us(bytes),
                 };
                 self.op_us * dispatches + arithmetic
             }
@@ -417,6 +418,9 @@ pub fn work(op: &Op, inputs: &[&Shape], output: &Shape) -> Work {
         // The loop's own work: one iteration's bookkeeping per row, and writing its rows into the result.
         Op::Map(_) => return loop_work(output.dims()[0], out),
         Op::Chunks(_) => return loop_work(output.dims()[0].div_ceil(inputs[0].dims()[0]), out),
+        // Its rows and chunk are literals, which shapes do not show: its own
+        // work priced once (`predict_us` prices every iteration from the program).
+        Op::Accumulate(_) => return loop_work(1, out),
     };
     Work::Op {
         flops,

@@ -207,7 +207,7 @@ impl<'a> Model<'a> {
             Op::Structural(..) => pass.strided_us(n),
             // A row (or chunk) is copied out of the batched value.
             Op::Row(_) | Op::Rows(_) => pass.bytes_us(2.0 * n * pass.esize),
-            Op::Map(_) | Op::Chunks(_) => 0.0,
+            Op::Map(_) | Op::Chunks(_) | Op::Accumulate(_) => 0.0,
         }
     }
 
@@ -333,7 +333,7 @@ impl<'a> Model<'a> {
         let pass = &self.pass;
         let inputs: f64 = node.children().iter().map(|&c| self.elements(c.into())).sum();
         match node {
-            Op::Var(_) | Op::Num(_) | Op::Vmap(_) | Op::Map(_) | Op::Chunks(_) => 0.0,
+            Op::Var(_) | Op::Num(_) | Op::Vmap(_) | Op::Map(_) | Op::Chunks(_) | Op::Accumulate(_) => 0.0,
             Op::Unary(u, _) => n * pass.element_ns(u.flops()) / 1000.0 + pass.bytes_us(3.0 * n * pass.esize),
             Op::Binary(..) => {
                 // Each operand's cotangent, summed down to its shape when it was broadcast.
@@ -373,7 +373,11 @@ impl<'a> Model<'a> {
             .map(|&n| self.p.loop_op_us + self.op_work_us(n, true))
             .sum();
         let root = *body.nodes.last().expect("a body has a root");
-        let put = self.pass.bytes_us(2.0 * self.elements(root) * self.pass.esize);
+        let put = match body.sums {
+            // Added into the accumulator.
+            true => self.pass.add_us(self.elements(root)),
+            false => self.pass.bytes_us(2.0 * self.elements(root) * self.pass.esize),
+        };
         let mut per_row = 0.0;
         if forward || backward {
             per_row += row_forward;
