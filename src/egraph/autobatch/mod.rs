@@ -269,7 +269,7 @@ pub fn autobatch(program: &Program, options: &AutobatchOptions) -> Result<Autoba
     report.egraph_classes = egraph.number_of_classes();
     report.iterations = iterations;
     report.stop_reason = stop_reason_text(&stop_reason);
-    let searched = search::search(&egraph, program, &built.classes, &built.rows, options)?;
+    let searched = search::search(&egraph, program, &built.classes, &built.rows, &built.ops, options)?;
     report.greedy_cost_us = searched.greedy_us;
     report.search = searched.how.clone();
     report.plans_priced = searched.priced;
@@ -360,6 +360,8 @@ struct Built {
     classes: Vec<Id>,
     /// For each group, each member's row of the batched op: (member class, `index` node).
     rows: Vec<Vec<(Id, Op)>>,
+    /// For each group, the class of its batched op `Y`.
+    ops: Vec<Id>,
 }
 
 /// Adds the program, then for each group (by depth) the per-row template
@@ -444,7 +446,13 @@ fn build(program: &Program, groups: &[Group], explain: bool) -> Built {
     }
     group_sums(&mut egraph, program, &classes, groups, &batched);
     egraph.rebuild();
-    Built { egraph, classes, rows }
+    let ops = batched.iter().map(|&(spec, _)| spec).collect();
+    Built {
+        egraph,
+        classes,
+        rows,
+        ops,
+    }
 }
 
 /// A sum the program writes of a group's members (a tree of `+` whose
@@ -583,7 +591,7 @@ mod tests {
     //! autobatching builds (small enough to enumerate).
 
     use super::*;
-    use crate::egraph::extract::node_cost;
+    use crate::egraph::extract::{node_cost, Extraction};
     use crate::egraph::extract_exact::{extract_dag_exact, ExactStatus};
 
     /// The cheapest acyclic choice for `roots`, by depth-first enumeration of
@@ -681,5 +689,49 @@ mod tests {
             "exact {found} is not below greedy {}",
             greedy.cost
         );
+    }
+
+    #[test]
+    fn a_group_whose_batched_op_runs_is_taken_even_with_members_run_apart() {
+        let program = Program::parse(
+            "two copies",
+            "input x1: [3]\ninput x2: [3]\nparam w: [4, 3]\n\
+             let a = tanh(w @ x1)\nlet b = tanh(w @ x2)\nout s = sum(a + b) + sum(a * a * 3)",
+        )
+        .unwrap();
+        let (groups, _) = find_groups(&program);
+        let built = build(&program, &groups, false);
+        let egraph = &built.egraph;
+        let g = groups
+            .iter()
+            .position(|group| matches!(program.expr[group.members[0].into()], Op::Unary(..)))
+            .expect("the group of tanh");
+        let rows_in = search::rows_by_class(egraph, &built.rows);
+        // Each member's own node: the one that is not its row of the group.
+        let own = |class: Id| {
+            let class = egraph.find(class);
+            let rows = &rows_in[&class];
+            let n = egraph[class]
+                .nodes
+                .iter()
+                .position(|node| rows.iter().all(|(_, row)| row != node));
+            (class, n.expect("the member's own op"))
+        };
+        let members: HashMap<Id, usize> = built.rows[g].iter().map(|&(class, _)| own(class)).collect();
+        let taken = |choice: HashMap<Id, usize>| {
+            let extraction = Extraction {
+                choice: choice.into_iter().collect(),
+                cost: 0.0,
+            };
+            search::groups_run_batched(egraph, &extraction, &built.rows, &rows_in, &built.ops)[g]
+        };
+        // Members apart, the batched op not run: not taken.
+        assert!(!taken(members.clone()));
+        // Members apart for other readers, and the batched op run (a `group-sum`): taken.
+        let y = egraph.find(built.ops[g]);
+        let mut both = members;
+        both.insert(y, 0);
+        assert!(!matches!(egraph[y].nodes[0], Op::Structural(Structural::Stack, _)));
+        assert!(taken(both));
     }
 }

@@ -11,7 +11,7 @@ use crate::egraph::cost::predict_us;
 use crate::egraph::extract::{extract_dag, node_cost, Extraction, GreedyDag};
 use crate::egraph::extract_exact::{extract_dag_exact, ExactLimits};
 use crate::error::{Error, Result};
-use crate::ir::{Dtype, Op, Program};
+use crate::ir::{Dtype, Op, Program, Structural};
 use egg::{Id, Language};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -23,7 +23,7 @@ use std::time::Instant;
 pub(super) struct Searched {
     pub program: Program,
     pub cost_us: f64,
-    /// Per group: runs batched (no member runs its own op).
+    /// Per group: runs batched (its batched op is computed, or no member runs its own op).
     pub taken: Vec<bool>,
     /// Predicted time of the unconstrained greedy extraction.
     pub greedy_us: Option<f64>,
@@ -80,17 +80,11 @@ pub(super) fn search(
     program: &Program,
     classes: &[Id],
     rows: &[Vec<(Id, Op)>],
+    ops: &[Id],
     options: &AutobatchOptions,
 ) -> Result<Searched> {
     let start = Instant::now();
-    // Per member class: (group, its row node), canonical after rewriting.
-    let mut rows_in: HashMap<Id, Vec<(usize, Op)>> = HashMap::new();
-    for (g, members) in rows.iter().enumerate() {
-        for (class, node) in members {
-            let node = node.clone().map_children(|c| egraph.find(c));
-            rows_in.entry(egraph.find(*class)).or_default().push((g, node));
-        }
-    }
+    let rows_in = rows_by_class(egraph, rows);
     let roots: Vec<Id> = program
         .outputs
         .iter()
@@ -113,20 +107,7 @@ pub(super) fn search(
             .collect();
         let extracted = Program::new(program.inputs.clone(), program.params.clone(), expr, outputs, vec![]).ok()?;
         let cost = predict_us(&options.profile, &extracted, options.run, options.dtype);
-        // A group runs batched when no member runs its own op: each is a row
-        // of the batched op, or not needed apart from it at all.
-        let batched = rows
-            .iter()
-            .map(|members| {
-                members.iter().all(|(class, _)| {
-                    let class = egraph.find(*class);
-                    extraction.choice.get(&class).is_none_or(|&n| {
-                        let node = &egraph[class].nodes[n];
-                        rows_in[&class].iter().any(|(_, row)| row == node)
-                    })
-                })
-            })
-            .collect();
+        let batched = groups_run_batched(egraph, extraction, rows, &rows_in, ops);
         Some((extracted, cost, batched))
     };
     // Laid out and priced once; each plan only restricts which nodes it may choose.
@@ -254,6 +235,45 @@ pub(super) fn search(
         cut_off,
         extraction,
     })
+}
+
+/// Per member class (canonical): each group it is a member of, with its row node.
+pub(super) fn rows_by_class(egraph: &Graph, rows: &[Vec<(Id, Op)>]) -> HashMap<Id, Vec<(usize, Op)>> {
+    let mut rows_in: HashMap<Id, Vec<(usize, Op)>> = HashMap::new();
+    for (g, members) in rows.iter().enumerate() {
+        for (class, node) in members {
+            let node = node.clone().map_children(|c| egraph.find(c));
+            rows_in.entry(egraph.find(*class)).or_default().push((g, node));
+        }
+    }
+    rows_in
+}
+
+/// Which groups a choice of nodes runs batched: the group's batched op `Y`
+/// (class `ops[g]`) is computed (reached through a node other than the
+/// program's own `stack` of the members: through the members' rows, or a
+/// `group-sum`, even with members also run apart for other readers), or no
+/// member runs its own op at all.
+pub(super) fn groups_run_batched(
+    egraph: &Graph,
+    extraction: &Extraction,
+    rows: &[Vec<(Id, Op)>],
+    rows_in: &HashMap<Id, Vec<(usize, Op)>>,
+    ops: &[Id],
+) -> Vec<bool> {
+    let chosen = |class: Id| extraction.choice.get(&class).map(|&n| &egraph[class].nodes[n]);
+    rows.iter()
+        .zip(ops)
+        .map(|(members, &op)| {
+            let computed =
+                chosen(egraph.find(op)).is_some_and(|node| !matches!(node, Op::Structural(Structural::Stack, _)));
+            let no_member_apart = members.iter().all(|(class, _)| {
+                let class = egraph.find(*class);
+                chosen(class).is_none_or(|node| rows_in[&class].iter().any(|(_, row)| row == node))
+            });
+            computed || no_member_apart
+        })
+        .collect()
 }
 
 /// Which nodes a plan may choose, given which groups it runs batched: in a
