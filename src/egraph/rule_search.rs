@@ -50,21 +50,17 @@ impl ClassIndex {
         self.by_kind.get(root).map_or(&[], Vec::as_slice)
     }
 
-    /// The classes holding a node of `root` whose child `position` holds a node of `child`.
-    fn classes_with_child(&self, egraph: &Graph, root: &Op, position: usize, child: &Op) -> Vec<Id> {
-        let key = (root.clone(), position);
-        let by_child_kind = {
-            let mut by_child = self.by_child.lock().expect("the index is never left half-built");
-            by_child
-                .entry(key)
-                .or_insert_with(|| Arc::new(self.by_child_kind(egraph, root, position)))
-                .clone()
-        };
-        by_child_kind.get(child).cloned().unwrap_or_default()
+    /// The classes holding a node of `root`, by the kinds its child `position` holds.
+    fn by_child(&self, egraph: &Graph, root: &Op, position: usize) -> Arc<ByKind> {
+        let mut by_child = self.by_child.lock().expect("the index is never left half-built");
+        by_child
+            .entry((root.clone(), position))
+            .or_insert_with(|| Arc::new(self.by_child_kind(egraph, root, position)))
+            .clone()
     }
 
-    fn by_child_kind(&self, egraph: &Graph, root: &Op, position: usize) -> HashMap<Op, Vec<Id>> {
-        let mut by_child_kind: HashMap<Op, Vec<Id>> = HashMap::new();
+    fn by_child_kind(&self, egraph: &Graph, root: &Op, position: usize) -> ByKind {
+        let mut by_child_kind = ByKind::new();
         for &class in self.classes(root) {
             for node in egraph[class].nodes.iter().filter(|n| kind(n) == *root) {
                 for child_node in &egraph[node.children()[position]].nodes {
@@ -188,8 +184,9 @@ impl Searcher<Op, ShapeAnalysis> for RuleSearcher {
             Key::Any => self.pattern.search_with_limit(egraph, limit),
             Key::Root(root) => self.search_classes(egraph, index(egraph).classes(root), limit),
             Key::Child { root, position, child } => {
-                let classes = index(egraph).classes_with_child(egraph, root, *position, child);
-                self.search_classes(egraph, &classes, limit)
+                let by_child = index(egraph).by_child(egraph, root, *position);
+                let classes = by_child.get(child).map_or(&[][..], Vec::as_slice);
+                self.search_classes(egraph, classes, limit)
             }
         }
     }
