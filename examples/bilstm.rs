@@ -16,25 +16,19 @@ use batchgraph::structure::{
     Model, TaggerSizes,
 };
 use batchgraph::{BatchReduce, Batcher, Interpreter, Rng, Strategy, Values};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let out = PathBuf::from(args.get(1).map_or("out/structure", String::as_str));
-    let examples: usize = args.get(2).map_or(1280, |n| n.parse().expect("EXAMPLES is a number"));
+    let args = common::args();
     let s = TaggerSizes::wikiner();
     let model = bilstm_tagger(s);
-    let start = Instant::now();
-    let mut fast = FastPath::new(&model).expect("compile the cells");
-    println!(
-        "BiLSTM tagger (hidden {} per direction, embeddings {} from {} words, {} tags), SGD; WikiNER-like sentences, new ones every batch.",
-        s.hidden, s.embed, s.vocab, s.tags
-    );
-    println!(
-        "Cells compiled once: {:.2} s; re-declared at any row count: {}.\n",
-        start.elapsed().as_secs_f64(),
-        fast.generic()
+    let mut fast = common::compile(
+        &model,
+        &format!(
+            "BiLSTM tagger (hidden {} per direction, embeddings {} from {} words, {} tags), SGD; WikiNER-like sentences, new ones every batch.",
+            s.hidden, s.embed, s.vocab, s.tags
+        ),
+        "",
     );
     let make = |seed: u64, size: usize| {
         sentence_batch(&wikiner_like_sentences(&mut Rng::new(seed), size, s.vocab, s.tags), s).expect("sentences")
@@ -42,12 +36,12 @@ fn main() {
     common::measure_and_report(
         &model,
         &mut fast,
-        &common::sizes(args.get(3)),
-        examples,
+        &args.sizes,
+        args.examples,
         &make,
         "sentences",
         "BiLSTM tagger, WikiNER-like sentences: training speed",
-        &out.join("bilstm.svg"),
+        &args.out.join("bilstm.svg"),
     );
     equal_lengths(&model, s, &mut fast);
 }

@@ -6,17 +6,44 @@
 use batchgraph::structure::pipeline::{step_fast, step_unbatched};
 use batchgraph::structure::{batch_program, init_params, Batch, FastPath, Model, Phases};
 use batchgraph::{line_chart_svg, Chart, Series};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The batch sizes of the table.
 pub const SIZES: [usize; 5] = [1, 8, 32, 64, 256];
 
-/// The batch sizes asked for (comma-separated), or [`SIZES`].
-pub fn sizes(arg: Option<&String>) -> Vec<usize> {
-    arg.map_or(SIZES.to_vec(), |a| {
-        a.split(',').map(|n| n.parse().expect("SIZES are numbers")).collect()
-    })
+/// The command line: OUT (default `out/structure`), EXAMPLES (default
+/// 1280) and SIZES (comma-separated, default [`SIZES`]).
+pub struct Args {
+    pub out: PathBuf,
+    pub examples: usize,
+    pub sizes: Vec<usize>,
+}
+
+/// Reads [`Args`].
+pub fn args() -> Args {
+    let args: Vec<String> = std::env::args().collect();
+    Args {
+        out: PathBuf::from(args.get(1).map_or("out/structure", String::as_str)),
+        examples: args.get(2).map_or(1280, |n| n.parse().expect("EXAMPLES is a number")),
+        sizes: args.get(3).map_or(SIZES.to_vec(), |a| {
+            a.split(',').map(|n| n.parse().expect("SIZES are numbers")).collect()
+        }),
+    }
+}
+
+/// `model`'s cells compiled once for the fast path; prints `title`, then
+/// how long compiling took (`how`: what compiling did, or empty).
+pub fn compile(model: &Model, title: &str, how: &str) -> FastPath {
+    let start = Instant::now();
+    let fast = FastPath::new(model).expect("compile the cells");
+    println!("{title}");
+    println!(
+        "Cells compiled once{how}: {:.2} s; re-declared at any row count: {}.\n",
+        start.elapsed().as_secs_f64(),
+        fast.generic()
+    );
+    fast
 }
 
 /// One row of the table.
