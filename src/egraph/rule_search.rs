@@ -99,7 +99,19 @@ fn index(egraph: &Graph) -> Arc<ClassIndex> {
 fn kind(op: &Op) -> Op {
     match op {
         Op::Structural(s, _) => Op::Structural(*s, Box::new([])),
-        _ => op.clone().map_children(|_| Id::from(0)),
+        Op::Unary(..)
+        | Op::Binary(..)
+        | Op::Reduce(..)
+        | Op::ReduceAxis(..)
+        | Op::MatMul(_)
+        | Op::Map(_)
+        | Op::Row(_)
+        | Op::Chunks(_)
+        | Op::Rows(_)
+        | Op::Accumulate(_)
+        | Op::Vmap(_)
+        | Op::Num(_)
+        | Op::Var(_) => op.clone().map_children(|_| Id::from(0)),
     }
 }
 
