@@ -2,7 +2,9 @@
 //! a gradient with respect to some of the inputs and params equals those
 //! entries of the full gradient; and kernel paths chosen by layout (broadcast
 //! lanes, one value per row, column-major operands) equal the ops' definitions; a timed run
-//! gives the same results with a time for every node that ran.
+//! gives the same results with a time for every node that ran; runs whose passes are split
+//! over the threads, started together from inside a pool of four, finish with the results of
+//! one run at a time.
 
 use batchgraph::{random_values, Interpreter, Program};
 
@@ -97,4 +99,48 @@ fn a_timed_run_times_each_node_and_changes_nothing_else() {
     let evaluation = Interpreter::new(&program).timed(true).evaluate(&values).unwrap();
     let times = evaluation.times.expect("timed");
     assert!(times.forward.iter().any(|t| !t.is_zero()) && times.backward.iter().all(|t| t.is_zero()));
+}
+
+/// A run whose passes are split over the threads keeps the pool's other threads
+/// spinning for its splits (`stay_awake` in the interpreter). Runs started from
+/// jobs of a pool of four, nested in one another's splits, must neither wait for
+/// each other forever nor change a result.
+#[test]
+fn runs_that_split_their_passes_finish_together_on_a_pool_of_four() {
+    use rayon::prelude::*;
+    let program = Program::parse(
+        "split",
+        "input x: [512, 256]\nparam w: [256]\nout s = sum(tanh(x * w) ^ 2)\n",
+    )
+    .unwrap();
+    let values = random_values(&program, 3);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let (program, values) = (std::sync::Arc::new(program), std::sync::Arc::new(values));
+    std::thread::spawn(move || {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        // Alone on the same pool: how a sum is split depends on the pool's size.
+        let alone = pool.install(|| Interpreter::new(&program).gradient(&*values).unwrap());
+        let runs: Vec<_> = pool.install(|| {
+            (0..24)
+                .into_par_iter()
+                .map(|_| Interpreter::new(&program).gradient(&*values).unwrap())
+                .collect()
+        });
+        sender.send((alone, runs)).unwrap();
+    });
+    let (alone, runs) = receiver
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("24 runs on a pool of four did not finish in a minute");
+    // Equal up to the order of a split sum: a run nested in a job of the pool keeps its products on one thread.
+    let close = |a: &[(String, batchgraph::Tensor<f64>)], b: &[(String, batchgraph::Tensor<f64>)]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|((na, ta), (nb, tb))| {
+                na == nb
+                    && ta.shape() == tb.shape()
+                    && ta.iter().zip(tb).all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + y.abs()))
+            })
+    };
+    for run in runs {
+        assert!(close(&run.grads, &alone.grads) && close(&run.outputs, &alone.outputs));
+    }
 }

@@ -18,6 +18,7 @@ use egg::Language;
 use ndarray::{ArrayViewD, CowArray};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod kept;
@@ -635,11 +636,23 @@ impl<'p> Interpreter<'p> {
     /// handed to a thread of the pool from inside it, instead of the caller
     /// waking the pool and sleeping until it is done (a futex round trip per
     /// pass). Small programs run on the calling thread.
+    ///
+    /// While it runs, the pool's other threads wait for the splits by spinning
+    /// (see [`stay_awake`]) instead of sleeping between passes.
     fn on_threads<R: Send>(&self, run: impl FnOnce() -> R + Send) -> R {
-        match self.splits_passes {
-            true => rayon::scope(|_| run()),
-            false => run(),
+        if !self.splits_passes {
+            return run();
         }
+        let done = &AtomicBool::new(false);
+        rayon::scope(|scope| {
+            let runner = rayon::current_thread_index();
+            for _ in 1..rayon::current_num_threads() {
+                scope.spawn(move |_| stay_awake(done, runner));
+            }
+            let result = run();
+            done.store(true, Ordering::Release);
+            result
+        })
     }
 
     fn gradient_here<T: Scalar>(&self, values: &Values<T>) -> Result<Gradients<T>> {
@@ -831,3 +844,29 @@ impl<'p> Interpreter<'p> {
         })
     }
 }
+
+/// Runs whatever jobs the pool has until `done`: a thread of the pool waiting
+/// for the next split of a run, spinning instead of sleeping. Woken from sleep
+/// for each split, the second thread of this machine's pool started late in
+/// some processes, and a split pass took longer than on one thread (OpenMP
+/// runtimes spin between parallel regions for the same reason). Returns at
+/// once on the thread that runs the program itself, and after [`SPIN_IDLE`]
+/// with nothing to run: a spinner taken up beneath a job that the run waits
+/// for (nested runs on a pool of three or more threads) would otherwise never
+/// see `done`.
+fn stay_awake(done: &AtomicBool, runner: Option<usize>) {
+    if rayon::current_thread_index() == runner {
+        return;
+    }
+    let mut idle_since = Instant::now();
+    while !done.load(Ordering::Acquire) {
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => idle_since = Instant::now(),
+            Some(rayon::Yield::Idle) if idle_since.elapsed() < SPIN_IDLE => std::hint::spin_loop(),
+            Some(rayon::Yield::Idle) | None => return,
+        }
+    }
+}
+
+/// How long [`stay_awake`] spins with nothing to run before it lets its thread sleep.
+const SPIN_IDLE: Duration = Duration::from_millis(1);
