@@ -70,6 +70,29 @@ fn a_second_cotangent_is_priced_apart_from_the_op() {
     assert!((with(1.0, &looped) - with(0.0, &looped) - 8.0).abs() < 1e-9);
 }
 
+/// A structural op (a copy that moves data) pays `structural_op_us` rather than
+/// an elementwise op's `op_us`: on small values it costs about twice as much
+/// (its result's layout is worked out axis by axis). A profile saved before
+/// the term existed reads the built-in value.
+#[test]
+fn a_structural_op_is_priced_at_its_own_overhead() {
+    let with = |us: f64, program: &Program| {
+        let profile = CostProfile {
+            structural_op_us: us,
+            ..CostProfile::cpu()
+        };
+        predict_us(&profile, program, Run::Eval, Dtype::F64)
+    };
+    let copied = parse("input x: [2, 1, 4]\nout y = sum(permute(x, 1, 0, 2) * 2)");
+    assert!((with(1.0, &copied) - with(0.0, &copied) - 1.0).abs() < 1e-9);
+    let elementwise = parse("input x: [2, 1, 4]\nout y = sum(x * 2)");
+    assert_eq!(with(1.0, &elementwise), with(0.0, &elementwise));
+    let mut saved = serde_json::to_value(CostProfile::cpu()).unwrap();
+    saved.as_object_mut().unwrap().remove("structural_op_us");
+    let read: CostProfile = serde_json::from_value(saved).unwrap();
+    assert_eq!(read, CostProfile::cpu());
+}
+
 /// A reduction along an axis folds every element in turn: its price grows
 /// with the elements at `fold_ns` each, whichever axis it folds.
 #[test]

@@ -68,6 +68,26 @@ fn chain_of_two_operands(n: usize) -> String {
     text
 }
 
+/// The shape [`chain_of_copies`] copies: a few elements on three axes, as a small batch's stacked values have.
+const COPY_SHAPE: &str = "2, 1, 4";
+/// The elements of a [`COPY_SHAPE`] value.
+const COPY_ELEMENTS: f64 = 8.0;
+
+/// `t{0} = x * w` over `x: [2, 1, 4]`, then `n` structural links, alternately
+/// `permute(t, 1, 0, 2)` and `reshape(t, 0, 2, 1, 4)`: copies that move data.
+fn chain_of_copies(n: usize) -> String {
+    let mut text = format!("input x: [{COPY_SHAPE}]\nparam w: []\nlet t0 = x * w\n");
+    for i in 1..=n {
+        let link = match i % 2 {
+            1 => format!("permute(t{}, 1, 0, 2)", i - 1),
+            _ => format!("reshape(t{}, 0, {COPY_SHAPE})", i - 1),
+        };
+        text.push_str(&format!("let t{i} = {link}\n"));
+    }
+    text.push_str(&format!("out y = sum(t{n})\n"));
+    text
+}
+
 /// A loop over `rows` rows of 16 whose body is `row(x) * w` and `n` more links.
 fn looped(rows: usize, n: usize) -> String {
     let mut text = format!("input x: [{rows}, 16]\nparam w: []\nlet r = row(x)\nlet t0 = r * w\n");
@@ -145,6 +165,12 @@ fn calibrate_once() -> Result<CostProfile> {
     let op_and_back = slope(grad[1], grad[0], (long - short) as f64);
     let backward_op_us = (op_and_back - op_us).max(0.0);
     let grad_run_us = (grad[0] - run_us - (short + 2) as f64 * op_and_back).max(0.0);
+    // Structural ops on their own: a chain of copies, unfused as they always run.
+    let copies = [
+        timed(&chain_of_copies(short), Run::Eval, false, Dtype::F64)?,
+        timed(&chain_of_copies(long), Run::Eval, false, Dtype::F64)?,
+    ];
+    let copy_us = slope(copies[1], copies[0], (long - short) as f64);
     // A second operand's cotangent: the same links sending two cotangents each,
     // the shared operand adding them up (a pass over the chain's 64 elements).
     let two = |n| -> Result<[f64; 2]> {
@@ -305,6 +331,9 @@ fn calibrate_once() -> Result<CostProfile> {
         Ok(((t - 8.0 * rows * (n + 1.0) / cache_bytes_per_us) * 1000.0 / (rows * n)).max(0.0))
     };
     let fold_ns = (fold("sum")? + fold("max")?) / 2.0;
+    // A structural op beyond its strided walk (`Pass::strided_us` of its elements).
+    let structural_op_us =
+        (copy_us - COPY_ELEMENTS * strided_ns / 1000.0 - 2.0 * 8.0 * COPY_ELEMENTS / cache_bytes_per_us).max(0.0);
     // Threads: a long pass and a large product, on every thread against on one.
     let pass = "input a: [1048576]\nout c = tanh(a) * 0.5 + 0.25\n";
     let thread_speedup = (on_one_thread(|| timed(pass, Run::Eval, true, Dtype::F32))?
@@ -320,6 +349,7 @@ fn calibrate_once() -> Result<CostProfile> {
         grad_run_us,
         var_us,
         op_us,
+        structural_op_us,
         backward_op_us,
         backward_operand_us,
         group_us,

@@ -39,6 +39,13 @@ impl PerDtype {
     }
 }
 
+/// `structural_op_us` of the built-in `cpu` profile.
+const BUILT_IN_STRUCTURAL_OP_US: f64 = 0.26;
+
+fn built_in_structural_op_us() -> f64 {
+    BUILT_IN_STRUCTURAL_OP_US
+}
+
 /// What the interpreter's work costs on a kind of machine: times in µs,
 /// rates per µs. `batchgraph calibrate` measures every field on this machine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +60,12 @@ pub struct CostProfile {
     pub var_us: f64,
     /// Executing one op on its own in the main sweep (dispatch, allocating its result).
     pub op_us: f64,
+    /// Executing one structural op (`stack`, `permute`, `reshape`, ...: a
+    /// copy that moves data), beyond its elements' walk: its result's layout
+    /// is worked out axis by axis, which costs more than an elementwise op's
+    /// dispatch. Profiles saved before it was measured read the built-in value.
+    #[serde(default = "built_in_structural_op_us")]
+    pub structural_op_us: f64,
     /// Sending one cotangent back through an op in the backward sweep.
     pub backward_op_us: f64,
     /// Each further operand an op sends a cotangent to, beyond the first (a
@@ -113,6 +126,7 @@ impl CostProfile {
             grad_run_us: 1.02,
             var_us: 0.129,
             op_us: 0.196,
+            structural_op_us: BUILT_IN_STRUCTURAL_OP_US,
             backward_op_us: 0.536,
             backward_operand_us: 0.36,
             group_us: 0.245,
@@ -149,6 +163,7 @@ impl CostProfile {
             grad_run_us: 10.0,
             var_us: 0.0,
             op_us: 5.0,
+            structural_op_us: 5.0,
             backward_op_us: 5.0,
             backward_operand_us: 5.0,
             group_us: 5.0,
@@ -186,6 +201,7 @@ impl CostProfile {
             ("grad_run_us", self.grad_run_us),
             ("var_us", self.var_us),
             ("op_us", self.op_us),
+            ("structural_op_us", self.structural_op_us),
             ("backward_op_us", self.backward_op_us),
             ("backward_operand_us", self.backward_operand_us),
             ("group_us", self.group_us),
@@ -285,7 +301,11 @@ impl CostProfile {
                     | Op::Chunks(_)
                     | Op::Accumulate(_) => flops * pass.element_ns(Flops::Cheap) / 1000.0 + pass.bytes_us(bytes),
                 };
-                self.op_us * dispatches + arithmetic
+                let dispatch = match op {
+                    Op::Structural(..) => self.structural_op_us,
+                    _ => self.op_us,
+                };
+                dispatch * dispatches + arithmetic
             }
         }
     }

@@ -178,6 +178,7 @@ impl<'a> Model<'a> {
                         n * ns / 1000.0 + self.pass.bytes_us((2.0 * n + others) * self.pass.esize),
                     )
             }
+            None if matches!(node, Op::Structural(..)) => self.p.structural_op_us + self.op_work_us(i, false),
             None => self.p.op_us + self.op_work_us(i, false),
         }
     }
@@ -324,7 +325,7 @@ impl<'a> Model<'a> {
             .map(|&c| self.program.literal(c).unwrap_or(0.0) as usize)
             .collect();
         let emitted = transpose_emitted(s, &operands, &ints, self.program.shape(i.into()), wanted);
-        emitted.ops * self.p.op_us + self.pass.strided_us(emitted.elements)
+        emitted.ops * self.p.structural_op_us + self.pass.strided_us(emitted.elements)
     }
 
     /// The work of node `i`'s VJP for `wanted` operands (no per-op overhead).
