@@ -341,3 +341,28 @@ fn a_short_last_chunk_accumulates_with_the_fused_gradients() {
     let jvp = outputs(&batchgraph::jvp(&chunked, None).unwrap(), &with_tangents).0;
     near(&jvp[1..], &tangents(&fused), "the jvp program");
 }
+
+/// A loop running forward holds each body value from when it is computed to its last read
+/// in the body, not every value of the body at once: the one loop of the step has the
+/// forward and backward values of a chunk, few of them live together. Measured as
+/// predicted, and below what holding them all would take.
+#[test]
+fn a_loop_holds_only_the_values_still_to_be_read() {
+    let gradient = digits_gradient();
+    let over: HashSet<&str> = ["x", "y"].into_iter().collect();
+    let fused = batched(&gradient, 1024, BatchReduce::Mean, RuleSet::builtin());
+    let chunked = chunk_plan(&fused, &over, 64).unwrap();
+    let loops = chunked.loops();
+    let body = loops.bodies[accumulates(&chunked)[0]].as_ref().unwrap();
+    let every_value: usize = body.nodes.iter().map(|&n| chunked.shape(n.into()).elements() * 8).sum();
+    let values = values_for(&fused, &mut Rng::new(0x211));
+    let (_, peak) = outputs(&chunked, &values);
+    assert_eq!(peak, predict_peak_bytes(&chunked, Run::Eval, 8));
+    let inputs: usize = chunked.inputs.iter().map(|d| d.shape.elements() * 8).sum();
+    let params: usize = chunked.params.iter().map(|d| d.shape.elements() * 8).sum();
+    assert!(
+        peak < inputs + params + every_value,
+        "peak {peak} bytes, inputs and params {}, the body's values {every_value}",
+        inputs + params
+    );
+}

@@ -39,6 +39,29 @@ impl LoopBody {
         }
     }
 
+    /// For each position of [`LoopBody::nodes`], the body values last read
+    /// there (each once; the root is read by the loop, never freed): what a
+    /// run that holds only the live values frees after computing that node.
+    pub fn last_reads(&self, expr: &[Op]) -> Vec<Vec<usize>> {
+        let mut last = std::collections::HashMap::new();
+        for (j, &n) in self.nodes.iter().enumerate() {
+            for &c in expr[n].children() {
+                let c = usize::from(c);
+                if self.nodes.binary_search(&c).is_ok() {
+                    last.insert(c, j);
+                }
+            }
+        }
+        let mut frees = vec![vec![]; self.nodes.len()];
+        for (c, j) in last {
+            frees[j].push(c);
+        }
+        for f in &mut frees {
+            f.sort_unstable();
+        }
+        frees
+    }
+
     /// The rows that iteration `i` covers.
     pub fn range(&self, i: usize) -> std::ops::Range<usize> {
         match self.chunk {
