@@ -257,7 +257,7 @@ fn one_loop_carries_every_sum_of_the_step() {
             .iter()
             .map(|(_, id)| gradient.shape(*id).elements())
             .sum();
-        assert!(chunked.shape((sums[0]).into()).elements() >= carried);
+        assert!(chunked.shape(sums[0].into()).elements() >= carried);
         let runs = loops.runs();
         for (n, &r) in runs.iter().enumerate() {
             assert!(

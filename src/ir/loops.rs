@@ -239,6 +239,9 @@ fn check_last_chunk(expr: &[Op], shapes: &[Shape], body: &LoopBody, node: &Op) -
     Ok(())
 }
 
+/// The rows of a loop's shorter last chunk and the shape of each body node there.
+type LastChunk = (usize, HashMap<usize, Shape>);
+
 /// The shape of each body node in the last chunk of `body`'s loop (`node`),
 /// with its number of rows; `None` when every chunk has `k` rows.
 fn shapes_in_last_chunk(
@@ -246,7 +249,7 @@ fn shapes_in_last_chunk(
     shapes: &[Shape],
     body: &LoopBody,
     node: &Op,
-) -> Result<Option<(usize, HashMap<usize, Shape>)>, ShapeError> {
+) -> Result<Option<LastChunk>, ShapeError> {
     let Some(k) = body.chunk else { return Ok(None) };
     let last = body.rows - k * (body.iterations() - 1);
     if last == k {
