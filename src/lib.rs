@@ -61,9 +61,9 @@ pub use error::{Conflict, Error, Result};
 pub use export::{to_onnx, DynamicBatch, ExportOptions};
 pub use front::{parse_file, parse_program, ParseError, ProgramBuilder, MAX_CALL_DEPTH, MAX_NESTING};
 pub use ir::{
-    broadcast, expand_loops, infer_shapes, matmul, Assoc, BatchReduce, Binary, ChildInfo, Decl, Dtype, Flops, LoopBody,
-    Loops, Num, Op, Program, Reduce, Run, Scalar, Shape, ShapeError, Structural, Unary, MAX_ELEMENTS, MAX_NODES,
-    MAX_RANK,
+    broadcast, expand_loops, infer_shapes, matmul, one_loop, Assoc, BatchReduce, Binary, ChildInfo, Decl, Dtype, Flops,
+    LoopBody, Loops, Num, Op, Program, Reduce, Run, Scalar, Shape, ShapeError, Structural, Unary, MAX_ELEMENTS,
+    MAX_NODES, MAX_RANK,
 };
 pub use measure::{
     calibrate, check_rule, cost_check, summarize, time_program, time_side_by_side, ConfigCheck, CostCheckOptions,

@@ -806,6 +806,13 @@ fn the_training_step_matches_the_interpreter() {
         let step = Step::build(&model, &options).unwrap();
         if plan != Plan::Fused {
             assert!(step.plan_name.starts_with("chunks of"), "{}", step.plan_name);
+            // One loop carries the loss and every gradient (in chunks of 3 of 8, the last has 2 rows).
+            let expr = step.program.expr.as_ref();
+            let loops = expr
+                .iter()
+                .filter(|n| matches!(n, batchgraph::Op::Accumulate(_)))
+                .count();
+            assert_eq!(loops, 1, "{}", step.program.to_text());
         }
         let mut trainer = Trainer::new(&step, random_params(&step.model, 2), 0.01);
         let mut batch = || {

@@ -19,11 +19,13 @@
 //! rows) is the sum over the chunks of the same op on each chunk, so it runs
 //! as `accumulate(op(chunk), n, k)` (divided by the count, for a mean): one
 //! accumulator of the result's shape, and no concatenated rows, so the values
-//! held do not grow with `n / k`. Only when `k` divides `n`: the gradient
-//! program of a loop whose last chunk is shorter is not built through it.
+//! held do not grow with `n / k` (the last chunk may be shorter). The sums
+//! that do not read each other then run in one loop ([`one_loop`]): each
+//! chunk's values are computed once and every sum (the loss, each parameter's
+//! gradient) is added into its part of one accumulator.
 
 use crate::error::{Error, Result};
-use crate::ir::{Binary, Num, Op, Program, Reduce, Structural};
+use crate::ir::{one_loop, Binary, Num, Op, Program, Reduce, Structural};
 use egg::{Id, Language, RecExpr};
 use std::collections::HashSet;
 
@@ -47,9 +49,7 @@ pub fn chunk_plan(fused: &Program, batched: &HashSet<&str>, k: usize) -> Result<
             rows.saturating_sub(1)
         )));
     }
-    // Sums accumulate when every chunk has k rows: a gradient program built
-    // through a shorter last chunk would broadcast its cotangent to k rows.
-    let kinds = Kinds::of(fused, batched, rows.is_multiple_of(k));
+    let kinds = Kinds::of(fused, batched);
     let (inside, outside) = kinds.needed(fused);
     if !(0..expr.len()).any(|i| (kinds.looped(i) || kinds.summed[i]) && outside[i]) {
         return Err(refuse("no per-row value to compute in chunks"));
@@ -118,13 +118,15 @@ pub fn chunk_plan(fused: &Program, batched: &HashSet<&str>, k: usize) -> Result<
         .iter()
         .map(|(name, root)| (name.clone(), whole[usize::from(*root)].expect("placed")))
         .collect();
-    Ok(Program::new(
+    let chunked = Program::new(
         fused.inputs.clone(),
         fused.params.clone(),
         RecExpr::from(out),
         outputs,
         vec![],
-    )?)
+    )?;
+    // Every sum over the same chunks in one loop: a chunk's values computed once.
+    Ok(one_loop(&chunked)?)
 }
 
 /// The op with a mean over the rows made a sum (the mean divides after accumulating).
@@ -181,7 +183,7 @@ struct Kinds {
 }
 
 impl Kinds {
-    fn of(fused: &Program, batched: &HashSet<&str>, accumulating: bool) -> Kinds {
+    fn of(fused: &Program, batched: &HashSet<&str>) -> Kinds {
         let expr = fused.expr.as_ref();
         let mut depends = vec![false; expr.len()];
         for (i, node) in expr.iter().enumerate() {
@@ -202,9 +204,7 @@ impl Kinds {
             let summed: Vec<bool> = expr
                 .iter()
                 .enumerate()
-                .map(|(i, node)| {
-                    accumulating && depends[i] && axis[i].is_none() && sums_rows(fused, node, &depends, &axis)
-                })
+                .map(|(i, node)| depends[i] && axis[i].is_none() && sums_rows(fused, node, &depends, &axis))
                 .collect();
             let mut frontier = vec![false; expr.len()];
             for (i, node) in expr.iter().enumerate() {

@@ -13,6 +13,7 @@ use crate::ir::reduce::Reduce;
 use crate::ir::shape::{ChildInfo, Shape, ShapeError};
 use crate::ir::structural::Structural;
 use egg::{Id, Language, RecExpr};
+use std::collections::HashMap;
 
 /// One `map` node: its body and what the body reads from outside.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +37,29 @@ impl LoopBody {
             None => self.rows,
             Some(k) => self.rows.div_ceil(k),
         }
+    }
+
+    /// For each position of [`LoopBody::nodes`], the body values last read
+    /// there (each once; the root is read by the loop, never freed): what a
+    /// run that holds only the live values frees after computing that node.
+    pub fn last_reads(&self, expr: &[Op]) -> Vec<Vec<usize>> {
+        let mut last = std::collections::HashMap::new();
+        for (j, &n) in self.nodes.iter().enumerate() {
+            for &c in expr[n].children() {
+                let c = usize::from(c);
+                if self.nodes.binary_search(&c).is_ok() {
+                    last.insert(c, j);
+                }
+            }
+        }
+        let mut frees = vec![vec![]; self.nodes.len()];
+        for (c, j) in last {
+            frees[j].push(c);
+        }
+        for f in &mut frees {
+            f.sort_unstable();
+        }
+        frees
     }
 
     /// The rows that iteration `i` covers.
@@ -191,28 +215,9 @@ fn loop_body(
 /// rows (an outer value of `k` rows broadcast against the chunk, the chunk
 /// axis moved) is an error here, not a failure at run time.
 fn check_last_chunk(expr: &[Op], shapes: &[Shape], body: &LoopBody, node: &Op) -> Result<(), ShapeError> {
-    let Some(k) = body.chunk else { return Ok(()) };
-    let last = body.rows - k * (body.iterations() - 1);
-    if last == k {
+    let Some((last, last_shapes)) = shapes_in_last_chunk(expr, shapes, body, node)? else {
         return Ok(());
-    }
-    let mut last_shapes: std::collections::HashMap<usize, Shape> = Default::default();
-    for &n in &body.nodes {
-        let shape = if let Op::Rows([y, _]) = &expr[n] {
-            Ok(Shape(shapes[usize::from(*y)].dims()[1..].to_vec()).with_leading(last))
-        } else {
-            expr[n].infer_shape_from(|c| ChildInfo {
-                shape: last_shapes.get(&usize::from(c)).unwrap_or(&shapes[usize::from(c)]),
-                constant: expr[usize::from(c)].as_num(),
-            })
-        };
-        let shape = shape.map_err(|e| {
-            loop_error(format!(
-                "{node}: the body does not fit the last chunk, of {last} rows: {e}"
-            ))
-        })?;
-        last_shapes.insert(n, shape);
-    }
+    };
     let root = body.nodes.last().expect("a body has its root");
     if body.sums {
         // Every chunk's result is added into one accumulator: all must have its shape.
@@ -232,6 +237,62 @@ fn check_last_chunk(expr: &[Op], shapes: &[Shape], body: &LoopBody, node: &Op) -
         )));
     }
     Ok(())
+}
+
+/// The rows of a loop's shorter last chunk and the shape of each body node there.
+type LastChunk = (usize, HashMap<usize, Shape>);
+
+/// The shape of each body node in the last chunk of `body`'s loop (`node`),
+/// with its number of rows; `None` when every chunk has `k` rows.
+fn shapes_in_last_chunk(
+    expr: &[Op],
+    shapes: &[Shape],
+    body: &LoopBody,
+    node: &Op,
+) -> Result<Option<LastChunk>, ShapeError> {
+    let Some(k) = body.chunk else { return Ok(None) };
+    let last = body.rows - k * (body.iterations() - 1);
+    if last == k {
+        return Ok(None);
+    }
+    let mut last_shapes: HashMap<usize, Shape> = Default::default();
+    for &n in &body.nodes {
+        let shape = if let Op::Rows([y, _]) = &expr[n] {
+            Ok(Shape(shapes[usize::from(*y)].dims()[1..].to_vec()).with_leading(last))
+        } else {
+            expr[n].infer_shape_from(|c| ChildInfo {
+                shape: last_shapes.get(&usize::from(c)).unwrap_or(&shapes[usize::from(c)]),
+                constant: expr[usize::from(c)].as_num(),
+            })
+        };
+        let shape = shape.map_err(|e| {
+            loop_error(format!(
+                "{node}: the body does not fit the last chunk, of {last} rows: {e}"
+            ))
+        })?;
+        last_shapes.insert(n, shape);
+    }
+    Ok(Some((last, last_shapes)))
+}
+
+/// For each node of a loop over chunks whose last chunk is shorter, its shape
+/// in that chunk when it differs from its shape in the others (`None` for
+/// every other node): a value the same for every chunk (a cotangent
+/// broadcast from outside the loop) must be cut to it there.
+pub fn last_chunk_shapes(program: &Program) -> Vec<Option<Shape>> {
+    let (expr, shapes) = (program.expr.as_ref(), program.shapes());
+    let mut out = vec![None; expr.len()];
+    for (i, body) in program.loops().bodies.iter().enumerate() {
+        let Some(body) = body else { continue };
+        if let Ok(Some((_, last))) = shapes_in_last_chunk(expr, shapes, body, &expr[i]) {
+            for (n, shape) in last {
+                if shape != shapes[n] {
+                    out[n] = Some(shape);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// No value outside a loop may read a per-row value, except through `map`.

@@ -23,8 +23,23 @@ fn row_shape(program: &Program, n: usize) -> &Shape {
     program.shape(n.into())
 }
 
-/// Bytes one row of a loop holds running forward: every body value at once.
+/// Bytes one row of a loop holds at most running forward: each body value
+/// from when it is computed to its last read in the body (a loop carrying
+/// many sums has many values, few of them live at once).
 fn body_forward_bytes(program: &Program, body: &LoopBody, element: usize) -> usize {
+    let (mut held, mut peak) = (0usize, 0usize);
+    for (&n, frees) in body.nodes.iter().zip(body.last_reads(program.expr.as_ref())) {
+        held += size(row_shape(program, n), element);
+        peak = peak.max(held);
+        for c in frees {
+            held -= size(row_shape(program, c), element);
+        }
+    }
+    peak
+}
+
+/// Bytes of every body value at once (what a row holds before its backward sweep).
+fn body_all_bytes(program: &Program, body: &LoopBody, element: usize) -> usize {
     body.nodes.iter().map(|&n| size(row_shape(program, n), element)).sum()
 }
 
@@ -35,7 +50,7 @@ fn body_backward_bytes(program: &Program, body: &LoopBody, element: usize) -> us
     let mut wanted = vec![false; expr.len()];
     let root = *body.nodes.last().expect("a body has a root");
     wanted[root] = true;
-    let mut held = body_forward_bytes(program, body, element);
+    let mut held = body_all_bytes(program, body, element);
     for &n in body.nodes.iter().rev() {
         if !wanted[n] || matches!(expr[n], Op::Row(_) | Op::Rows(_)) {
             continue;

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod loops;
 pub mod memory;
 pub mod modes;
+pub mod one_loop;
 pub mod op;
 pub mod print;
 pub mod program;
@@ -26,9 +27,13 @@ pub mod unary;
 
 pub use binary::{Assoc, Binary, Lane, PartialReads};
 pub use limits::MAX_NODES;
-pub use loops::{early_loop, expand_loops, find_loops, find_loops_located, main_children, main_uses, LoopBody, Loops};
+pub use loops::{
+    early_loop, expand_loops, find_loops, find_loops_located, last_chunk_shapes, main_children, main_uses, LoopBody,
+    Loops,
+};
 pub use memory::predict_peak_bytes;
 pub use modes::{BatchReduce, Dtype, Run};
+pub use one_loop::one_loop;
 pub use op::{Flops, Num, Op};
 pub use program::{extract_dag, infer_shapes, Decl, Program};
 pub use reduce::Reduce;

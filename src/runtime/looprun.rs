@@ -80,7 +80,10 @@ fn finite_or<T: Scalar>(value: &Tensor<T>, what: impl FnOnce() -> String) -> Res
 }
 
 /// Evaluates the body for row `b` into `local` (and its tangents into
-/// `local_tangents` when given); returns the bytes it holds.
+/// `local_tangents` when given); returns the most bytes it holds at once.
+/// With `release`, each value is dropped after its last read in the body
+/// (a run forward only); without, every value is kept (for a backward sweep).
+#[allow(clippy::too_many_arguments)]
 fn body_row<T: Scalar>(
     program: &Program,
     body: &LoopBody,
@@ -89,11 +92,16 @@ fn body_row<T: Scalar>(
     local: &mut [Option<Tensor<T>>],
     local_tangents: &mut [Option<Tensor<T>>],
     check_finite: bool,
+    release: bool,
 ) -> Result<usize> {
     let per_row = &program.loops().per_row;
     let expr = program.expr.as_ref();
-    let mut held = 0;
-    for &n in &body.nodes {
+    let (mut held, mut peak) = (0, 0);
+    let last_reads = match release {
+        true => body.last_reads(expr),
+        false => vec![vec![]; body.nodes.len()],
+    };
+    for (&n, frees) in body.nodes.iter().zip(&last_reads) {
         let node = &expr[n];
         let (value, tangent) = if let Op::Row(y) | Op::Rows([y, _]) = node {
             let y = usize::from(*y);
@@ -130,10 +138,14 @@ fn body_row<T: Scalar>(
             }
         }
         held += bytes(&value) + tangent.as_ref().map_or(0, bytes);
+        peak = peak.max(held);
         local[n] = Some(value);
         local_tangents[n] = tangent;
+        for &c in frees {
+            held -= local[c].take().map_or(0, |v| bytes(&v)) + local_tangents[c].take().map_or(0, |t| bytes(&t));
+        }
     }
-    Ok(held)
+    Ok(peak)
 }
 
 /// Iteration `i`'s rows of `y`: one row (the axis dropped) for `map`, a chunk for `chunks`.
@@ -206,6 +218,7 @@ pub(crate) fn map_forward<T: Scalar>(
             &mut local,
             &mut local_tangents,
             check_finite,
+            outer.tangents.is_none(),
         )?);
         put(
             &mut value,
@@ -312,7 +325,7 @@ pub(crate) fn map_backward<T: Scalar>(
     let (mut local, mut unused) = (vec![None; n], vec![None; n]);
     let mut peak = 0;
     for b in 0..body.iterations() {
-        let held = body_row(program, body, b, outer, &mut local, &mut unused, false)?;
+        let held = body_row(program, body, b, outer, &mut local, &mut unused, false, false)?;
         let g_row = part_of(g, body, b);
         peak = peak.max(held + row_backward(program, body, b, outer, &local, g_row, grads, check_finite)?);
         for &i in &body.nodes {
@@ -340,7 +353,7 @@ pub(crate) fn map_forward_backward<T: Scalar>(
     let (mut local, mut unused) = (vec![None; n], vec![None; n]);
     let mut row_bytes = 0;
     for b in 0..body.iterations() {
-        let held = body_row(program, body, b, outer, &mut local, &mut unused, check_finite)?;
+        let held = body_row(program, body, b, outer, &mut local, &mut unused, check_finite, false)?;
         put(
             &mut value,
             body,

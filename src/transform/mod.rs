@@ -17,7 +17,7 @@ pub mod rules;
 pub mod simplify;
 
 use crate::error::{Error, Result};
-use crate::ir::{Decl, Op, Program, Reduce};
+use crate::ir::{last_chunk_shapes, Decl, Op, Program, Reduce, Shape};
 use builder::{Builder, LoopRows};
 use egg::{Id, Language};
 use std::collections::{BTreeMap, HashSet};
@@ -50,6 +50,7 @@ pub fn grad(program: &Program, wrt: Option<&[String]>) -> Result<Program> {
     let mut sweep = ReverseSweep {
         cotangent: vec![None; program.node_count()],
         per_row: BTreeMap::new(),
+        last_chunk: last_chunk_shapes(program),
     };
     sweep.cotangent[usize::from(out)] = Some(b.num(1.0));
     for i in (0..program.node_count()).rev() {
@@ -88,6 +89,8 @@ struct ReverseSweep {
     /// Per-row contributions to nodes outside a loop, summed within the loop's
     /// body, by node and loop: they become one sum over the rows.
     per_row: BTreeMap<(usize, usize, Option<usize>), Option<Id>>,
+    /// The shape of each node in a shorter last chunk, where it differs (see [`last_chunk_shapes`]).
+    last_chunk: Vec<Option<Shape>>,
 }
 
 impl ReverseSweep {
@@ -106,6 +109,9 @@ impl ReverseSweep {
         let c = usize::from(child);
         let mut contribution = contribution;
         let outer = !program.loops().per_row[c];
+        if let (Some(last), None) = (&self.last_chunk[c], b.loop_rows(contribution)) {
+            contribution = cut_to_every_chunk(b, program, child, last, contribution)?;
+        }
         // `row(y)` and `rows(y, k)` give y the whole stack of their rows' cotangents at once.
         let stacks_rows = matches!(program.expr[parent], Op::Row(_) | Op::Rows(_));
         let parent_rows = b.loop_rows(parent).filter(|_| !stacks_rows);
@@ -159,6 +165,33 @@ impl ReverseSweep {
         }
         Ok(())
     }
+}
+
+/// A contribution to the cotangent of `child`, a value in a loop over chunks
+/// whose last chunk is shorter (`last`: its shape there), that is the same
+/// for every chunk (built outside the loop, e.g. a cotangent broadcast to the
+/// chunk's `k` rows): when it has those `k` rows, the chunks' rows of it
+/// repeated over the batch (`rows(concat(t, ..., t)[:n], k)`), so the last
+/// chunk reads as many rows as it has.
+fn cut_to_every_chunk(b: &mut Builder, program: &Program, child: Id, last: &Shape, t: Id) -> Result<Id> {
+    let full = program.shape(child);
+    let Some(LoopRows { rows, chunk: Some(k) }) = b.loop_rows(child) else {
+        return Ok(t);
+    };
+    let shape = b.shape(t).clone();
+    let chunked = |a: usize| full.dims()[a] != last.dims()[a] && shape.dims()[a] == full.dims()[a];
+    if shape.rank() != full.rank() || !(0..full.rank()).any(chunked) {
+        return Ok(t);
+    }
+    if !chunked(0) || (1..full.rank()).any(chunked) {
+        return Err(Error::Unsupported(format!(
+            "grad: `{}` (shape {full}, {last} in the last chunk) has its chunk's rows along another axis than 0",
+            program.expr[child]
+        )));
+    }
+    let repeated = rules::chunk_after_chunk(b, t, rows, k)?;
+    let k = b.int(k);
+    b.add(Op::Rows([repeated, k]))
 }
 
 /// The JVP program of `program`: a tangent input `tangent_<name>` for each

@@ -185,7 +185,7 @@ fn same_every_iteration(b: &mut Builder, op: &Op, node: Id, t: Id) -> Result<Id>
 
 /// The `chunk` rows of `t` repeated chunk after chunk over `rows` rows (the
 /// last chunk may be cut short): `t` concatenated once per chunk, cut to the rows.
-fn chunk_after_chunk(b: &mut Builder, t: Id, rows: usize, chunk: usize) -> Result<Id> {
+pub(crate) fn chunk_after_chunk(b: &mut Builder, t: Id, rows: usize, chunk: usize) -> Result<Id> {
     let copies = rows.div_ceil(chunk);
     let mut parts = vec![t; copies];
     parts.push(b.int(0));
