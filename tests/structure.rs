@@ -333,8 +333,8 @@ fn a_kept_forward_then_backward_is_the_gradient_of_the_seeded_outputs() {
 /// other call stays at its depth (one past the deepest call it reads).
 #[test]
 fn the_loss_heads_wait_for_the_last_level() {
-    for (_, batch, _) in [tree_case(8, 31), sentence_case(&[1, 4, 7, 2], 22)] {
-        let plan = make_plan(&batch, 5);
+    for (model, batch, _) in [tree_case(8, 31), sentence_case(&[1, 4, 7, 2], 22)] {
+        let plan = make_plan(&batch, model.cells.len());
         let heads: Vec<usize> = (0..batch.calls.len())
             .filter(|&i| batch.calls[i].loss.is_some())
             .collect();
@@ -360,5 +360,27 @@ fn the_loss_heads_wait_for_the_last_level() {
                 .unwrap_or(0);
             assert_eq!(level[i], depth, "call {i}");
         }
+    }
+}
+
+/// Kernels per batch within 1.2x of the lower bound at B = 1 too: one
+/// sentence (the bilstm example's first B = 1 batch is of 22 tokens), where
+/// the bound batches the two directions' elementwise ops together and no
+/// other sentence's heads spread over depths to make up for it.
+#[test]
+fn the_tagger_at_one_sentence_runs_within_the_bound() {
+    for length in [1, 2, 5, 22, 40] {
+        let (model, batch, params) = sentence_case(&[length], 61);
+        let mut fast = FastPath::new(&model).unwrap();
+        let plan = fast.plan(&batch).unwrap();
+        let outcome = fast.run(&batch, &plan, &params).unwrap();
+        let (program, _) = batch_program(&model, &batch, &params).unwrap();
+        let (_, bound) = batchgraph::egraph::kernel_bound(&program);
+        let ratio = outcome.kernels as f64 / bound as f64;
+        assert!(
+            ratio <= 1.2,
+            "{length} tokens: {} kernels against the bound {bound} ({ratio:.2})",
+            outcome.kernels
+        );
     }
 }
