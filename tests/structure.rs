@@ -196,8 +196,17 @@ fn edge_cases_give_right_answers_or_clear_errors() {
             assert!(max_diff(&outcome.grads[name], g) < 1e-10, "{name}");
         }
     }
-    // A sentence of no words is refused, naming it.
+    // An empty batch of sentences too.
     let t = small_tagger();
+    let tagger = bilstm_tagger(t);
+    let empty = sentence_batch(&[], t).unwrap();
+    let message = FastPath::new(&tagger).unwrap().plan(&empty).unwrap_err().to_string();
+    assert!(message.contains("empty batch"), "{message}");
+    let message = unbatched_gradient(&tagger, &empty, &init_params(&tagger, 5))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("empty batch"), "{message}");
+    // A sentence of no words is refused, naming it.
     let bad = Sentence {
         words: vec![],
         tags: vec![],
@@ -217,13 +226,20 @@ fn sentences_of_length_one_and_ten_thousand() {
     // One token: the next-step params get no gradient.
     let mean = per_example_mean_gradient(&model, &batch, &params).unwrap();
     assert_grads_equal(&outcome.grads, &mean, 1e-10, false);
-    // 10,000 tokens: 20,000 LSTM steps on 10,001 levels; memory linear in the length.
+    // 10,000 tokens: 10,000 steps of both LSTMs on 10,001 levels; memory linear in the length.
     let (_, long, _) = sentence_case(&[10_000], 52);
     let plan = fast.plan(&long).unwrap();
     assert_eq!(plan.levels.len(), 10_001);
     let outcome = fast.run(&long, &plan, &params).unwrap();
     assert!(outcome.loss.is_finite() && outcome.loss > 0.0);
-    assert!(outcome.grads.values().all(|g| g.iter().all(|x| x.is_finite())));
+    // The right answer: the sentence's program run unbatched by the interpreter.
+    let (loss, grads, _) = unbatched_gradient(&model, &long, &params).unwrap();
+    assert!(
+        (outcome.loss - loss).abs() < 1e-10 * loss.abs(),
+        "{} against {loss}",
+        outcome.loss
+    );
+    assert_grads_equal(&outcome.grads, &grads, 1e-10, true);
 }
 
 /// A program with two outputs, the second also read by the first (as a
