@@ -48,9 +48,9 @@ fn main() {
 
 /// 64 sentences of 20 tokens: the fast path against the per-sentence program
 /// batched by the batcher (`--strategy fuse`, the mean loss), forward and
-/// backward, the same sentences, 10 runs each after one warm-up, interleaved.
+/// backward, the same sentences, 30 runs each after one warm-up, interleaved.
 fn equal_lengths(model: &Model, s: TaggerSizes, fast: &mut FastPath) {
-    let (size, length, runs) = (64, 20, 10);
+    let (size, length, runs) = (64, 20, 30);
     let mut rng = Rng::new(7);
     let sentences: Vec<_> = (0..size)
         .map(|_| random_sentence(&mut rng, length, s.vocab, s.tags))

@@ -196,8 +196,17 @@ fn edge_cases_give_right_answers_or_clear_errors() {
             assert!(max_diff(&outcome.grads[name], g) < 1e-10, "{name}");
         }
     }
-    // A sentence of no words is refused, naming it.
+    // An empty batch of sentences too.
     let t = small_tagger();
+    let tagger = bilstm_tagger(t);
+    let empty = sentence_batch(&[], t).unwrap();
+    let message = FastPath::new(&tagger).unwrap().plan(&empty).unwrap_err().to_string();
+    assert!(message.contains("empty batch"), "{message}");
+    let message = unbatched_gradient(&tagger, &empty, &init_params(&tagger, 5))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("empty batch"), "{message}");
+    // A sentence of no words is refused, naming it.
     let bad = Sentence {
         words: vec![],
         tags: vec![],
@@ -217,13 +226,25 @@ fn sentences_of_length_one_and_ten_thousand() {
     // One token: the next-step params get no gradient.
     let mean = per_example_mean_gradient(&model, &batch, &params).unwrap();
     assert_grads_equal(&outcome.grads, &mean, 1e-10, false);
-    // 10,000 tokens: 20,000 LSTM steps on 10,001 levels; memory linear in the length.
+    // 10,000 tokens: 10,000 steps of both LSTMs on 10,001 levels; memory linear in the length.
     let (_, long, _) = sentence_case(&[10_000], 52);
     let plan = fast.plan(&long).unwrap();
     assert_eq!(plan.levels.len(), 10_001);
     let outcome = fast.run(&long, &plan, &params).unwrap();
     assert!(outcome.loss.is_finite() && outcome.loss > 0.0);
     assert!(outcome.grads.values().all(|g| g.iter().all(|x| x.is_finite())));
+    // The right answer: the sentence's program run unbatched by the interpreter. About 8 s in a
+    // release build but minutes unoptimised, so only in release (`cargo test --release`).
+    if cfg!(debug_assertions) {
+        return;
+    }
+    let (loss, grads, _) = unbatched_gradient(&model, &long, &params).unwrap();
+    assert!(
+        (outcome.loss - loss).abs() < 1e-10 * loss.abs(),
+        "{} against {loss}",
+        outcome.loss
+    );
+    assert_grads_equal(&outcome.grads, &grads, 1e-10, true);
 }
 
 /// A program with two outputs, the second also read by the first (as a
@@ -333,8 +354,8 @@ fn a_kept_forward_then_backward_is_the_gradient_of_the_seeded_outputs() {
 /// other call stays at its depth (one past the deepest call it reads).
 #[test]
 fn the_loss_heads_wait_for_the_last_level() {
-    for (_, batch, _) in [tree_case(8, 31), sentence_case(&[1, 4, 7, 2], 22)] {
-        let plan = make_plan(&batch, 5);
+    for (model, batch, _) in [tree_case(8, 31), sentence_case(&[1, 4, 7, 2], 22)] {
+        let plan = make_plan(&batch, model.cells.len());
         let heads: Vec<usize> = (0..batch.calls.len())
             .filter(|&i| batch.calls[i].loss.is_some())
             .collect();
@@ -360,5 +381,27 @@ fn the_loss_heads_wait_for_the_last_level() {
                 .unwrap_or(0);
             assert_eq!(level[i], depth, "call {i}");
         }
+    }
+}
+
+/// Kernels per batch within 1.2x of the lower bound at B = 1 too: one
+/// sentence (the bilstm example's first B = 1 batch is of 22 tokens), where
+/// the bound batches the two directions' elementwise ops together and no
+/// other sentence's heads spread over depths to make up for it.
+#[test]
+fn the_tagger_at_one_sentence_runs_within_the_bound() {
+    for length in [1, 2, 5, 22, 40] {
+        let (model, batch, params) = sentence_case(&[length], 61);
+        let mut fast = FastPath::new(&model).unwrap();
+        let plan = fast.plan(&batch).unwrap();
+        let outcome = fast.run(&batch, &plan, &params).unwrap();
+        let (program, _) = batch_program(&model, &batch, &params).unwrap();
+        let (_, bound) = batchgraph::egraph::kernel_bound(&program);
+        let ratio = outcome.kernels as f64 / bound as f64;
+        assert!(
+            ratio <= 1.2,
+            "{length} tokens: {} kernels against the bound {bound} ({ratio:.2})",
+            outcome.kernels
+        );
     }
 }

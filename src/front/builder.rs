@@ -31,18 +31,16 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::ir::{Binary, ChildInfo, Decl, Num, Op, Program, Reduce, Shape, Structural, Unary, MAX_NODES};
-use egg::{Id, Language, RecExpr, Symbol};
-use std::collections::HashMap;
+use crate::ir::{Binary, Decl, Nodes, Op, Program, Reduce, Shape, Structural, Unary, MAX_NODES};
+use egg::{Id, Language, Symbol};
 
 /// A program under construction (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct ProgramBuilder {
     inputs: Vec<Decl>,
     params: Vec<Decl>,
-    expr: RecExpr<Op>,
-    memo: HashMap<Op, Id>,
-    shapes: Vec<Shape>,
+    /// The nodes, each op once, with their shapes.
+    nodes: Nodes,
     outputs: Vec<(String, Id)>,
     names: Vec<(Id, String)>,
     /// Every name declared, so that declaring stays linear in a program of thousands of inputs.
@@ -81,26 +79,22 @@ impl ProgramBuilder {
             true => self.inputs.push(decl),
             false => self.params.push(decl),
         }
-        Ok(self.push(Op::Var(Symbol::from(name)), shape))
+        Ok(self.nodes.push(Op::Var(Symbol::from(name)), shape))
     }
 
     /// The literal `value` (a scalar).
     pub fn num(&mut self, value: f64) -> Id {
-        let op = Op::Num(Num(value));
-        match self.memo.get(&op) {
-            Some(&id) => id,
-            None => self.push(op, Shape::scalar()),
-        }
+        self.nodes.num(value)
     }
 
     /// Adds `op`, whose children are nodes already built: its shape is
     /// checked (an error names the op and its operands' shapes), and an equal
     /// node already built is returned instead of a new one.
     pub fn op(&mut self, op: Op) -> Result<Id> {
-        if let Some(&id) = self.memo.get(&op) {
+        if let Some(id) = self.nodes.find(&op) {
             return Ok(id);
         }
-        if let Some(&c) = op.children().iter().find(|&&c| usize::from(c) >= self.expr.len()) {
+        if let Some(&c) = op.children().iter().find(|&&c| usize::from(c) >= self.nodes.len()) {
             return Err(Error::Values(format!(
                 "builder: {op} reads node {c}, which was not built here"
             )));
@@ -110,34 +104,20 @@ impl ProgramBuilder {
                 "builder: `{v}` is a variable; declare it with input or param"
             )));
         }
-        if self.expr.len() >= MAX_NODES {
-            return Err(Error::Limit {
-                limit: MAX_NODES as u64,
-                message: format!("program too large: more than {MAX_NODES} nodes"),
-            });
-        }
-        let shape = op.infer_shape_from(|c| ChildInfo {
-            shape: &self.shapes[usize::from(c)],
-            constant: self.expr[c].as_num(),
-        })?;
-        Ok(self.push(op, shape))
-    }
-
-    fn push(&mut self, op: Op, shape: Shape) -> Id {
-        let id = self.expr.add(op.clone());
-        self.memo.insert(op, id);
-        self.shapes.push(shape);
-        id
+        self.nodes
+            .check_room(|| format!("program too large: more than {MAX_NODES} nodes"))?;
+        let shape = self.nodes.infer(&op)?;
+        Ok(self.nodes.push(op, shape))
     }
 
     /// The shape of node `id`.
     pub fn shape(&self, id: Id) -> &Shape {
-        &self.shapes[usize::from(id)]
+        self.nodes.shape(id)
     }
 
     /// How many distinct nodes have been built.
     pub fn node_count(&self) -> usize {
-        self.expr.len()
+        self.nodes.len()
     }
 
     /// `u(a)`.
@@ -260,7 +240,7 @@ impl ProgramBuilder {
 
     /// Names node `id` an output.
     pub fn output(&mut self, name: &str, id: Id) -> Result<()> {
-        if usize::from(id) >= self.expr.len() {
+        if usize::from(id) >= self.nodes.len() {
             return Err(Error::Values(format!(
                 "builder: output `{name}` is not a node built here"
             )));
@@ -281,7 +261,7 @@ impl ProgramBuilder {
         Ok(Program::new(
             self.inputs,
             self.params,
-            self.expr,
+            self.nodes.into_expr(),
             self.outputs,
             self.names,
         )?)

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod loops;
 pub mod memory;
 pub mod modes;
+pub mod nodes;
 pub mod one_loop;
 pub mod op;
 pub mod print;
@@ -33,6 +34,7 @@ pub use loops::{
 };
 pub use memory::predict_peak_bytes;
 pub use modes::{BatchReduce, Dtype, Run};
+pub use nodes::Nodes;
 pub use one_loop::one_loop;
 pub use op::{Flops, Num, Op};
 pub use program::{extract_dag, infer_shapes, Decl, Program};

@@ -1,8 +1,12 @@
 //! A BiLSTM tagger: an LSTM reads the sentence left to right, another right
 //! to left, and each token's tag is predicted from both states
 //! (`W [h_fwd; h_bwd] + b`, softmax cross-entropy); a sentence's loss is the
-//! sum over its tokens. Cells: an LSTM's first step (no state before it) and
-//! its next steps, per direction, and the tag head.
+//! sum over its tokens. Cells: the two directions' first steps (no state
+//! before them), their next steps, and the tag head. Step `k` of a sentence
+//! runs both directions at once (the forward LSTM on token `k`, the backward
+//! on token `n - 1 - k`), their states stacked, so that each elementwise op
+//! of a step is one kernel for both directions: the two chains are always at
+//! the same depth, and the lower bound batches their elementwise ops together.
 
 use super::data::Sentence;
 use super::graph::{Arg, Batch, Call, Cell, Model};
@@ -36,11 +40,25 @@ impl TaggerSizes {
     }
 }
 
-/// The LSTM step from the gates' pre-activations: `i, f, o, u`; `c` is
-/// `i * u` plus `f * c_prev` when there is a previous state.
-fn lstm_from_gates(b: &mut ProgramBuilder, gates: Id, c_prev: Option<Id>) -> Result<Vec<Id>> {
-    let g = super::treelstm::gates(b, gates, 3, b.shape(gates).dims()[0] / 4)?;
-    let (i, f, o, u) = (g[0], g[1], g[2], g[3]);
+/// Both directions' LSTM steps from their gates' pre-activations, stacked
+/// (`[i f o u]` forward, then backward, each `4H`): each elementwise op runs
+/// once over both directions (their `i, f, o` sigmoids as one, their `u`
+/// tanhs as one), and `h`, `c` hold the forward half then the backward half.
+/// `c` is `i * u` plus `f * c_prev` when there is a previous state.
+fn lstm_both_from_gates(b: &mut ProgramBuilder, gates: Id, c_prev: Option<Id>) -> Result<Vec<Id>> {
+    let w = b.shape(gates).dims()[0] / 8;
+    let halves = |b: &mut ProgramBuilder, of: Id, at: [usize; 2], len: usize| -> Result<Id> {
+        let fwd = b.slice(of, 0, at[0], at[0] + len)?;
+        let bwd = b.slice(of, 0, at[1], at[1] + len)?;
+        b.concat(&[fwd, bwd], 0)
+    };
+    let pre = halves(b, gates, [0, 4 * w], 3 * w)?;
+    let squashed = b.sigmoid(pre)?;
+    let i = halves(b, squashed, [0, 3 * w], w)?;
+    let f = halves(b, squashed, [w, 4 * w], w)?;
+    let o = halves(b, squashed, [2 * w, 5 * w], w)?;
+    let last = halves(b, gates, [3 * w, 7 * w], w)?;
+    let u = b.tanh(last)?;
     let mut c = b.mul(i, u)?;
     if let Some(c_prev) = c_prev {
         let fc = b.mul(f, c_prev)?;
@@ -50,51 +68,57 @@ fn lstm_from_gates(b: &mut ProgramBuilder, gates: Id, c_prev: Option<Id>) -> Res
     Ok(vec![b.mul(o, tc)?, c])
 }
 
-fn first_step(b: &mut ProgramBuilder, args: &[Id], params: &[Id]) -> Result<Vec<Id>> {
-    let (x, wx, bias) = (args[0], params[0], params[1]);
-    let g = b.matmul(wx, x)?;
-    let gates = b.add(g, bias)?;
-    lstm_from_gates(b, gates, None)
+/// `concat(w_fwd @ x_fwd, w_bwd @ x_bwd)`: both directions' products, stacked.
+fn both_products(b: &mut ProgramBuilder, w: [Id; 2], x: [Id; 2]) -> Result<Id> {
+    let fwd = b.matmul(w[0], x[0])?;
+    let bwd = b.matmul(w[1], x[1])?;
+    b.concat(&[fwd, bwd], 0)
 }
 
-fn next_step(b: &mut ProgramBuilder, args: &[Id], params: &[Id]) -> Result<Vec<Id>> {
-    let (x, h, c, wx, wh, bias) = (args[0], args[1], args[2], params[0], params[1], params[2]);
-    let gx = b.matmul(wx, x)?;
-    let gh = b.matmul(wh, h)?;
+/// The first step of both directions: the forward LSTM on the first token
+/// and the backward LSTM on the last, with no state before them.
+fn first_steps(b: &mut ProgramBuilder, args: &[Id], params: &[Id]) -> Result<Vec<Id>> {
+    let (wx_fwd, b_fwd, wx_bwd, b_bwd) = (params[0], params[1], params[2], params[3]);
+    let g = both_products(b, [wx_fwd, wx_bwd], [args[0], args[1]])?;
+    let bias = b.concat(&[b_fwd, b_bwd], 0)?;
+    let gates = b.add(g, bias)?;
+    lstm_both_from_gates(b, gates, None)
+}
+
+/// The next step of both directions, from both states (`h`, `c`: forward half, backward half).
+fn next_steps(b: &mut ProgramBuilder, args: &[Id], params: &[Id]) -> Result<Vec<Id>> {
+    let (h, c) = (args[2], args[3]);
+    let (wx_fwd, wh_fwd, b_fwd, wx_bwd, wh_bwd, b_bwd) =
+        (params[0], params[1], params[2], params[3], params[4], params[5]);
+    let w = b.shape(h).dims()[0] / 2;
+    let h_fwd = b.slice(h, 0, 0, w)?;
+    let h_bwd = b.slice(h, 0, w, 2 * w)?;
+    let gx = both_products(b, [wx_fwd, wx_bwd], [args[0], args[1]])?;
+    let gh = both_products(b, [wh_fwd, wh_bwd], [h_fwd, h_bwd])?;
     let g = b.add(gx, gh)?;
+    let bias = b.concat(&[b_fwd, b_bwd], 0)?;
     let gates = b.add(g, bias)?;
-    lstm_from_gates(b, gates, Some(c))
+    lstm_both_from_gates(b, gates, Some(c))
 }
 
+/// A token's tag loss from the forward half of the step that read it going
+/// forward and the backward half of the step that read it going backward.
 fn tag_head(b: &mut ProgramBuilder, args: &[Id], params: &[Id]) -> Result<Vec<Id>> {
-    let both = b.concat(&[args[0], args[1]], 0)?;
+    let w = b.shape(args[0]).dims()[0] / 2;
+    let fwd = b.slice(args[0], 0, 0, w)?;
+    let bwd = b.slice(args[1], 0, w, 2 * w)?;
+    let both = b.concat(&[fwd, bwd], 0)?;
     head(b, &[both, args[2]], params)
 }
 
-/// Cell indices: forward first and next, backward first and next, the head.
-const FWD_FIRST: usize = 0;
-const FWD_NEXT: usize = 1;
-const BWD_FIRST: usize = 2;
-const BWD_NEXT: usize = 3;
-const TAG: usize = 4;
+/// Cell indices: both directions' first steps, their next steps, the head.
+const FIRST: usize = 0;
+const NEXT: usize = 1;
+const TAG: usize = 2;
 
 /// The tagger.
 pub fn bilstm_tagger(s: TaggerSizes) -> Model {
     let (h, e) = (s.hidden, s.embed);
-    let first = |name, wx, bias| Cell {
-        name,
-        args: vec![vec![e]],
-        params: vec![wx, bias],
-        outputs: 2,
-        body: first_step,
-    };
-    let next = |name, wx, wh, bias| Cell {
-        name,
-        args: vec![vec![e], vec![h], vec![h]],
-        params: vec![wx, wh, bias],
-        outputs: 2,
-        body: next_step,
-    };
     Model {
         params: vec![
             ("wx_fwd", vec![4 * h, e]),
@@ -108,13 +132,23 @@ pub fn bilstm_tagger(s: TaggerSizes) -> Model {
         ],
         embedding: ("embedding", [s.vocab, e]),
         cells: vec![
-            first("fwd_first", "wx_fwd", "b_fwd"),
-            next("fwd_next", "wx_fwd", "wh_fwd", "b_fwd"),
-            first("bwd_first", "wx_bwd", "b_bwd"),
-            next("bwd_next", "wx_bwd", "wh_bwd", "b_bwd"),
+            Cell {
+                name: "first_steps",
+                args: vec![vec![e], vec![e]],
+                params: vec!["wx_fwd", "b_fwd", "wx_bwd", "b_bwd"],
+                outputs: 2,
+                body: first_steps,
+            },
+            Cell {
+                name: "next_steps",
+                args: vec![vec![e], vec![e], vec![2 * h], vec![2 * h]],
+                params: vec!["wx_fwd", "wh_fwd", "b_fwd", "wx_bwd", "wh_bwd", "b_bwd"],
+                outputs: 2,
+                body: next_steps,
+            },
             Cell {
                 name: "tag_loss",
-                args: vec![vec![h], vec![h], vec![s.tags]],
+                args: vec![vec![2 * h], vec![2 * h], vec![s.tags]],
                 params: vec!["w_tag", "b_tag"],
                 outputs: 1,
                 body: tag_head,
@@ -123,48 +157,30 @@ pub fn bilstm_tagger(s: TaggerSizes) -> Model {
     }
 }
 
-/// One direction's steps over `order` (token positions); returns each token's step call.
-fn direction(
-    calls: &mut Vec<Call>,
-    words: &[usize],
-    order: impl Iterator<Item = usize>,
-    cells: (usize, usize),
-) -> Vec<usize> {
-    let mut at = vec![0; words.len()];
-    let mut prev: Option<usize> = None;
-    for t in order {
-        let x = Arg::Lookup(words[t]);
-        let call = match prev {
-            None => Call {
-                cell: cells.0,
-                args: vec![x],
-                loss: None,
-            },
-            Some(p) => Call {
-                cell: cells.1,
-                args: vec![x, Arg::Call(p, 0), Arg::Call(p, 1)],
-                loss: None,
-            },
-        };
-        calls.push(call);
-        prev = Some(calls.len() - 1);
-        at[t] = calls.len() - 1;
-    }
-    at
-}
-
-/// The calls of one sentence (at least one token).
+/// The calls of one sentence (at least one token): step `k` reads token `k`
+/// going forward and token `n - 1 - k` going backward, so both directions
+/// advance together; then a tag head per token.
 fn sentence_calls(sentence: &Sentence, tags: usize) -> Vec<Call> {
-    let n = sentence.words.len();
-    let mut calls = vec![];
-    let fwd = direction(&mut calls, &sentence.words, 0..n, (FWD_FIRST, FWD_NEXT));
-    let bwd = direction(&mut calls, &sentence.words, (0..n).rev(), (BWD_FIRST, BWD_NEXT));
+    let words = &sentence.words;
+    let n = words.len();
+    let mut calls: Vec<Call> = vec![];
+    for k in 0..n {
+        let mut args = vec![Arg::Lookup(words[k]), Arg::Lookup(words[n - 1 - k])];
+        let cell = match k {
+            0 => FIRST,
+            _ => {
+                args.extend([Arg::Call(k - 1, 0), Arg::Call(k - 1, 1)]);
+                NEXT
+            }
+        };
+        calls.push(Call { cell, args, loss: None });
+    }
     for t in 0..n {
         calls.push(Call {
             cell: TAG,
             args: vec![
-                Arg::Call(fwd[t], 0),
-                Arg::Call(bwd[t], 0),
+                Arg::Call(t, 0),
+                Arg::Call(n - 1 - t, 0),
                 Arg::Data(one_hot(tags, sentence.tags[t])),
             ],
             loss: Some(1.0),

@@ -339,24 +339,34 @@ impl FastPath {
                     add_into(&mut sums, name, g);
                     continue;
                 };
-                for (j, &c) in group.calls.iter().enumerate() {
-                    let row = g.index_axis(Axis(0), j);
-                    match &batch.calls[c].args[k] {
+                let mut j = 0;
+                while j < group.calls.len() {
+                    match &batch.calls[group.calls[j]].args[k] {
                         Arg::Call(p, o) => {
                             let (pg, pj) = at[*p];
-                            let slot = cots[pg][*o].get_or_insert_with(|| {
-                                let mut dims = vec![groups[pg].calls.len()];
-                                dims.extend_from_slice(self.cells[groups[pg].cell].output_shapes[*o].dims());
-                                Tensor::zeros(IxDyn(&dims))
-                            });
-                            let mut target = slot.index_axis_mut(Axis(0), pj);
-                            target += &row;
+                            let len = run_length(batch, group, k, j, at);
+                            let rows = g.slice_axis(Axis(0), (j..j + len).into());
+                            let slot = &mut cots[pg][*o];
+                            match slot {
+                                // The block is the whole of what that output's cotangent would hold.
+                                None if pj == 0 && len == groups[pg].calls.len() => *slot = Some(rows.to_owned()),
+                                _ => {
+                                    let slot = slot.get_or_insert_with(|| {
+                                        let mut dims = vec![groups[pg].calls.len()];
+                                        dims.extend_from_slice(self.cells[groups[pg].cell].output_shapes[*o].dims());
+                                        Tensor::zeros(IxDyn(&dims))
+                                    });
+                                    let mut target = slot.slice_axis_mut(Axis(0), (pj..pj + len).into());
+                                    target += &rows;
+                                }
+                            }
+                            j += len;
                         }
                         Arg::Lookup(r) => {
-                            let mut target = table_grad.index_axis_mut(Axis(0), *r);
-                            target += &row;
+                            add_row(&mut table_grad, *r, g.index_axis(Axis(0), j));
+                            j += 1;
                         }
-                        Arg::Data(_) => {}
+                        Arg::Data(_) => j += 1,
                     }
                 }
             }
@@ -379,6 +389,17 @@ impl FastPath {
     }
 }
 
+/// Adds `row` into row `r` of `table`: as two slices when both are
+/// contiguous (a looked-up word's cotangent, thousands per batch, each too
+/// short for ndarray's general elementwise add to pay its setup).
+fn add_row(table: &mut Tensor<f64>, r: usize, row: ndarray::ArrayViewD<f64>) {
+    let mut target = table.index_axis_mut(Axis(0), r);
+    match (target.as_slice_mut(), row.as_slice()) {
+        (Some(t), Some(v)) => t.iter_mut().zip(v).for_each(|(t, v)| *t += v),
+        _ => target += &row,
+    }
+}
+
 /// Adds `g` into `sums[name]`. The first is kept in its own layout (a
 /// param read transposed gets its gradient transposed), so that the later
 /// ones, of the same layout, add element by element in memory order.
@@ -393,8 +414,10 @@ fn add_into(sums: &mut HashMap<String, Tensor<f64>>, name: String, g: Tensor<f64
 
 /// Argument `k` of `group`'s calls, stacked: `[calls, dims...]`, read from
 /// the kept outputs of earlier groups (`at`: each call's group and row), the
-/// embedding matrix, or the data; row after row into one buffer, without
-/// zeroing it first.
+/// embedding matrix, or the data; into one buffer, without zeroing it first.
+/// Consecutive calls that read consecutive rows of one earlier output (an
+/// LSTM step's group reading the step before's, sentence after sentence) are
+/// copied as one block.
 fn gather_arg(
     batch: &Batch,
     group: &Group,
@@ -408,24 +431,47 @@ fn gather_arg(
     shape.extend_from_slice(dims);
     let width: usize = dims.iter().product();
     let mut data = Vec::with_capacity(group.calls.len() * width);
-    for &c in &group.calls {
-        let row = match &batch.calls[c].args[k] {
+    let mut j = 0;
+    while j < group.calls.len() {
+        let (rows, len) = match &batch.calls[group.calls[j]].args[k] {
             Arg::Call(p, o) => {
                 let (pg, pj) = at[*p];
-                kept[pg].output(*o).index_axis(Axis(0), pj)
+                let len = run_length(batch, group, k, j, at);
+                let block = kept[pg].output(*o).slice_axis(Axis(0), (pj..pj + len).into());
+                (block, len)
             }
-            Arg::Lookup(r) => table.index_axis(Axis(0), *r),
+            Arg::Lookup(r) => (table.slice_axis(Axis(0), (*r..*r + 1).into()), 1),
             Arg::Data(v) => {
                 data.extend_from_slice(v);
+                j += 1;
                 continue;
             }
         };
-        match row.as_slice() {
+        match rows.as_slice() {
             Some(slice) => data.extend_from_slice(slice),
-            None => data.extend(row.iter()),
+            None => data.extend(rows.iter()),
         }
+        j += len;
     }
     Tensor::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::Values(format!("gathering argument {k}: {e}")))
+}
+
+/// How many of `group`'s calls from the `j`-th on read, as argument `k`,
+/// the same output of one earlier group at consecutive rows (at least 1:
+/// the `j`-th call's argument must be an earlier call's output).
+fn run_length(batch: &Batch, group: &Group, k: usize, j: usize, at: &[(usize, usize)]) -> usize {
+    let Arg::Call(p, o) = &batch.calls[group.calls[j]].args[k] else {
+        return 1;
+    };
+    let (pg, pj) = at[*p];
+    let mut len = 1;
+    while let Some(&c) = group.calls.get(j + len) {
+        match &batch.calls[c].args[k] {
+            Arg::Call(q, oq) if oq == o && at[*q] == (pg, pj + len) => len += 1,
+            Arg::Call(..) | Arg::Lookup(_) | Arg::Data(_) => break,
+        }
+    }
+    len
 }
 
 /// The batch's structure, as numbers: each call's cell and what its arguments read

@@ -6,9 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::ir::structural::{Emit, Structural};
-use crate::ir::{Binary, ChildInfo, Num, Op, Program, Reduce, Shape, Unary, MAX_NODES};
+use crate::ir::{Binary, Nodes, Op, Program, Reduce, Shape, Unary, MAX_NODES};
 use egg::{ENodeOrVar, Id, Language, Pattern, RecExpr};
-use std::collections::HashMap;
 
 /// The rows a per-row node runs over: `n` rows, one at a time (`map`) or in chunks of `k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,9 +20,8 @@ pub struct LoopRows {
 
 /// A graph under construction.
 pub struct Builder {
-    expr: RecExpr<Op>,
-    memo: HashMap<Op, Id>,
-    shapes: Vec<Shape>,
+    /// The nodes, each op once, with their shapes (CSE and shape checks shared with the front end's builder).
+    nodes: Nodes,
     constants: Vec<Option<f64>>,
     loop_rows: Vec<Option<LoopRows>>,
 }
@@ -32,9 +30,7 @@ impl Builder {
     /// A builder holding `program`'s nodes, with their ids unchanged.
     pub fn from_program(program: &Program) -> Builder {
         let mut builder = Builder {
-            expr: RecExpr::default(),
-            memo: HashMap::new(),
-            shapes: vec![],
+            nodes: Nodes::default(),
             constants: vec![],
             loop_rows: vec![],
         };
@@ -47,12 +43,12 @@ impl Builder {
 
     /// The nodes built so far.
     pub fn into_expr(self) -> RecExpr<Op> {
-        self.expr
+        self.nodes.into_expr()
     }
 
     /// The shape of node `id`.
     pub fn shape(&self, id: Id) -> &Shape {
-        &self.shapes[usize::from(id)]
+        self.nodes.shape(id)
     }
 
     /// The rank of node `id`.
@@ -72,25 +68,18 @@ impl Builder {
 
     /// The node `op` (children already built); its shape is checked.
     pub fn add(&mut self, op: Op) -> Result<Id> {
-        if let Some(&id) = self.memo.get(&op) {
+        if let Some(id) = self.nodes.find(&op) {
             return Ok(id);
         }
-        if self.expr.len() >= MAX_NODES {
-            return Err(Error::Limit {
-                limit: MAX_NODES as u64,
-                message: format!("program too large: the derived program would have more than {MAX_NODES} nodes"),
-            });
-        }
+        self.nodes
+            .check_room(|| format!("program too large: the derived program would have more than {MAX_NODES} nodes"))?;
         if let Some(id) = self.reshaped_broadcast(&op)? {
             return Ok(id);
         }
         if let Some(folded) = self.fold(&op) {
             return Ok(self.num(folded));
         }
-        let shape = op.infer_shape_from(|c| ChildInfo {
-            shape: &self.shapes[usize::from(c)],
-            constant: self.expr[c].as_num(),
-        })?;
+        let shape = self.nodes.infer(&op)?;
         Ok(self.push(op, shape))
     }
 
@@ -111,9 +100,7 @@ impl Builder {
         } else {
             None
         };
-        let id = self.expr.add(op.clone());
-        self.memo.insert(op, id);
-        self.shapes.push(shape);
+        let id = self.nodes.push(op, shape);
         self.constants.push(constant);
         self.loop_rows.push(loop_rows);
         id
@@ -136,7 +123,7 @@ impl Builder {
             }
             _ => return Ok(None),
         };
-        let Some((Structural::Broadcast, children)) = self.expr[value].as_structural() else {
+        let Some((Structural::Broadcast, children)) = self.nodes.op(value).as_structural() else {
             return Ok(None);
         };
         let inner = children[0];
@@ -169,10 +156,9 @@ impl Builder {
 
     /// The literal `value` (a scalar).
     pub fn num(&mut self, value: f64) -> Id {
-        let op = Op::Num(Num(value));
-        match self.memo.get(&op) {
-            Some(&id) => id,
-            None => self.push(op, Shape::scalar()),
+        match self.nodes.find(&Op::Num(crate::ir::Num(value))) {
+            Some(id) => id,
+            None => self.push(Op::Num(crate::ir::Num(value)), Shape::scalar()),
         }
     }
 
@@ -184,7 +170,7 @@ impl Builder {
     /// `u(a)`.
     pub fn unary(&mut self, u: Unary, a: Id) -> Result<Id> {
         if u == Unary::Neg {
-            if let Op::Unary(Unary::Neg, inner) = self.expr[a] {
+            if let Op::Unary(Unary::Neg, inner) = *self.nodes.op(a) {
                 return Ok(inner);
             }
         }
@@ -208,7 +194,7 @@ impl Builder {
             if !keeps_shape {
                 continue;
             }
-            if let Some((Structural::Broadcast, children)) = self.expr[factor].as_structural() {
+            if let Some((Structural::Broadcast, children)) = self.nodes.op(factor).as_structural() {
                 let inner = children[0];
                 return self.mul(value, inner);
             }
