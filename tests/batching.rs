@@ -684,3 +684,46 @@ fn a_rule_that_breaks_shapes_is_an_error_never_a_fallback() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The auto strategy extracts its fused plan from the e-graph it shares with
+/// the mixed plan (the loops it may not use left out of its choice): the
+/// fused program is the one `--strategy fuse` extracts from an e-graph of its
+/// own, for every example at B in {1, 3, 8}, with every rule and with the
+/// tanh, matmul and product rules left out in turn (so that the fused plan
+/// loops over the ops no rule fuses).
+#[test]
+fn the_shared_fused_plan_is_the_fused_strategys_plan() {
+    let without = |names: &[&str]| {
+        names.iter().fold(RuleSet::builtin(), |rules, name| {
+            let fewer = rules.clone().without(name);
+            assert!(fewer.rules.len() < rules.rules.len(), "no rule {name}");
+            fewer
+        })
+    };
+    let rule_sets = [
+        RuleSet::builtin(),
+        without(&["vmap-tanh"]),
+        without(&["vmap-matmul-right", "vmap-matvec-right"]),
+        without(&["vmap-mul-both", "vmap-mul-left", "vmap-mul-right"]),
+    ];
+    let fused = |plans: Vec<(batchgraph::PlanSummary, Program)>| {
+        plans
+            .into_iter()
+            .find(|(summary, _)| summary.name == "fused")
+            .map(|(summary, program)| (summary.nodes, summary.cost, program.to_text()))
+    };
+    let mut compared = 0;
+    for (name, program) in every_example() {
+        for rules in &rule_sets {
+            for size in [1, 3, 8] {
+                let batcher = Batcher::new(&program).size(size).rules(rules.clone());
+                let shared = fused(batcher.clone().strategy(Strategy::Auto).plans().unwrap());
+                let alone = fused(batcher.strategy(Strategy::Fuse).plans().unwrap());
+                assert!(alone.is_some(), "{name}, B = {size}: no fused plan");
+                assert_eq!(shared, alone, "{name}, B = {size}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 40, "{compared}");
+}

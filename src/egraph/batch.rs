@@ -19,7 +19,7 @@
 use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::chunking::{chunk_plan, chunk_sizes};
 use crate::egraph::cost::{predict_us, CostProfile};
-use crate::egraph::extract::{extract_dag, extract_dag_greedy};
+use crate::egraph::extract::{extract_dag, extract_forced_where, GreedyDag};
 use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
@@ -27,6 +27,7 @@ use crate::ir::{predict_peak_bytes, BatchReduce, Binary, Decl, Dtype, Num, Op, P
 use egg::StopReason;
 use egg::{BackoffScheduler, Id, Language, Runner, Symbol};
 use serde::Serialize;
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -341,17 +342,30 @@ impl<'p> Batcher<'p> {
         // The fused and the mixed plans start from the same saturated
         // e-graph: rewrite once (the time of a long program is there).
         let saturated = self.saturated(over);
-        let unroll = self.plan(over, Ways::Loop, &saturated);
-        let fuse = self.plan(over, Ways::FuseWhereFusible, &saturated);
+        let unroll = self.plans_from(over, &[Ways::Loop], None).remove(0);
+        let (fuse, mixed) = match self.strategy {
+            Strategy::Auto => {
+                // One e-graph holds both: the fused plan is the mixed one's
+                // choice without the loops it does not need.
+                let mut both = self.plans_from(over, &[Ways::FuseWhereFusible, Ways::Both], Some(saturated));
+                let mixed = both.pop().expect("two plans");
+                (both.pop().expect("two plans"), Some(mixed))
+            }
+            Strategy::Fuse | Strategy::Unroll => (
+                self.plans_from(over, &[Ways::FuseWhereFusible], Some(saturated))
+                    .remove(0),
+                None,
+            ),
+        };
         let (unroll_summary, fuse_summary) = (
             unroll.as_ref().ok().map(Plan::summary),
             fuse.as_ref().ok().map(Plan::summary),
         );
-        let mut candidates: Vec<Result<Plan>> = match self.strategy {
-            Strategy::Unroll => vec![unroll],
-            Strategy::Fuse => vec![fuse],
+        let mut candidates: Vec<Result<Plan>> = match (self.strategy, mixed) {
+            (Strategy::Unroll, _) => vec![unroll],
+            (Strategy::Fuse, _) | (Strategy::Auto, None) => vec![fuse],
             // Fused first: of two plans that cost the same, the simpler name wins.
-            Strategy::Auto => vec![fuse, self.plan(over, Ways::Both, &saturated), unroll],
+            (Strategy::Auto, Some(mixed)) => vec![fuse, mixed, unroll],
         };
         if self.memory_budget.is_some() && self.strategy != Strategy::Unroll {
             candidates.extend(self.chunk_plans(over, candidates.iter().flatten().find(|p| p.name == "fused")));
@@ -565,9 +579,25 @@ impl<'p> Batcher<'p> {
         roots
     }
 
-    /// The cheapest program the e-graph holds for `roots`, with the batched inputs declared.
-    fn extract(&self, egraph: &Graph, roots: &[Id], batched: &HashSet<&str>) -> Result<Program> {
-        let extraction = extract_dag_greedy(egraph, roots, &self.profile, self.dtype)
+    /// The cheapest program the e-graph holds for `roots` among the nodes
+    /// `allowed` accepts, with the batched inputs declared. A plan whose
+    /// e-graph leaves no choice is read off it; the others share `dag`.
+    fn extract<'g>(
+        &self,
+        egraph: &'g Graph,
+        roots: &[Id],
+        batched: &HashSet<&str>,
+        allowed: &dyn Fn(Id, &Op) -> bool,
+        dag: &OnceCell<GreedyDag<'g>>,
+    ) -> Result<Program> {
+        let extraction = extract_forced_where(egraph, roots, &self.profile, self.dtype, allowed)
+            .or_else(|| {
+                let dag = dag.get_or_init(|| GreedyDag::new(egraph, &self.profile, self.dtype));
+                dag.extract(roots, &|n| {
+                    let (class, index) = dag.slot(n);
+                    allowed(class, &egraph[class].nodes[index])
+                })
+            })
             .ok_or_else(|| Error::Internal("extraction found no executable program".into()))?;
         let (expr, placed) = extract_dag(
             roots,
@@ -621,29 +651,31 @@ impl<'p> Batcher<'p> {
         }
     }
 
-    /// The plan of `ways`: the loop from the per-example program alone, the
-    /// others from a copy of `saturated`.
-    fn plan(&self, over: &[String], ways: Ways, saturated: &Saturated) -> Result<Plan> {
+    /// The plan of each of `ways`, from one e-graph: the loop's from the
+    /// per-example program alone, the others' from `saturated`. The loops
+    /// that any of them needs are added once; each extraction keeps to the
+    /// nodes its ways allow.
+    fn plans_from(&self, over: &[String], ways: &[Ways], saturated: Option<Saturated>) -> Vec<Result<Plan>> {
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
-        let (mut egraph, example, spec, iterations, stop_reason) = match ways {
-            Ways::Loop => {
+        let Saturated {
+            mut egraph,
+            example,
+            spec,
+            iterations,
+            stop_reason,
+        } = match saturated {
+            Some(saturated) => saturated,
+            None => {
                 let mut egraph = Graph::new(self.analysis(&batched));
                 let (example, spec) = self.add_program(&mut egraph, &batched);
-                (
+                Saturated {
                     egraph,
                     example,
                     spec,
-                    0,
-                    StopReason::Other("no rewriting (loop only)".into()),
-                )
+                    iterations: 0,
+                    stop_reason: StopReason::Other("no rewriting (loop only)".into()),
+                }
             }
-            Ways::FuseWhereFusible | Ways::Both => (
-                saturated.egraph.clone(),
-                saturated.example.clone(),
-                saturated.spec.clone(),
-                saturated.iterations,
-                saturated.stop_reason.clone(),
-            ),
         };
         // Which specs have no implementation other than themselves.
         let unfused: Vec<usize> = (0..example.len())
@@ -655,33 +687,54 @@ impl<'p> Batcher<'p> {
             .collect();
         unfused_ops.sort();
         unfused_ops.dedup();
-        let looped: Vec<usize> = match ways {
-            Ways::Loop | Ways::Both => (0..example.len()).filter(|&i| spec[i].is_some()).collect(),
-            Ways::FuseWhereFusible => unfused,
+        let every_way = ways.iter().any(|w| matches!(w, Ways::Loop | Ways::Both));
+        let looped: Vec<usize> = match every_way {
+            true => (0..example.len()).filter(|&i| spec[i].is_some()).collect(),
+            false => unfused.clone(),
         };
-        self.add_loops(&mut egraph, &example, &spec, &looped, ways != Ways::Loop);
+        // A loop body may read a row of a fused value in every plan but the loop.
+        let bridges = ways.iter().any(|&w| w != Ways::Loop);
+        self.add_loops(&mut egraph, &example, &spec, &looped, bridges);
         if let Some(conflict) = egraph.analysis.conflicts.first() {
-            return Err(Error::UnsoundRule(conflict.clone()));
+            return ways.iter().map(|_| Err(Error::UnsoundRule(conflict.clone()))).collect();
         }
         let roots = self.output_roots(&mut egraph, &example, &spec);
-        let program = self.extract(&egraph, &roots, &batched)?;
-        Ok(Plan {
-            name: match ways {
-                Ways::Loop => "loop",
-                Ways::FuseWhereFusible => "fused",
-                Ways::Both => "mixed",
-            }
-            .to_string(),
-            cost: predict_us(&self.profile, &program, self.run_kind, self.dtype),
-            peak: predict_peak_bytes(&program, self.run_kind, self.dtype.bytes()),
-            program,
-            egraph_nodes: egraph.total_number_of_nodes(),
-            egraph_classes: egraph.number_of_classes(),
-            iterations,
-            stop_reason,
-            unfused_ops,
-            notes: vec![],
-        })
+        // The fused plan loops only where no rule fuses.
+        let unfused_specs: HashSet<Id> = unfused
+            .iter()
+            .filter_map(|&i| spec[i])
+            .map(|s| egraph.find(s))
+            .collect();
+        let fused_only = |class: Id, node: &Op| match node {
+            Op::Map(_) => unfused_specs.contains(&egraph.find(class)),
+            _ => true,
+        };
+        let dag = OnceCell::new();
+        ways.iter()
+            .map(|&way| {
+                let program = match way {
+                    Ways::FuseWhereFusible => self.extract(&egraph, &roots, &batched, &fused_only, &dag)?,
+                    Ways::Loop | Ways::Both => self.extract(&egraph, &roots, &batched, &|_, _| true, &dag)?,
+                };
+                Ok(Plan {
+                    name: match way {
+                        Ways::Loop => "loop",
+                        Ways::FuseWhereFusible => "fused",
+                        Ways::Both => "mixed",
+                    }
+                    .to_string(),
+                    cost: predict_us(&self.profile, &program, self.run_kind, self.dtype),
+                    peak: predict_peak_bytes(&program, self.run_kind, self.dtype.bytes()),
+                    program,
+                    egraph_nodes: egraph.total_number_of_nodes(),
+                    egraph_classes: egraph.number_of_classes(),
+                    iterations,
+                    stop_reason: stop_reason.clone(),
+                    unfused_ops: unfused_ops.clone(),
+                    notes: vec![],
+                })
+            })
+            .collect()
     }
 }
 

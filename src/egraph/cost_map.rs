@@ -10,17 +10,35 @@
 //! differ. Each subtree also keeps its size, the sum of its costs and a hash
 //! of its keys, so a total is read off the root and two maps of the same
 //! classes are recognised without walking them.
+//!
+//! The nodes live in one arena ([`CostMaps`]) and are counted by hand: a map
+//! is an index, [`CostMaps::release`] gives a node back to the arena's free
+//! list when its last user lets go, and dropping the arena frees every node
+//! at once. With a reference-counted box per node, the allocator's `malloc`
+//! and `free` and the recursive drop of every class's map at the end were
+//! half of the extraction of a long program.
 
 use egg::Id;
-use std::rc::Rc;
 
-/// A persistent map from class to cost (see the module docs).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct CostMap(Option<Rc<Node>>);
+/// A persistent map from class to cost: an index into a [`CostMaps`] arena
+/// (see the module docs). Whoever holds one owns one count of its root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CostMap(u32);
 
-#[derive(Debug)]
+impl CostMap {
+    /// The map holding nothing (needs no releasing).
+    pub(crate) const EMPTY: CostMap = CostMap(u32::MAX);
+
+    fn is_empty(self) -> bool {
+        self == CostMap::EMPTY
+    }
+}
+
+#[derive(Clone, Debug)]
 struct Node {
     key: Id,
+    /// Users of this node: maps held outside and parent nodes.
+    refs: u32,
     cost: f64,
     left: CostMap,
     right: CostMap,
@@ -32,6 +50,16 @@ struct Node {
     keys_hash: u64,
 }
 
+/// The arena every [`CostMap`] of one extraction lives in.
+#[derive(Debug, Default)]
+pub(crate) struct CostMaps {
+    nodes: Vec<Node>,
+    /// Nodes given back, to be reused.
+    free: Vec<u32>,
+    /// Scratch for [`CostMaps::release`].
+    pending: Vec<CostMap>,
+}
+
 /// The key's priority in the treap and its share of a subtree's key hash.
 fn hash(key: Id) -> u64 {
     // splitmix64's finaliser: a bijection, so distinct keys get distinct priorities.
@@ -41,124 +69,214 @@ fn hash(key: Id) -> u64 {
     z ^ (z >> 31)
 }
 
-impl CostMap {
-    /// The map holding one class.
-    pub(crate) fn single(key: Id, cost: f64) -> Self {
-        CostMap::node(key, cost, CostMap::default(), CostMap::default())
+/// Whether key `a` sits above key `b` in the treap: the higher priority (a key breaks a tie).
+fn above(a: Id, b: Id) -> bool {
+    (hash(a), a) > (hash(b), b)
+}
+
+impl CostMaps {
+    fn at(&self, map: CostMap) -> &Node {
+        &self.nodes[map.0 as usize]
     }
 
-    fn node(key: Id, cost: f64, left: CostMap, right: CostMap) -> Self {
-        CostMap(Some(Rc::new(Node {
+    /// The map holding one class (owned by the caller).
+    pub(crate) fn single(&mut self, key: Id, cost: f64) -> CostMap {
+        self.node(key, cost, CostMap::EMPTY, CostMap::EMPTY)
+    }
+
+    /// A new node over `left` and `right`, whose counts it takes over.
+    fn node(&mut self, key: Id, cost: f64, left: CostMap, right: CostMap) -> CostMap {
+        let node = Node {
             key,
+            refs: 1,
             cost,
-            len: 1 + left.len() as u32 + right.len() as u32,
-            sum: left.total() + cost + right.total(),
-            keys_hash: hash(key).wrapping_add(left.keys_hash()).wrapping_add(right.keys_hash()),
+            len: 1 + self.len(left) as u32 + self.len(right) as u32,
+            sum: self.total(left) + cost + self.total(right),
+            keys_hash: hash(key)
+                .wrapping_add(self.keys_hash(left))
+                .wrapping_add(self.keys_hash(right)),
             left,
             right,
-        })))
+        };
+        match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = node;
+                CostMap(slot)
+            }
+            None => {
+                let slot = u32::try_from(self.nodes.len()).expect("fewer than 2^32 cost-map nodes");
+                assert!(slot != u32::MAX, "fewer than 2^32 - 1 cost-map nodes");
+                self.nodes.push(node);
+                CostMap(slot)
+            }
+        }
     }
 
-    /// How many classes it holds.
-    pub(crate) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |n| n.len as usize)
+    /// Another count of `map`, for a second owner.
+    pub(crate) fn retain(&mut self, map: CostMap) -> CostMap {
+        if !map.is_empty() {
+            self.nodes[map.0 as usize].refs += 1;
+        }
+        map
     }
 
-    /// The sum of the costs.
-    pub(crate) fn total(&self) -> f64 {
-        self.0.as_ref().map_or(0.0, |n| n.sum)
+    /// Gives up one count of `map`; nodes no one uses any more go back to the arena.
+    pub(crate) fn release(&mut self, map: CostMap) {
+        if !self.unref(map) {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.push(map);
+        while let Some(map) = pending.pop() {
+            let node = &self.nodes[map.0 as usize];
+            let (left, right) = (node.left, node.right);
+            self.free.push(map.0);
+            for child in [left, right] {
+                if self.unref(child) {
+                    pending.push(child);
+                }
+            }
+        }
+        self.pending = pending;
     }
 
-    fn keys_hash(&self) -> u64 {
-        self.0.as_ref().map_or(0, |n| n.keys_hash)
+    /// Takes one count off `map`; whether that was its last.
+    fn unref(&mut self, map: CostMap) -> bool {
+        if map.is_empty() {
+            return false;
+        }
+        let node = &mut self.nodes[map.0 as usize];
+        node.refs -= 1;
+        node.refs == 0
     }
 
-    /// The cost of `key`, if the map holds it.
-    pub(crate) fn get(&self, key: Id) -> Option<f64> {
-        let mut at = self;
-        while let Some(node) = &at.0 {
+    /// How many classes `map` holds.
+    pub(crate) fn len(&self, map: CostMap) -> usize {
+        if map.is_empty() {
+            0
+        } else {
+            self.at(map).len as usize
+        }
+    }
+
+    /// The sum of `map`'s costs.
+    pub(crate) fn total(&self, map: CostMap) -> f64 {
+        if map.is_empty() {
+            0.0
+        } else {
+            self.at(map).sum
+        }
+    }
+
+    fn keys_hash(&self, map: CostMap) -> u64 {
+        if map.is_empty() {
+            0
+        } else {
+            self.at(map).keys_hash
+        }
+    }
+
+    /// The cost of `key` in `map`, if it holds it.
+    pub(crate) fn get(&self, map: CostMap, key: Id) -> Option<f64> {
+        let mut at = map;
+        while !at.is_empty() {
+            let node = self.at(at);
             at = match key.cmp(&node.key) {
-                std::cmp::Ordering::Less => &node.left,
-                std::cmp::Ordering::Greater => &node.right,
+                std::cmp::Ordering::Less => node.left,
+                std::cmp::Ordering::Greater => node.right,
                 std::cmp::Ordering::Equal => return Some(node.cost),
             };
         }
         None
     }
 
-    /// Every class of `self` and of `other`; a class in both keeps `self`'s cost.
-    pub(crate) fn union(&self, other: &CostMap) -> CostMap {
-        let (Some(a), Some(b)) = (&self.0, &other.0) else {
-            return if self.0.is_some() { self.clone() } else { other.clone() };
-        };
-        if Rc::ptr_eq(a, b) || (a.len == b.len && a.keys_hash == b.keys_hash && a.key == b.key) {
-            return self.clone(); // the same classes: `self`'s costs win
+    /// Every class of `a` and of `b` (owned by the caller); a class in both keeps `a`'s cost.
+    pub(crate) fn union(&mut self, a: CostMap, b: CostMap) -> CostMap {
+        if b.is_empty() {
+            return self.retain(a);
         }
-        if Self::above(a.key, b.key) {
-            let (less, _, greater) = other.split(a.key);
-            self.rebuilt(a, a.cost, a.left.union(&less), a.right.union(&greater))
+        if a.is_empty() {
+            return self.retain(b);
+        }
+        let (na, nb) = (self.at(a).clone(), self.at(b).clone());
+        if a == b || (na.len == nb.len && na.keys_hash == nb.keys_hash && na.key == nb.key) {
+            return self.retain(a); // the same classes: `a`'s costs win
+        }
+        if above(na.key, nb.key) {
+            let (less, _, greater) = self.split(b, na.key);
+            let left = self.union(na.left, less);
+            let right = self.union(na.right, greater);
+            self.release(less);
+            self.release(greater);
+            self.rebuilt(a, na.cost, left, right)
         } else {
-            let (less, mine, greater) = self.split(b.key);
-            other.rebuilt(b, mine.unwrap_or(b.cost), less.union(&b.left), greater.union(&b.right))
+            let (less, mine, greater) = self.split(a, nb.key);
+            let left = self.union(less, nb.left);
+            let right = self.union(greater, nb.right);
+            self.release(less);
+            self.release(greater);
+            self.rebuilt(b, mine.unwrap_or(nb.cost), left, right)
         }
     }
 
-    /// Whether `a` sits above `b` in the treap: the higher priority (a key breaks a tie).
-    fn above(a: Id, b: Id) -> bool {
-        (hash(a), a) > (hash(b), b)
-    }
-
-    /// `node` (the root of `self`) with the given cost and subtrees; `self`
-    /// itself when nothing changed, so that unchanged subtrees stay shared.
-    fn rebuilt(&self, node: &Node, cost: f64, left: CostMap, right: CostMap) -> CostMap {
-        if cost.to_bits() == node.cost.to_bits() && left.same(&node.left) && right.same(&node.right) {
-            self.clone()
+    /// The root of `map` with the given cost and subtrees (whose counts it
+    /// takes over); `map` itself when nothing changed, so that unchanged
+    /// subtrees stay shared.
+    fn rebuilt(&mut self, map: CostMap, cost: f64, left: CostMap, right: CostMap) -> CostMap {
+        let node = self.at(map);
+        if cost.to_bits() == node.cost.to_bits() && left == node.left && right == node.right {
+            self.release(left);
+            self.release(right);
+            self.retain(map)
         } else {
-            CostMap::node(node.key, cost, left, right)
+            let key = node.key;
+            self.node(key, cost, left, right)
         }
     }
 
-    fn same(&self, other: &CostMap) -> bool {
-        match (&self.0, &other.0) {
-            (Some(a), Some(b)) => Rc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
+    /// The classes of `map` below `key` (owned), its cost if held, and the
+    /// classes above it (owned).
+    fn split(&mut self, map: CostMap, key: Id) -> (CostMap, Option<f64>, CostMap) {
+        if map.is_empty() {
+            return (CostMap::EMPTY, None, CostMap::EMPTY);
         }
-    }
-
-    /// The classes below `key`, its cost if held, and the classes above it.
-    fn split(&self, key: Id) -> (CostMap, Option<f64>, CostMap) {
-        let Some(node) = &self.0 else {
-            return (CostMap::default(), None, CostMap::default());
-        };
+        let node = self.at(map).clone();
         match key.cmp(&node.key) {
-            std::cmp::Ordering::Equal => (node.left.clone(), Some(node.cost), node.right.clone()),
+            std::cmp::Ordering::Equal => (self.retain(node.left), Some(node.cost), self.retain(node.right)),
             std::cmp::Ordering::Less => {
-                let (less, found, greater) = node.left.split(key);
-                (less, found, self.rebuilt(node, node.cost, greater, node.right.clone()))
+                let (less, found, greater) = self.split(node.left, key);
+                let right = self.retain(node.right);
+                (less, found, self.rebuilt(map, node.cost, greater, right))
             }
             std::cmp::Ordering::Greater => {
-                let (less, found, greater) = node.right.split(key);
-                (self.rebuilt(node, node.cost, node.left.clone(), less), found, greater)
+                let (less, found, greater) = self.split(node.right, key);
+                let left = self.retain(node.left);
+                (self.rebuilt(map, node.cost, left, less), found, greater)
             }
         }
     }
 
-    /// Every (class, cost), in order of class.
+    /// Every (class, cost) of `map`, in order of class.
     #[cfg(test)]
-    fn entries(&self) -> Vec<(Id, f64)> {
+    fn entries(&self, map: CostMap) -> Vec<(Id, f64)> {
         let mut out = vec![];
         let mut stack = vec![];
-        let mut at = self.clone();
+        let mut at = map;
         loop {
-            while let Some(node) = at.0.clone() {
-                at = node.left.clone();
-                stack.push(node);
+            while !at.is_empty() {
+                stack.push(at);
+                at = self.at(at).left;
             }
             let Some(node) = stack.pop() else { return out };
-            out.push((node.key, node.cost));
-            at = node.right.clone();
+            out.push((self.at(node).key, self.at(node).cost));
+            at = self.at(node).right;
         }
+    }
+
+    /// Nodes in use (not on the free list).
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        self.nodes.len() - self.free.len()
     }
 }
 
@@ -167,9 +285,13 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn from(entries: &[(usize, f64)]) -> CostMap {
-        entries.iter().fold(CostMap::default(), |m, &(k, c)| {
-            m.union(&CostMap::single(Id::from(k), c))
+    fn from(maps: &mut CostMaps, entries: &[(usize, f64)]) -> CostMap {
+        entries.iter().fold(CostMap::EMPTY, |m, &(k, c)| {
+            let one = maps.single(Id::from(k), c);
+            let grown = maps.union(m, one);
+            maps.release(one);
+            maps.release(m);
+            grown
         })
     }
 
@@ -188,50 +310,55 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) % n
         };
+        let mut maps = CostMaps::default();
         for _ in 0..200 {
             let a: Vec<(usize, f64)> = (0..next(40)).map(|_| (next(60) as usize, next(9) as f64)).collect();
             let b: Vec<(usize, f64)> = (0..next(40)).map(|_| (next(60) as usize, next(9) as f64)).collect();
-            let (ma, mb) = (from(&a), from(&b));
-            let u = ma.union(&mb);
+            let (ma, mb) = (from(&mut maps, &a), from(&mut maps, &b));
+            let u = maps.union(ma, mb);
             let mut expected = model(&a);
             for (k, c) in model(&b) {
                 expected.entry(k).or_insert(c);
             }
-            let got: Vec<(usize, f64)> = u.entries().into_iter().map(|(k, c)| (usize::from(k), c)).collect();
+            let got: Vec<(usize, f64)> = maps.entries(u).into_iter().map(|(k, c)| (usize::from(k), c)).collect();
             assert_eq!(got, expected.clone().into_iter().collect::<Vec<_>>());
-            assert_eq!(u.len(), expected.len());
-            assert_eq!(u.total(), expected.values().sum::<f64>());
+            assert_eq!(maps.len(u), expected.len());
+            assert_eq!(maps.total(u), expected.values().sum::<f64>());
             for k in 0..60 {
-                assert_eq!(u.get(Id::from(k)), expected.get(&k).copied());
+                assert_eq!(maps.get(u, Id::from(k)), expected.get(&k).copied());
             }
+            // The inputs are unchanged by the union.
+            assert_eq!(maps.len(ma), model(&a).len());
+            assert_eq!(maps.len(mb), model(&b).len());
+            for m in [u, ma, mb] {
+                maps.release(m);
+            }
+            // Every node went back: the counts balance.
+            assert_eq!(maps.live(), 0);
         }
     }
 
     #[test]
     fn a_chain_of_maps_shares_its_subtrees() {
         // Each link adds one class to the last: the new nodes are one path, not a copy.
-        let mut maps = vec![CostMap::single(Id::from(0), 1.0)];
+        let mut maps = CostMaps::default();
+        let mut chain = vec![maps.single(Id::from(0), 1.0)];
         for k in 1..20_000 {
-            let last = maps.last().unwrap();
-            let grown = last.union(&CostMap::single(Id::from(k), 1.0));
-            assert_eq!(grown.union(last).len(), k + 1);
-            maps.push(grown);
-        }
-        let distinct = |m: &CostMap, seen: &mut std::collections::HashSet<*const Node>| {
-            let mut stack = vec![m.clone()];
-            while let Some(CostMap(Some(n))) = stack.pop() {
-                if seen.insert(Rc::as_ptr(&n)) {
-                    stack.push(n.left.clone());
-                    stack.push(n.right.clone());
-                }
-            }
-        };
-        let mut seen = std::collections::HashSet::new();
-        for m in &maps {
-            distinct(m, &mut seen);
+            let last = *chain.last().unwrap();
+            let one = maps.single(Id::from(k), 1.0);
+            let grown = maps.union(last, one);
+            maps.release(one);
+            let again = maps.union(grown, last);
+            assert_eq!(maps.len(again), k + 1);
+            maps.release(again);
+            chain.push(grown);
         }
         // A copy per map would be 2 * 10^8 nodes; a path per map is about 20,000 * 2 ln(20,000).
-        assert!(seen.len() < 20_000 * 40, "{} nodes", seen.len());
-        assert_eq!(maps.last().unwrap().total(), 20_000.0);
+        assert!(maps.live() < 20_000 * 40, "{} nodes", maps.live());
+        assert_eq!(maps.total(*chain.last().unwrap()), 20_000.0);
+        for m in chain {
+            maps.release(m);
+        }
+        assert_eq!(maps.live(), 0);
     }
 }

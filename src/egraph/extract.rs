@@ -10,7 +10,7 @@
 
 use crate::egraph::analysis::Graph;
 use crate::egraph::cost::CostProfile;
-use crate::egraph::cost_map::CostMap;
+use crate::egraph::cost_map::{CostMap, CostMaps};
 use crate::ir::{Dtype, Op, Shape};
 use egg::{Id, Language};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -23,7 +23,7 @@ pub use crate::ir::extract_dag;
 /// (itself included) with each one's own cost, and their sum. The map is
 /// persistent: a class shares it with its children but for its own entries,
 /// which keeps extraction near-linear along deep chains.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct CostSet {
     node: usize,
     costs: CostMap,
@@ -136,6 +136,8 @@ impl<'a> GreedyDag<'a> {
         // By class id (an index into the e-graph's nodes): hashing every look-up
         // was a quarter of the time on a long program.
         let mut best: Vec<Option<CostSet>> = vec![None; egraph.nodes().len()];
+        // Every class's map lives in this arena, dropped whole at the end.
+        let mut maps = CostMaps::default();
         let at = |c: &Id| usize::from(*c);
         // Wide nodes (a stack of many members) union many sets: they wait until
         // everything narrower has settled, so that each is priced once per
@@ -165,31 +167,42 @@ impl<'a> GreedyDag<'a> {
             }
             // Start from the largest child's set and add the rest (a class in
             // two sets keeps the cost in the later child's).
-            let set = |c: &Id| best[at(c)].as_ref().expect("every child is priced");
-            let largest = children.iter().max_by_key(|c| set(c).costs.len());
-            let mut costs = largest.map(|c| set(c).costs.clone()).unwrap_or_default();
+            let set = |c: &Id| best[at(c)].expect("every child is priced").costs;
+            let largest = children.iter().max_by_key(|c| maps.len(set(c)));
+            let mut costs = largest.map_or(CostMap::EMPTY, |c| maps.retain(set(c)));
             for c in children.iter() {
                 if Some(c) != largest {
-                    costs = set(c).costs.union(&costs);
+                    let grown = maps.union(set(c), costs);
+                    maps.release(costs);
+                    costs = grown;
                 }
             }
-            if costs.get(class).is_some() {
+            if maps.get(costs, class).is_some() {
+                maps.release(costs);
                 continue; // would close a cycle
             }
-            let costs = costs.union(&CostMap::single(class, own));
-            let total = costs.total();
-            if best[at(&class)].as_ref().is_none_or(|b| total < b.total) {
-                best[at(&class)] = Some(CostSet {
+            let own_set = maps.single(class, own);
+            let with_own = maps.union(costs, own_set);
+            maps.release(costs);
+            maps.release(own_set);
+            let total = maps.total(with_own);
+            if best[at(&class)].is_none_or(|b| total < b.total) {
+                let replaced = best[at(&class)].replace(CostSet {
                     node: index,
-                    costs,
+                    costs: with_own,
                     total,
                 });
+                if let Some(old) = replaced {
+                    maps.release(old.costs);
+                }
                 for &parent in &self.parents[at(&class)] {
                     if !queued[parent] {
                         queued[parent] = true;
                         queue.push_back(parent);
                     }
                 }
+            } else {
+                maps.release(with_own);
             }
         }
         let mut choice = HashMap::default();
@@ -199,9 +212,9 @@ impl<'a> GreedyDag<'a> {
             if choice.contains_key(&class) {
                 continue;
             }
-            let set = best[at(&class)].as_ref()?;
+            let set = best[at(&class)]?;
             choice.insert(class, set.node);
-            all.insert(class, set.costs.get(class)?);
+            all.insert(class, maps.get(set.costs, class)?);
             stack.extend(self.children[self.number(class, set.node)].iter().copied());
         }
         if has_cycle(egraph, &choice) {
@@ -212,6 +225,61 @@ impl<'a> GreedyDag<'a> {
             choice,
         })
     }
+}
+
+/// The extraction of an e-graph in which no class offers a real choice,
+/// found without pricing sets: every class reached from the roots has one
+/// executable node, or one free leaf (an input, a literal) beside others,
+/// which no other node can undercut. The loop plan's e-graph is such (each
+/// spec holds its loop and the unexecutable `vmap`; a batched input also
+/// holds its loop over its own rows), and greedy DAG extraction spent a
+/// third of a long program's batching on it. `None` where some class does
+/// offer a choice, or the choices close a cycle: use [`extract_dag_greedy`].
+pub fn extract_forced(egraph: &Graph, roots: &[Id], profile: &CostProfile, dtype: Dtype) -> Option<Extraction> {
+    extract_forced_where(egraph, roots, profile, dtype, &|_, _| true)
+}
+
+/// [`extract_forced`] among the nodes that `allowed(class, node)` accepts.
+pub fn extract_forced_where(
+    egraph: &Graph,
+    roots: &[Id],
+    profile: &CostProfile,
+    dtype: Dtype,
+    allowed: &dyn Fn(Id, &Op) -> bool,
+) -> Option<Extraction> {
+    let mut choice: HashMap<Id, usize> = HashMap::default();
+    let mut cost = 0.0;
+    let mut stack: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
+    while let Some(class) = stack.pop() {
+        if choice.contains_key(&class) {
+            continue;
+        }
+        let priced: Vec<(usize, f64)> = (0..egraph[class].nodes.len())
+            .filter(|&index| allowed(class, &egraph[class].nodes[index]))
+            .map(|index| (index, node_cost(egraph, class, index, profile, dtype)))
+            .filter(|(_, c)| c.is_finite())
+            .collect();
+        let (index, own) = match priced[..] {
+            [] => return None,
+            [only] => only,
+            _ => {
+                // A leaf no dearer than any other node's own cost is the cheapest
+                // choice whatever the others' children would share.
+                let cheapest = priced.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+                let leaf = priced
+                    .iter()
+                    .find(|&&(i, c)| egraph[class].nodes[i].is_leaf() && c <= cheapest)?;
+                *leaf
+            }
+        };
+        choice.insert(class, index);
+        cost += own;
+        stack.extend(egraph[class].nodes[index].children().iter().map(|&c| egraph.find(c)));
+    }
+    if has_cycle(egraph, &choice) {
+        return None;
+    }
+    Some(Extraction { choice, cost })
 }
 
 /// What a node costs where it stands: the op's cost on its class's shapes,
@@ -261,4 +329,58 @@ fn has_cycle(egraph: &Graph, choice: &HashMap<Id, usize>) -> bool {
         }
     }
     done != choice.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egraph::analysis::ShapeAnalysis;
+    use crate::ir::{Num, Shape, Unary};
+    use egg::Symbol;
+
+    fn graph() -> (Graph, Id) {
+        let vars = [(Symbol::from("x"), Shape(vec![3]))].into_iter().collect();
+        let mut egraph = Graph::new(ShapeAnalysis::new(vars));
+        let x = egraph.add(Op::Var(Symbol::from("x")));
+        (egraph, x)
+    }
+
+    #[test]
+    fn a_class_without_a_choice_is_read_off_as_greedy_would_choose_it() {
+        let (mut egraph, x) = graph();
+        let sin = egraph.add(Op::Unary(Unary::Sin, x));
+        let root = egraph.add(Op::Unary(Unary::Tanh, sin));
+        egraph.rebuild();
+        let profile = CostProfile::cpu();
+        let forced = extract_forced(&egraph, &[root], &profile, Dtype::F64).expect("no choice");
+        let greedy = extract_dag_greedy(&egraph, &[root], &profile, Dtype::F64).unwrap();
+        assert_eq!(forced.choice, greedy.choice);
+        assert!((forced.cost - greedy.cost).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_real_choice_is_left_to_greedy_but_a_free_leaf_is_taken() {
+        let (mut egraph, x) = graph();
+        let sin = egraph.add(Op::Unary(Unary::Sin, x));
+        let cos = egraph.add(Op::Unary(Unary::Cos, x));
+        egraph.union(sin, cos);
+        let root = egraph.add(Op::Unary(Unary::Tanh, sin));
+        egraph.rebuild();
+        let profile = CostProfile::cpu();
+        assert!(extract_forced(&egraph, &[root], &profile, Dtype::F64).is_none());
+        // Restricted to one of the two, there is no choice left.
+        let only_sin = |_: Id, node: &Op| !matches!(node, Op::Unary(Unary::Cos, _));
+        let forced = extract_forced_where(&egraph, &[root], &profile, Dtype::F64, &only_sin).unwrap();
+        let class = egraph.find(sin);
+        assert_eq!(egraph[class].nodes[forced.choice[&class]], Op::Unary(Unary::Sin, x));
+        // A literal beside a computed node is the cheapest whatever the rest shares.
+        let two = egraph.add(Op::Num(Num(2.0)));
+        let computed = egraph.add(Op::Unary(Unary::Exp, root));
+        egraph.union(two, computed);
+        egraph.rebuild();
+        let forced = extract_forced_where(&egraph, &[two], &profile, Dtype::F64, &only_sin).unwrap();
+        let class = egraph.find(two);
+        assert_eq!(forced.choice.len(), 1);
+        assert_eq!(egraph[class].nodes[forced.choice[&class]], Op::Num(Num(2.0)));
+    }
 }

@@ -28,7 +28,10 @@ pub use autobatch::{
 pub use batch::{stop_reason_text, BatchReport, Batched, Batcher, PlanSummary, Strategy};
 pub use chunking::{chunk_plan, chunk_sizes};
 pub use cost::{predict_times, predict_us, work, CostProfile, PerDtype, PredictedTimes, Work};
-pub use extract::{extract_dag, extract_dag_greedy, extract_dag_greedy_where, Extraction, GreedyDag};
+pub use extract::{
+    extract_dag, extract_dag_greedy, extract_dag_greedy_where, extract_forced, extract_forced_where, Extraction,
+    GreedyDag,
+};
 pub use extract_exact::{extract_dag_exact, ExactExtraction, ExactLimits, ExactStatus};
 pub use rules::{parse_rule_file, Conditions, Rule, RuleSet, TextRule, BUILTIN_RULE_FILES};
 pub use unloop::fuse_loops;
