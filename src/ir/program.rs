@@ -7,7 +7,8 @@ use crate::ir::print::print_program;
 use crate::ir::shape::{ChildInfo, Shape, ShapeError};
 use crate::ir::structural::Window;
 use egg::{Id, Language, RecExpr, Symbol};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::HashMap;
 
 /// A declared `input` or `param`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl Program {
 
         // Hash-consing: `class_of[i]` is the first node equal to node i.
         let mut unique: Vec<Op> = Vec::with_capacity(expr.len());
-        let mut seen: HashMap<Op, Id> = HashMap::with_capacity(expr.len());
+        let mut seen: FxHashMap<Op, Id> = FxHashMap::with_capacity_and_hasher(expr.len(), Default::default());
         let mut class_of: Vec<Id> = Vec::with_capacity(expr.len());
         for node in expr.as_ref() {
             let node = node.clone().map_children(|c| class_of[usize::from(c)]);
@@ -279,10 +280,10 @@ pub fn extract_dag(
     roots: &[Id],
     choose: impl Fn(Id) -> Op,
     canonical: impl Fn(Id) -> Id,
-) -> (RecExpr<Op>, HashMap<Id, Id>) {
+) -> (RecExpr<Op>, FxHashMap<Id, Id>) {
     let mut expr: Vec<Op> = Vec::new();
-    let mut placed: HashMap<Id, Id> = HashMap::new();
-    let mut on_stack: HashSet<Id> = HashSet::new();
+    let mut placed: FxHashMap<Id, Id> = FxHashMap::default();
+    let mut on_stack: FxHashSet<Id> = FxHashSet::default();
     for &root in roots {
         let mut stack = vec![(canonical(root), false)];
         while let Some((class, expanded)) = stack.pop() {
