@@ -727,3 +727,50 @@ fn the_shared_fused_plan_is_the_fused_strategys_plan() {
     }
     assert!(compared >= 40, "{compared}");
 }
+
+/// The loop plan is written directly, not extracted: it is the program greedy
+/// extraction finds in the loop plan's e-graph, for every example and 60
+/// random programs, batched over every input and over the first alone, at B
+/// in {1, 3}, with every reduction of the outputs (a program with several
+/// outputs, one of them unmapped, among them).
+#[test]
+fn the_loop_plan_is_the_loop_plans_extraction() {
+    let mut programs = every_example();
+    let mut rng = Rng::new(11);
+    programs.extend(
+        batchable_random_programs(60, &mut rng)
+            .into_iter()
+            .map(|p| ("random".to_string(), p)),
+    );
+    let several = "input x: [3]\ninput y: [3]\nparam w: [3]\nlet h = tanh(x * w)\n\
+                   out a = sum(h)\nout b = sum(w * 2)\nout c = h + y\nout d = x";
+    programs.push((
+        "several outputs".to_string(),
+        Program::parse("several", several).unwrap(),
+    ));
+    let mut compared = 0;
+    for (name, program) in &programs {
+        let first = vec![program.inputs[0].name.clone()];
+        let all: Vec<String> = program.inputs.iter().map(|d| d.name.clone()).collect();
+        for over in [all, first] {
+            for reduce in [Reduce::Mean, Reduce::Sum, Reduce::None] {
+                for size in [1, 3] {
+                    let batcher = Batcher::new(program)
+                        .over(over.clone())
+                        .size(size)
+                        .reduce(reduce)
+                        .strategy(Strategy::Unroll);
+                    let direct = batcher.run().unwrap().program;
+                    let extracted = batcher.loop_plan_by_extraction().unwrap();
+                    assert_eq!(
+                        direct.to_text(),
+                        extracted.to_text(),
+                        "{name} over {over:?}, {reduce:?}, B = {size}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 400, "{compared}");
+}

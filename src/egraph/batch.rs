@@ -20,12 +20,13 @@ use crate::egraph::analysis::{Graph, ShapeAnalysis};
 use crate::egraph::chunking::{chunk_plan, chunk_sizes};
 use crate::egraph::cost::{predict_us, CostProfile};
 use crate::egraph::extract::{extract_dag, extract_forced_where, GreedyDag};
+use crate::egraph::loop_plan::loop_plan;
 use crate::egraph::rules::RuleSet;
 use crate::egraph::unloop::fuse_loops;
 use crate::error::{Error, Result};
 use crate::ir::{predict_peak_bytes, BatchReduce, Binary, Decl, Dtype, Num, Op, Program, Reduce, Run, Structural};
 use egg::StopReason;
-use egg::{BackoffScheduler, Id, Language, Runner, Symbol};
+use egg::{BackoffScheduler, Id, Language, RecExpr, Runner, Symbol};
 use serde::Serialize;
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
@@ -81,7 +82,8 @@ pub struct BatchReport {
     pub fuse: Option<PlanSummary>,
     /// Per-example ops that have no fused implementation (they are duplicated).
     pub unfused_ops: Vec<String>,
-    /// E-nodes in the e-graph the program was extracted from.
+    /// E-nodes in the e-graph the program was extracted from (0 for the
+    /// loop plan, which is written without one).
     pub egraph_nodes: usize,
     /// E-classes in it.
     pub egraph_classes: usize,
@@ -312,6 +314,28 @@ impl<'p> Batcher<'p> {
         })
     }
 
+    /// The loop plan as greedy extraction finds it in the loop plan's
+    /// e-graph (the per-example program, a spec and a loop for every mapped
+    /// subterm, no rewriting): what [`Batcher::run`] writes directly, kept to
+    /// check that the two agree (`tests/batching.rs`).
+    #[doc(hidden)]
+    pub fn loop_plan_by_extraction(&self) -> Result<Program> {
+        let over = self.over_names()?;
+        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+        let mut egraph = Graph::new(self.analysis(&batched));
+        let (example, spec) = self.add_program(&mut egraph, &batched);
+        let unrewritten = Saturated {
+            egraph,
+            example,
+            spec,
+            iterations: 0,
+            stop_reason: StopReason::Other("no rewriting (loop only)".into()),
+        };
+        self.plans_from(&over, &[Ways::Loop], unrewritten)
+            .remove(0)
+            .map(|plan| plan.program)
+    }
+
     /// Every plan the strategy allows (and the memory budget's chunked plans),
     /// each with its program: what [`Batcher::run`] chooses from. A plan that
     /// failed for a limit is left out; an unsound rule is an error.
@@ -342,18 +366,17 @@ impl<'p> Batcher<'p> {
         // The fused and the mixed plans start from the same saturated
         // e-graph: rewrite once (the time of a long program is there).
         let saturated = self.saturated(over);
-        let unroll = self.plans_from(over, &[Ways::Loop], None).remove(0);
+        let unroll = self.loop_plan(over);
         let (fuse, mixed) = match self.strategy {
             Strategy::Auto => {
                 // One e-graph holds both: the fused plan is the mixed one's
                 // choice without the loops it does not need.
-                let mut both = self.plans_from(over, &[Ways::FuseWhereFusible, Ways::Both], Some(saturated));
+                let mut both = self.plans_from(over, &[Ways::FuseWhereFusible, Ways::Both], saturated);
                 let mixed = both.pop().expect("two plans");
                 (both.pop().expect("two plans"), Some(mixed))
             }
             Strategy::Fuse | Strategy::Unroll => (
-                self.plans_from(over, &[Ways::FuseWhereFusible], Some(saturated))
-                    .remove(0),
+                self.plans_from(over, &[Ways::FuseWhereFusible], saturated).remove(0),
                 None,
             ),
         };
@@ -604,6 +627,13 @@ impl<'p> Batcher<'p> {
             |c| egraph[c].nodes[extraction.choice[&c]].clone(),
             |c| egraph.find(c),
         );
+        let outputs: Vec<Id> = roots.iter().map(|root| placed[&egraph.find(*root)]).collect();
+        self.declared(expr, &outputs, batched)
+    }
+
+    /// `expr` as a program with `outputs` (in the order of the program's) and
+    /// the batched inputs declared with the batch axis.
+    fn declared(&self, expr: RecExpr<Op>, outputs: &[Id], batched: &HashSet<&str>) -> Result<Program> {
         let inputs = self
             .program
             .inputs
@@ -621,8 +651,8 @@ impl<'p> Batcher<'p> {
             .program
             .outputs
             .iter()
-            .zip(roots)
-            .map(|((name, _), root)| (name.clone(), placed[&egraph.find(*root)]))
+            .zip(outputs)
+            .map(|((name, _), &id)| (name.clone(), id))
             .collect();
         Ok(Program::new(
             inputs,
@@ -631,6 +661,40 @@ impl<'p> Batcher<'p> {
             outputs,
             vec![],
         )?)
+    }
+
+    /// The loop plan, written directly (see [`loop_plan`]).
+    fn loop_plan(&self, over: &[String]) -> Result<Plan> {
+        let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
+        let (expr, outputs) = loop_plan(self.program, &batched, self.size, self.reduce);
+        let mapped_ops = {
+            let expr = self.program.expr.as_ref();
+            let mut mapped = vec![false; expr.len()];
+            let mut ops = vec![];
+            for (i, node) in expr.iter().enumerate() {
+                mapped[i] = node.as_var().is_some_and(|v| batched.contains(v.as_str()))
+                    || node.children().iter().any(|&c| mapped[usize::from(c)]);
+                if mapped[i] {
+                    ops.push(node.to_string());
+                }
+            }
+            ops.sort();
+            ops.dedup();
+            ops
+        };
+        let program = self.declared(expr, &outputs, &batched)?;
+        Ok(Plan {
+            name: "loop".to_string(),
+            cost: predict_us(&self.profile, &program, self.run_kind, self.dtype),
+            peak: predict_peak_bytes(&program, self.run_kind, self.dtype.bytes()),
+            program,
+            egraph_nodes: 0,
+            egraph_classes: 0,
+            iterations: 0,
+            stop_reason: StopReason::Other("no rewriting (loop only)".into()),
+            unfused_ops: mapped_ops,
+            notes: vec![],
+        })
     }
 
     /// The per-example program and its specs added, then rewritten.
@@ -651,11 +715,11 @@ impl<'p> Batcher<'p> {
         }
     }
 
-    /// The plan of each of `ways`, from one e-graph: the loop's from the
-    /// per-example program alone, the others' from `saturated`. The loops
+    /// The plan of each of `ways`, from one e-graph (`saturated`; the loop
+    /// plan's is the per-example program unrewritten). The loops
     /// that any of them needs are added once; each extraction keeps to the
     /// nodes its ways allow.
-    fn plans_from(&self, over: &[String], ways: &[Ways], saturated: Option<Saturated>) -> Vec<Result<Plan>> {
+    fn plans_from(&self, over: &[String], ways: &[Ways], saturated: Saturated) -> Vec<Result<Plan>> {
         let batched: HashSet<&str> = over.iter().map(String::as_str).collect();
         let Saturated {
             mut egraph,
@@ -663,20 +727,7 @@ impl<'p> Batcher<'p> {
             spec,
             iterations,
             stop_reason,
-        } = match saturated {
-            Some(saturated) => saturated,
-            None => {
-                let mut egraph = Graph::new(self.analysis(&batched));
-                let (example, spec) = self.add_program(&mut egraph, &batched);
-                Saturated {
-                    egraph,
-                    example,
-                    spec,
-                    iterations: 0,
-                    stop_reason: StopReason::Other("no rewriting (loop only)".into()),
-                }
-            }
-        };
+        } = saturated;
         // Which specs have no implementation other than themselves.
         let unfused: Vec<usize> = (0..example.len())
             .filter(|&i| spec[i].is_some_and(|s| egraph[s].nodes.iter().all(|n| matches!(n, Op::Vmap(_)))))

@@ -15,6 +15,7 @@ pub mod cost;
 mod cost_map;
 pub mod extract;
 pub mod extract_exact;
+mod loop_plan;
 pub mod rule_search;
 pub mod rules;
 pub mod structural;
