@@ -6,6 +6,8 @@
 //! (default out/structure and 1280 trees per batch size: 20 batches of 64;
 //! SIZES, comma-separated, default 1,8,32,64,256).
 
+#[path = "../src/bin/batchgraph/alloc.rs"]
+mod alloc;
 #[path = "common/structure.rs"]
 mod common;
 
@@ -13,6 +15,11 @@ use batchgraph::structure::{sst_like_trees, tree_batch, tree_lstm, TreeLstmSizes
 use batchgraph::Rng;
 
 fn main() {
+    // As the `batchgraph` command does (and so `batch --strategy fuse`, the
+    // tagger's yardstick): keep freed blocks for reuse. Both ways run in this
+    // process; without it, the batched cells' mid-sized values were given back
+    // to the system after each level and page-faulted in again on the next.
+    alloc::keep_freed_memory();
     let args = common::args();
     let s = TreeLstmSizes::sst();
     let model = tree_lstm(s);

@@ -289,12 +289,12 @@ pub fn op_vjp_of<T: Scalar>(
 pub fn add_into_window<T: Scalar>(slot: &mut Option<Tensor<T>>, shape: &[usize], window: Window, g: &Tensor<T>) {
     let acc = slot.get_or_insert_with(|| Tensor::zeros(IxDyn(shape)));
     let range = ndarray::Slice::from(window.start..window.end);
-    let mut part = acc.slice_axis_mut(Axis(window.axis), range);
+    let part = acc.slice_axis_mut(Axis(window.axis), range);
     let g = match window.drops_axis {
         true => g.view().insert_axis(Axis(window.axis)),
         false => g.view(),
     };
-    part += &g;
+    crate::runtime::kernels::add_assign(part, g);
 }
 
 /// The tangent of `op`'s result `out` given the tangents of its children

@@ -45,11 +45,43 @@ pub fn row_major_copy<T: Scalar>(v: ArrayViewD<'_, T>) -> Tensor<T> {
     }
     match v.ndim() {
         1 => at!(Ix1),
+        // A block of columns of a matrix (a slice of a batched cell's stacked
+        // gates): each row is a run of memory, copied as one, where ndarray's
+        // copy of a strided view goes element by element.
+        2 if v.strides()[1] == 1 => {
+            let mut data = Vec::with_capacity(v.len());
+            for row in v.rows() {
+                data.extend_from_slice(row.to_slice().expect("unit column stride"));
+            }
+            Tensor::from_shape_vec(v.raw_dim(), data).expect("one element per element")
+        }
         2 => at!(Ix2),
         3 => at!(Ix3),
         4 => at!(Ix4),
         _ => v.as_standard_layout().into_owned(),
     }
+}
+
+/// `dst += src` for views of one shape. A matrix whose rows are runs of
+/// memory (a window of columns, a block of rows) is added row by row as
+/// slices; ndarray's general add walks such a strided view element by element.
+pub fn add_assign<T: Scalar>(mut dst: ndarray::ArrayViewMutD<'_, T>, src: ArrayViewD<'_, T>) {
+    debug_assert_eq!(dst.shape(), src.shape(), "add_assign: one shape");
+    if let (Some(d), Some(s)) = (dst.as_slice_mut(), src.as_slice()) {
+        d.iter_mut().zip(s).for_each(|(d, s)| *d += *s);
+        return;
+    }
+    if dst.ndim() == 2 && dst.strides()[1] == 1 && src.strides()[1] == 1 {
+        for (mut d, s) in dst.rows_mut().into_iter().zip(src.rows()) {
+            let (d, s) = (
+                d.as_slice_mut().expect("unit stride"),
+                s.to_slice().expect("unit stride"),
+            );
+            d.iter_mut().zip(s).for_each(|(d, s)| *d += *s);
+        }
+        return;
+    }
+    dst += &src;
 }
 
 /// numpy's `matmul`: 1-D operands are promoted and the promoted axis removed;
@@ -727,12 +759,41 @@ mod tests {
             let mut wide = dims.clone();
             wide.insert(0, 3);
             let broadcast = a.broadcast(IxDyn(&wide)).unwrap();
-            for view in [reversed, broadcast, a.index_axis(Axis(0), 1), a.view()] {
+            // A window of the last axis: at rank 2, rows that are runs of memory with gaps between them.
+            let window = a.slice_axis(Axis(rank - 1), ndarray::Slice::from(1..dims[rank - 1]));
+            for view in [reversed, broadcast, a.index_axis(Axis(0), 1), a.view(), window] {
                 let copy = row_major_copy(view.clone());
                 assert!(copy.is_standard_layout(), "rank {rank}");
                 assert_eq!(copy, view, "rank {rank}");
             }
         }
+    }
+
+    /// `add_assign` into a window of columns, a block of rows, a transposed
+    /// view and a whole array equals ndarray's `+=`.
+    #[test]
+    fn add_assign_equals_ndarrays_add_on_every_layout() {
+        let a = ndarray::Array::from_shape_fn(IxDyn(&[5, 7]), |i| (i[0] * 7 + i[1]) as f64);
+        let b = ndarray::Array::from_shape_fn(IxDyn(&[5, 7]), |i| (i[0] * 3 + i[1] * 11) as f64 * 0.5);
+        let cases: [(ndarray::SliceInfoElem, ndarray::SliceInfoElem); 3] = [
+            ((..).into(), (2..5).into()),
+            ((1..4).into(), (..).into()),
+            ((..).into(), (..).into()),
+        ];
+        for (rows, cols) in cases {
+            let info = ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from([rows, cols]).unwrap();
+            let mut want = a.clone();
+            let mut part = want.slice_mut(info.clone());
+            part += &b.slice(info.clone());
+            let mut got = a.clone();
+            add_assign(got.slice_mut(info.clone()), b.slice(info));
+            assert_eq!(got, want);
+        }
+        let mut want = a.t().to_owned();
+        want += &b.t();
+        let mut got = a.t().to_owned();
+        add_assign(got.view_mut(), b.t());
+        assert_eq!(got, want);
     }
 
     /// Summing a cotangent down to every shape it can have been broadcast from

@@ -23,7 +23,8 @@ use super::graph::{Arg, Batch, Cell, Model};
 use crate::egraph::{kernel_bound, BatchReduce, Batcher, Strategy};
 use crate::error::{Error, Result};
 use crate::front::ProgramBuilder;
-use crate::ir::{Decl, Program, Shape};
+use crate::ir::{Decl, Program, Shape, PARALLEL_FROM};
+use crate::runtime::kernels::add_assign;
 use crate::runtime::{Interpreter, Kept, Tensor, Values};
 use ndarray::{Axis, IxDyn};
 use std::collections::HashMap;
@@ -251,6 +252,15 @@ impl FastPath {
             .zip(&programs)
             .map(|(group, b)| Interpreter::new(&b.forward).with_respect_to(self.wrt(batch, group)))
             .collect();
+        // What each group's arguments read, found once for the gathers and the scatters.
+        let pieces: Vec<Vec<Vec<Piece>>> = groups
+            .iter()
+            .map(|g| {
+                (0..self.model.cells[g.cell].args.len())
+                    .map(|k| pieces_of(batch, g, k, &at))
+                    .collect()
+            })
+            .collect();
         let (mut loss, mut kernels) = (0.0, 0);
         let mut kept: Vec<Kept<f64>> = Vec::with_capacity(groups.len());
         for (gi, group) in groups.iter().enumerate() {
@@ -259,7 +269,7 @@ impl FastPath {
                 .map(|k| {
                     Ok((
                         arg_name(k),
-                        gather_arg(batch, group, k, &cell.args[k], &kept, &at, table)?,
+                        gather_arg(group, k, &cell.args[k], &pieces[gi][k], &kept, table)?,
                     ))
                 })
                 .collect::<Result<Values<f64>>>()?;
@@ -273,7 +283,7 @@ impl FastPath {
             kept.push(level);
         }
         let launches = kept.len();
-        let grads = self.backward(batch, &groups, &at, params, kept)?;
+        let grads = self.backward(batch, &groups, &pieces, params, kept)?;
         Ok(Outcome {
             loss,
             grads,
@@ -302,7 +312,7 @@ impl FastPath {
         &self,
         batch: &Batch,
         groups: &[&Group],
-        at: &[(usize, usize)],
+        pieces: &[Vec<Vec<Piece>>],
         params: &Values<f64>,
         mut kept: Vec<Kept<f64>>,
     ) -> Result<Values<f64>> {
@@ -333,40 +343,42 @@ impl FastPath {
             if seeds.iter().all(Option::is_none) {
                 continue;
             }
-            let group = groups[gi];
             for (name, g) in level.backward(seeds)? {
                 let Some(k) = name.strip_prefix('a').and_then(|k| k.parse::<usize>().ok()) else {
                     add_into(&mut sums, name, g);
                     continue;
                 };
                 let mut j = 0;
-                while j < group.calls.len() {
-                    match &batch.calls[group.calls[j]].args[k] {
-                        Arg::Call(p, o) => {
-                            let (pg, pj) = at[*p];
-                            let len = run_length(batch, group, k, j, at);
+                for piece in &pieces[gi][k] {
+                    match *piece {
+                        Piece::Rows {
+                            group: pg,
+                            output: o,
+                            first: pj,
+                            len,
+                        } => {
                             let rows = g.slice_axis(Axis(0), (j..j + len).into());
-                            let slot = &mut cots[pg][*o];
+                            let slot = &mut cots[pg][o];
                             match slot {
                                 // The block is the whole of what that output's cotangent would hold.
                                 None if pj == 0 && len == groups[pg].calls.len() => *slot = Some(rows.to_owned()),
                                 _ => {
                                     let slot = slot.get_or_insert_with(|| {
                                         let mut dims = vec![groups[pg].calls.len()];
-                                        dims.extend_from_slice(self.cells[groups[pg].cell].output_shapes[*o].dims());
+                                        dims.extend_from_slice(self.cells[groups[pg].cell].output_shapes[o].dims());
                                         Tensor::zeros(IxDyn(&dims))
                                     });
-                                    let mut target = slot.slice_axis_mut(Axis(0), (pj..pj + len).into());
-                                    target += &rows;
+                                    let target = slot.slice_axis_mut(Axis(0), (pj..pj + len).into());
+                                    add_assign(target, rows);
                                 }
                             }
                             j += len;
                         }
-                        Arg::Lookup(r) => {
-                            add_row(&mut table_grad, *r, g.index_axis(Axis(0), j));
+                        Piece::Lookup(r) => {
+                            add_row(&mut table_grad, r, g.index_axis(Axis(0), j));
                             j += 1;
                         }
-                        Arg::Data(_) => j += 1,
+                        Piece::Data(_) => j += 1,
                     }
                 }
             }
@@ -378,7 +390,8 @@ impl FastPath {
             .map(|(n, _)| {
                 let g = match sums.remove(*n) {
                     Some(g) if g.is_standard_layout() => g,
-                    Some(g) => g.as_standard_layout().into_owned(),
+                    // At a fixed rank: ndarray's copy of a dynamic-rank transposed view goes element by element.
+                    Some(g) => crate::runtime::kernels::row_major_copy(g.view()),
                     None => Tensor::zeros(params[*n].raw_dim()),
                 };
                 (n.to_string(), g)
@@ -403,47 +416,100 @@ fn add_row(table: &mut Tensor<f64>, r: usize, row: ndarray::ArrayViewD<f64>) {
 /// Adds `g` into `sums[name]`. The first is kept in its own layout (a
 /// param read transposed gets its gradient transposed), so that the later
 /// ones, of the same layout, add element by element in memory order.
+/// A large one (the node cell's gate matrix, 1.3 MB, once per level) is
+/// added on all cores: the fast path's own work runs between the batched
+/// programs, on the calling thread alone.
 fn add_into(sums: &mut HashMap<String, Tensor<f64>>, name: String, g: Tensor<f64>) {
-    match sums.get_mut(&name) {
-        Some(total) => *total += &g,
-        None => {
-            sums.insert(name, g);
+    use rayon::prelude::*;
+    let Some(total) = sums.get_mut(&name) else {
+        sums.insert(name, g);
+        return;
+    };
+    if total.len() >= PARALLEL_FROM && total.strides() == g.strides() {
+        if let (Some(t), Some(g)) = (total.as_slice_memory_order_mut(), g.as_slice_memory_order()) {
+            let chunk = t.len().div_ceil(rayon::current_num_threads());
+            t.par_chunks_mut(chunk)
+                .zip(g.par_chunks(chunk))
+                .for_each(|(t, g)| t.iter_mut().zip(g).for_each(|(t, g)| *t += g));
+            return;
         }
     }
+    *total += &g;
 }
 
-/// Argument `k` of `group`'s calls, stacked: `[calls, dims...]`, read from
-/// the kept outputs of earlier groups (`at`: each call's group and row), the
-/// embedding matrix, or the data; into one buffer, without zeroing it first.
-/// Consecutive calls that read consecutive rows of one earlier output (an
-/// LSTM step's group reading the step before's, sentence after sentence) are
-/// copied as one block.
+/// A run of a group's calls whose argument `k` reads one thing: consecutive
+/// rows of one earlier group's output (an LSTM step's group reading the step
+/// before's, sentence after sentence, is one run), a row of the embedding
+/// matrix, or data.
+#[derive(Clone, Copy, Debug)]
+enum Piece<'b> {
+    Rows {
+        group: usize,
+        output: usize,
+        first: usize,
+        len: usize,
+    },
+    Lookup(usize),
+    Data(&'b [f64]),
+}
+
+/// What argument `k` of `group`'s calls reads, in order, as [`Piece`]s
+/// (`at`: each call's group and row there).
+fn pieces_of<'b>(batch: &'b Batch, group: &Group, k: usize, at: &[(usize, usize)]) -> Vec<Piece<'b>> {
+    let mut pieces: Vec<Piece> = Vec::new();
+    for &c in &group.calls {
+        match &batch.calls[c].args[k] {
+            Arg::Call(p, o) => {
+                let (pg, pj) = at[*p];
+                match pieces.last_mut() {
+                    Some(Piece::Rows {
+                        group,
+                        output,
+                        first,
+                        len,
+                    }) if *group == pg && *output == *o && *first + *len == pj => *len += 1,
+                    _ => pieces.push(Piece::Rows {
+                        group: pg,
+                        output: *o,
+                        first: pj,
+                        len: 1,
+                    }),
+                }
+            }
+            Arg::Lookup(r) => pieces.push(Piece::Lookup(*r)),
+            Arg::Data(v) => pieces.push(Piece::Data(v)),
+        }
+    }
+    pieces
+}
+
+/// Argument `k` of `group`'s calls, stacked: `[calls, dims...]`, read
+/// ([`pieces_of`]) from the kept outputs of earlier groups, the embedding
+/// matrix, or the data; into one buffer, without zeroing it first, a run of
+/// rows copied as one block.
 fn gather_arg(
-    batch: &Batch,
     group: &Group,
     k: usize,
     dims: &[usize],
+    pieces: &[Piece],
     kept: &[Kept<f64>],
-    at: &[(usize, usize)],
     table: &Tensor<f64>,
 ) -> Result<Tensor<f64>> {
     let mut shape = vec![group.calls.len()];
     shape.extend_from_slice(dims);
     let width: usize = dims.iter().product();
     let mut data = Vec::with_capacity(group.calls.len() * width);
-    let mut j = 0;
-    while j < group.calls.len() {
-        let (rows, len) = match &batch.calls[group.calls[j]].args[k] {
-            Arg::Call(p, o) => {
-                let (pg, pj) = at[*p];
-                let len = run_length(batch, group, k, j, at);
-                let block = kept[pg].output(*o).slice_axis(Axis(0), (pj..pj + len).into());
-                (block, len)
-            }
-            Arg::Lookup(r) => (table.slice_axis(Axis(0), (*r..*r + 1).into()), 1),
-            Arg::Data(v) => {
+    for piece in pieces {
+        let rows = match *piece {
+            Piece::Rows {
+                group: pg,
+                output,
+                first,
+                len,
+            } => kept[pg].output(output).slice_axis(Axis(0), (first..first + len).into()),
+            Piece::Lookup(r) => table.slice_axis(Axis(0), (r..r + 1).into()),
+            Piece::Data(v) => {
                 data.extend_from_slice(v);
-                j += 1;
                 continue;
             }
         };
@@ -451,27 +517,8 @@ fn gather_arg(
             Some(slice) => data.extend_from_slice(slice),
             None => data.extend(rows.iter()),
         }
-        j += len;
     }
     Tensor::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::Values(format!("gathering argument {k}: {e}")))
-}
-
-/// How many of `group`'s calls from the `j`-th on read, as argument `k`,
-/// the same output of one earlier group at consecutive rows (at least 1:
-/// the `j`-th call's argument must be an earlier call's output).
-fn run_length(batch: &Batch, group: &Group, k: usize, j: usize, at: &[(usize, usize)]) -> usize {
-    let Arg::Call(p, o) = &batch.calls[group.calls[j]].args[k] else {
-        return 1;
-    };
-    let (pg, pj) = at[*p];
-    let mut len = 1;
-    while let Some(&c) = group.calls.get(j + len) {
-        match &batch.calls[c].args[k] {
-            Arg::Call(q, oq) if oq == o && at[*q] == (pg, pj + len) => len += 1,
-            Arg::Call(..) | Arg::Lookup(_) | Arg::Data(_) => break,
-        }
-    }
-    len
 }
 
 /// The batch's structure, as numbers: each call's cell and what its arguments read
