@@ -783,10 +783,10 @@ mod tests {
         for (rows, cols) in cases {
             let info = ndarray::SliceInfo::<_, IxDyn, IxDyn>::try_from([rows, cols]).unwrap();
             let mut want = a.clone();
-            let mut part = want.slice_mut(info.clone());
-            part += &b.slice(info.clone());
+            let mut part = want.slice_mut(info);
+            part += &b.slice(info);
             let mut got = a.clone();
-            add_assign(got.slice_mut(info.clone()), b.slice(info));
+            add_assign(got.slice_mut(info), b.slice(info));
             assert_eq!(got, want);
         }
         let mut want = a.t().to_owned();
