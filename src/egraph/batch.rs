@@ -756,10 +756,8 @@ impl<'p> Batcher<'p> {
             .filter_map(|&i| spec[i])
             .map(|s| egraph.find(s))
             .collect();
-        let fused_only = |class: Id, node: &Op| match node {
-            Op::Map(_) => unfused_specs.contains(&egraph.find(class)),
-            _ => true,
-        };
+        let fused_only =
+            |class: Id, node: &Op| !matches!(node, Op::Map(_)) || unfused_specs.contains(&egraph.find(class));
         let dag = OnceCell::new();
         ways.iter()
             .map(|&way| {
