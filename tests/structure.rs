@@ -118,6 +118,40 @@ fn the_fast_path_gradient_is_the_mean_of_the_per_example_gradients() {
     }
 }
 
+/// The fast path splits a group of many calls into one part per core and
+/// runs each level's parts side by side; the loss and gradients must not
+/// depend on it. Pools of 1, 2 and 3 threads (1, 2 and 3 parts), with
+/// groups large enough to split in both models (sentences of one length
+/// make every step's group as large as the batch).
+#[test]
+fn splitting_levels_over_the_cores_keeps_loss_and_gradients() {
+    let sentences = [5usize; 20];
+    for (model, batch, params) in [tree_case(12, 51), sentence_case(&sentences, 52)] {
+        let plan = make_plan(&batch, model.cells.len());
+        assert!(
+            plan.levels.iter().flatten().any(|g| g.calls.len() >= 20),
+            "no group large enough to split"
+        );
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut fast = FastPath::new(&model).unwrap();
+                let plan = fast.plan(&batch).unwrap();
+                fast.run(&batch, &plan, &params).unwrap()
+            })
+        };
+        let alone = run(1);
+        let mean = per_example_mean_gradient(&model, &batch, &params).unwrap();
+        assert_grads_equal(&alone.grads, &mean, 1e-10, true);
+        for threads in [2, 3] {
+            let split = run(threads);
+            assert!((split.loss - alone.loss).abs() < 1e-12 * alone.loss.abs().max(1.0));
+            assert_eq!((split.kernels, split.launches), (alone.kernels, alone.launches));
+            assert_grads_equal(&split.grads, &alone.grads, 1e-12, true);
+        }
+    }
+}
+
 #[test]
 fn the_fast_path_runs_one_batched_cell_per_cell_and_level() {
     let (model, batch, params) = tree_case(8, 31);

@@ -640,7 +640,8 @@ impl<'p> Interpreter<'p> {
     /// While it runs, the pool's other threads wait for the splits by spinning
     /// (see [`stay_awake`]) instead of sleeping between passes.
     fn on_threads<R: Send>(&self, run: impl FnOnce() -> R + Send) -> R {
-        if !self.splits_passes {
+        // Inside `on_one_thread`, the caller runs programs side by side on the cores.
+        if !self.splits_passes || crate::runtime::kernels::on_one_thread_now() {
             return run();
         }
         let done = &AtomicBool::new(false);

@@ -297,6 +297,11 @@ pub fn on_one_thread<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Whether the calling thread is inside [`on_one_thread`].
+pub fn on_one_thread_now() -> bool {
+    ONE_THREAD.get()
+}
+
 /// How many threads a product of `macs` multiply-adds may use: all of rayon's
 /// when it is large and not inside [`on_one_thread`], else one.
 pub fn threads_for(macs: usize) -> usize {

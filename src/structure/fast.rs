@@ -11,7 +11,10 @@
 //! than the deepest call it reads (Fold's depth; the calls nothing reads, the
 //! loss heads, all wait for the last level), the calls of one cell at one
 //! level run as one batched program, their arguments gathered into stacked
-//! rows from the outputs of earlier levels. Each level's forward runs once and
+//! rows from the outputs of earlier levels. A group of many calls runs as one
+//! part per core, the parts of a level side by side, each on its own thread
+//! ([`Split`]): most of a level's ops are too small to split over the cores
+//! one by one. Each level's forward runs once and
 //! keeps its values ([`Kept`]); the backward sweep goes down the levels, each
 //! group's outputs' cotangents (stacked as its outputs are) seeding its kept
 //! forward's backward sweep, and the arguments' cotangents scattered to the
@@ -24,7 +27,7 @@ use crate::egraph::{kernel_bound, BatchReduce, Batcher, Strategy};
 use crate::error::{Error, Result};
 use crate::front::ProgramBuilder;
 use crate::ir::{Decl, Program, Shape, PARALLEL_FROM};
-use crate::runtime::kernels::add_assign;
+use crate::runtime::kernels::on_one_thread;
 use crate::runtime::{Interpreter, Kept, Tensor, Values};
 use ndarray::{Axis, IxDyn};
 use std::collections::HashMap;
@@ -235,25 +238,38 @@ impl FastPath {
         let table = params
             .get(self.model.embedding.0)
             .ok_or_else(|| Error::Values(format!("no value for `{}`", self.model.embedding.0)))?;
+        let (name, dims) = self.model.embedding;
+        if table.shape() != dims {
+            return Err(Error::Values(format!(
+                "`{name}` is {:?}; the model's embedding matrix is {dims:?}",
+                table.shape()
+            )));
+        }
+        let table = match table.is_standard_layout() {
+            true => std::borrow::Cow::Borrowed(table),
+            false => std::borrow::Cow::Owned(crate::runtime::kernels::row_major_copy(table.view())),
+        };
         let groups: Vec<&Group> = plan.levels.iter().flatten().collect();
-        // Where each call's outputs are: its group and its row there.
+        let split = Split::of(plan, rayon::current_num_threads());
+        let parts = &split.parts;
+        // Where each call's outputs are: its part and its row there.
         let mut at = vec![(0, 0); batch.calls.len()];
-        for (gi, group) in groups.iter().enumerate() {
-            for (j, &c) in group.calls.iter().enumerate() {
-                at[c] = (gi, j);
+        for (pi, part) in parts.iter().enumerate() {
+            for (j, &c) in part.calls.iter().enumerate() {
+                at[c] = (pi, j);
             }
         }
-        let programs = groups
+        let programs = parts
             .iter()
             .map(|g| self.batched(g.cell, g.calls.len()))
             .collect::<Result<Vec<_>>>()?;
-        let interpreters: Vec<Interpreter> = groups
+        let interpreters: Vec<Interpreter> = parts
             .iter()
             .zip(&programs)
-            .map(|(group, b)| Interpreter::new(&b.forward).with_respect_to(self.wrt(batch, group)))
+            .map(|(part, b)| Interpreter::new(&b.forward).with_respect_to(self.wrt(batch, part)))
             .collect();
-        // What each group's arguments read, found once for the gathers and the scatters.
-        let pieces: Vec<Vec<Vec<Piece>>> = groups
+        // What each part's arguments read, found once for the gathers and the scatters.
+        let pieces: Vec<Vec<Vec<Piece>>> = parts
             .iter()
             .map(|g| {
                 (0..self.model.cells[g.cell].args.len())
@@ -262,33 +278,39 @@ impl FastPath {
             })
             .collect();
         let (mut loss, mut kernels) = (0.0, 0);
-        let mut kept: Vec<Kept<f64>> = Vec::with_capacity(groups.len());
-        for (gi, group) in groups.iter().enumerate() {
-            let cell = &self.model.cells[group.cell];
-            let args = (0..cell.args.len())
-                .map(|k| {
-                    Ok((
-                        arg_name(k),
-                        gather_arg(group, k, &cell.args[k], &pieces[gi][k], &kept, table)?,
-                    ))
-                })
-                .collect::<Result<Values<f64>>>()?;
-            let level = interpreters[gi].forward_kept(args, params)?;
-            for (j, &c) in group.calls.iter().enumerate() {
-                if let Some(w) = batch.calls[c].loss {
-                    loss += w * level.output(0).index_axis(Axis(0), j).sum();
+        let mut kept: Vec<Kept<f64>> = Vec::with_capacity(parts.len());
+        for level in &split.levels {
+            let run_part = |pi: usize| -> Result<Kept<f64>> {
+                let part = &parts[pi];
+                let cell = &self.model.cells[part.cell];
+                let args = (0..cell.args.len())
+                    .map(|k| {
+                        let arg = gather_arg(part, k, &cell.args[k], &pieces[pi][k], &kept, &table)?;
+                        Ok((arg_name(k), arg))
+                    })
+                    .collect::<Result<Values<f64>>>()?;
+                interpreters[pi].forward_kept(args, params)
+            };
+            let outcomes = side_by_side(level.clone().collect(), run_part);
+            for (pi, outcome) in level.clone().zip(outcomes) {
+                let outcome = outcome?;
+                for (j, &c) in parts[pi].calls.iter().enumerate() {
+                    if let Some(w) = batch.calls[c].loss {
+                        loss += w * outcome.output(0).index_axis(Axis(0), j).sum();
+                    }
                 }
+                if split.first[pi] {
+                    kernels += programs[pi].kernels;
+                }
+                kept.push(outcome);
             }
-            kernels += programs[gi].kernels;
-            kept.push(level);
         }
-        let launches = kept.len();
-        let grads = self.backward(batch, &groups, &pieces, params, kept)?;
+        let grads = self.backward(batch, &split, &pieces, params, kept)?;
         Ok(Outcome {
             loss,
             grads,
             kernels,
-            launches,
+            launches: groups.len(),
         })
     }
 
@@ -311,11 +333,12 @@ impl FastPath {
     fn backward(
         &self,
         batch: &Batch,
-        groups: &[&Group],
+        split: &Split,
         pieces: &[Vec<Vec<Piece>>],
         params: &Values<f64>,
         mut kept: Vec<Kept<f64>>,
     ) -> Result<Values<f64>> {
+        let groups = &split.parts;
         // Each group's outputs' cotangents, stacked; None while nothing reached them.
         let mut cots: Vec<Vec<Option<Tensor<f64>>>> = groups
             .iter()
@@ -337,48 +360,18 @@ impl FastPath {
         let mut sums: HashMap<String, Tensor<f64>> = HashMap::new();
         let table = self.model.embedding.0;
         let mut table_grad = Tensor::zeros(params[table].raw_dim());
-        for gi in (0..groups.len()).rev() {
-            let level = kept.pop().expect("one kept forward per group");
-            let seeds = std::mem::take(&mut cots[gi]);
-            if seeds.iter().all(Option::is_none) {
-                continue;
-            }
-            for (name, g) in level.backward(seeds)? {
-                let Some(k) = name.strip_prefix('a').and_then(|k| k.parse::<usize>().ok()) else {
-                    add_into(&mut sums, name, g);
-                    continue;
-                };
-                let mut j = 0;
-                for piece in &pieces[gi][k] {
-                    match *piece {
-                        Piece::Rows {
-                            group: pg,
-                            output: o,
-                            first: pj,
-                            len,
-                        } => {
-                            let rows = g.slice_axis(Axis(0), (j..j + len).into());
-                            let slot = &mut cots[pg][o];
-                            match slot {
-                                // The block is the whole of what that output's cotangent would hold.
-                                None if pj == 0 && len == groups[pg].calls.len() => *slot = Some(rows.to_owned()),
-                                _ => {
-                                    let slot = slot.get_or_insert_with(|| {
-                                        let mut dims = vec![groups[pg].calls.len()];
-                                        dims.extend_from_slice(self.cells[groups[pg].cell].output_shapes[o].dims());
-                                        Tensor::zeros(IxDyn(&dims))
-                                    });
-                                    let target = slot.slice_axis_mut(Axis(0), (pj..pj + len).into());
-                                    add_assign(target, rows);
-                                }
-                            }
-                            j += len;
-                        }
-                        Piece::Lookup(r) => {
-                            add_row(&mut table_grad, r, g.index_axis(Axis(0), j));
-                            j += 1;
-                        }
-                        Piece::Data(_) => j += 1,
+        for level in split.levels.iter().rev() {
+            let seeds: Vec<_> = level.clone().map(|pi| std::mem::take(&mut cots[pi])).collect();
+            let forwards = kept.split_off(level.start).into_iter().zip(seeds).collect();
+            let backwards = side_by_side(forwards, |(forward, seeds)| match seeds.iter().all(Option::is_none) {
+                true => Ok(vec![]),
+                false => forward.backward(seeds),
+            });
+            for (gi, sent) in level.clone().zip(backwards) {
+                for (name, g) in sent? {
+                    match name.strip_prefix('a').and_then(|k| k.parse::<usize>().ok()) {
+                        Some(k) => self.scatter(groups, gi, k, &pieces[gi][k], g, &mut cots, &mut table_grad)?,
+                        None => add_into(&mut sums, name, g),
                     }
                 }
             }
@@ -400,17 +393,144 @@ impl FastPath {
         grads.insert(table.to_string(), table_grad);
         Ok(grads)
     }
+
+    /// Scatters `g`, the cotangent of argument `k` of part `gi`, to the rows
+    /// that argument read ([`pieces_of`]): into the cotangents of the parts
+    /// that made them (`cots`), a looked-up row's into the embedding's gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn scatter(
+        &self,
+        groups: &[Group],
+        gi: usize,
+        k: usize,
+        pieces: &[Piece],
+        g: Tensor<f64>,
+        cots: &mut [Vec<Option<Tensor<f64>>>],
+        table_grad: &mut Tensor<f64>,
+    ) -> Result<()> {
+        let g = as_row_major(g);
+        let g = g.as_slice().expect("row-major");
+        let width = self.model.cells[groups[gi].cell].args[k].iter().product::<usize>();
+        let mut j = 0;
+        for piece in pieces {
+            match *piece {
+                Piece::Rows {
+                    group: pg,
+                    output: o,
+                    first: pj,
+                    len,
+                } => {
+                    let rows = &g[j * width..(j + len) * width];
+                    let slot = &mut cots[pg][o];
+                    let calls = groups[pg].calls.len();
+                    match slot {
+                        // The block is the whole of what that output's cotangent would hold.
+                        None if pj == 0 && len == calls => {
+                            *slot = Some(stacked(
+                                calls,
+                                self.cells[groups[pg].cell].output_shapes[o].dims(),
+                                rows.to_vec(),
+                            )?)
+                        }
+                        _ => {
+                            let slot = slot.get_or_insert_with(|| {
+                                let mut dims = vec![calls];
+                                dims.extend_from_slice(self.cells[groups[pg].cell].output_shapes[o].dims());
+                                Tensor::zeros(IxDyn(&dims))
+                            });
+                            let target = slot.as_slice_mut().expect("made row-major");
+                            add_slice(&mut target[pj * width..(pj + len) * width], rows);
+                        }
+                    }
+                    j += len;
+                }
+                Piece::Lookup(r) => {
+                    let target = table_grad.as_slice_mut().expect("made row-major");
+                    add_slice(&mut target[r * width..(r + 1) * width], &g[j * width..(j + 1) * width]);
+                    j += 1;
+                }
+                Piece::Data(_) => j += 1,
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Adds `row` into row `r` of `table`: as two slices when both are
-/// contiguous (a looked-up word's cotangent, thousands per batch, each too
-/// short for ndarray's general elementwise add to pay its setup).
-fn add_row(table: &mut Tensor<f64>, r: usize, row: ndarray::ArrayViewD<f64>) {
-    let mut target = table.index_axis_mut(Axis(0), r);
-    match (target.as_slice_mut(), row.as_slice()) {
-        (Some(t), Some(v)) => t.iter_mut().zip(v).for_each(|(t, v)| *t += v),
-        _ => target += &row,
+/// A plan's groups as they run: a group of many calls split into row ranges
+/// (parts), one per core, so that each level's work runs side by side on the
+/// cores, each part's ops on its own thread: most of a level's ops are too
+/// small to split over the cores one by one (an elementwise pass under
+/// [`PARALLEL_FROM`] elements runs on one thread while the others wait).
+struct Split {
+    /// The parts, level by level, a group's in order.
+    parts: Vec<Group>,
+    /// Each level's parts.
+    levels: Vec<std::ops::Range<usize>>,
+    /// Whether each part is its group's first (the group's kernels are counted once).
+    first: Vec<bool>,
+}
+
+/// Groups of at least this many calls are split into one part per core.
+const SPLIT_FROM: usize = 16;
+
+impl Split {
+    fn of(plan: &Plan, cores: usize) -> Split {
+        let mut split = Split {
+            parts: vec![],
+            levels: vec![],
+            first: vec![],
+        };
+        for level in &plan.levels {
+            let start = split.parts.len();
+            for group in level {
+                let parts = match group.calls.len() >= SPLIT_FROM {
+                    true => cores.max(1),
+                    false => 1,
+                };
+                let step = group.calls.len().div_ceil(parts);
+                for (k, calls) in group.calls.chunks(step).enumerate() {
+                    split.parts.push(Group {
+                        cell: group.cell,
+                        calls: calls.to_vec(),
+                    });
+                    split.first.push(k == 0);
+                }
+            }
+            split.levels.push(start..split.parts.len());
+        }
+        split
     }
+}
+
+/// `f` of each item: side by side on the cores when there are several, each
+/// on one thread (its products not split again), else here with every core.
+fn side_by_side<I: Send, R: Send>(items: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
+    use rayon::prelude::*;
+    match items.len() {
+        0 | 1 => items.into_iter().map(f).collect(),
+        _ => items.into_par_iter().map(|item| on_one_thread(|| f(item))).collect(),
+    }
+}
+
+/// `t += v`, element by element: a piece of a few rows, too short for
+/// ndarray's general elementwise add to pay its setup (thousands per batch).
+fn add_slice(t: &mut [f64], v: &[f64]) {
+    t.iter_mut().zip(v).for_each(|(t, v)| *t += v);
+}
+
+/// `g` in row-major order (a cotangent from a backward sweep may come transposed).
+fn as_row_major(g: Tensor<f64>) -> Tensor<f64> {
+    match g.is_standard_layout() {
+        true => g,
+        false => crate::runtime::kernels::row_major_copy(g.view()),
+    }
+}
+
+/// `data` as a tensor of `rows` rows of `dims`.
+fn stacked(rows: usize, dims: &[usize], data: Vec<f64>) -> Result<Tensor<f64>> {
+    let mut shape = vec![rows];
+    shape.extend_from_slice(dims);
+    Tensor::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::Values(e.to_string()))
 }
 
 /// Adds `g` into `sums[name]`. The first is kept in its own layout (a
@@ -495,30 +615,28 @@ fn gather_arg(
     kept: &[Kept<f64>],
     table: &Tensor<f64>,
 ) -> Result<Tensor<f64>> {
-    let mut shape = vec![group.calls.len()];
-    shape.extend_from_slice(dims);
     let width: usize = dims.iter().product();
     let mut data = Vec::with_capacity(group.calls.len() * width);
+    let table = table.as_slice().expect("the embedding matrix is row-major");
     for piece in pieces {
-        let rows = match *piece {
+        match *piece {
             Piece::Rows {
                 group: pg,
                 output,
                 first,
                 len,
-            } => kept[pg].output(output).slice_axis(Axis(0), (first..first + len).into()),
-            Piece::Lookup(r) => table.slice_axis(Axis(0), (r..r + 1).into()),
-            Piece::Data(v) => {
-                data.extend_from_slice(v);
-                continue;
+            } => {
+                let rows = kept[pg].output(output);
+                match rows.as_slice() {
+                    Some(rows) => data.extend_from_slice(&rows[first * width..(first + len) * width]),
+                    None => data.extend(rows.slice_axis(Axis(0), (first..first + len).into()).iter()),
+                }
             }
-        };
-        match rows.as_slice() {
-            Some(slice) => data.extend_from_slice(slice),
-            None => data.extend(rows.iter()),
+            Piece::Lookup(r) => data.extend_from_slice(&table[r * width..(r + 1) * width]),
+            Piece::Data(v) => data.extend_from_slice(v),
         }
     }
-    Tensor::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::Values(format!("gathering argument {k}: {e}")))
+    stacked(group.calls.len(), dims, data).map_err(|e| Error::Values(format!("gathering argument {k}: {e}")))
 }
 
 /// The batch's structure, as numbers: each call's cell and what its arguments read
