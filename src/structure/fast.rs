@@ -13,7 +13,7 @@
 //! level run as one batched program, their arguments gathered into stacked
 //! rows from the outputs of earlier levels. A group of many calls runs as one
 //! part per core, the parts of a level side by side, each on its own thread
-//! ([`Split`]): most of a level's ops are too small to split over the cores
+//! (`Split`): most of a level's ops are too small to split over the cores
 //! one by one. Each level's forward runs once and
 //! keeps its values ([`Kept`]); the backward sweep goes down the levels, each
 //! group's outputs' cotangents (stacked as its outputs are) seeding its kept
