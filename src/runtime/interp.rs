@@ -644,16 +644,7 @@ impl<'p> Interpreter<'p> {
         if !self.splits_passes || crate::runtime::kernels::on_one_thread_now() {
             return run();
         }
-        let done = &AtomicBool::new(false);
-        rayon::scope(|scope| {
-            let runner = rayon::current_thread_index();
-            for _ in 1..rayon::current_num_threads() {
-                scope.spawn(move |_| stay_awake(done, runner));
-            }
-            let result = run();
-            done.store(true, Ordering::Release);
-            result
-        })
+        with_threads_awake(run)
     }
 
     fn gradient_here<T: Scalar>(&self, values: &Values<T>) -> Result<Gradients<T>> {
@@ -844,6 +835,41 @@ impl<'p> Interpreter<'p> {
             jvp,
         })
     }
+}
+
+thread_local! {
+    /// Set on the thread running [`with_threads_awake`]'s work: the pool is awake already.
+    static AWAKE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `run` on one of rayon's threads while the pool's other threads spin,
+/// taking up at once each job `run` hands the pool ([`stay_awake`]), instead
+/// of sleeping between them: for a caller that hands the pool work many
+/// times in a row (an interpreter's passes split over the cores, or the
+/// fast path's levels run side by side). Nested calls run `run` directly.
+pub fn with_threads_awake<R: Send>(run: impl FnOnce() -> R + Send) -> R {
+    if AWAKE.get() {
+        return run();
+    }
+    let done = &AtomicBool::new(false);
+    rayon::scope(|scope| {
+        let runner = rayon::current_thread_index();
+        for _ in 1..rayon::current_num_threads() {
+            scope.spawn(move |_| stay_awake(done, runner));
+        }
+        struct Asleep;
+        impl Drop for Asleep {
+            fn drop(&mut self) {
+                AWAKE.set(false);
+            }
+        }
+        AWAKE.set(true);
+        let asleep = Asleep;
+        let result = run();
+        drop(asleep);
+        done.store(true, Ordering::Release);
+        result
+    })
 }
 
 /// Runs whatever jobs the pool has until `done`: a thread of the pool waiting

@@ -20,7 +20,7 @@ pub mod vmath;
 
 pub use crate::ir::{predict_peak_bytes, Run};
 pub use grad::{op_jvp, op_vjp};
-pub use interp::{Evaluation, Gradients, Interpreter, Kept, NodeTimes, Tangents, Values};
+pub use interp::{with_threads_awake, Evaluation, Gradients, Interpreter, Kept, NodeTimes, Tangents, Values};
 pub use kernels::{matmul, run_op, unbroadcast, Tensor};
 pub use random::{random_values, Rng};
 pub use values::{json_from_str, named_to_json, tensor_from_json, tensor_to_json, values_from_json};

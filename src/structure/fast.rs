@@ -28,10 +28,10 @@ use crate::error::{Error, Result};
 use crate::front::ProgramBuilder;
 use crate::ir::{Decl, Program, Shape, PARALLEL_FROM};
 use crate::runtime::kernels::on_one_thread;
-use crate::runtime::{Interpreter, Kept, Tensor, Values};
+use crate::runtime::{with_threads_awake, Interpreter, Kept, Tensor, Values};
 use ndarray::{Axis, IxDyn};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// One cell's batched program, at one row count.
 #[derive(Clone, Debug)]
@@ -48,7 +48,7 @@ struct Compiled {
     template: Batched,
     generic: bool,
     output_shapes: Vec<Shape>,
-    by_rows: HashMap<usize, Rc<Batched>>,
+    by_rows: HashMap<usize, Arc<Batched>>,
 }
 
 /// The calls of one cell at one level.
@@ -85,7 +85,7 @@ pub struct Outcome {
 pub struct FastPath {
     model: Model,
     cells: Vec<Compiled>,
-    plans: HashMap<Vec<u64>, Rc<Plan>>,
+    plans: HashMap<Vec<u64>, Arc<Plan>>,
     /// Plans looked up and found.
     pub plan_hits: usize,
     /// Plans looked up and made.
@@ -199,7 +199,7 @@ impl FastPath {
     }
 
     /// Cell `cell`'s batched program at `rows` rows, from the cache.
-    fn batched(&mut self, cell: usize, rows: usize) -> Result<Rc<Batched>> {
+    fn batched(&mut self, cell: usize, rows: usize) -> Result<Arc<Batched>> {
         if let Some(b) = self.cells[cell].by_rows.get(&rows) {
             return Ok(b.clone());
         }
@@ -211,13 +211,13 @@ impl FastPath {
             },
             false => batch_forward(&self.model, &self.model.cells[cell], rows)?,
         };
-        let b = Rc::new(b);
+        let b = Arc::new(b);
         self.cells[cell].by_rows.insert(rows, b.clone());
         Ok(b)
     }
 
     /// The batch's plan: from the cache when a batch of the same structure was seen.
-    pub fn plan(&mut self, batch: &Batch) -> Result<Rc<Plan>> {
+    pub fn plan(&mut self, batch: &Batch) -> Result<Arc<Plan>> {
         batch.check(&self.model)?;
         let key = structure_key(batch);
         if let Some(plan) = self.plans.get(&key) {
@@ -225,7 +225,7 @@ impl FastPath {
             return Ok(plan.clone());
         }
         self.plan_misses += 1;
-        let plan = Rc::new(make_plan(batch, self.model.cells.len()));
+        let plan = Arc::new(make_plan(batch, self.model.cells.len()));
         self.plans.insert(key, plan.clone());
         Ok(plan)
     }
@@ -249,8 +249,33 @@ impl FastPath {
             true => std::borrow::Cow::Borrowed(table),
             false => std::borrow::Cow::Owned(crate::runtime::kernels::row_major_copy(table.view())),
         };
-        let groups: Vec<&Group> = plan.levels.iter().flatten().collect();
         let split = Split::of(plan, rayon::current_num_threads());
+        let programs = split
+            .parts
+            .iter()
+            .map(|g| self.batched(g.cell, g.calls.len()))
+            .collect::<Result<Vec<_>>>()?;
+        let this = &*self;
+        let (loss, grads, kernels) = with_threads_awake(|| this.run_parts(batch, &split, &programs, params, &table))?;
+        Ok(Outcome {
+            loss,
+            grads,
+            kernels,
+            launches: plan.levels.iter().map(Vec::len).sum(),
+        })
+    }
+
+    /// [`FastPath::run`] on the parts of `split` (each part's batched
+    /// program in `programs`), on the pool's threads: the loss, the
+    /// gradients and the kernels run.
+    fn run_parts(
+        &self,
+        batch: &Batch,
+        split: &Split,
+        programs: &[Arc<Batched>],
+        params: &Values<f64>,
+        table: &Tensor<f64>,
+    ) -> Result<(f64, Values<f64>, usize)> {
         let parts = &split.parts;
         // Where each call's outputs are: its part and its row there.
         let mut at = vec![(0, 0); batch.calls.len()];
@@ -259,13 +284,9 @@ impl FastPath {
                 at[c] = (pi, j);
             }
         }
-        let programs = parts
-            .iter()
-            .map(|g| self.batched(g.cell, g.calls.len()))
-            .collect::<Result<Vec<_>>>()?;
         let interpreters: Vec<Interpreter> = parts
             .iter()
-            .zip(&programs)
+            .zip(programs)
             .map(|(part, b)| Interpreter::new(&b.forward).with_respect_to(self.wrt(batch, part)))
             .collect();
         // What each part's arguments read, found once for the gathers and the scatters.
@@ -285,7 +306,7 @@ impl FastPath {
                 let cell = &self.model.cells[part.cell];
                 let args = (0..cell.args.len())
                     .map(|k| {
-                        let arg = gather_arg(part, k, &cell.args[k], &pieces[pi][k], &kept, &table)?;
+                        let arg = gather_arg(part, k, &cell.args[k], &pieces[pi][k], &kept, table)?;
                         Ok((arg_name(k), arg))
                     })
                     .collect::<Result<Values<f64>>>()?;
@@ -305,13 +326,8 @@ impl FastPath {
                 kept.push(outcome);
             }
         }
-        let grads = self.backward(batch, &split, &pieces, params, kept)?;
-        Ok(Outcome {
-            loss,
-            grads,
-            kernels,
-            launches: groups.len(),
-        })
+        let grads = self.backward(batch, split, &pieces, params, kept)?;
+        Ok((loss, grads, kernels))
     }
 
     /// The inputs and params a group's gradient is wanted for: its cell's
