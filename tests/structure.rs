@@ -203,6 +203,19 @@ fn edge_cases_give_right_answers_or_clear_errors() {
     let model = tree_lstm(s);
     let params = init_params(&model, 5);
     let mut fast = FastPath::new(&model).unwrap();
+    // An embedding matrix of the wrong shape is refused, naming both shapes.
+    let one = tree_batch(&sst_like_trees(&mut Rng::new(6), 1, s.vocab, s.classes), s);
+    let mut short = params.clone();
+    short.insert(
+        "embedding".into(),
+        Tensor::zeros(ndarray::IxDyn(&[s.vocab - 1, s.embed])),
+    );
+    let plan = fast.plan(&one).unwrap();
+    let message = fast.run(&one, &plan, &short).unwrap_err().to_string();
+    assert!(
+        message.contains("embedding") && message.contains(&format!("{:?}", [s.vocab, s.embed])),
+        "{message}"
+    );
     // An empty batch is refused by both paths.
     let empty = tree_batch(&[], s);
     let message = fast.plan(&empty).unwrap_err().to_string();

@@ -368,9 +368,7 @@ impl FastPath {
                     .iter()
                     .map(|&c| batch.calls[c].loss.unwrap_or(0.0))
                     .collect();
-                let stacked = Tensor::from_shape_vec(IxDyn(&[group.calls.len()]), weights)
-                    .map_err(|e| Error::Values(e.to_string()))?;
-                cots[gi][0] = Some(stacked);
+                cots[gi][0] = Some(stacked(group.calls.len(), &[], weights)?);
             }
         }
         let mut sums: HashMap<String, Tensor<f64>> = HashMap::new();
@@ -398,9 +396,7 @@ impl FastPath {
             .iter()
             .map(|(n, _)| {
                 let g = match sums.remove(*n) {
-                    Some(g) if g.is_standard_layout() => g,
-                    // At a fixed rank: ndarray's copy of a dynamic-rank transposed view goes element by element.
-                    Some(g) => crate::runtime::kernels::row_major_copy(g.view()),
+                    Some(g) => as_row_major(g),
                     None => Tensor::zeros(params[*n].raw_dim()),
                 };
                 (n.to_string(), g)
@@ -534,7 +530,9 @@ fn add_slice(t: &mut [f64], v: &[f64]) {
     t.iter_mut().zip(v).for_each(|(t, v)| *t += v);
 }
 
-/// `g` in row-major order (a cotangent from a backward sweep may come transposed).
+/// `g` in row-major order (a cotangent from a backward sweep may come
+/// transposed), copied at a fixed rank: ndarray's copy of a dynamic-rank
+/// transposed view goes element by element.
 fn as_row_major(g: Tensor<f64>) -> Tensor<f64> {
     match g.is_standard_layout() {
         true => g,
